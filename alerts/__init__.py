@@ -1,0 +1,1 @@
+"""fumewatch alerts: windowed exceedance detection and graduated notices."""

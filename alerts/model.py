@@ -1,0 +1,89 @@
+"""Records of the alerts side: finalised windows, events and their transitions.
+
+Times are epoch milliseconds UTC, like :class:`ingest.model.Reading`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+#: Event kinds.
+EXCEEDANCE = "exceedance"
+PURIFIER_OFF = "purifier_off"
+OFFLINE = "offline"
+LATE_DATA = "late_data"
+EVENT_KINDS = (EXCEEDANCE, PURIFIER_OFF, OFFLINE, LATE_DATA)
+
+#: Enforcement ladder levels (一次教育劝导、二次告诫、三次运用执法手段).
+EDUCATION = "education"
+WARNING = "warning"
+ENFORCEMENT = "enforcement"
+LEVELS = (EDUCATION, WARNING, ENFORCEMENT)
+
+#: Columns of ``fumewatch events --format csv``.
+EVENT_CSV_COLUMNS = (
+    "kind",
+    "restaurant_id",
+    "device_id",
+    "start",
+    "end",
+    "peak_mg_m3",
+    "mean_mg_m3",
+    "limit_mg_m3",
+    "profile",
+    "level",
+)
+
+
+@dataclass(slots=True)
+class WindowResult:
+    """One finalised tumbling window of one device for one pollutant."""
+
+    device_id: str
+    start_ms: int
+    end_ms: int
+    samples: int
+    expected: int
+    valid: bool
+    invalid_reason: str  # "" when valid; "incomplete" | "fan_off"
+    mean_mg_m3: float | None  # mean of the reference-converted concentration
+    max_mg_m3: float | None
+    exceeds: bool
+    pollutant: str = "oil_fume"
+
+
+@dataclass(slots=True)
+class Event:
+    """An exceedance or other incident. ``event_id`` is deterministic so replays are idempotent."""
+
+    event_id: str
+    kind: str
+    restaurant_id: str
+    device_id: str
+    district: str
+    start_ms: int
+    end_ms: int | None = None
+    pollutant: str = ""
+    peak_mg_m3: float | None = None
+    mean_mg_m3: float | None = None
+    limit_mg_m3: float | None = None
+    profile: str = ""
+    level: str = ""
+    state: str = "open"  # open | closed
+    evidence: list[dict] = field(default_factory=list)  # window summaries
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Transition:
+    """Something happened to an event: ``opened`` or ``closed``. Notices are sent per transition."""
+
+    event: Event
+    action: str  # "opened" | "closed"
+    at_ms: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.event.event_id}:{self.action}"

@@ -1,0 +1,1 @@
+"""fumewatch dashboards: Grafana dashboards and provisioning as code."""

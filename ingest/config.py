@@ -1,0 +1,195 @@
+"""Settings: defaults < TOML file < command-line flags < FUMEWATCH_* environment.
+
+Environment names are ``FUMEWATCH_<SECTION>_<KEY>``, e.g. ``FUMEWATCH_INFLUX_TOKEN``,
+``FUMEWATCH_MQTT_BROKER``, ``FUMEWATCH_INGEST_STORE``. Every setting and its default is documented in
+``config/fumewatch.sample.toml`` (a test loads it and checks it matches these defaults).
+Secrets (broker password, InfluxDB token) belong in the environment or an .env file, never in the TOML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_FACTORS = {
+    # HJ 212-2017 factor code -> reading field. Vendors differ for cooking-fume monitors: map yours here.
+    "a34041": "oil_fume",  # oil fume (油烟), mg/m3
+    "a34000": "pm",  # particulate matter (颗粒物), mg/m3
+    "a24088": "nmhc",  # non-methane hydrocarbons (非甲烷总烃), mg/m3
+    "a00000": "flow",  # exhaust flow (废气流量), m3/h
+    "fan01": "fan",  # fan switch state 0/1 (vendor code)
+    "pur01": "purifier",  # purifier switch state 0/1 (vendor code)
+}
+
+
+class MqttSettings(BaseModel):
+    broker: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "fumewatch-ingest"
+    topic_prefix: str = "fume/v1"
+    qos: int = Field(1, ge=0, le=2)
+    keepalive_s: int = 30
+    # Non-empty: subscribe as $share/<group>/<topic> so several ingest workers split the load.
+    shared_group: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+
+    def endpoint(self) -> tuple[str, int, bool, str, str]:
+        """(host, port, tls, username, password) from ``broker`` with user/password overrides."""
+        u = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
+        if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"broker URL scheme {u.scheme!r}: use mqtt:// or mqtts://")
+        tls = u.scheme in ("mqtts", "ssl") or bool(self.ca_file)
+        port = u.port or (8883 if tls else 1883)
+        user = self.username or unquote(u.username or "")
+        pw = self.password.get_secret_value() or unquote(u.password or "")
+        return (u.hostname or "127.0.0.1", port, tls, user, pw)
+
+
+class IngestSettings(BaseModel):
+    store: str = "data/fumewatch.db"
+    state: str = "data/state.db"
+    registry: str = "data/registry.csv"
+    batch_size: int = Field(500, ge=1)
+    flush_interval_s: float = Field(0.2, gt=0)
+    max_payload_bytes: int = Field(256 * 1024, ge=64)
+    max_batch_readings: int = Field(1000, ge=1)
+    dead_letter_excerpt_bytes: int = Field(256, ge=16)
+
+
+class ValidationSettings(BaseModel):
+    max_future_skew_s: float = Field(300.0, ge=0)
+    max_age_days: float = Field(400.0, gt=0)
+    oil_fume_max_mg_m3: float = 200.0
+    pm_max_mg_m3: float = 500.0
+    nmhc_max_mg_m3: float = 1000.0
+    flow_max_m3_h: float = 500_000.0
+
+
+class GB18483Settings(BaseModel):
+    # GB 18483-2001: reference exhaust volume per reference stove head, m3/h.
+    reference_flow_per_head_m3_h: float = Field(2000.0, gt=0)
+
+
+class InfluxSettings(BaseModel):
+    url: str = ""
+    token: SecretStr = SecretStr("")
+    org: str = "fumewatch"
+    bucket: str = "fumewatch"
+    # InfluxQL database for reads on /query; empty = the bucket name up to a '/'.
+    database: str = ""
+    measurement: str = "fume_reading"
+    batch_size: int = 5000
+    flush_interval_ms: int = 1000
+    timeout_ms: int = 10_000
+    ca_file: str = ""
+    verify_ssl: bool = True
+
+    @property
+    def query_database(self) -> str:
+        return self.database or self.bucket.split("/", 1)[0]
+
+
+class HJ212Settings(BaseModel):
+    # Time zone of the monitors' clocks (HJ 212 DataTime is local time).
+    timezone: str = "Asia/Shanghai"
+    factors: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FACTORS))
+    # Optional multipliers per factor code (e.g. 3600 for a vendor sending flow in m3/s).
+    scale: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("factors")
+    @classmethod
+    def _targets_known(cls, v: dict[str, str]) -> dict[str, str]:
+        allowed = {"oil_fume", "pm", "nmhc", "flow", "fan", "purifier"}
+        bad = {k: t for k, t in v.items() if t not in allowed}
+        if bad:
+            raise ValueError(f"unknown mapping target(s) {bad}; allowed: {sorted(allowed)}")
+        return v
+
+
+class LoggingSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["kv", "json"] = "kv"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FUMEWATCH_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    display_tz: str = "Asia/Shanghai"
+    mqtt: MqttSettings = MqttSettings()
+    ingest: IngestSettings = IngestSettings()
+    validation: ValidationSettings = ValidationSettings()
+    gb18483: GB18483Settings = GB18483Settings()
+    influx: InfluxSettings = InfluxSettings()
+    hj212: HJ212Settings = HJ212Settings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [env_settings, dotenv_settings, init_settings]
+        if _TOML_PATH is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_TOML_PATH))
+        return tuple(sources)
+
+
+_TOML_PATH: Path | None = None
+
+
+def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load settings from ``config`` (TOML, optional) with ``overrides`` (from CLI flags) on top.
+
+    ``overrides`` is nested by section, e.g. ``{"ingest": {"store": "x.db"}}``; None values are ignored.
+    FUMEWATCH_* environment variables (and a .env file in the working directory) win over both.
+    """
+    global _TOML_PATH
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+    clean = _drop_none(overrides or {})
+    # pydantic-settings deep-merges the sources, so a flag replaces one key, not a whole TOML section.
+    _TOML_PATH = Path(config) if config is not None else None
+    try:
+        return Settings(**clean)
+    finally:
+        _TOML_PATH = None
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _drop_none(v)
+            if sub:
+                out[k] = sub
+        elif v is not None:
+            out[k] = v
+    return out

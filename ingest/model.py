@@ -1,0 +1,68 @@
+"""The records that flow through fumewatch: a validated Reading and a DeadLetter.
+
+Times are integers in epoch milliseconds, UTC (cheap to compare, exact to store). Convert for display
+with :func:`ingest.timeutil.format_local`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+#: Column order of ``fumewatch readings --format csv`` (the wire contract in docs/protocol.md).
+READING_CSV_COLUMNS = (
+    "time",
+    "restaurant_id",
+    "device_id",
+    "oil_fume_mg_m3",
+    "oil_fume_ref_mg_m3",
+    "pm_mg_m3",
+    "nmhc_mg_m3",
+    "flow_m3_h",
+    "fan_on",
+    "purifier_on",
+)
+
+#: Fields a monitor may report, as named on the wire (JSON keys and ``[hj212.factors]`` targets).
+WIRE_FIELDS = ("oil_fume", "pm", "nmhc", "flow", "fan", "purifier")
+
+
+@dataclass(slots=True)
+class Reading:
+    """One validated, enriched measurement from one monitor.
+
+    ``oil_fume_ref_mg_m3`` is the GB 18483-2001 reference concentration
+    ``C_ref = C * Q / (n_heads * 2000)``; when the flow is unknown it equals the measured value and
+    ``ref_converted`` is False.
+    """
+
+    time_ms: int
+    device_id: str
+    restaurant_id: str
+    district: str
+    oil_fume_mg_m3: float
+    oil_fume_ref_mg_m3: float
+    ref_converted: bool
+    pm_mg_m3: float | None = None
+    nmhc_mg_m3: float | None = None
+    flow_m3_h: float | None = None
+    fan_on: bool | None = None
+    purifier_on: bool | None = None
+    source: str = "json"  # "json" | "hj212"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """Input that could not become a Reading, kept with the reason so nothing disappears silently."""
+
+    received_ms: int
+    topic: str
+    reason: str
+    payload_excerpt: str
+    device_id: str = ""
+    detail: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,126 @@
+"""Device registry: which monitor belongs to which restaurant, and how big its kitchen is.
+
+CSV, one row per device. Required columns: restaurant_id,name,district,device_id,stove_heads.
+Optional: address,owner_name,owner_notify,profile,hj212_pw. ``owner_notify`` holds one or more apprise
+URLs separated by spaces or ``;``. UTF-8 (with or without BOM) so Chinese names survive Excel.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+REQUIRED_COLUMNS = ("restaurant_id", "name", "district", "device_id", "stove_heads")
+OPTIONAL_COLUMNS = ("address", "owner_name", "owner_notify", "profile", "hj212_pw")
+ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+
+class RegistryError(ValueError):
+    """The registry file is unusable; the message names the line and column."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    restaurant_id: str
+    name: str
+    district: str
+    device_id: str
+    stove_heads: int
+    address: str = ""
+    owner_name: str = ""
+    owner_notify: str = ""
+    profile: str = ""
+    hj212_pw: str = ""
+
+    @property
+    def notify_urls(self) -> list[str]:
+        return [u for u in self.owner_notify.replace(";", " ").split() if u]
+
+    @property
+    def size_class(self) -> str:
+        """GB 18483-2001 size class by reference stove heads: small 1-2, medium 3-5, large >=6."""
+        if self.stove_heads >= 6:
+            return "large"
+        if self.stove_heads >= 3:
+            return "medium"
+        return "small"
+
+
+class Registry:
+    """Devices by id, restaurants by id. Immutable once loaded."""
+
+    def __init__(self, devices: Iterable[Device]) -> None:
+        self._devices: dict[str, Device] = {}
+        for d in devices:
+            if d.device_id in self._devices:
+                raise RegistryError(f"device_id {d.device_id!r} listed twice")
+            self._devices[d.device_id] = d
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._devices.values())
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._devices
+
+    def get(self, device_id: str) -> Device | None:
+        return self._devices.get(device_id)
+
+    def restaurants(self) -> dict[str, list[Device]]:
+        out: dict[str, list[Device]] = {}
+        for d in self._devices.values():
+            out.setdefault(d.restaurant_id, []).append(d)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registry:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise RegistryError(f"cannot read registry {p}: {exc.strerror}") from exc
+        return cls.parse(text, source=str(p))
+
+    @classmethod
+    def parse(cls, text: str, source: str = "<registry>") -> Registry:
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise RegistryError(f"{source}: missing required column(s) {', '.join(missing)}")
+        devices = []
+        for lineno, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+            if not any(row.values()):
+                continue
+            for col in REQUIRED_COLUMNS:
+                if not row.get(col):
+                    raise RegistryError(f"{source}:{lineno}: empty {col}")
+            try:
+                heads = int(row["stove_heads"])
+            except ValueError as exc:
+                raise RegistryError(
+                    f"{source}:{lineno}: stove_heads {row['stove_heads']!r} is not a whole number"
+                ) from exc
+            if heads < 1 or heads > 200:
+                raise RegistryError(f"{source}:{lineno}: stove_heads {heads} outside 1..200")
+            known = {f.name for f in fields(Device)}
+            kwargs = {k: v for k, v in row.items() if k in known}
+            kwargs["stove_heads"] = heads
+            devices.append(Device(**kwargs))
+        try:
+            return cls(devices)
+        except RegistryError as exc:
+            raise RegistryError(f"{source}: {exc}") from exc
+
+    def write_csv(self, path: str | Path) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(ALL_COLUMNS))
+            w.writeheader()
+            for d in self._devices.values():
+                w.writerow({c: getattr(d, c) for c in ALL_COLUMNS})
