@@ -34,6 +34,11 @@ DEFAULT_FACTORS = {
 class MqttSettings(BaseModel):
     broker: str = "mqtt://127.0.0.1:1883"
     client_id: str = "fumewatch-ingest"
+    # "5" (default; Receive Maximum lets the broker keep many messages in flight) or "3.1.1".
+    protocol: Literal["5", "3.1.1"] = "5"
+    # MQTT 3.1.1 only: the broker's max_inflight_messages (Mosquitto's default is 20); batches never wait
+    # for more unacknowledged messages than this.
+    broker_max_inflight: int = Field(20, ge=1)
     topic_prefix: str = "fume/v1"
     qos: int = Field(1, ge=0, le=2)
     keepalive_s: int = 30

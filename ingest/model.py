@@ -48,6 +48,9 @@ class Reading:
     fan_on: bool | None = None
     purifier_on: bool | None = None
     source: str = "json"  # "json" | "hj212"
+    # 0 for samples (JSON, HJ 212 CN 2011/2051); 3600 for HJ 212 hourly averages (CN 2061), which the
+    # stores keep apart so an hourly mean never overwrites the minute sample stamped at the same time.
+    interval_s: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

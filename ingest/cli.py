@@ -1,0 +1,360 @@
+"""The ``fumewatch`` command. Subcommands of the alerts and dashboards packages register themselves.
+
+Precedence of settings: defaults < ``--config`` TOML < command-line flags < FUMEWATCH_* environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import orjson
+
+from ingest import logs
+from ingest.config import Settings, load_settings
+from ingest.model import READING_CSV_COLUMNS
+from ingest.timeutil import format_utc, parse_time
+
+log = logging.getLogger("fumewatch.cli")
+
+#: Packages whose ``cli.register(subparsers)`` adds subcommands (dependencies point to ingest only).
+PLUGIN_MODULES = ("alerts.cli", "dashboards.cli")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------------- shared options
+def add_common(
+    p: argparse.ArgumentParser,
+    *,
+    broker: bool = False,
+    store: bool = False,
+    registry: bool = False,
+    state: bool = False,
+) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file (see config/fumewatch.sample.toml)")
+    if broker:
+        p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://...")
+    if store:
+        p.add_argument(
+            "--store", metavar="S", help="path ending in .db (embedded SQLite) or http(s):// InfluxDB URL"
+        )
+    if registry:
+        p.add_argument("--registry", metavar="CSV", help="device registry CSV")
+    if state:
+        p.add_argument(
+            "--state", metavar="PATH", help="state database (SQLite): dead letters, events, notices"
+        )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "mqtt": {
+            "broker": getattr(args, "broker", None),
+            "client_id": getattr(args, "client_id", None),
+            "shared_group": getattr(args, "shared_group", None),
+        },
+        "ingest": {
+            "store": getattr(args, "store", None),
+            "registry": getattr(args, "registry", None),
+            "state": getattr(args, "state", None),
+        },
+    }
+    try:
+        return load_settings(getattr(args, "config", None), overrides)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    except ValueError as exc:
+        raise CLIError(f"invalid configuration: {exc}") from None
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum, frame) -> None:
+        log.info("event=signal signal=%s (stopping cleanly)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def time_arg(value: str | None, tz: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value, tz)
+    except ValueError:
+        raise CLIError(
+            f"cannot read time {value!r}: use RFC 3339 (2026-11-26T12:00:00+08:00), a date, or epoch ms"
+        ) from None
+
+
+def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:
+    out = out or sys.stdout
+    n = 0
+    if fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows:
+            w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            n += 1
+    else:
+        items = list(rows)
+        n = len(items)
+        out.write(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return n
+
+
+# ---------------------------------------------------------------------- ingest
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.registry import Registry
+    from ingest.service import IngestService
+    from ingest.state import StateDB
+    from ingest.store import open_store
+
+    s = settings_from(args)
+    logs.setup(s.logging.level, s.logging.format)
+    registry = Registry.load(s.ingest.registry)
+    store = open_store(s.ingest.store, s)
+    state = StateDB(s.ingest.state)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    svc = IngestService(s, registry, store, state)
+    log.info("event=registry_loaded devices=%d path=%s", len(registry), s.ingest.registry)
+    try:
+        svc.run_forever(stop)
+    finally:
+        store.close()
+        state.close()
+    return 0
+
+
+def _fmt_bool(v: object) -> object:
+    if v is None:
+        return None
+    return "true" if v else "false"
+
+
+def cmd_readings(args: argparse.Namespace) -> int:
+    from ingest.store import open_store
+
+    s = settings_from(args)
+    tz = s.display_tz
+    store = open_store(s.ingest.store, s, read_only=True)
+    try:
+        rows = store.query(
+            restaurant_id=args.restaurant,
+            device_id=args.device,
+            since_ms=time_arg(args.since, tz),
+            until_ms=time_arg(args.until, tz),
+        )
+    finally:
+        store.close()
+    for r in rows:
+        r["time"] = format_utc(r["time_ms"])
+        if args.format == "csv":
+            r["fan_on"] = _fmt_bool(r["fan_on"])
+            r["purifier_on"] = _fmt_bool(r["purifier_on"])
+    columns = list(READING_CSV_COLUMNS)
+    if args.format == "json":
+        rows = [
+            {**{c: r.get(c) for c in columns}, "ref_converted": r["ref_converted"], "source": r["source"]}
+            for r in rows
+        ]
+    write_rows(rows, columns, args.format)
+    return 0
+
+
+DEAD_LETTER_COLUMNS = ("received", "reason", "topic", "device_id", "message", "payload_excerpt")
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from ingest.state import StateDB
+
+    s = settings_from(args)
+    path = s.ingest.state
+    if not Path(path).exists():
+        raise CLIError(f"state database {path} does not exist")
+    st = StateDB(path)
+    try:
+        items = st.dead_letters(
+            time_arg(args.since, s.display_tz), time_arg(args.until, s.display_tz), args.reason
+        )
+    finally:
+        st.close()
+    rows = [
+        {
+            "received": format_utc(d.received_ms),
+            "reason": d.reason,
+            "topic": d.topic,
+            "device_id": d.device_id,
+            "message": d.detail.get("message", ""),
+            "payload_excerpt": d.payload_excerpt,
+        }
+        for d in items
+    ]
+    write_rows(rows, DEAD_LETTER_COLUMNS, args.format)
+    return 0
+
+
+# ---------------------------------------------------------------------- simulate / demo
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ingest import simulate
+    from ingest.registry import Registry
+
+    if args.write_registry:
+        reg = simulate.write_registry(args.write_registry, args.restaurants, seed=args.seed)
+        print(f"wrote {len(reg)} devices to {args.write_registry}")
+        if not args.broker:
+            return 0
+    s = settings_from(args)
+    logs.setup(s.logging.level, s.logging.format)
+    registry_path = args.registry or args.write_registry or s.ingest.registry
+    registry = Registry.load(registry_path)
+    start_ms = time_arg(args.start, s.display_tz) if args.start else _default_start_ms(s.display_tz)
+    stats = simulate.run_simulation(
+        s.mqtt.broker,
+        registry,
+        start_ms=start_ms,
+        hours=args.hours,
+        speed=args.speed,
+        fmt=args.format,
+        seed=args.seed,
+        batch=args.batch,
+        inject_faults=args.inject_faults,
+        topic_prefix=s.mqtt.topic_prefix,
+        factors=s.hj212.factors,
+        tz=s.hj212.timezone,
+    )
+    print(
+        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
+        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
+    )
+    return 0
+
+
+def _default_start_ms(tz: str) -> int:
+    """Midnight (display time zone) of yesterday: a full simulated day that is entirely in the past."""
+    from datetime import datetime, timedelta
+
+    from ingest.timeutil import zone
+
+    today = datetime.now(zone(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((today - timedelta(days=1)).timestamp() * 1000)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ingest.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    s = settings_from(args)
+    doc = orjson.loads(s.model_dump_json())  # SecretStr fields dump as '**********'
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fumewatch",
+        description="Streaming compliance monitoring of restaurant cooking fume (GB 18483-2001, HJ 212-2017).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("ingest", help="run the ingest service (MQTT -> store)")
+    add_common(sp, broker=True, store=True, registry=True, state=True)
+    sp.add_argument("--client-id", help="MQTT client id (fixed: the broker keeps the session)")
+    sp.add_argument("--shared-group", help="subscribe as $share/GROUP/... to split load across workers")
+    sp.set_defaults(func=cmd_ingest)
+
+    sp = sub.add_parser("readings", help="print stored readings as CSV or JSON")
+    add_common(sp, store=True)
+    sp.add_argument("--restaurant", metavar="R")
+    sp.add_argument("--device", metavar="D")
+    sp.add_argument("--since", metavar="T", help="RFC 3339, a date (display time zone) or epoch ms")
+    sp.add_argument("--until", metavar="T")
+    sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    sp.set_defaults(func=cmd_readings)
+
+    sp = sub.add_parser("dead-letters", help="list input that was refused, with the reason")
+    add_common(sp, state=True)
+    sp.add_argument("--since", metavar="T")
+    sp.add_argument("--until", metavar="T")
+    sp.add_argument("--reason", help="only this reason code")
+    sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    sp.set_defaults(func=cmd_dead_letters)
+
+    sp = sub.add_parser("simulate", help="simulate restaurant kitchens publishing readings")
+    add_common(sp, broker=True, registry=True)
+    sp.add_argument("--start", metavar="T", help="simulated start time (default: yesterday 00:00)")
+    sp.add_argument("--hours", type=float, default=24.0)
+    sp.add_argument("--speed", type=float, default=0.0, help="simulated seconds per second (<=0: flat out)")
+    sp.add_argument("--format", choices=("json", "hj212"), default="json")
+    sp.add_argument("--batch", type=int, default=1, help="readings per message (JSON array / frames)")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--inject-faults", action="store_true", help="also send broken input (dead-letter demo)")
+    sp.add_argument(
+        "--write-registry", metavar="FILE", help="write a registry CSV for the simulated kitchens"
+    )
+    sp.add_argument("--restaurants", type=int, default=50, help="with --write-registry: how many")
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("demo", help="the whole pipeline on embedded defaults, in about a minute")
+    sp.add_argument("--restaurants", type=int, default=50)
+    sp.add_argument("--hours", type=float, default=24.0)
+    sp.add_argument("--duration", type=float, default=40.0, help="wall seconds for the simulated period")
+    sp.add_argument("--broker", default="auto", help="auto | amqtt | mosquitto | mqtt://host:port")
+    sp.add_argument("--data-dir", default="data")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--format", choices=("json", "hj212"), default="json")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    add_common(sp, broker=True, store=True, registry=True, state=True)
+    sp.set_defaults(func=cmd_config)
+
+    for name in PLUGIN_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        register: Callable[[argparse._SubParsersAction], None] = mod.register
+        register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ingest.registry import RegistryError
+    from ingest.store.influx import InfluxQLError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logs.setup("WARNING")
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (RegistryError, InfluxQLError, FileNotFoundError, ValueError) as exc:
+        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

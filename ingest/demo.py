@@ -1,0 +1,218 @@
+"""``fumewatch demo`` / ``make demo``: the whole pipeline on embedded defaults, in about a minute.
+
+Starts a broker (Mosquitto if installed, else amqtt in-process), writes a registry of simulated
+restaurants, runs ingest (and the alerts service when it is installed) in-process, replays a simulated
+day at high speed, then prints what a duty officer would want to see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ingest import logs
+from ingest.broker import EmbeddedBroker
+from ingest.config import load_settings
+from ingest.registry import Registry
+from ingest.service import IngestService
+from ingest.state import StateDB
+from ingest.store import open_store
+from ingest.timeutil import format_local
+
+log = logging.getLogger("fumewatch.demo")
+
+
+def _hooks():
+    """The alerts package plugs into the demo when present (``alerts.demo``)."""
+    try:
+        return importlib.import_module("alerts.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "alerts.demo":
+            raise
+        return None
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ingest import simulate
+    from ingest.cli import _default_start_ms
+
+    console = Console()
+    logs.setup("WARNING")
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    store_path, state_path, registry_path = data / "fumewatch.db", data / "state.db", data / "registry.csv"
+    for p in (store_path, state_path):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{p}{suffix}").unlink(missing_ok=True)  # the demo starts from a clean slate
+
+    registry = simulate.write_registry(registry_path, args.restaurants, seed=args.seed)
+    broker = None
+    if args.broker.startswith(("mqtt://", "mqtts://")):
+        broker_url, protocol, broker_kind = args.broker, "5", "external"
+    else:
+        broker = EmbeddedBroker(prefer=args.broker).start()
+        broker_url, protocol, broker_kind = broker.url, broker.protocol, broker.kind
+    console.print(
+        f"[bold]fumewatch demo[/] - {len(registry)} restaurants, {args.hours:g} simulated hours, "
+        f"broker: {broker_kind} at {broker_url} (MQTT {protocol})"
+    )
+    settings = load_settings(
+        None,
+        {
+            "mqtt": {"broker": broker_url, "protocol": protocol, "client_id": "fumewatch-demo-ingest"},
+            "ingest": {"store": str(store_path), "state": str(state_path), "registry": str(registry_path)},
+        },
+    )
+    store = open_store(str(store_path), settings)
+    state = StateDB(state_path)
+    hooks = _hooks()
+    alerts_ctx = hooks.start(settings, registry, state_path, broker_url) if hooks else None
+    svc = IngestService(
+        settings, registry, store, state, on_readings=alerts_ctx.on_readings if alerts_ctx else None
+    )
+    svc.start()
+    start_ms = _default_start_ms(settings.display_tz)
+    speed = args.hours * 3600 / max(1.0, args.duration)
+    t0 = time.monotonic()
+    try:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("stored {task.fields[stored]:,}  dead letters {task.fields[dead]:,}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("simulating", total=None, stored=0, dead=0)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    stored=svc.stats.readings_stored,
+                    dead=svc.stats.dead_letters,
+                )
+
+            sim = simulate.run_simulation(
+                broker_url,
+                registry,
+                start_ms=start_ms,
+                hours=args.hours,
+                speed=speed,
+                fmt=args.format,
+                seed=args.seed,
+                inject_faults=True,
+                progress=on_progress,
+                factors=settings.hj212.factors,
+                tz=settings.hj212.timezone,
+            )
+            progress.update(task, description="draining")
+            done = threading.Event()
+
+            def drain() -> None:
+                svc.wait_idle(quiet_s=1.0, timeout_s=60)
+                done.set()
+
+            threading.Thread(target=drain, daemon=True).start()
+            while not done.wait(0.2):
+                progress.update(task, stored=svc.stats.readings_stored, dead=svc.stats.dead_letters)
+            progress.update(task, stored=svc.stats.readings_stored, dead=svc.stats.dead_letters)
+        if alerts_ctx:
+            alerts_ctx.finish(end_ms=start_ms + int(args.hours * 3600_000))
+    finally:
+        svc.stop()
+        if alerts_ctx:
+            alerts_ctx.close()
+        if broker is not None:
+            broker.stop()
+    elapsed = time.monotonic() - t0
+
+    counts = store.counts_by_restaurant()
+    total = sum(counts.values())
+    dead_counts = state.dead_letter_counts()
+    behaviours = simulate.behaviours(registry, args.seed)
+    _summary(console, registry, store, counts, behaviours, settings.display_tz, start_ms, args.hours)
+    dl = Table(title="Dead letters (refused input, kept with the reason)", title_justify="left")
+    dl.add_column("reason")
+    dl.add_column("count", justify="right")
+    for reason, n in dead_counts.items():
+        dl.add_row(reason, str(n))
+    console.print(dl)
+    store.close()
+    state.close()
+    if alerts_ctx:
+        alerts_ctx.report(console)
+    console.print(
+        f"[bold green]{total:,} readings stored[/] from {len(counts)} restaurants "
+        f"({sim.readings:,} sent, {sum(dead_counts.values())} dead letters; "
+        f"{sum(sim.faults.values())} faults injected) in {elapsed:.0f} s."
+    )
+    console.print(
+        f"Files: {store_path} (readings), {state_path} (dead letters, events, notices), {registry_path}.\n"
+        f"Try:  fumewatch readings --store {store_path} --restaurant R0001 --format csv | head\n"
+        f"      fumewatch dead-letters --state {state_path} --format csv"
+    )
+    missing = sim.readings - total
+    if missing > 0:
+        console.print(f"[bold red]{missing} readings sent but not stored[/]")
+        return 1
+    return 0
+
+
+def _summary(
+    console: Console,
+    registry: Registry,
+    store,
+    counts: dict[str, int],
+    behaviours: dict[str, str],
+    tz: str,
+    start_ms: int,
+    hours: float,
+) -> None:
+    t = Table(
+        title=f"Readings per restaurant, {format_local(start_ms, tz)} + {hours:g} h ({tz})",
+        title_justify="left",
+    )
+    for col, just in (
+        ("restaurant", "left"),
+        ("name", "left"),
+        ("district", "left"),
+        ("heads", "right"),
+        ("readings", "right"),
+        ("max C_ref mg/m3", "right"),
+        ("simulated as", "left"),
+    ):
+        t.add_column(col, justify=just)
+    maxima = _max_ref(store)
+    for rid, devices in sorted(registry.restaurants().items()):
+        d = devices[0]
+        peak = maxima.get(rid)
+        style = "red" if peak is not None and peak > 2.0 else None
+        t.add_row(
+            rid,
+            d.name,
+            d.district,
+            str(d.stove_heads),
+            f"{counts.get(rid, 0):,}",
+            "-" if peak is None else f"{peak:.2f}",
+            behaviours.get(d.device_id, ""),
+            style=style,
+        )
+    console.print(t)
+
+
+def _max_ref(store) -> dict[str, float]:
+    conn = getattr(store, "_conn", None)
+    if conn is None:
+        return {}
+    rows = conn.execute("SELECT restaurant_id, MAX(oil_fume_ref_mg_m3) FROM readings GROUP BY restaurant_id")
+    return {r[0]: r[1] for r in rows}

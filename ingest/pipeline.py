@@ -1,0 +1,335 @@
+"""Message -> Readings and DeadLetters. Pure: no I/O, never raises on bad input.
+
+Topic contract (docs/protocol.md): ``{prefix}/{device_id}/reading`` carries JSON (one object or an
+array), ``{prefix}/{device_id}/hj212`` carries one or more HJ 212-2017 frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+
+from ingest import hj212
+from ingest.config import Settings
+from ingest.model import DeadLetter, Reading
+from ingest.registry import Device, Registry
+from ingest.timeutil import zone
+
+_NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
+_SWITCH = ("fan", "purifier")
+
+
+class Reject(Exception):
+    """One reading (or a whole message) is refused; ``reason`` is a short code, ``message`` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(slots=True)
+class Outcome:
+    readings: list[Reading] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    ignored: int = 0  # HJ 212 frames of other CN codes (acknowledged, not stored)
+
+
+class Pipeline:
+    """Decode, validate and enrich one MQTT message."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        v = settings.validation
+        self._max = {
+            "oil_fume": v.oil_fume_max_mg_m3,
+            "pm": v.pm_max_mg_m3,
+            "nmhc": v.nmhc_max_mg_m3,
+            "flow": v.flow_max_m3_h,
+        }
+        self._future_ms = int(v.max_future_skew_s * 1000)
+        self._age_ms = int(v.max_age_days * 86_400_000)
+        self._ref_flow = settings.gb18483.reference_flow_per_head_m3_h
+        self._prefix = settings.mqtt.topic_prefix.strip("/")
+        self._prefix_parts = len(self._prefix.split("/")) if self._prefix else 0
+        self._max_payload = settings.ingest.max_payload_bytes
+        self._max_batch = settings.ingest.max_batch_readings
+        self._excerpt = settings.ingest.dead_letter_excerpt_bytes
+        self._factors = dict(settings.hj212.factors)
+        self._scale = dict(settings.hj212.scale)
+        self._tz = zone(settings.hj212.timezone)
+
+    # ---------------------------------------------------------------- entry point
+    def handle(self, topic: str, payload: bytes, received_ms: int) -> Outcome:
+        out = Outcome()
+        try:
+            device_id, kind = self._parse_topic(topic)
+            if len(payload) > self._max_payload:
+                raise Reject(
+                    "payload_too_large", f"{len(payload)} bytes exceeds the {self._max_payload} byte limit"
+                )
+            device = self.registry.get(device_id)
+            if device is None:
+                raise Reject("unknown_device", f"device {device_id!r} is not in the registry")
+            if kind == "reading":
+                self._handle_json(device, topic, payload, received_ms, out)
+            else:
+                self._handle_hj212(device, topic, payload, received_ms, out)
+        except Reject as r:
+            out.dead.append(self._dead(topic, payload, received_ms, r, device_id=_topic_device(topic)))
+        return out
+
+    def _parse_topic(self, topic: str) -> tuple[str, str]:
+        parts = topic.split("/")
+        n = self._prefix_parts
+        if (
+            len(parts) != n + 2
+            or "/".join(parts[:n]) != self._prefix
+            or parts[n + 1] not in ("reading", "hj212")
+            or not parts[n]
+        ):
+            raise Reject(
+                "bad_topic", f"topic {topic[:120]!r} is not {self._prefix}/<device_id>/reading|hj212"
+            )
+        return parts[n], parts[n + 1]
+
+    def _dead(
+        self, topic: str, payload: bytes, received_ms: int, r: Reject, device_id: str = "", **detail
+    ) -> DeadLetter:
+        excerpt = payload[: self._excerpt].decode("utf-8", errors="backslashreplace")
+        return DeadLetter(
+            received_ms=received_ms,
+            topic=topic[:256],
+            reason=r.reason,
+            payload_excerpt=excerpt,
+            device_id=device_id[:128],
+            detail={"message": r.message, **detail},
+        )
+
+    # ---------------------------------------------------------------- JSON
+    def _handle_json(
+        self, device: Device, topic: str, payload: bytes, received_ms: int, out: Outcome
+    ) -> None:
+        head = payload.lstrip()[:1]
+        if head == b"[" and payload.count(b"{") > self._max_batch:
+            # Checked before parsing: a huge array is refused without building it.
+            raise Reject("batch_too_large", f"more than {self._max_batch} readings in one message")
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise Reject("invalid_json", f"not valid JSON: {exc}") from None
+        items = doc if isinstance(doc, list) else [doc]
+        if len(items) > self._max_batch:
+            raise Reject("batch_too_large", f"{len(items)} readings exceed the {self._max_batch} limit")
+        if not items:
+            raise Reject("empty_batch", "empty JSON array")
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise Reject("not_an_object", f"item {index} is {type(item).__name__}, not an object")
+                claimed = item.get("device_id")
+                if claimed is not None and claimed != device.device_id:
+                    raise Reject(
+                        "device_mismatch",
+                        f"payload device_id {str(claimed)[:64]!r} differs from topic device {device.device_id!r}",
+                    )
+                time_ms = _json_time(item.get("ts"))
+                values = {k: item.get(k) for k in _NUMERIC}
+                switches = {k: item.get(k) for k in _SWITCH}
+                out.readings.append(self._reading(device, time_ms, values, switches, received_ms, "json"))
+            except Reject as r:
+                excerpt = orjson.dumps(item)[: self._excerpt] if _dumpable(item) else payload
+                out.dead.append(
+                    self._dead(topic, excerpt, received_ms, r, device_id=device.device_id, index=index)
+                )
+
+    # ---------------------------------------------------------------- HJ 212
+    def _handle_hj212(
+        self, device: Device, topic: str, payload: bytes, received_ms: int, out: Outcome
+    ) -> None:
+        try:
+            text = payload.decode("ascii")
+        except UnicodeDecodeError:
+            raise Reject("bad_encoding", "HJ 212 frames must be ASCII") from None
+        frames = hj212.split_frames(text)
+        if not frames:
+            raise Reject("empty", "no HJ 212 frame in payload")
+        for index, raw in enumerate(frames):
+            try:
+                try:
+                    frame = hj212.parse_frame(raw)
+                except hj212.HJ212Error as e:
+                    raise Reject(f"hj212_{e.reason}", e.message) from None
+                if frame.mn != device.device_id:
+                    raise Reject(
+                        "mn_mismatch", f"MN {frame.mn[:64]!r} differs from topic device {device.device_id!r}"
+                    )
+                if device.hj212_pw and frame.pw != device.hj212_pw:
+                    raise Reject("bad_pw", "PW does not match the registry's access password")
+                kind = hj212.DATA_CNS.get(frame.cn)
+                if kind is None or frame.cn == hj212.CN_DAILY:
+                    out.ignored += 1  # other commands: acknowledged, not stored
+                    continue
+                time_ms = self._hj212_time(frame.data_time)
+                values: dict[str, object] = {k: None for k in _NUMERIC}
+                switches: dict[str, object] = {k: None for k in _SWITCH}
+                for code, parts in frame.factors.items():
+                    target = self._factors.get(code)
+                    if target is None:
+                        continue
+                    flag = parts.get("Flag", "N")
+                    if flag not in hj212.VALID_DATA_FLAGS:
+                        meaning = hj212.DATA_FLAG_MEANINGS.get(flag, "unknown flag")
+                        if target == "oil_fume":
+                            raise Reject("data_flag", f"oil fume value flagged {flag!r} ({meaning})")
+                        continue  # that factor is not a valid measurement; keep the others
+                    text_value = parts.get(kind)
+                    if text_value is None:
+                        continue
+                    try:
+                        value = float(text_value)
+                    except ValueError:
+                        raise Reject("not_a_number", f"{code}-{kind}={text_value[:20]!r}") from None
+                    if code in self._scale:
+                        value *= self._scale[code]
+                    if target in _SWITCH:
+                        switches[target] = value
+                    else:
+                        values[target] = value
+                interval_s = 3600 if frame.cn == hj212.CN_HOURLY else 0
+                reading = self._reading(device, time_ms, values, switches, received_ms, "hj212")
+                reading.interval_s = interval_s
+                out.readings.append(reading)
+            except Reject as r:
+                out.dead.append(
+                    self._dead(
+                        topic,
+                        raw.encode("ascii", "replace"),
+                        received_ms,
+                        r,
+                        device_id=device.device_id,
+                        index=index,
+                    )
+                )
+
+    def _hj212_time(self, text: str | None) -> int:
+        if not text:
+            raise Reject("missing_ts", "CP has no DataTime")
+        try:
+            dt = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=self._tz)
+        except ValueError:
+            raise Reject("bad_ts", f"DataTime {text[:20]!r} is not YYYYMMDDhhmmss") from None
+        return int(dt.timestamp() * 1000)
+
+    # ---------------------------------------------------------------- validation + enrichment
+    def _reading(
+        self,
+        device: Device,
+        time_ms: int,
+        values: dict[str, object],
+        switches: dict[str, object],
+        received_ms: int,
+        source: str,
+    ) -> Reading:
+        if time_ms > received_ms + self._future_ms:
+            raise Reject(
+                "future_ts",
+                f"timestamp {(time_ms - received_ms) / 1000:.0f} s ahead of the receiver clock "
+                f"(allowed skew {self._future_ms / 1000:.0f} s)",
+            )
+        if time_ms < received_ms - self._age_ms:
+            raise Reject("too_old", f"timestamp older than {self._age_ms // 86_400_000} days")
+        nums: dict[str, float | None] = {}
+        for name in _NUMERIC:
+            v = values.get(name)
+            if v is None:
+                if name == "oil_fume":
+                    raise Reject("missing_field", "oil_fume is required")
+                nums[name] = None
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise Reject("not_a_number", f"{name} is {type(v).__name__} {str(v)[:20]!r}, not a number")
+            f = float(v)
+            if not math.isfinite(f):
+                raise Reject("not_finite", f"{name} is {f}")
+            if f < 0:
+                raise Reject("negative", f"{name} is negative ({f})")
+            if f > self._max[name]:
+                raise Reject("implausible", f"{name} {f} exceeds the plausible maximum {self._max[name]}")
+            nums[name] = f
+        flags: dict[str, bool | None] = {}
+        for name in _SWITCH:
+            v = switches.get(name)
+            if v is None:
+                flags[name] = None
+            elif v is True or v is False:
+                flags[name] = v
+            elif isinstance(v, int | float) and v in (0, 1):
+                flags[name] = bool(v)
+            else:
+                raise Reject("bad_switch", f"{name} must be true/false or 0/1, got {str(v)[:20]!r}")
+        oil = nums["oil_fume"]
+        flow = nums["flow"]
+        if flow is not None:
+            # GB 18483-2001: C_ref = C * Q / (n * 2000): extra dilution air does not hide emissions.
+            ref = oil * flow / (device.stove_heads * self._ref_flow)
+            converted = True
+        else:
+            ref, converted = oil, False
+        return Reading(
+            time_ms=time_ms,
+            device_id=device.device_id,
+            restaurant_id=device.restaurant_id,
+            district=device.district,
+            oil_fume_mg_m3=oil,
+            oil_fume_ref_mg_m3=ref,
+            ref_converted=converted,
+            pm_mg_m3=nums["pm"],
+            nmhc_mg_m3=nums["nmhc"],
+            flow_m3_h=flow,
+            fan_on=flags["fan"],
+            purifier_on=flags["purifier"],
+            source=source,
+        )
+
+
+def _json_time(ts: object) -> int:
+    if ts is None:
+        raise Reject("missing_ts", "ts is required")
+    if isinstance(ts, bool):
+        raise Reject("bad_ts", "ts is a boolean")
+    if isinstance(ts, int):
+        return ts  # epoch milliseconds; seconds sent by mistake land in 1970 and fail the age check
+    if isinstance(ts, float):
+        if not math.isfinite(ts):
+            raise Reject("bad_ts", f"ts is {ts}")
+        return int(ts)
+    if isinstance(ts, str):
+        s = ts.strip()
+        if s.endswith(("Z", "z")):
+            s = s[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise Reject("bad_ts", f"ts {ts[:40]!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise Reject("bad_ts", f"ts {ts[:40]!r} has no UTC offset")
+        return int(dt.timestamp() * 1000)
+    raise Reject("bad_ts", f"ts is {type(ts).__name__}")
+
+
+def _dumpable(item: object) -> bool:
+    try:
+        orjson.dumps(item)
+        return True
+    except TypeError:
+        return False
+
+
+def _topic_device(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[-2] if len(parts) >= 2 else ""

@@ -1,0 +1,329 @@
+"""The ingest service: MQTT in, store out, acknowledged only once stored.
+
+paho-mqtt v2 callback API, QoS 1, persistent session (fixed client id, clean start off) and automatic
+reconnect. Messages are decoded in the network thread and buffered; a batch is written when it is full
+or ``flush_interval_s`` old, and each MQTT message is acknowledged (manual ack) only after the store has
+accepted its readings and its dead letters are committed. A crash therefore loses nothing: the broker
+redelivers what was not acknowledged, and the stores are idempotent on (device_id, time).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.config import Settings
+from ingest.model import DeadLetter, Reading
+from ingest.pipeline import Pipeline
+from ingest.registry import Registry
+from ingest.state import StateDB
+from ingest.store.base import Store
+from ingest.timeutil import now_ms
+
+log = logging.getLogger("fumewatch.ingest")
+
+SESSION_EXPIRY_S = 7 * 86400  # keep the broker-side session (and queued messages) for a week
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    readings_received: int = 0
+    readings_stored: int = 0
+    dead_letters: int = 0
+    ignored_frames: int = 0
+    acked: int = 0
+    connects: int = 0
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
+    last_message_ms: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+def make_client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client configured from the [mqtt] settings (protocol, TLS, credentials, reconnect)."""
+    m = settings.mqtt
+    host, port, tls, user, pw = m.endpoint()
+    protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
+    kwargs = {}
+    if protocol == mqtt.MQTTv311:
+        kwargs["clean_session"] = False
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        manual_ack=manual_ack,
+        reconnect_on_failure=True,
+        **kwargs,
+    )
+    if user:
+        client.username_pw_set(user, pw or None)
+    if tls:
+        client.tls_set(
+            ca_certs=m.ca_file or None,
+            certfile=m.cert_file or None,
+            keyfile=m.key_file or None,
+        )
+    client.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client._fw_endpoint = (host, port)  # type: ignore[attr-defined]
+    return client
+
+
+def connect_properties(settings: Settings) -> Properties | None:
+    if settings.mqtt.protocol != "5":
+        return None
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S
+    props.ReceiveMaximum = settings.mqtt.receive_maximum
+    return props
+
+
+class IngestService:
+    """Runs in the background (paho's network thread + a flush timer); ``stop()`` flushes and acks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: Store,
+        state: StateDB,
+        *,
+        on_readings: Callable[[list[Reading]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.state = state
+        self.pipeline = Pipeline(settings, registry)
+        self.stats = IngestStats()
+        self._on_readings = on_readings
+        self._lock = threading.RLock()
+        self._buf: list[tuple[int, list[Reading]]] = []
+        self._buf_readings = 0
+        self._buf_since = 0.0
+        self._dead: list[DeadLetter] = []
+        self._tokens: dict[int, tuple[int, int, list[Reading] | None]] = {}
+        self._seq = itertools.count(1)
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._timer: threading.Thread | None = None
+        m = settings.mqtt
+        self._qos = m.qos
+        batch = settings.ingest.batch_size
+        if m.protocol != "5":
+            # MQTT 3.1.1 has no Receive Maximum: the broker sends at most its max_inflight_messages
+            # unacknowledged messages, so a batch must not wait for more than that.
+            batch = min(batch, max(1, m.broker_max_inflight))
+        self._batch_size = batch
+        self._flush_interval = settings.ingest.flush_interval_s
+        self.client = make_client(settings, m.client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        store.set_on_durable(self._on_durable)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def topics(self) -> list[str]:
+        prefix = self.settings.mqtt.topic_prefix.strip("/")
+        group = self.settings.mqtt.shared_group
+        base = [f"{prefix}/+/reading", f"{prefix}/+/hj212"]
+        return [f"$share/{group}/{t}" for t in base] if group else base
+
+    def start(self, wait_connected_s: float = 10.0) -> None:
+        host, port = self.client._fw_endpoint  # type: ignore[attr-defined]
+        log.info(
+            "event=ingest_start broker=%s:%d client_id=%s store=%s batch=%d",
+            host,
+            port,
+            self.settings.mqtt.client_id,
+            self.store.kind,
+            self._batch_size,
+        )
+        self.client.connect_async(
+            host,
+            port,
+            keepalive=self.settings.mqtt.keepalive_s,
+            clean_start=False if self.settings.mqtt.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_properties(self.settings),
+        )
+        self.client.loop_start()
+        self._timer = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
+        self._timer.start()
+        if wait_connected_s and not self._connected.wait(wait_connected_s):
+            log.warning("event=broker_not_connected_yet waited_s=%.0f (will keep retrying)", wait_connected_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Clean stop: flush buffered readings, wait for the store, ack, disconnect. Loses nothing."""
+        self._stop.set()
+        self.client.on_message = lambda *a: None  # anything arriving now stays unacked -> redelivered
+        with self._lock:
+            self._flush_locked()
+        self.store.flush(timeout_s)
+        time.sleep(0.05)
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+        if self._timer is not None:
+            self._timer.join(timeout=2)
+        log.info("event=ingest_stop %s", _kv(self.stats.as_dict()))
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        last = 0.0
+        while not stop.wait(1.0):
+            if time.monotonic() - last > 60:
+                last = time.monotonic()
+                log.info("event=ingest_stats %s backlog=%d", _kv(self.stats.as_dict()), self.store.backlog)
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # ------------------------------------------------------------------ MQTT callbacks
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("event=broker_refused reason=%s", reason_code)
+            return
+        self.stats.connects += 1
+        client.subscribe([(t, self._qos) for t in self.topics])
+        self._connected.set()
+        log.info(
+            "event=broker_connected session_present=%s topics=%s",
+            getattr(flags, "session_present", None),
+            ",".join(self.topics),
+        )
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("event=broker_disconnected reason=%s (reconnecting)", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        received = now_ms()
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "backslashreplace")
+        try:
+            out = self.pipeline.handle(topic, msg.payload, received)
+        except Exception as exc:  # a bug must not stop the service: keep the message as a dead letter
+            log.exception("event=pipeline_error topic=%s", topic[:120])
+            out = None
+            dead = [
+                DeadLetter(
+                    received_ms=received,
+                    topic=topic[:256],
+                    reason="internal_error",
+                    payload_excerpt=msg.payload[:256].decode("utf-8", "backslashreplace"),
+                    detail={"message": f"{type(exc).__name__}: {exc}"[:300]},
+                )
+            ]
+        with self._lock:
+            st = self.stats
+            st.messages += 1
+            st.last_message_ms = received
+            if out is not None:
+                dead = out.dead
+                st.ignored_frames += out.ignored
+                readings = out.readings
+            else:
+                readings = []
+            if dead:
+                self._dead.extend(dead)
+                st.dead_letters += len(dead)
+                for d in dead:
+                    st.dead_by_reason[d.reason] = st.dead_by_reason.get(d.reason, 0) + 1
+            st.readings_received += len(readings)
+            if not self._buf:
+                self._buf_since = time.monotonic()
+            self._buf.append((msg.mid if msg.qos > 0 else 0, readings))
+            self._buf_readings += len(readings)
+            if (
+                len(self._buf) >= self._batch_size
+                or self._buf_readings >= self.settings.ingest.batch_size * 4
+            ):
+                self._flush_locked()
+
+    # ------------------------------------------------------------------ flushing and acks
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._flush_interval / 2):
+            with self._lock:
+                if self._buf and time.monotonic() - self._buf_since >= self._flush_interval:
+                    self._flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._buf and not self._dead:
+            return
+        buf, self._buf = self._buf, []
+        dead, self._dead = self._dead, []
+        self._buf_readings = 0
+        if dead:
+            self.state.add_dead_letters(dead)  # committed before the messages behind them are acked
+        batch = []
+        for mid, readings in buf:
+            seq = next(self._seq)
+            self._tokens[seq] = (mid, len(readings), readings if self._on_readings else None)
+            batch.append((seq, readings))
+        try:
+            self.store.write(batch)
+        except Exception:
+            # Not acknowledged: the broker redelivers these messages after the reconnect we force.
+            log.exception("event=store_write_failed messages=%d", len(batch))
+            for seq, _ in batch:
+                self._tokens.pop(seq, None)
+            self.client.reconnect()
+
+    def _on_durable(self, tokens: list) -> None:
+        ready: list[Reading] = []
+        with self._lock:
+            for seq in tokens:
+                entry = self._tokens.pop(seq, None)
+                if entry is None:
+                    continue
+                mid, n, readings = entry
+                self.stats.readings_stored += n
+                if mid:
+                    self.client.ack(mid, 1)
+                    self.stats.acked += 1
+                if readings:
+                    ready.extend(readings)
+        if ready and self._on_readings is not None:
+            try:
+                self._on_readings(ready)
+            except Exception:
+                log.exception("event=on_readings_hook_failed readings=%d", len(ready))
+
+    # ------------------------------------------------------------------ helpers for demo/tests
+    def wait_idle(self, quiet_s: float = 1.0, timeout_s: float = 60.0) -> bool:
+        """Wait until no message arrived for ``quiet_s`` and everything buffered is durable."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                last = self.stats.last_message_ms
+                pending = len(self._buf) + len(self._tokens)
+            if pending == 0 and now_ms() - last >= quiet_s * 1000:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _kv(d: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in d.items() if not isinstance(v, dict))

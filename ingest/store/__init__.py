@@ -1,0 +1,36 @@
+"""Reading stores, chosen by the ``--store`` value (adding a backend never touches the pipeline).
+
+- ``*.db`` (or ``sqlite:///path``): the embedded SQLite store (WAL), idempotent on (device_id, time).
+- ``http://`` / ``https://``: InfluxDB, written through influxdb-client's batching WriteApi and read
+  with InfluxQL on the v1-compatible /query endpoint.
+
+Every store accepts ``write(batch)`` where ``batch`` is a list of ``(token, readings)`` pairs and calls
+the ``on_durable`` callback with the tokens whose readings the backend has accepted; the ingest service
+acknowledges the MQTT messages behind those tokens only then.
+"""
+
+from __future__ import annotations
+
+from ingest.config import Settings
+from ingest.store.base import Store
+
+
+def open_store(spec: str, settings: Settings | None = None, *, read_only: bool = False) -> Store:
+    settings = settings or Settings()
+    s = spec.strip()
+    if s.startswith(("http://", "https://")):
+        from ingest.store.influx import InfluxStore
+
+        return InfluxStore(s, settings.influx, read_only=read_only)
+    if s.startswith("sqlite:///"):
+        s = s[len("sqlite:///") :]
+    if s.endswith((".db", ".sqlite", ".sqlite3")):
+        from ingest.store.sqlite import SQLiteStore
+
+        return SQLiteStore(s)
+    raise ValueError(
+        f"--store {spec!r}: use a path ending in .db (embedded SQLite) or an http(s):// InfluxDB URL"
+    )
+
+
+__all__ = ["Store", "open_store"]

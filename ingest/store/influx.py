@@ -1,0 +1,343 @@
+"""InfluxDB store: writes through influxdb-client's batching WriteApi, reads with InfluxQL on /query.
+
+Writes go to /api/v2/write (InfluxDB 2.x, 3.x, 1.8+). Reads use the v1-compatible /query endpoint with
+InfluxQL, which 1.x, 2.x (DBRP mapping) and 3.x all serve (Flux is not used: InfluxDB 3 dropped it).
+
+Acknowledgement: each line we hand to the WriteApi is remembered with the token (MQTT message) it came
+from; the WriteApi's success callback returns the exact lines of each accepted batch, so a token is
+reported durable only when every one of its points was accepted by InfluxDB.
+
+Schema: measurement ``fume_reading`` (configurable; hourly averages in ``<measurement>_hourly``), tags
+restaurant_id, device_id, district, fields oil_fume_mg_m3, oil_fume_ref_mg_m3, pm_mg_m3, nmhc_mg_m3,
+flow_m3_h (floats), fan_on, purifier_on, ref_converted (integers 0/1, so InfluxQL can average them),
+source (string). Time precision: milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable
+from urllib.parse import urlencode
+
+import orjson
+import urllib3
+
+from ingest.config import InfluxSettings
+from ingest.model import Reading
+from ingest.store.base import Batch, Store
+
+log = logging.getLogger("fumewatch.store.influx")
+
+_FIELDS_FLOAT = ("oil_fume_mg_m3", "oil_fume_ref_mg_m3", "pm_mg_m3", "nmhc_mg_m3", "flow_m3_h")
+
+
+def _escape_tag(v: str) -> str:
+    return (
+        v.replace("\\", "\\\\")
+        .replace(",", "\\,")
+        .replace("=", "\\=")
+        .replace(" ", "\\ ")
+        .replace("\n", "\\n")
+    )
+
+
+def _escape_str_field(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def to_line(r: Reading, measurement: str) -> str:
+    tags = (
+        f"{measurement},device_id={_escape_tag(r.device_id)},district={_escape_tag(r.district)},"
+        f"restaurant_id={_escape_tag(r.restaurant_id)}"
+    )
+    fields = [
+        f"oil_fume_mg_m3={r.oil_fume_mg_m3!r}",
+        f"oil_fume_ref_mg_m3={r.oil_fume_ref_mg_m3!r}",
+        f"ref_converted={1 if r.ref_converted else 0}i",
+    ]
+    if r.pm_mg_m3 is not None:
+        fields.append(f"pm_mg_m3={r.pm_mg_m3!r}")
+    if r.nmhc_mg_m3 is not None:
+        fields.append(f"nmhc_mg_m3={r.nmhc_mg_m3!r}")
+    if r.flow_m3_h is not None:
+        fields.append(f"flow_m3_h={r.flow_m3_h!r}")
+    if r.fan_on is not None:
+        fields.append(f"fan_on={1 if r.fan_on else 0}i")
+    if r.purifier_on is not None:
+        fields.append(f"purifier_on={1 if r.purifier_on else 0}i")
+    fields.append(f'source="{_escape_str_field(r.source)}"')
+    return f"{tags} {','.join(fields)} {r.time_ms}"
+
+
+class _Token:
+    __slots__ = ("value", "remaining")
+
+    def __init__(self, value: Hashable, remaining: int) -> None:
+        self.value = value
+        self.remaining = remaining
+
+
+class InfluxQLError(RuntimeError):
+    pass
+
+
+class InfluxStore(Store):
+    kind = "influxdb"
+
+    def __init__(self, url: str, settings: InfluxSettings, *, read_only: bool = False) -> None:
+        super().__init__()
+        self.url = url.rstrip("/")
+        self.settings = settings
+        self.measurement = settings.measurement
+        self._token = settings.token.get_secret_value()
+        self._pending: dict[bytes, deque[_Token]] = {}
+        self._pending_points = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self.failed_points = 0
+        self.written_points = 0
+        self._http = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED" if settings.verify_ssl else "CERT_NONE",
+            ca_certs=settings.ca_file or None,
+            timeout=urllib3.Timeout(total=settings.timeout_ms / 1000),
+            retries=False,
+        )
+        self._client = None
+        self._write_api = None
+        if not read_only:
+            self._open_writer()
+
+    # ------------------------------------------------------------------ writing
+    def _open_writer(self) -> None:
+        from influxdb_client import InfluxDBClient, WriteOptions
+
+        s = self.settings
+        self._client = InfluxDBClient(
+            url=self.url,
+            token=self._token or "fumewatch",
+            org=s.org,
+            timeout=s.timeout_ms,
+            verify_ssl=s.verify_ssl,
+            ssl_ca_cert=s.ca_file or None,
+            enable_gzip=False,
+        )
+        self._write_api = self._client.write_api(
+            write_options=WriteOptions(
+                batch_size=s.batch_size,
+                flush_interval=s.flush_interval_ms,
+                jitter_interval=0,
+                retry_interval=1000,
+                max_retries=5,
+                max_retry_delay=30_000,
+                exponential_base=2,
+            ),
+            success_callback=self._on_success,
+            error_callback=self._on_error,
+        )
+
+    def write(self, batch: Batch) -> None:
+        if self._write_api is None:
+            raise RuntimeError("store opened read-only")
+        lines: list[str] = []
+        immediate: list[Hashable] = []
+        hourly_m = f"{self.measurement}_hourly"
+        with self._lock:
+            for token, readings in batch:
+                if not readings:
+                    immediate.append(token)
+                    continue
+                tok = _Token(token, len(readings))
+                for r in readings:
+                    line = to_line(r, hourly_m if r.interval_s >= 3600 else self.measurement)
+                    self._pending.setdefault(line.encode(), deque()).append(tok)
+                    lines.append(line)
+                self._pending_points += len(readings)
+        if immediate:
+            self._on_durable(immediate)
+        if lines:
+            self._write_api.write(
+                bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision="ms"
+            )
+
+    def _settle(self, data: bytes, ok: bool) -> list[Hashable]:
+        done: list[Hashable] = []
+        with self._lock:
+            for line in data.split(b"\n"):
+                q = self._pending.get(line)
+                if not q:
+                    continue
+                tok = q.popleft()
+                if not q:
+                    del self._pending[line]
+                self._pending_points -= 1
+                if ok:
+                    self.written_points += 1
+                    tok.remaining -= 1
+                    if tok.remaining == 0:
+                        done.append(tok.value)
+                else:
+                    self.failed_points += 1
+            if self._pending_points == 0:
+                self._idle.notify_all()
+        return done
+
+    def _on_success(self, conf: tuple, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        done = self._settle(raw, True)
+        if done:
+            self._on_durable(done)
+
+    def _on_error(self, conf: tuple, data: bytes | str, exc: Exception) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self._settle(raw, False)
+        # The MQTT messages behind these points stay unacknowledged: the broker redelivers them.
+        log.error("event=influx_write_failed points=%d error=%s", raw.count(b"\n") + 1, _short(exc))
+
+    @property
+    def backlog(self) -> int:
+        return self._pending_points
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every point handed to the WriteApi has been accepted or has failed."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._pending_points > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(min(left, 0.1))
+
+    def close(self) -> None:
+        if self._write_api is not None:
+            # close() flushes the batching buffer and waits for the writes in flight.
+            self._write_api.close()
+            self._write_api = None
+            self.flush(timeout_s=5)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._http.clear()
+
+    # ------------------------------------------------------------------ reading (InfluxQL)
+    def influxql(self, q: str, *, database: str | None = None) -> list[dict]:
+        """Run an InfluxQL query on /query; returns the statements' series (chunked, epoch ms)."""
+        params = {"db": database or self.settings.query_database, "q": q, "epoch": "ms", "chunked": "true"}
+        headers = {"Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Token {self._token}"
+        try:
+            resp = self._http.request("GET", f"{self.url}/query?{urlencode(params)}", headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            raise InfluxQLError(f"InfluxDB at {self.url} unreachable: {_short(exc)}") from None
+        if resp.status >= 400:
+            raise InfluxQLError(f"InfluxQL query failed: HTTP {resp.status} {resp.data[:200]!r}")
+        series: dict[tuple, dict] = {}
+        for chunk in resp.data.splitlines():
+            if not chunk.strip():
+                continue
+            doc = orjson.loads(chunk)
+            if "error" in doc:
+                raise InfluxQLError(f"InfluxQL error: {doc['error']}")
+            for result in doc.get("results", []):
+                if "error" in result:
+                    raise InfluxQLError(f"InfluxQL error: {result['error']}")
+                for s in result.get("series", []):
+                    key = (
+                        result.get("statement_id", 0),
+                        s.get("name"),
+                        tuple(sorted((s.get("tags") or {}).items())),
+                    )
+                    have = series.get(key)
+                    if have is None:
+                        series[key] = {
+                            "name": s.get("name"),
+                            "tags": s.get("tags") or {},
+                            "columns": s["columns"],
+                            "values": list(s.get("values", [])),
+                        }
+                    else:
+                        have["values"].extend(s.get("values", []))
+        return list(series.values())
+
+    def query(
+        self,
+        *,
+        restaurant_id: str | None = None,
+        device_id: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        hourly: bool = False,
+    ) -> list[dict]:
+        m = f"{self.measurement}_hourly" if hourly else self.measurement
+        cond = []
+        if since_ms is not None:
+            cond.append(f"time >= {int(since_ms)}ms")
+        if until_ms is not None:
+            cond.append(f"time < {int(until_ms)}ms")
+        if restaurant_id is not None:
+            cond.append(f"restaurant_id = {quote_literal(restaurant_id)}")
+        if device_id is not None:
+            cond.append(f"device_id = {quote_literal(device_id)}")
+        q = f"SELECT * FROM {quote_ident(m)}"
+        if cond:
+            q += " WHERE " + " AND ".join(cond)
+        rows: list[dict] = []
+        for s in self.influxql(q):
+            cols = s["columns"]
+            for values in s["values"]:
+                d = dict(zip(cols, values, strict=False))
+                rows.append(_row_from_influx(d))
+        rows.sort(key=lambda d: (d["time_ms"], d["device_id"]))
+        return rows
+
+    def counts_by_restaurant(self) -> dict[str, int]:
+        q = f"SELECT COUNT(oil_fume_mg_m3) FROM {quote_ident(self.measurement)} GROUP BY restaurant_id"
+        out: dict[str, int] = {}
+        for s in self.influxql(q):
+            rid = s["tags"].get("restaurant_id", "")
+            idx = s["columns"].index("count")
+            out[rid] = int(sum(v[idx] for v in s["values"]))
+        return dict(sorted(out.items()))
+
+    def count(self) -> int:
+        return sum(self.counts_by_restaurant().values())
+
+
+def _bool(v: object) -> bool | None:
+    if v is None:
+        return None
+    return bool(v)
+
+
+def _row_from_influx(d: dict) -> dict:
+    return {
+        "device_id": d.get("device_id"),
+        "time_ms": int(d["time"]),
+        "restaurant_id": d.get("restaurant_id"),
+        "district": d.get("district"),
+        "oil_fume_mg_m3": d.get("oil_fume_mg_m3"),
+        "oil_fume_ref_mg_m3": d.get("oil_fume_ref_mg_m3"),
+        "ref_converted": bool(d.get("ref_converted")),
+        "pm_mg_m3": d.get("pm_mg_m3"),
+        "nmhc_mg_m3": d.get("nmhc_mg_m3"),
+        "flow_m3_h": d.get("flow_m3_h"),
+        "fan_on": _bool(d.get("fan_on")),
+        "purifier_on": _bool(d.get("purifier_on")),
+        "source": d.get("source"),
+    }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:300]
