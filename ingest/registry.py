@@ -88,7 +88,7 @@ class Registry:
 
     @classmethod
     def parse(cls, text: str, source: str = "<registry>") -> Registry:
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
