@@ -1,0 +1,651 @@
+"""Notices delivered to real receivers: an SMTP server (aiosmtpd) and an HTTP webhook (ThreadingHTTPServer).
+
+No mocks: apprise really connects, the ledger is a real SQLite file, the crash test kills a real process.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd not installed (test extra)")
+pytest.importorskip("apprise", reason="apprise not installed")
+
+from alerts.ledger import Ledger  # noqa: E402
+from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult  # noqa: E402
+from alerts.notify import (  # noqa: E402
+    _CONTEXT_KEYS,
+    TEMPLATE_NAMES,
+    Notifier,
+    NotifySettings,
+    format_duration,
+)
+from ingest.registry import Device  # noqa: E402
+
+# apprise's email plugin imports the deprecated imghdr module (Python 3.11/3.12).
+pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1795667400000  # 2026-11-26T04:30:00Z = 2026-11-26 12:30 in Asia/Shanghai
+MIN = 60_000
+DAY = 86_400_000
+
+
+# =========================================================================================================
+# Real receivers
+# =========================================================================================================
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SmtpSink:
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def url(self, to: str = "owner@example.com") -> str:
+        # Plain SMTP, no TLS, no login: apprise's mailto:// with an IP host, mode=insecure.
+        return f"mailto://127.0.0.1:{self.port}?from=fumewatch@example.com&to={to}&mode=insecure"
+
+    def wait(self, n: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    port = free_port()
+    sink = SmtpSink(port)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            sink.messages.append(email.message_from_bytes(envelope.original_content, policy=policy.default))
+            return "250 OK"
+
+    controller = aiosmtpd_controller.Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+class Webhook:
+    """Collects JSON POSTs; ``script[path]`` is a list of status codes to answer in turn (then 200)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], dict[str, Any]]] = []  # answered 2xx
+        self.hits: dict[str, int] = {}
+        self.script: dict[str, list[int]] = {}
+        self.hold: dict[str, threading.Event] = {}  # path -> released when set
+        self.arrived = threading.Event()
+        self.lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n) or b"{}")
+                path = self.path.split("?", 1)[0]
+                with hook.lock:
+                    hook.hits[path] = hook.hits.get(path, 0) + 1
+                    codes = hook.script.get(path) or []
+                    code = codes.pop(0) if codes else 200
+                    gate = hook.hold.pop(path, None)
+                hook.arrived.set()
+                if gate is not None:
+                    gate.wait(10)
+                if 200 <= code < 300:
+                    with hook.lock:
+                        hook.received.append((path, dict(self.headers), body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str, userinfo: str = "") -> str:
+        return f"json://{userinfo}127.0.0.1:{self.port}{path}"
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [b for p, _, b in self.received if p == path]
+
+    def close(self) -> None:
+        for gate in self.hold.values():
+            gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    try:
+        yield hook
+    finally:
+        hook.close()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A json:// target on a port where nothing listens (connection refused)."""
+    return f"json://127.0.0.1:{free_port()}/dead"
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+class MqttSink:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        self.published.append((topic, json.loads(payload.decode("utf-8"))))
+
+
+# =========================================================================================================
+# Helpers
+# =========================================================================================================
+
+
+def device(owner_notify: str = "", **kw: Any) -> Device:
+    base = dict(
+        restaurant_id="R1",
+        name="老王面馆",
+        district="朝阳区",
+        device_id="D1",
+        stove_heads=2,
+        address="朝阳路 1 号",
+        owner_name="王先生",
+        owner_notify=owner_notify,
+        profile="gb18483",
+    )
+    base.update(kw)
+    return Device(**base)
+
+
+def exceedance(n: int, start_ms: int = T0, restaurant_id: str = "R1", **kw: Any) -> Event:
+    base = dict(
+        event_id=f"exceedance:D1:oil_fume:{start_ms}",  # the detector's id format (colons included)
+        kind=EXCEEDANCE,
+        restaurant_id=restaurant_id,
+        device_id="D1",
+        district="朝阳区",
+        start_ms=start_ms,
+        pollutant="oil_fume",
+        peak_mg_m3=3.456,
+        mean_mg_m3=2.714,
+        limit_mg_m3=2.0,
+        profile="gb18483",
+    )
+    base.update(kw)
+    return Event(**base)
+
+
+def opened(event: Event, after_ms: int = 30 * MIN) -> Transition:
+    return Transition(event, "opened", event.start_ms + after_ms)
+
+
+def settings(**kw: Any) -> NotifySettings:
+    base: dict[str, Any] = dict(retry_backoff_s=0.01, timeout_s=3, contact_phone="010-6512 3456")
+    base.update(kw)
+    return NotifySettings(**base)
+
+
+def plain_body(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain", "html"))
+    assert part is not None
+    return part.get_content()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger(tmp_path / "state.db")
+    try:
+        yield led
+    finally:
+        led.close()
+
+
+# =========================================================================================================
+# Tests
+# =========================================================================================================
+
+
+def test_education_notice_by_smtp_is_guidance_with_chinese_intact(
+    smtp: SmtpSink, webhook: Webhook, ledger: Ledger
+) -> None:
+    mqtt = MqttSink()
+    n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger, mqtt)
+    ev = exceedance(1)
+    results = n.notify(opened(ev), device(smtp.url()))
+
+    assert [(r.channel, r.status, r.attempts) for r in results] == [("owner", "sent", 1), ("mqtt", "sent", 1)]
+    smtp.wait(1)
+    assert len(smtp.messages) == 1
+    msg = smtp.messages[0]
+    assert smtp.envelopes[0] == ("fumewatch@example.com", ["owner@example.com"])
+    subject = str(msg["Subject"])
+    assert "老王面馆" in subject and "油烟排放提醒" in subject
+    assert msg["X-Fumewatch-Notice-Key"] == f"{ev.event_id}:opened:owner"
+    body = plain_body(msg)
+    # guidance, not a penalty (首违不罚)
+    assert "这是一条提醒，不是处罚通知" in body
+    assert "首违不罚" in body and "不作处罚" in body
+    assert "第一百一十八条" not in body and "告诫，请立即整改" not in body
+    # restaurant, display-time-zone times, 2-decimal values, limit, standard, what to do, contact
+    for text in (
+        "老王面馆",
+        "朝阳路 1 号",
+        "王先生",
+        "2026-11-26 12:30（北京时间）",
+        "2026-11-26 13:00",
+        "30 分钟",
+        "3.46 mg/m³",
+        "2.71 mg/m³",
+        "2.00 mg/m³",
+        "GB 18483-2001",
+        "gb18483",
+        "清洗油烟净化器",
+        "风机运行期间务必同时开启油烟净化器",
+        "010-6512 3456",
+    ):
+        assert text in body, text
+    # the inspector is not told about a first offence
+    assert webhook.received == []
+    # the ledger: one sent owner notice, target masked, level stored on the event
+    [rec] = [r for r in ledger.list_notices(event_id=ev.event_id) if r.channel == "owner"]
+    assert (rec.status, rec.attempts, rec.target) == ("sent", 1, f"mailto://127.0.0.1:{smtp.port}")
+    assert rec.payload["title"] == subject
+    assert ledger.get_event(ev.event_id).level == "education"
+    # and the MQTT copy
+    [(topic, doc)] = mqtt.published
+    assert topic == "fume/v1/alerts/R1"
+    assert doc["notice_key"] == f"{ev.event_id}:opened" and doc["level"] == "education"
+    assert doc["start"] == "2026-11-26T04:30:00Z" and "不作处罚" in doc["body"]
+
+
+def test_warning_goes_to_owner_and_inspector_with_copy_note(
+    smtp: SmtpSink, webhook: Webhook, ledger: Ledger
+) -> None:
+    n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
+    dev = device(smtp.url())
+    n.notify(opened(exceedance(1)), dev)
+    ev2 = exceedance(2, T0 + 3 * DAY)
+    results = n.notify(opened(ev2), dev)
+
+    assert [(r.channel, r.status) for r in results] == [("owner", "sent"), ("inspector", "sent")]
+    smtp.wait(2)
+    assert len(smtp.messages) == 2
+    owner_body = plain_body(smtp.messages[1])
+    assert "现予以告诫" in owner_body and "本告诫已抄送辖区执法人员" in owner_body
+    assert "365 天内第 2 次超标" in owner_body
+    [(path, headers, doc)] = webhook.received
+    assert path == "/inspector"
+    assert headers["Idempotency-Key"] == f"{ev2.event_id}:opened:inspector"
+    assert doc["notice_key"] == f"{ev2.event_id}:opened:inspector"
+    assert "告诫" in doc["title"] and "抄送" in doc["message"]
+    assert ledger.get_event(ev2.event_id).level == "warning"
+
+
+def test_enforcement_only_to_inspector_and_case_stored(
+    smtp: SmtpSink, webhook: Webhook, ledger: Ledger
+) -> None:
+    n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
+    dev = device(smtp.url())
+    n.notify(opened(exceedance(1)), dev)
+    n.notify(opened(exceedance(2, T0 + 2 * DAY)), dev)
+    smtp.wait(2)
+    webhook_before = len(webhook.received)
+    ev3 = exceedance(3, T0 + 5 * DAY)
+    windows = [
+        WindowResult(
+            "D1",
+            ev3.start_ms + i * 10 * MIN,
+            ev3.start_ms + (i + 1) * 10 * MIN,
+            10,
+            10,
+            True,
+            "",
+            m,
+            m + 1,
+            True,
+        )
+        for i, m in enumerate((2.5, 3.0, 2.8))
+    ]
+    ledger.add_windows(windows)
+    results = n.notify(opened(ev3), dev)
+
+    assert [(r.channel, r.status) for r in results] == [("inspector", "sent")]
+    time.sleep(0.2)
+    assert len(smtp.messages) == 2  # the owner got nothing new
+    assert len(webhook.received) == webhook_before + 1
+    _, _, doc = webhook.received[-1]
+    assert "执法案件" in doc["title"] and f"case-{ev3.event_id}" in doc["message"]
+    assert "监测窗口 3 个，其中超标 3 个；样本 30/30" in doc["message"]
+    [case] = ledger.list_cases(restaurant_id="R1")
+    assert case["case_id"] == f"case-{ev3.event_id}" and case["occurrence"] == 3 and case["status"] == "open"
+    assert len(case["evidence"]["windows"]) == 3
+    assert case["evidence"]["readings"]["max_mg_m3"] == pytest.approx(4.0)
+    assert case["evidence"]["readings"]["mean_mg_m3"] == pytest.approx(2.7667, abs=1e-3)
+
+    # closing: the owner gets a short note, the case gets the end time, the case status is kept
+    ledger.set_case_status(case["case_id"], "investigating")
+    ev3.end_ms, ev3.state = ev3.start_ms + 90 * MIN, "closed"
+    closed = n.notify(Transition(ev3, "closed", ev3.end_ms), dev)
+    assert [(r.channel, r.status) for r in closed] == [("owner", "sent")]
+    smtp.wait(3)
+    assert "已结束" in str(smtp.messages[2]["Subject"]) and "1 小时 30 分钟" in plain_body(smtp.messages[2])
+    [case] = ledger.list_cases(restaurant_id="R1")
+    assert case["end_ms"] == ev3.end_ms and case["status"] == "investigating"
+
+
+def test_receiver_failing_twice_is_retried_and_recorded(webhook: Webhook, ledger: Ledger) -> None:
+    webhook.script["/flaky"] = [500, 500, 200]
+    sleeps = Sleeps()
+    n = Notifier(settings(retry_backoff_s=0.05), ledger, sleep=sleeps)
+    ev = exceedance(1)
+    [res] = n.notify(opened(ev), device(webhook.url("/flaky")))
+
+    assert (res.status, res.attempts) == ("sent", 3)
+    assert webhook.hits["/flaky"] == 3 and len(webhook.bodies("/flaky")) == 1
+    assert sleeps == [pytest.approx(0.05), pytest.approx(0.1)]  # exponential backoff
+    [rec] = ledger.list_notices(event_id=ev.event_id)
+    assert (rec.status, rec.attempts, rec.error) == ("sent", 3, "")
+
+
+def test_dead_target_fails_after_retries_others_still_delivered(
+    smtp: SmtpSink, dead_url: str, ledger: Ledger
+) -> None:
+    n = Notifier(settings(retries=2), ledger, sleep=Sleeps())
+    ev = exceedance(1)
+    results = n.notify(opened(ev), device(f"{dead_url} ; {smtp.url()}"))
+
+    by_status = {r.status: r for r in results}
+    assert set(by_status) == {"failed", "sent"}
+    assert by_status["failed"].attempts == 3 and by_status["failed"].error
+    smtp.wait(1)
+    assert len(smtp.messages) == 1
+    recs = {r.status: r for r in ledger.list_notices(event_id=ev.event_id)}
+    assert recs["failed"].attempts == 3 and recs["failed"].target.startswith("json://127.0.0.1:")
+    assert recs["sent"].target == f"mailto://127.0.0.1:{smtp.port}"
+
+
+def test_failed_target_is_retried_on_next_notify_but_sent_one_is_not(
+    webhook: Webhook, smtp: SmtpSink, ledger: Ledger
+) -> None:
+    webhook.script["/down"] = [503, 503]
+    n = Notifier(settings(retries=1), ledger, sleep=Sleeps())
+    ev = exceedance(1)
+    dev = device(f"{webhook.url('/down')} {smtp.url()}")
+    first = n.notify(opened(ev), dev)
+    assert sorted(r.status for r in first) == ["failed", "sent"]
+    second = n.notify(opened(ev), dev)
+    assert sorted(r.status for r in second) == ["already_sent", "sent"]
+    smtp.wait(1)
+    assert len(smtp.messages) == 1 and len(webhook.bodies("/down")) == 1
+    [rec] = [r for r in ledger.list_notices(event_id=ev.event_id) if r.target.startswith("json")]
+    assert (rec.status, rec.attempts) == ("sent", 3)  # 2 failed attempts, then 1 that worked
+
+
+def test_same_transition_twice_and_after_restart_sends_nothing(
+    smtp: SmtpSink, webhook: Webhook, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.db"
+    mqtt = MqttSink()
+    s = settings(inspector_targets=[webhook.url("/inspector")])
+    dev = device(smtp.url())
+    led = Ledger(path)
+    n = Notifier(s, led, mqtt)
+    n.notify(opened(exceedance(1)), dev)
+    tr = opened(exceedance(2, T0 + DAY))
+    assert {r.status for r in n.notify(tr, dev)} == {"sent"}
+    again = n.notify(tr, dev)
+    assert [r.status for r in again] == ["already_sent"] * 3
+    led.close()
+
+    led2 = Ledger(path)  # a restarted service
+    n2 = Notifier(s, led2, mqtt)
+    after = n2.notify(tr, dev)
+    assert [r.status for r in after] == ["already_sent"] * 3
+    assert n2.resume_pending({"D1": dev}.get) == []
+    assert n2.catch_up({"D1": dev}.get, now=tr.at_ms) == []
+    smtp.wait(2)
+    time.sleep(0.2)
+    assert len(smtp.messages) == 2 and len(webhook.received) == 1 and len(mqtt.published) == 2
+    led2.close()
+
+
+_CRASH_SCRIPT = r"""
+import json, sys
+from alerts.ledger import Ledger
+from alerts.model import Event, Transition
+from alerts.notify import Notifier, NotifySettings
+from ingest.registry import Device
+db, url, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+dev = Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=url)
+ev = Event("crash-1", "exceedance", "R1", "D1", "朝阳区", start, pollutant="oil_fume", peak_mg_m3=3.0,
+           mean_mg_m3=2.5, limit_mg_m3=2.0, profile="gb18483")
+Notifier(NotifySettings(timeout_s=30), Ledger(db)).notify(Transition(ev, "opened", start + 1800000), dev)
+print("finished")
+"""
+
+
+def test_crash_mid_send_resolved_on_restart(webhook: Webhook, tmp_path: Path) -> None:
+    """SIGKILL while the receiver holds the request: the row stays pending, resume resends it once."""
+    db = tmp_path / "state.db"
+    url = webhook.url("/slow")
+    gate = threading.Event()
+    webhook.hold["/slow"] = gate
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CRASH_SCRIPT, str(db), url, str(T0)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert webhook.arrived.wait(20), (
+            proc.stderr.read().decode() if proc.poll() is not None else "no request"
+        )
+        os.kill(proc.pid, signal.SIGKILL)  # the receiver has the notice; the sender dies before recording it
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gate.set()  # the receiver accepts the request it was holding (the at-least-once window)
+
+    led = Ledger(db)
+    [pending] = led.pending_notices()
+    assert (pending.key, pending.status, pending.channel) == ("crash-1:opened", "pending", "owner")
+    dev = device(url)
+    n = Notifier(settings(), led)
+    [res] = n.resume_pending({"D1": dev}.get)
+    assert (res.status, res.attempts) == ("sent", 1)
+    assert led.pending_notices() == []
+    assert n.resume_pending({"D1": dev}.get) == []
+    assert n.notify(opened(led.get_event("crash-1")), dev)[0].status == "already_sent"
+    deadline = time.monotonic() + 5
+    while len(webhook.bodies("/slow")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    bodies = webhook.bodies("/slow")
+    # the duplicate a crash in the window can cause carries the same key, so the receiver can drop it
+    assert len(bodies) == 2 and bodies[0]["notice_key"] == bodies[1]["notice_key"] == "crash-1:opened:owner"
+    assert bodies[0]["message"] == bodies[1]["message"]
+    led.close()
+
+
+def test_pending_target_no_longer_configured_is_marked_failed(webhook: Webhook, ledger: Ledger) -> None:
+    n = Notifier(settings(), ledger)
+    payload = {"title": "t", "body": "b", "level": "education", "kind": EXCEEDANCE, "device_id": "D1"}
+    ledger.upsert_event(exceedance(1, event_id="gone-1"))
+    assert ledger.notice_begin("gone-1:opened", "owner", "json://old.example.com/hook", payload)
+    [res] = n.resume_pending({"D1": device(webhook.url("/new"))}.get)
+    assert res.status == "failed" and "no longer configured" in res.error
+    assert webhook.received == [] and ledger.pending_notices() == []
+
+
+def test_missing_owner_notify_is_skipped_not_an_error(ledger: Ledger) -> None:
+    mqtt = MqttSink()
+    n = Notifier(settings(), ledger, mqtt)
+    ev = Event("off-1", PURIFIER_OFF, "R1", "D1", "朝阳区", T0)
+    results = n.notify(opened(ev, 20 * MIN), device(""))
+    assert [(r.channel, r.status) for r in results] == [("owner", "skipped"), ("mqtt", "sent")]
+    assert "owner_notify" in results[0].error
+    [rec] = [r for r in ledger.list_notices(event_id="off-1") if r.channel == "owner"]
+    assert (rec.status, rec.target) == ("skipped", "owner:none") and "owner_notify" in rec.error
+    assert "风机运行时油烟净化器处于关闭状态" in mqtt.published[0][1]["body"]
+
+
+def test_enforcement_without_inspectors_is_recorded_skipped(ledger: Ledger, webhook: Webhook) -> None:
+    n = Notifier(settings(), ledger)
+    dev = device(webhook.url("/owner"))
+    for i in range(2):
+        n.notify(opened(exceedance(i, T0 + i * DAY)), dev)
+    [res] = n.notify(opened(exceedance(9, T0 + 9 * DAY)), dev)
+    assert (res.channel, res.status, res.target) == ("inspector", "skipped", "inspector:none")
+    assert len(ledger.list_cases()) == 1
+
+
+def test_purifier_off_offline_closed_go_to_owner_only(webhook: Webhook, ledger: Ledger) -> None:
+    n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
+    dev = device(webhook.url("/owner"))
+    off = Event("off-1", PURIFIER_OFF, "R1", "D1", "朝阳区", T0)
+    down = Event("down-1", OFFLINE, "R1", "D1", "朝阳区", T0)
+    n.notify(opened(off, 15 * MIN), dev)
+    n.notify(opened(down, 60 * MIN), dev)
+    down.end_ms, down.state = T0 + 150 * MIN, "closed"
+    n.notify(Transition(down, "closed", down.end_ms), dev)
+    assert n.notify(opened(Event("late-1", LATE_DATA, "R1", "D1", "朝阳区", T0)), dev) == []
+    owner = webhook.bodies("/owner")
+    assert webhook.bodies("/inspector") == [] and len(owner) == 3
+    assert "净化器未开启" in owner[0]["title"] and "15 分钟" in owner[0]["message"]
+    assert "监测设备离线" in owner[1]["title"] and "D1" in owner[1]["message"]
+    assert "已结束" in owner[2]["title"] and "2026-11-26 15:00" in owner[2]["message"]
+    assert "2 小时 30 分钟" in owner[2]["message"]
+    # purifier_off/offline events are stored but do not climb the ladder
+    assert ledger.get_event("off-1").level == "" and ledger.count_exceedances("R1", 0) == 0
+
+
+def test_english_locale_renders(smtp: SmtpSink, ledger: Ledger) -> None:
+    n = Notifier(settings(locale="en"), ledger)
+    n.notify(opened(exceedance(1)), device(smtp.url()))
+    smtp.wait(1)
+    msg = smtp.messages[0]
+    body = plain_body(msg)
+    assert str(msg["Subject"]).startswith("[Cooking fume reminder] 老王面馆")
+    assert "This is a reminder, not a penalty notice." in body
+    assert "no penalty is imposed" in body
+    assert "since 2026-11-26 12:30 (Beijing time)" in body and "for 30 min as of 2026-11-26 13:00" in body
+    assert "Peak concentration: 3.46 mg/m³" in body and "Emission limit: 2.00 mg/m³" in body
+    assert "switched on whenever the exhaust fan runs" in body and "010-6512 3456" in body
+
+
+def test_standard_comes_from_the_profile_lookup(webhook: Webhook, ledger: Ledger) -> None:
+    standards = {"db11-1488": "DB11/1488-2018 北京市餐饮业大气污染物排放标准"}
+    n = Notifier(settings(), ledger, standard_of=standards.__getitem__)
+    n.notify(opened(exceedance(1, profile="db11-1488", limit_mg_m3=1.0)), device(webhook.url("/owner")))
+    n.notify(opened(exceedance(2, T0 + DAY, profile="nosuch")), device(webhook.url("/owner")))
+    first, second = (d["message"] for d in webhook.bodies("/owner"))
+    assert "执行标准：DB11/1488-2018 北京市餐饮业大气污染物排放标准；限值配置：db11-1488" in first
+    assert "1.00 mg/m³" in first
+    assert "执行标准：nosuch" in second  # unknown profile: its name, and the notice still goes out
+
+
+def test_display_time_zone_is_a_setting(webhook: Webhook, ledger: Ledger) -> None:
+    n = Notifier(settings(display_tz="UTC"), ledger)
+    n.notify(opened(exceedance(1)), device(webhook.url("/owner")))
+    [doc] = webhook.bodies("/owner")
+    assert "2026-11-26 04:30（UTC）" in doc["message"]
+
+
+def test_catch_up_notifies_stored_transitions_that_were_never_notified(
+    webhook: Webhook, ledger: Ledger
+) -> None:
+    ev = exceedance(1)
+    ledger.upsert_event(ev)  # stored by the detector, then the service died before notify
+    n = Notifier(settings(), ledger)
+    lookup = {"D1": device(webhook.url("/owner"))}.get
+    res = n.catch_up(lookup, now=T0 + 40 * MIN)
+    assert [(r.key, r.status) for r in res] == [(f"{ev.event_id}:opened", "sent")]
+    assert n.catch_up(lookup, now=T0 + 41 * MIN) == []
+    old = exceedance(2, T0 - 30 * DAY, end_ms=T0 - 30 * DAY + DAY, state="closed")
+    ledger.upsert_event(old)
+    assert n.catch_up(lookup, now=T0 + 42 * MIN) == []  # too old to notify now
+    assert len(webhook.bodies("/owner")) == 1
+
+
+def test_invalid_url_fails_without_retries_and_secrets_stay_out(webhook: Webhook, ledger: Ledger) -> None:
+    sleeps = Sleeps()
+    n = Notifier(settings(), ledger, sleep=sleeps)
+    secret_url = webhook.url("/auth", userinfo="shopuser:S3cretPw@")
+    res = n.notify(opened(exceedance(1)), device(f"nosuchscheme://abc {secret_url}"))
+    assert [(r.status, r.attempts) for r in res] == [("failed", 1), ("sent", 1)]
+    assert sleeps == []
+    _, headers, _ = webhook.received[0]
+    assert headers["Authorization"].startswith("Basic ")  # the credentials were used ...
+    targets = [r.target for r in ledger.list_notices()]
+    assert f"json://***@127.0.0.1:{webhook.port}" in targets  # ... but not stored
+    ledger.close()
+    raw = b"".join(p.read_bytes() for p in Path(ledger.path).parent.glob("state.db*"))
+    assert b"S3cretPw" not in raw and b"shopuser" not in raw
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_template_renders_every_placeholder(ledger: Ledger, locale: str) -> None:
+    n = Notifier(settings(locale=locale), ledger)
+    ctx = {k: f"<{k}>" for k in _CONTEXT_KEYS}
+    for name in TEMPLATE_NAMES:
+        title, body = n.render(name, ctx)
+        assert title and body and "$" not in title + body, name
+        assert "<restaurant_name>" in title + body and "<start>" in body, name
+        if name != "exceedance_enforcement":  # owners are told whom to call; inspectors are not
+            assert "<contact_phone>" in body, name
+
+
+def test_context_has_exactly_the_documented_keys(ledger: Ledger) -> None:
+    n = Notifier(settings(), ledger)
+    ctx = n._context(opened(exceedance(1)), device(), 1, None)
+    assert set(ctx) == set(_CONTEXT_KEYS)
+    readme = (ROOT / "alerts" / "templates" / "README.md").read_text(encoding="utf-8")
+    assert all(k in readme for k in _CONTEXT_KEYS)
+
+
+def test_format_duration() -> None:
+    assert format_duration(30 * MIN) == "30 分钟"
+    assert format_duration(90 * MIN) == "1 小时 30 分钟"
+    assert format_duration(DAY + 60 * MIN, "en") == "1 d 1 h"
+    assert format_duration(-5, "en") == "0 min"
