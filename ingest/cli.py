@@ -56,7 +56,7 @@ def add_common(
         )
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, **extra: dict) -> Settings:
     overrides = {
         "mqtt": {
             "broker": getattr(args, "broker", None),
@@ -69,8 +69,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "state": getattr(args, "state", None),
         },
     }
+    for section, values in extra.items():
+        overrides.setdefault(section, {}).update(values)
     try:
-        return load_settings(getattr(args, "config", None), overrides)
+        return load_settings(getattr(args, "config", None), overrides, cls)
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:

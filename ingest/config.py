@@ -168,11 +168,16 @@ class Settings(BaseSettings):
 _TOML_PATH: Path | None = None
 
 
-def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    cls: type[Settings] | None = None,
+) -> Settings:
     """Load settings from ``config`` (TOML, optional) with ``overrides`` (from CLI flags) on top.
 
     ``overrides`` is nested by section, e.g. ``{"ingest": {"store": "x.db"}}``; None values are ignored.
     FUMEWATCH_* environment variables (and a .env file in the working directory) win over both.
+    ``cls`` may be a subclass that adds sections (the alerts package adds [alerts] and [notify]).
     """
     global _TOML_PATH
     if config is not None:
@@ -183,7 +188,7 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     # pydantic-settings deep-merges the sources, so a flag replaces one key, not a whole TOML section.
     _TOML_PATH = Path(config) if config is not None else None
     try:
-        return Settings(**clean)
+        return (cls or Settings)(**clean)
     finally:
         _TOML_PATH = None
 

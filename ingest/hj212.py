@@ -18,6 +18,7 @@ from datetime import datetime
 
 MAX_DATA_LEN = 9999  # four decimal digits
 HEADER = "##"
+_HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
 
 #: Command numbers (CN) for uploaded monitoring data.
 CN_REALTIME = "2011"
@@ -142,6 +143,9 @@ def split_frames(text: str) -> list[str]:
         nxt = text.find(HEADER, pos + 2)
         # A "##" inside a data segment is not legal, so the next header starts the next frame.
         chunk = text[pos:nxt] if nxt >= 0 else text[pos:]
+        body = chunk.rstrip("\r\n\t ")
+        if chunk[len(body) :].startswith("\r\n"):
+            chunk = body + "\r\n"  # extra blank lines between frames are not part of a frame
         out.append(chunk)
         pos = nxt
     return [c for c in out if c.strip()]
@@ -161,7 +165,8 @@ def parse_frame(frame: str) -> Frame:
     elif body.endswith("\n"):
         raise HJ212Error("no_crlf", "frame ends with LF, HJ 212 needs CRLF")
     len_field = body[:4]
-    if len(len_field) < 4 or not len_field.isdigit():
+    # isascii: str.isdigit() also accepts digits like '\u00b2' that int() then refuses with a plain ValueError.
+    if len(len_field) < 4 or not (len_field.isascii() and len_field.isdigit()):
         raise HJ212Error("bad_length", f"length field {len_field!r} is not 4 decimal digits")
     declared = int(len_field)
     rest = body[4:]
@@ -178,10 +183,10 @@ def parse_frame(frame: str) -> Frame:
             "length_mismatch", f"declared {declared} data bytes, frame carries {len(rest_bytes) - 4}"
         )
     data, crc_text = rest_bytes[:declared], rest_bytes[declared:]
-    try:
-        crc_given = int(crc_text, 16)
-    except ValueError as exc:
-        raise HJ212Error("bad_crc", f"CRC field {crc_text!r} is not hex") from exc
+    # Exactly 4 hex digits: int(x, 16) alone would also take " 1C8", "+1C8", "0x1C" or "1_C8".
+    if not all(c in _HEX_DIGITS for c in crc_text):
+        raise HJ212Error("bad_crc", f"CRC field {crc_text!r} is not 4 hex digits")
+    crc_given = int(crc_text, 16)
     crc_calc = crc16(data)
     if crc_given != crc_calc:
         raise HJ212Error("bad_crc", f"CRC {crc_text.decode()} given, {crc_calc:04X} computed")

@@ -7,6 +7,7 @@ array), ``{prefix}/{device_id}/hj212`` carries one or more HJ 212-2017 frames.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -115,8 +116,9 @@ class Pipeline:
         self, device: Device, topic: str, payload: bytes, received_ms: int, out: Outcome
     ) -> None:
         head = payload.lstrip()[:1]
-        if head == b"[" and payload.count(b"{") > self._max_batch:
-            # Checked before parsing: a huge array is refused without building it.
+        if head == b"[" and payload.count(b"{") > self._max_batch * 8:
+            # Checked before parsing: an array with far too many objects is refused without building it
+            # (generous bound: items may hold nested objects); the exact count is checked after parsing.
             raise Reject("batch_too_large", f"more than {self._max_batch} readings in one message")
         try:
             doc = orjson.loads(payload)
@@ -135,7 +137,7 @@ class Pipeline:
                 if claimed is not None and claimed != device.device_id:
                     raise Reject(
                         "device_mismatch",
-                        f"payload device_id {str(claimed)[:64]!r} differs from topic device {device.device_id!r}",
+                        f"payload device_id {_short(claimed, 64)!r} differs from topic device {device.device_id!r}",
                     )
                 time_ms = _json_time(item.get("ts"))
                 values = {k: item.get(k) for k in _NUMERIC}
@@ -220,6 +222,9 @@ class Pipeline:
         if not text:
             raise Reject("missing_ts", "CP has no DataTime")
         try:
+            # strptime alone takes 1-digit fields: "1778299200" (epoch seconds) would read as year 1778.
+            if not (len(text) >= 14 and text[:14].isascii() and text[:14].isdigit()):
+                raise ValueError(text)
             dt = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=self._tz)
         except ValueError:
             raise Reject("bad_ts", f"DataTime {text[:20]!r} is not YYYYMMDDhhmmss") from None
@@ -252,7 +257,7 @@ class Pipeline:
                 nums[name] = None
                 continue
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise Reject("not_a_number", f"{name} is {type(v).__name__} {str(v)[:20]!r}, not a number")
+                raise Reject("not_a_number", f"{name} is {type(v).__name__} {_short(v, 20)!r}, not a number")
             f = float(v)
             if not math.isfinite(f):
                 raise Reject("not_finite", f"{name} is {f}")
@@ -271,11 +276,13 @@ class Pipeline:
             elif isinstance(v, int | float) and v in (0, 1):
                 flags[name] = bool(v)
             else:
-                raise Reject("bad_switch", f"{name} must be true/false or 0/1, got {str(v)[:20]!r}")
+                raise Reject("bad_switch", f"{name} must be true/false or 0/1, got {_short(v, 20)!r}")
         oil = nums["oil_fume"]
         flow = nums["flow"]
-        if flow is not None:
+        if flow is not None and flow > 0:
             # GB 18483-2001: C_ref = C * Q / (n * 2000): extra dilution air does not hide emissions.
+            # A zero flow is not converted (it would turn any concentration into 0, hiding a stuck
+            # flow sensor): the measured value is kept, flagged unconverted.
             ref = oil * flow / (device.stove_heads * self._ref_flow)
             converted = True
         else:
@@ -320,6 +327,16 @@ def _json_time(ts: object) -> int:
             raise Reject("bad_ts", f"ts {ts[:40]!r} has no UTC offset")
         return int(dt.timestamp() * 1000)
     raise Reject("bad_ts", f"ts is {type(ts).__name__}")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+
+
+def _short(value: object, n: int) -> str:
+    """Bounded text of an untrusted JSON value: str() of a list nested ~1000 deep (orjson accepts 1024)
+    raises RecursionError, and str() of a huge array builds the whole text before it is cut."""
+    return value[:n] if isinstance(value, str) else _REPR.repr(value)[:n]
 
 
 def _dumpable(item: object) -> bool:
