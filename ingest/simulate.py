@@ -7,8 +7,9 @@ in so the dead-letter path has something to do. Same seed, same registry, same s
 
 The kitchen model (every number is a field of :class:`KitchenModel`; names carry units)
 ---------------------------------------------------------------------------------------
-Time of day is local kitchen time (``KITCHEN_TZ``, Asia/Shanghai). Per restaurant (seeded by seed and
-device id, so adding restaurants does not change the others) and per local day (seeded by the date):
+Time of day is local kitchen time (``KITCHEN_TZ``, Asia/Shanghai). Habits are drawn per restaurant
+(seeded by seed and device id) and the series per local day (seeded by the date too), so a device's
+series does not depend on the other devices or on the window asked for:
 
 * Service: prep from ``lunch_start - U(prep_lead_min)`` (intensity ``prep_intensity``), lunch peak
   ~11:00-13:30 and dinner peak ~17:00-20:30 (restaurant habit ``habit_jitter_min`` plus daily jitter
@@ -22,8 +23,9 @@ device id, so adding restaurants does not change the others) and per local day (
   Normal kitchens: C_ref = U(normal_ref_mg_m3) x day factor x I(t) x lognormal noise -> 0.3-1.2 mg/m3
   at peaks, below the 2.0 mg/m3 limit. Fan off: the sensor reads a background of
   ``background_oil_fume_mg_m3`` (0.02-0.1 mg/m3).
-* pm follows the measured oil fume (``pm_per_oil_fume``, 0.5-3 mg/m3 while cooking), nmhc follows the
-  cooking intensity (2-8 mg/m3 while cooking); a few monitors carry no pm or no nmhc sensor (None).
+* pm follows the measured oil fume and the intensity (``pm_per_oil_fume``, ``pm_cooking_mg_m3``:
+  0.5-3 mg/m3 while cooking), nmhc follows the cooking intensity (``nmhc_cooking_mg_m3``: 2-8 mg/m3);
+  a few monitors carry no pm or no nmhc sensor (None).
 * Behaviours (:func:`behaviours`, shares of the restaurants, deterministic by seed):
   ``worn_purifier`` (``worn_purifier_share``, at least one when n >= 3): C_ref ``worn_ref_mg_m3`` at
   peaks and, in at least one peak a day, an episode of ``worn_episode_min`` minutes at
@@ -42,6 +44,7 @@ wrong CRC and a truncated frame. Fault messages are extras: every valid reading 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -145,7 +148,8 @@ class KitchenModel:
     flaky_spike_factor: tuple[float, float] = (4.0, 10.0)
     # Co-pollutants
     pm_background_mg_m3: tuple[float, float] = (0.02, 0.12)
-    pm_per_oil_fume: tuple[float, float] = (1.0, 1.6)  # mg/m3 pm per mg/m3 measured oil fume
+    pm_per_oil_fume: tuple[float, float] = (1.2, 2.0)  # mg/m3 pm per mg/m3 measured oil fume
+    pm_cooking_mg_m3: float = 0.4  # added at intensity 1 (combustion, steam droplets)
     nmhc_background_mg_m3: tuple[float, float] = (0.8, 1.4)
     nmhc_cooking_mg_m3: tuple[float, float] = (3.0, 5.0)  # added at intensity 1
     # Fault injection
@@ -325,12 +329,15 @@ class _Kitchen:
     has_nmhc: bool
 
 
+_SEED_MASK = (1 << 64) - 1
+
+
 def _seed_key(device_id: str) -> int:
     return zlib.crc32(device_id.encode("utf-8"))
 
 
 def _kitchen(dev: Device, behaviour: str, seed: int, model: KitchenModel) -> _Kitchen:
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, _seed_key(dev.device_id), 0x5717C])
+    rng = np.random.default_rng([seed & _SEED_MASK, _seed_key(dev.device_id), 0x5717C])
     j = model.habit_jitter_min
 
     def habit(mean: float) -> float:
@@ -399,7 +406,7 @@ def _span_mask(tod: np.ndarray, start: float, end: float) -> np.ndarray:
 def _day_plan(
     k: _Kitchen, seed: int, day_ordinal: int, weekday: int, n_steps: int, interval_s: int, model: KitchenModel
 ) -> _DayPlan:
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, _seed_key(k.device_id), day_ordinal, 0xDA7])
+    rng = np.random.default_rng([seed & _SEED_MASK, _seed_key(k.device_id), day_ordinal, 0xDA7])
     tod = np.arange(n_steps) * (interval_s / 60.0)  # minutes after local midnight
     dj = model.daily_jitter_min
 
@@ -480,8 +487,8 @@ def _day_plan(
         s0 = float(rng.uniform(*model.offline_start_tod_min))
         sending[_span_mask(tod, s0, s0 + float(rng.uniform(*model.offline_min)))] = False
     elif k.behaviour == "flaky_sensor":
-        on_idx = np.flatnonzero(fan)
-        pool = on_idx if on_idx.size else np.arange(n_steps)
+        cooking = np.flatnonzero(intensity >= model.prep_intensity)
+        pool = cooking if cooking.size else np.arange(n_steps)
         count = min(
             int(rng.integers(model.flaky_spikes_per_day[0], model.flaky_spikes_per_day[1] + 1)), pool.size
         )
@@ -492,7 +499,8 @@ def _day_plan(
     flow = np.where(fan, ref_flow * k.flow_factor * (1 + model.flow_noise_rel * flow_noise), 0.0)
     measured = np.where(fan, c_ref * ref_flow / np.maximum(flow, 1.0), bg)
     measured = np.maximum(measured * spike, 0.01)
-    pm = np.where(fan, pm_bg + k.pm_per_oil_fume * measured * (1 + 0.08 * pm_noise), pm_bg)
+    pm_cooking = model.pm_cooking_mg_m3 * intensity + k.pm_per_oil_fume * measured
+    pm = np.where(fan, pm_bg + pm_cooking * (1 + 0.08 * pm_noise), pm_bg)
     nmhc = k.nmhc_background_mg_m3 * (1 + 0.05 * nmhc_noise) + np.where(
         fan, k.nmhc_cooking_mg_m3 * intensity * (1 + 0.1 * nmhc_noise) + 0.3 * measured, 0.0
     )
@@ -700,8 +708,20 @@ class SimStats:
         return self.readings / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+class _ProtocolRefused(ConnectionError):
+    """The broker does not speak the MQTT version we tried."""
+
+
+_RC_UNSUPPORTED_PROTOCOL = 0x84  # MQTT 5 reason code; paho maps 3.1.1 CONNACK rc 1 to it as well
+
+
 class _Publisher:
-    """paho-mqtt v2 client that counts acknowledgements and bounds what is not yet acknowledged."""
+    """paho-mqtt v2 client that counts acknowledgements and keeps at most ``max_in_flight`` unacknowledged.
+
+    The in-flight window is enforced here, not by paho's ``max_inflight_messages_set``: paho rescans all
+    of its outstanding messages on every PUBACK when it has a limit, which costs more than the network at
+    1000 in flight (measured here: ~5-6k msg/s with paho's limit at 1000, ~12k msg/s with this window).
+    """
 
     def __init__(
         self,
@@ -713,27 +733,39 @@ class _Publisher:
         password: str,
         client_id: str,
         qos: int,
-        max_inflight: int = 1000,
-        max_pending: int = 20_000,
+        max_in_flight: int = 1000,
+        protocol: str = "5",
         connect_timeout_s: float = 10.0,
     ) -> None:
         import paho.mqtt.client as mqtt  # imported here: registry/generation work without paho
 
         self._qos = qos
-        self._max_pending = max_pending
+        self._window = max(1, max_in_flight)
         self._cond = threading.Condition()
         self._sent = 0
         self._acked = 0
         self._connected = threading.Event()
         self._connect_error = ""
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        c.max_inflight_messages_set(max_inflight)
+        self.protocol_refused = False
+        if protocol == "5":
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        elif protocol == "3.1.1":
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=True,
+            )
+        else:
+            raise ValueError(f"MQTT protocol {protocol!r}: use '5', '3.1.1' or 'auto'")
+        c.max_inflight_messages_set(0)  # no paho-side limit: the window below bounds what is in flight
         c.max_queued_messages_set(0)
         if username:
             c.username_pw_set(username, password or None)
         if tls:
             c.tls_set()
         c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         self._client = c
         try:
@@ -743,23 +775,34 @@ class _Publisher:
         c.loop_start()
         if not self._connected.wait(connect_timeout_s) or self._connect_error:
             c.loop_stop()
+            with contextlib.suppress(Exception):
+                c.disconnect()
             reason = self._connect_error or f"no CONNACK within {connect_timeout_s:.0f} s"
-            raise ConnectionError(f"MQTT broker {host}:{port} refused the connection: {reason}")
+            error = _ProtocolRefused if self.protocol_refused else ConnectionError
+            raise error(f"MQTT broker {host}:{port} refused the connection (MQTT {protocol}): {reason}")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
             self._connect_error = str(reason_code)
+            self.protocol_refused = reason_code.value == _RC_UNSUPPORTED_PROTOCOL
         self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if not self._connected.is_set():
+            # Some brokers (amqtt) drop a connection speaking a protocol they do not know without a CONNACK.
+            self._connect_error = f"connection closed before CONNACK ({reason_code})"
+            self.protocol_refused = True
+            self._connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         with self._cond:
             self._acked += 1
-            if self._sent - self._acked < self._max_pending // 2:
+            if self._sent - self._acked <= self._window // 2:
                 self._cond.notify_all()
 
     def publish(self, topic: str, payload: bytes) -> None:
         with self._cond:
-            while self._sent - self._acked >= self._max_pending:
+            while self._sent - self._acked >= self._window:
                 self._cond.wait(1.0)
             self._sent += 1
         # qos >= 1 messages stay queued in paho across a reconnect, so rc NO_CONN is not a loss.
@@ -805,7 +848,8 @@ def _fault_message(
     dev = UNKNOWN_DEVICE_ID if kind == "unknown_device" else r.device_id
     topic = f"{topic_prefix}/{dev}/{suffix}"
     if kind == "garbage":
-        return topic, bytes(rng.randrange(256) for _ in range(rng.randint(8, 64)))
+        # 0xFF never occurs in UTF-8, so this can never be mistaken for a valid message.
+        return topic, b"\xff" + bytes(rng.randrange(256) for _ in range(rng.randint(8, 64)))
     if kind == "nan":
         r = replace(r, oil_fume=math.nan)
     elif kind == "negative":
@@ -813,7 +857,9 @@ def _fault_message(
     elif kind == "unknown_device":
         r = replace(r, device_id=UNKNOWN_DEVICE_ID)
     elif kind == "clock_skew":
-        r = replace(r, time_ms=max(r.time_ms, now_ms()) + model.clock_skew_s * 1000)
+        # Future relative to the wall clock as well, so a validator's skew check always sees it.
+        skewed_s = max(r.time_ms, now_ms()) // 1000 + model.clock_skew_s
+        r = replace(r, time_ms=skewed_s * 1000)
     if fmt == "hj212":
         frame = encode_hj212(r, factors=factors, tz=tz, pw=pw)
         if kind == "bad_crc":
@@ -853,6 +899,8 @@ def run_simulation(
     qos: int = 1,
     username: str = "",
     password: str = "",
+    max_in_flight: int = 1000,
+    protocol: str = "auto",
     model: KitchenModel = DEFAULT_MODEL,
 ) -> SimStats:
     """Publish :func:`generate`'s readings to ``broker_url`` (mqtt://[user:pass@]host:port).
@@ -861,7 +909,10 @@ def run_simulation(
     as the broker acknowledges. Pacing follows simulated time per time step. ``fmt`` "json" publishes to
     ``{prefix}/{device}/reading`` (single objects with RFC 3339 ``ts``, or arrays of up to ``batch``
     readings of one device with epoch-ms ``ts``), "hj212" to ``{prefix}/{device}/hj212`` (CN 2051 frames,
-    ``batch`` frames concatenated per message). Returns once the broker has acknowledged every message.
+    ``batch`` frames concatenated per message). At most ``max_in_flight`` messages are unacknowledged at
+    a time; returns once the broker has acknowledged every message (TimeoutError if acknowledgements
+    stall for 30 s). ``protocol`` "5" or "3.1.1"; "auto" tries MQTT 5 and falls back to 3.1.1 when the
+    broker refuses it (amqtt speaks 3.1.1 only).
     ``progress(done_readings, total_readings)`` is called at most 20 times a second and once at the end.
     """
     if fmt not in ("json", "hj212"):
@@ -901,7 +952,25 @@ def run_simulation(
         return encode_json(rs[0], tz=tz) if len(rs) == 1 else encode_json_batch(rs)
 
     client_id = f"fumewatch-sim-{seed}-{os.getpid()}-{random.getrandbits(24):06x}"
-    pub = _Publisher(host, port, tls=tls, username=user, password=pw, client_id=client_id, qos=qos)
+    pub = None
+    for proto in ("5", "3.1.1") if protocol == "auto" else (protocol,):
+        try:
+            pub = _Publisher(
+                host,
+                port,
+                tls=tls,
+                username=user,
+                password=pw,
+                client_id=client_id,
+                qos=qos,
+                max_in_flight=max_in_flight,
+                protocol=proto,
+            )
+            break
+        except _ProtocolRefused:
+            if protocol != "auto" or proto == "3.1.1":
+                raise
+    assert pub is not None
     messages = 0
     done = 0
     buffers: dict[str, list[SimReading]] = {}
@@ -926,11 +995,11 @@ def run_simulation(
                     messages += 1
                     buffers[r.device_id] = []
             for kind in schedule.get(done, ()):
+                # Invalid values come from the flaky sensor when there is one; other faults from the
+                # device that just sent (so an offline device stays silent).
                 target = r.device_id
                 if kind in ("nan", "negative") and flaky:
                     target = flaky[fault_counts[kind] % len(flaky)]
-                elif kind not in ("unknown_device",):
-                    target = devices[frng.randrange(len(devices))].device_id
                 base = replace(r, device_id=target, time_ms=r.time_ms + model.fault_offset_s * 1000)
                 topic, payload = _fault_message(
                     kind,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest import hj212
 from ingest.hj212 import HJ212Error, build_data_frame, crc16, encode_frame, parse_frame, split_frames
@@ -235,3 +237,8 @@ def test_split_frames_trailing_junk_stays_with_last_frame() -> None:
     chunks = split_frames(EXAMPLE + "tail")
     assert chunks == [EXAMPLE + "tail"]
     assert _reason(chunks[0]) == "length_mismatch"
+
+
+@given(st.binary(max_size=600))
+def test_table_crc_equals_the_standards_bit_by_bit_crc(data: bytes) -> None:
+    assert hj212.crc16(data) == hj212.crc16_reference(data)

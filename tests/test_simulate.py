@@ -1,0 +1,512 @@
+"""Tests of the kitchen simulator (ingest/simulate.py): registry, behaviours, realism, encodings, and a
+real publish run through Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pandas as pd
+import pytest
+
+from ingest import simulate as sim
+from ingest.config import DEFAULT_FACTORS
+from ingest.hj212 import HJ212Error, crc16, parse_frame, split_frames
+from ingest.registry import Registry
+from ingest.timeutil import parse_time
+
+START_MS = parse_time("2026-11-26T00:00:00+08:00")  # local midnight, a Thursday
+LIMIT_MG_M3 = 2.0  # GB 18483-2001 maximum oil-fume concentration
+REF_FLOW_PER_HEAD_M3_H = 2000.0  # GB 18483-2001 reference exhaust volume per stove head
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def longest_run(mask: pd.Series | np.ndarray) -> int:
+    """Length of the longest run of True values."""
+    best = cur = 0
+    for v in np.asarray(mask, dtype=bool):
+        cur = cur + 1 if v else 0
+        best = max(best, cur)
+    return best
+
+
+# =========================================================================================================
+# Registry
+# =========================================================================================================
+
+
+def test_registry_is_deterministic_and_reads_real() -> None:
+    reg = sim.make_registry(50, seed=1)
+    again = sim.make_registry(50, seed=1)
+    other = sim.make_registry(50, seed=2)
+    devices = list(reg)
+    assert devices == list(again)
+    assert [d.name for d in devices] != [d.name for d in other]
+
+    assert len(reg) == 50
+    assert [d.restaurant_id for d in devices] == [f"R{i:04d}" for i in range(1, 51)]
+    assert all(d.device_id == f"FW-{d.restaurant_id}-1" for d in devices)
+    assert len({d.name for d in devices}) == 50
+    assert all(CJK.search(d.name) and CJK.search(d.owner_name) for d in devices)
+    assert {d.district for d in devices} <= {"朝阳区", "海淀区", "东城区", "西城区", "丰台区", "石景山区"}
+    assert len({d.district for d in devices}) >= 4
+    assert all(d.address.startswith(f"北京市{d.district}") for d in devices)
+    assert all(d.hj212_pw == "123456" and d.owner_notify == "" for d in devices)
+    profiles = Counter(d.profile for d in devices)
+    assert set(profiles) <= {"", "db11-1488"}
+    assert 0 < profiles["db11-1488"] <= 10
+
+    big = list(sim.make_registry(300, seed=3))
+    heads = Counter(d.stove_heads for d in big)
+    assert sum(heads[h] for h in range(1, 7)) / len(big) >= 0.85
+    assert sum(heads[h] for h in range(8, 13)) >= 5
+    assert set(heads) <= set(range(1, 7)) | set(range(8, 13))
+
+
+def test_write_registry_round_trips(tmp_path) -> None:
+    path = tmp_path / "sub" / "registry.csv"
+    written = sim.write_registry(path, 12, seed=4)
+    loaded = Registry.load(path)
+    assert list(loaded) == list(written)
+
+
+# =========================================================================================================
+# Behaviours
+# =========================================================================================================
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 17])
+def test_behaviour_counts_for_fifty(seed: int) -> None:
+    reg = sim.make_registry(50, seed=seed)
+    beh = sim.behaviours(reg, seed)
+    assert set(beh) == {d.device_id for d in reg}
+    assert Counter(beh.values()) == {
+        "normal": 43,
+        "worn_purifier": 4,
+        "bypass": 1,
+        "offline": 1,
+        "flaky_sensor": 1,
+    }
+    assert beh == sim.behaviours(reg, seed)
+
+
+def test_behaviours_small_and_varied() -> None:
+    assert Counter(sim.behaviours(sim.make_registry(3), 1).values())["worn_purifier"] >= 1
+    assert set(sim.behaviours(sim.make_registry(2), 1).values()) == {"normal"}
+    reg = sim.make_registry(50)
+    assignments = {tuple(sorted(sim.behaviours(reg, s).items())) for s in range(1, 6)}
+    assert len(assignments) > 1
+
+
+# =========================================================================================================
+# Generation: reproducibility
+# =========================================================================================================
+
+
+def test_same_seed_same_series_different_seed_differs() -> None:
+    reg = sim.make_registry(10, seed=5)
+    a = list(sim.generate(reg, START_MS, 6, seed=5))
+    b = list(sim.generate(reg, START_MS, 6, seed=5))
+    c = list(sim.generate(reg, START_MS, 6, seed=6))
+    assert a == b
+    assert [r.oil_fume for r in a] != [r.oil_fume for r in c]
+    assert sim.count_readings(reg, START_MS, 6, seed=5) == len(a)
+
+
+def test_time_major_order_and_window_consistency() -> None:
+    reg = sim.make_registry(5, seed=2)
+    day = list(sim.generate(reg, START_MS + 10 * 3_600_000, 4, seed=2))
+    times = [r.time_ms for r in day]
+    assert times == sorted(times)
+    ids = [d.device_id for d in reg]
+    first_t = [r.device_id for r in day if r.time_ms == times[0]]
+    assert first_t == [i for i in ids if i in first_t]
+    # A later window on the same grid reproduces the overlapping part exactly.
+    late = list(sim.generate(reg, START_MS + 12 * 3_600_000, 2, seed=2))
+    assert late == [r for r in day if r.time_ms >= START_MS + 12 * 3_600_000]
+
+
+# =========================================================================================================
+# Generation: realism on one simulated day of 50 restaurants
+# =========================================================================================================
+
+
+@pytest.fixture(scope="module")
+def day() -> tuple[pd.DataFrame, dict[str, str], Registry]:
+    reg = sim.make_registry(50, seed=1)
+    beh = sim.behaviours(reg, 1)
+    df = pd.DataFrame([asdict(r) for r in sim.generate(reg, START_MS, 24, seed=1)])
+    heads = {d.device_id: d.stove_heads for d in reg}
+    df["heads"] = df.device_id.map(heads)
+    df["behaviour"] = df.device_id.map(beh)
+    # GB 18483-2001 reference concentration, exactly as ingest computes it.
+    df["c_ref"] = df.oil_fume * df.flow / (df.heads * REF_FLOW_PER_HEAD_M3_H)
+    local = pd.to_datetime(df.time_ms, unit="ms", utc=True).dt.tz_convert("Asia/Shanghai")
+    df["hour"] = local.dt.hour + local.dt.minute / 60
+    return df, beh, reg
+
+
+def _peaks(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df.fan & (df.hour.between(11.5, 13.0) | df.hour.between(17.5, 20.0))]
+
+
+def test_values_are_valid_numbers(day) -> None:
+    df, _, _ = day
+    for col in ("oil_fume", "flow"):
+        assert df[col].notna().all() and (df[col] >= 0).all()
+    for col in ("pm", "nmhc"):
+        vals = df[col].dropna()
+        assert len(vals) > 0.8 * len(df) and np.isfinite(vals).all() and (vals >= 0).all()
+
+
+def test_normal_kitchens_comply_at_peaks(day) -> None:
+    df, _, _ = day
+    peaks = _peaks(df[df.behaviour == "normal"])
+    assert len(peaks) > 43 * 120
+    assert (peaks.c_ref < LIMIT_MG_M3).mean() >= 0.99
+    assert 0.3 <= peaks.c_ref.median() <= 1.2
+    assert peaks.c_ref.quantile(0.05) >= 0.2 and peaks.c_ref.quantile(0.95) <= 1.4
+    # co-pollutants while cooking
+    assert 0.5 <= peaks.pm.median() <= 3.0
+    assert 2.0 <= peaks.nmhc.median() <= 8.0
+
+
+def test_flow_follows_stove_heads(day) -> None:
+    df, _, _ = day
+    on = df[df.fan]
+    ratio = on.flow / (on.heads * REF_FLOW_PER_HEAD_M3_H)
+    assert ratio.between(0.6, 1.45).all()
+    per_device = ratio.groupby(on.device_id).median()
+    assert per_device.min() < 0.9 and per_device.max() > 1.1  # kitchens differ
+
+
+def test_worn_purifier_exceeds_for_sustained_stretches(day) -> None:
+    df, beh, _ = day
+    worn = [d for d, b in beh.items() if b == "worn_purifier"]
+    assert len(worn) == 4
+    for dev in worn:
+        g = df[df.device_id == dev].sort_values("time_ms")
+        over = g.c_ref > LIMIT_MG_M3
+        assert longest_run(over) >= 30, dev
+        assert g[over].hour.between(10.5, 21.5).all()
+        assert g[over].purifier.all()  # the purifier runs; it just does not clean enough
+
+
+def test_fan_off_outside_business_hours(day) -> None:
+    df, _, _ = day
+    night = df[(df.hour < 8.5) | (df.hour >= 22.0)]
+    assert len(night) > 50 * 600
+    assert not night.fan.any() and not night.purifier.any()
+    assert (night.flow == 0.0).all()
+    assert night.oil_fume.between(0.02, 0.1).all()
+    # and every kitchen cooks at lunch and at dinner
+    for window in ((11.5, 13.0), (17.5, 20.0)):
+        cooking = df[df.hour.between(*window) & df.fan].device_id.nunique()
+        assert cooking == 50
+
+
+def test_bypass_runs_fan_without_purifier(day) -> None:
+    df, beh, _ = day
+    bypass = [d for d, b in beh.items() if b == "bypass"]
+    g = df[df.device_id == bypass[0]].sort_values("time_ms")
+    off = g.fan & ~g.purifier
+    assert longest_run(off) >= 30
+    assert g[off].c_ref.median() >= 4.0
+    others = df[df.behaviour != "bypass"]
+    assert not (others.fan & ~others.purifier).any()
+
+
+def test_offline_device_has_multi_hour_gap_in_business_hours(day) -> None:
+    df, beh, _ = day
+    offline = [d for d, b in beh.items() if b == "offline"][0]
+    t = np.sort(df[df.device_id == offline].time_ms.to_numpy())
+    gaps = np.diff(t)
+    i = int(np.argmax(gaps))
+    assert gaps[i] >= 2 * 3_600_000
+    gap_start_h = (t[i] - START_MS) / 3_600_000
+    gap_end_h = (t[i + 1] - START_MS) / 3_600_000
+    assert 9.0 <= gap_start_h and gap_end_h <= 22.0
+    counts = df.groupby("device_id").size()
+    assert (counts.drop(offline) == 1440).all()
+
+
+def test_flaky_sensor_spikes_single_minutes(day) -> None:
+    df, beh, _ = day
+
+    def isolated_spikes(dev: str) -> int:
+        g = df[df.device_id == dev].sort_values("time_ms")
+        v = g.oil_fume.to_numpy()
+        neighbours = np.maximum(np.r_[v[1:], 0], np.r_[0, v[:-1]])
+        return int(np.sum((v > 3 * neighbours) & g.fan.to_numpy()))  # not the fan-off background jitter
+
+    flaky = [d for d, b in beh.items() if b == "flaky_sensor"][0]
+    assert isolated_spikes(flaky) >= 3
+    assert all(isolated_spikes(d) == 0 for d, b in beh.items() if b == "normal")
+
+
+# =========================================================================================================
+# Encodings
+# =========================================================================================================
+
+
+def _reading(**kw) -> sim.SimReading:
+    base = dict(
+        device_id="FW-R0001-1",
+        time_ms=parse_time("2026-11-26T12:00:00+08:00"),
+        oil_fume=0.734,
+        pm=1.25,
+        nmhc=4.5,
+        flow=5321.7,
+        fan=True,
+        purifier=False,
+    )
+    base.update(kw)
+    return sim.SimReading(**base)
+
+
+def test_encode_json_single_and_batch() -> None:
+    r = _reading()
+    obj = json.loads(sim.encode_json(r))
+    assert obj == {
+        "ts": "2026-11-26T12:00:00+08:00",
+        "oil_fume": 0.734,
+        "pm": 1.25,
+        "nmhc": 4.5,
+        "flow": 5321.7,
+        "fan": True,
+        "purifier": False,
+    }
+    assert parse_time(obj["ts"]) == r.time_ms
+    partial = json.loads(sim.encode_json(_reading(pm=None, nmhc=None)))
+    assert "pm" not in partial and "nmhc" not in partial and partial["oil_fume"] == 0.734
+
+    rs = [_reading(time_ms=r.time_ms + i * 60_000, oil_fume=0.1 * i) for i in range(3)]
+    arr = json.loads(sim.encode_json_batch(rs))
+    assert isinstance(arr, list) and len(arr) == 3
+    assert [o["ts"] for o in arr] == [x.time_ms for x in rs]
+    assert all(isinstance(o["ts"], int) and set(o) >= {"oil_fume", "fan", "purifier"} for o in arr)
+
+
+def test_encode_hj212_parses_with_valid_crc() -> None:
+    r = _reading()
+    raw = sim.encode_hj212(r, factors=DEFAULT_FACTORS)
+    assert raw.endswith(b"\r\n")
+    frame = parse_frame(raw.decode("ascii"))
+    seg = raw[6:-6]
+    assert int(raw[-6:-2], 16) == crc16(seg) and int(raw[2:6]) == len(seg)
+    assert (frame.cn, frame.mn, frame.pw) == ("2051", "FW-R0001-1", "123456")
+    assert frame.data_time == "20261126120000"  # Beijing time of 04:00Z
+    assert frame.factors["a34041"] == {"Avg": "0.734", "Flag": "N"}
+    assert float(frame.factors["a00000"]["Avg"]) == 5321.7
+    assert frame.factors["fan01"]["Avg"] == "1" and frame.factors["pur01"]["Avg"] == "0"
+
+    utc = parse_frame(sim.encode_hj212(r, factors=DEFAULT_FACTORS, tz="UTC", cn="2011", pw="x1").decode())
+    assert utc.data_time == "20261126040000" and utc.cn == "2011" and utc.pw == "x1"
+    assert utc.factors["a34041"]["Rtd"] == "0.734"
+
+    vendor = {"o01": "oil_fume", "q01": "flow", "s01": "fan"}
+    f2 = parse_frame(sim.encode_hj212(_reading(pm=None), factors=vendor).decode())
+    assert set(f2.factors) == {"o01", "q01", "s01"}
+    with pytest.raises(ValueError):
+        sim.encode_hj212(r, factors={"a00000": "flow"})
+
+
+# =========================================================================================================
+# Publishing through a real Mosquitto
+# =========================================================================================================
+
+
+class Collector:
+    """A paho subscriber that records every message under a topic prefix."""
+
+    def __init__(self, host: str, port: int, prefix: str, protocol: int = mqtt.MQTTv5) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
+        )
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.on_connect = lambda client, *a: client.subscribe(f"{prefix}/#", qos=1)
+        c.on_message = self._on_message
+        c.connect(host, port)
+        c.loop_start()
+        assert subscribed.wait(10), "subscription not acknowledged"
+        self._client = c
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def wait_for(self, n: int, timeout_s: float = 10.0, settle_s: float = 0.3) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(settle_s)  # anything extra would show up now
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"simtest{uuid.uuid4().hex[:8]}/v1"
+
+
+@pytest.mark.integration
+def test_run_simulation_delivers_every_reading(mosquitto, prefix) -> None:
+    reg = sim.make_registry(3, seed=1)
+    expected = Counter(r.device_id for r in sim.generate(reg, START_MS + 11 * 3_600_000, 2, seed=1))
+    calls: list[tuple[int, int]] = []
+    sub = Collector(mosquitto.host, mosquitto.port, prefix)
+    try:
+        stats = sim.run_simulation(
+            mosquitto.url,
+            reg,
+            start_ms=START_MS + 11 * 3_600_000,
+            hours=2,
+            speed=0,
+            topic_prefix=prefix,
+            progress=lambda done, total: calls.append((done, total)),
+        )
+        got = sub.wait_for(stats.messages)
+    finally:
+        sub.close()
+    total = sum(expected.values())
+    assert (stats.readings, stats.messages, stats.devices, stats.faults) == (total, total, 3, {})
+    assert Counter(t for t, _ in got) == {f"{prefix}/{d}/reading": n for d, n in expected.items()}
+    assert calls[-1] == (total, total) and all(d <= t for d, t in calls)
+    objs = [json.loads(p) for _, p in got]
+    assert all(o["ts"].endswith("+08:00") and isinstance(o["fan"], bool) for o in objs)
+
+
+@pytest.mark.integration
+def test_run_simulation_with_faults_adds_extra_messages(mosquitto, prefix) -> None:
+    reg = sim.make_registry(3, seed=1)
+    start = START_MS + 11 * 3_600_000
+    expected = Counter(r.device_id for r in sim.generate(reg, start, 2, seed=1))
+    sub = Collector(mosquitto.host, mosquitto.port, prefix)
+    try:
+        stats = sim.run_simulation(
+            mosquitto.url, reg, start_ms=start, hours=2, speed=0, topic_prefix=prefix, inject_faults=True
+        )
+        got = sub.wait_for(stats.messages)
+    finally:
+        sub.close()
+    assert set(stats.faults) == set(sim.FAULT_KINDS_JSON)
+    assert all(n >= 1 for n in stats.faults.values())
+    n_faults = sum(stats.faults.values())
+    assert stats.messages == stats.readings + n_faults == sum(expected.values()) + n_faults
+    assert len(got) == stats.messages
+    topics = Counter(t for t, _ in got)
+    assert topics[f"{prefix}/{sim.UNKNOWN_DEVICE_ID}/reading"] == stats.faults["unknown_device"]
+
+    # Every valid reading still arrives: the strictly valid messages are exactly the generated readings.
+    valid: Counter[str] = Counter()
+    for topic, payload in got:
+        try:
+            obj = json.loads(payload, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        except ValueError:
+            continue
+        dev = topic.split("/")[-2]
+        ok = (
+            dev in expected
+            and isinstance(obj.get("oil_fume"), float | int)
+            and obj["oil_fume"] >= 0
+            and start <= parse_time(obj["ts"]) < start + 2 * 3_600_000
+            and parse_time(obj["ts"]) % 60_000 == 0
+        )
+        valid[dev] += ok
+    assert valid == expected
+
+
+@pytest.mark.integration
+def test_run_simulation_hj212_batches(mosquitto, prefix) -> None:
+    reg = sim.make_registry(3, seed=2)
+    start = START_MS + 17 * 3_600_000
+    expected = Counter(r.device_id for r in sim.generate(reg, start, 2, seed=2))
+    sub = Collector(mosquitto.host, mosquitto.port, prefix)
+    try:
+        stats = sim.run_simulation(
+            mosquitto.url,
+            reg,
+            start_ms=start,
+            hours=2,
+            speed=0,
+            fmt="hj212",
+            batch=7,
+            topic_prefix=prefix,
+            seed=2,
+            inject_faults=True,
+        )
+        got = sub.wait_for(stats.messages)
+    finally:
+        sub.close()
+    assert set(stats.faults) == set(sim.FAULT_KINDS_HJ212)
+    n_valid_messages = sum(math.ceil(n / 7) for n in expected.values())
+    assert stats.messages == n_valid_messages + sum(stats.faults.values()) == len(got)
+    good: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for topic, payload in got:
+        assert topic.endswith("/hj212")
+        for chunk in split_frames(payload.decode("ascii", errors="replace")):
+            try:
+                frame = parse_frame(chunk)
+            except HJ212Error as exc:
+                reasons[exc.reason] += 1
+                continue
+            value = float(frame.factors["a34041"]["Avg"])
+            if frame.mn in expected and math.isfinite(value) and value >= 0 and frame.data_time < "20261128":
+                good[frame.mn] += 1
+    assert good == expected
+    assert reasons["bad_crc"] >= 1 and reasons["truncated"] >= 1
+
+
+@pytest.mark.integration
+def test_run_simulation_paces_by_simulated_time(mosquitto, prefix) -> None:
+    reg = sim.make_registry(2, seed=1)
+    stats = sim.run_simulation(
+        mosquitto.url, reg, start_ms=START_MS, hours=0.5, speed=3600, topic_prefix=prefix, batch=5
+    )
+    # 30 one-minute steps at 3600x: the last step is due 29 simulated minutes = 0.48 s after the start.
+    assert stats.readings == 60 and stats.messages == 12
+    assert 0.45 <= stats.elapsed_s < 5.0
+
+
+@pytest.mark.integration
+def test_run_simulation_falls_back_to_mqtt311(prefix) -> None:
+    """amqtt (the demo's zero-install broker) speaks MQTT 3.1.1 only: protocol="auto" falls back to it."""
+    pytest.importorskip("amqtt", reason="amqtt not installed")
+    from ingest.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(prefer="amqtt").start()
+    try:
+        reg = sim.make_registry(3, seed=1)
+        start = START_MS + 12 * 3_600_000
+        expected = sim.count_readings(reg, start, 0.5, seed=1)
+        sub = Collector("127.0.0.1", broker.port, prefix, protocol=mqtt.MQTTv311)
+        try:
+            with pytest.raises(ConnectionError):
+                sim.run_simulation(broker.url, reg, start_ms=start, hours=0.5, speed=0, protocol="5")
+            stats = sim.run_simulation(
+                broker.url, reg, start_ms=start, hours=0.5, speed=0, topic_prefix=prefix
+            )
+            got = sub.wait_for(stats.messages)
+        finally:
+            sub.close()
+    finally:
+        broker.stop()
+    assert stats.readings == stats.messages == expected == len(got) == 90
