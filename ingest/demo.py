@@ -141,7 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
     dead_counts = state.dead_letter_counts()
     behaviours = simulate.behaviours(registry, args.seed)
     _summary(console, registry, store, counts, behaviours, settings.display_tz, start_ms, args.hours)
-    dl = Table(title="Dead letters (refused input, kept with the reason)", title_justify="left")
+    dl = Table(title="Dead letters (refused input, kept with its reason)", title_justify="left", min_width=60)
     dl.add_column("reason")
     dl.add_column("count", justify="right")
     for reason, n in dead_counts.items():
