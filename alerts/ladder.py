@@ -1,8 +1,9 @@
 """Graduated enforcement: 一次教育劝导、二次告诫、三次运用执法手段.
 
-A restaurant's exceedance events are counted over a look-back period (default 365 days). The k-th
-exceedance whose start lies within the look-back period before this one's start (counting itself, ordered
-by start time, then event id) gets:
+A restaurant's exceedance episodes are counted over a look-back period (default 365 days); overlapping
+exceedance events of one restaurant (e.g. oil fume and particulate in the same service) are one episode.
+The k-th episode whose start lies within the look-back period before this one's start (counting itself,
+ordered by start time, then event id) gets:
 
 - k = 1: ``education`` (教育劝导) — guidance to the owner. A first minor offence that is corrected in time
   may go unpunished (首违不罚, Administrative Penalty Law art. 33), so this notice is a reminder, not a penalty;
@@ -41,16 +42,44 @@ def level_for(occurrence: int) -> str:
 
 
 def occurrence_of(ledger: Ledger, event: Event, lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> int:
-    """Position of ``event`` among its restaurant's exceedances in the look-back period (it must be stored).
+    """Position of ``event``'s episode among its restaurant's exceedance episodes in the look-back period.
 
-    Counts exceedance events of the same restaurant with start in
-    ``[event.start - lookback, event.start]``, ties on start broken by event id, so the result depends on
-    event time only. Prefer the value recorded at assignment (:meth:`Ledger.get_occurrence`) once set.
+    An episode is a run of overlapping exceedance events of one restaurant: oil fume and particulate
+    over the limit during the same dinner service are one offence, not two, so they share one ladder
+    step. Counts episodes of events with start in ``[event.start - lookback, event.start]`` (ties on start
+    broken by event id), so the result depends on event time only. Prefer the value recorded at
+    assignment (:meth:`Ledger.get_occurrence`) once set.
     """
     since = event.start_ms - int(lookback_days * DAY_MS)
-    return ledger.count_exceedances(
-        event.restaurant_id, since, until_ms=event.start_ms, up_to_event_id=event.event_id
-    )
+    events = [
+        e
+        for e in ledger.list_events(
+            since_ms=since, until_ms=event.start_ms + 1, restaurant_id=event.restaurant_id, kind=EXCEEDANCE
+        )
+        if since <= e.start_ms <= event.start_ms
+    ]
+    if not any(e.event_id == event.event_id for e in events):
+        events.append(event)
+    events.sort(key=lambda e: (e.start_ms, e.event_id))
+    episode = 0
+    episode_end: float = float("-inf")
+    for e in events:
+        if e.start_ms > episode_end:
+            episode += 1
+            episode_end = float("-inf")
+        episode_end = max(episode_end, _known_end(e))
+        if e.event_id == event.event_id:
+            return episode
+    return episode
+
+
+def _known_end(e: Event) -> int:
+    """End of an event as far as known: its end, else (still open) the end of its last evidence window.
+    An event left open by a device that went silent must not swallow every later offence."""
+    if e.end_ms is not None:
+        return e.end_ms
+    ends = [w.get("end_ms") for w in e.evidence if isinstance(w, dict) and w.get("end_ms") is not None]
+    return int(max(ends)) if ends else e.start_ms
 
 
 def assign_level(ledger: Ledger, event: Event, lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> str:

@@ -35,9 +35,14 @@ from alerts.model import (
 T0 = 1795667400000  # 2026-11-26T04:30:00Z
 
 
-def ev(day: float, restaurant: str = "R1", kind: str = EXCEEDANCE, suffix: str = "") -> Event:
+def ev(
+    day: float, restaurant: str = "R1", kind: str = EXCEEDANCE, suffix: str = "", hours: float | None = 2.0
+) -> Event:
+    """An event of ``hours`` (None: still open) starting ``day`` days after T0."""
     start = T0 + int(day * DAY_MS)
     return Event(
+        end_ms=None if hours is None else start + int(hours * 3_600_000),
+        state="open" if hours is None else "closed",
         event_id=f"{restaurant}-{kind}-{start}{suffix}",
         kind=kind,
         restaurant_id=restaurant,
@@ -138,14 +143,14 @@ def test_other_kinds_get_no_level_and_do_not_count(ledger: Ledger) -> None:
 def test_restaurants_are_independent_and_ties_break_by_id(ledger: Ledger) -> None:
     assert assign_level(ledger, ev(0, "R1")) == EDUCATION
     assert assign_level(ledger, ev(0, "R2")) == EDUCATION
-    # two exceedances (two pollutants / two flues) starting at the same instant: ordered by event id,
-    # whichever reaches the ladder first
+    # two exceedances (two pollutants / two flues) starting at the same instant are one episode
     b, a = ev(3, suffix="-b"), ev(3, suffix="-a")
     assert assign_level(ledger, b) == WARNING  # day 0 and b
-    assert assign_level(ledger, a) == WARNING  # day 0 and a ("a" < "b", so b does not count)
-    assert occurrence_of(ledger, a) == 2 and occurrence_of(ledger, b) == 3  # the order now
-    assert ledger.get_occurrence(b.event_id) == 2  # but what was assigned stays
-    assert assign_level(ledger, ev(3, suffix="-c")) == ENFORCEMENT
+    assert assign_level(ledger, a) == WARNING  # the same episode as b
+    assert occurrence_of(ledger, a) == 2 and occurrence_of(ledger, b) == 2
+    assert ledger.get_occurrence(b.event_id) == 2
+    assert assign_level(ledger, ev(3, suffix="-c")) == WARNING  # still the same episode
+    assert assign_level(ledger, ev(4)) == ENFORCEMENT
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -191,7 +196,7 @@ def _windows(e: Event) -> list[WindowResult]:
 
 
 def test_build_case_carries_the_evidence(ledger: Ledger) -> None:
-    e = ev(0)
+    e = ev(0, hours=None)
     e.evidence = [window_summary(w) for w in _windows(e)]
     case = build_case(e, occurrence=3, created_ms=T0)
     json.dumps(case)  # storable as JSON
@@ -247,3 +252,19 @@ def test_cases_upsert_and_list(ledger: Ledger) -> None:
     assert c["end_ms"] == e.end_ms and c["created_ms"] == T0
     assert ledger.list_cases(district="海淀区") == []
     assert ledger.list_cases(since_ms=e.end_ms + 1) == []
+
+
+def test_overlapping_exceedances_are_one_episode(ledger: Ledger) -> None:
+    """Oil fume and particulate over the limit in the same dinner service are one offence, one step."""
+    oil = ev(0, hours=2.5)
+    pm = ev(0.02, suffix="-pm")  # starts ~29 min later, overlaps
+    pm.pollutant = "pm"
+    assert assign_level(ledger, oil) == EDUCATION
+    assert assign_level(ledger, pm) == EDUCATION
+    assert assign_level(ledger, ev(1)) == WARNING  # the next day: the second episode
+    still_open = ev(2, hours=None)
+    still_open.evidence = [{"start_ms": still_open.start_ms, "end_ms": still_open.start_ms + 3 * 3_600_000}]
+    assert assign_level(ledger, still_open) == ENFORCEMENT
+    nmhc = ev(2.1, suffix="-nmhc")  # inside the still-open oil-fume event's known extent: same episode
+    assert assign_level(ledger, nmhc) == ENFORCEMENT
+    assert occurrence_of(ledger, nmhc) == 3
