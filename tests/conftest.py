@@ -160,3 +160,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = servers.docker_unavailable_reason()
         if reason is not None:
             pytest.skip(reason)
+
+
+# =========================================================================================================
+# 4. Real notice receivers (tests/receivers.py): an SMTP server and an HTTP webhook
+# =========================================================================================================
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free port collecting messages; ``.url(to)`` is an apprise URL."""
+    pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd not installed (test extra)")
+    import receivers
+
+    with receivers.smtp_sink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def webhook() -> Iterator[Any]:
+    """A real HTTP receiver collecting JSON POSTs; ``.url(path)`` is an apprise json:// URL."""
+    import receivers
+
+    with receivers.webhook_receiver() as hook:
+        yield hook
