@@ -35,23 +35,41 @@ def influx2():
         # DBRP mapping so InfluxQL on /query finds the bucket as database "fumewatch"
         from influxdb_client import DBRPCreate
 
-        client.dbrps_api().create(DBRPCreate(org_id=org.id, bucket_id=bucket.id, database="fumewatch",
-                                             retention_policy="autogen", default=True))
+        client.dbrps_api().create(
+            DBRPCreate(
+                org_id=org.id,
+                bucket_id=bucket.id,
+                database="fumewatch",
+                retention_policy="autogen",
+                default=True,
+            )
+        )
         client.close()
         yield c.get_url()
 
 
 def test_write_and_read_back_influxdb2(influx2):
-    settings = load_settings(None, {"influx": {"org": "fumewatch", "bucket": "fumewatch", "flush_interval_ms": 100}})
+    settings = load_settings(
+        None, {"influx": {"org": "fumewatch", "bucket": "fumewatch", "flush_interval_ms": 100}}
+    )
     settings.influx.token = type(settings.influx.token)(TOKEN)
     store = open_store(influx2, settings)
     acked: list = []
     store.set_on_durable(acked.extend)
     t0 = (now_ms() // 60_000 - 30) * 60_000
     readings = [
-        Reading(time_ms=t0 + i * 60_000, device_id="D1", restaurant_id="R1", district="朝阳区",
-                oil_fume_mg_m3=1.0, oil_fume_ref_mg_m3=1.5, ref_converted=True, flow_m3_h=6000.0,
-                fan_on=True, purifier_on=True)
+        Reading(
+            time_ms=t0 + i * 60_000,
+            device_id="D1",
+            restaurant_id="R1",
+            district="朝阳区",
+            oil_fume_mg_m3=1.0,
+            oil_fume_ref_mg_m3=1.5,
+            ref_converted=True,
+            flow_m3_h=6000.0,
+            fan_on=True,
+            purifier_on=True,
+        )
         for i in range(10)
     ]
     store.write([(i, [r]) for i, r in enumerate(readings)])

@@ -1,0 +1,138 @@
+"""The alerts part of ``fumewatch demo``: detector in-process, notices to a local webhook receiver.
+
+The demo replays yesterday at high speed, so the detector runs on event time (``clock = "event"``).
+Owners' and inspectors' notices go to a real HTTP receiver started here (apprise ``json://``), so the
+summary shows notices that were really delivered, and one of them in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from alerts.config import AppSettings
+from alerts.ledger import Ledger
+from alerts.service import AlertsService
+from ingest.config import Settings
+from ingest.registry import Registry
+from ingest.timeutil import format_local
+
+
+class _Receiver:
+    """A webhook receiver standing in for WeCom/DingTalk/e-mail gateways during the demo."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    doc = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    doc = {"raw": body.decode("utf-8", "replace")}
+                outer.received.append((self.path, doc))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DemoAlerts:
+    def __init__(self, settings: Settings, registry: Registry, state_path: Path, broker_url: str) -> None:
+        self.receiver = _Receiver()
+        base = f"json://127.0.0.1:{self.receiver.port}"
+        self.registry = Registry(
+            dataclasses.replace(d, owner_notify=f"{base}/owner/{d.restaurant_id}") for d in registry
+        )
+        data = settings.model_dump()
+        data["mqtt"]["password"] = ""
+        data["influx"]["token"] = ""
+        data["alerts"] = {
+            "clock": "event",
+            "client_id": "fumewatch-demo-alerts",
+            "warmup_hours": 0,
+            "advance_interval_s": 0.25,  # simulated time runs ~2000x: advance often
+        }
+        data["notify"] = {"inspector_targets": [f"{base}/inspector"], "retries": 1, "retry_backoff_s": 0.2}
+        self.settings = AppSettings(**data)
+        self.ledger = Ledger(state_path)
+        self.service = AlertsService(self.settings, self.registry, self.ledger, subscribe=False)
+        self.service.start()
+
+    def on_readings(self, readings) -> None:
+        self.service.feed(readings)
+
+    def finish(self, end_ms: int) -> None:
+        self.service.advance(end_ms)
+        self.service.finish()
+
+    def close(self) -> None:
+        self.service.stop()
+        self.receiver.close()
+
+    def report(self, console: Console) -> None:
+        tz = self.settings.display_tz
+        events = self.ledger.list_events()
+        names = {d.restaurant_id: d.name for d in self.registry}
+        t = Table(
+            title="Events (detector: 10-min windows, 3 over opens, 2 compliant close)", title_justify="left"
+        )
+        for col in ("restaurant", "kind", "start", "end", "peak / limit mg/m3", "level", "state"):
+            t.add_column(col)
+        for e in sorted(events, key=lambda e: (e.start_ms, e.restaurant_id)):
+            if e.kind == "late_data":
+                continue
+            peak = "" if e.peak_mg_m3 is None else f"{e.peak_mg_m3:.2f} / {e.limit_mg_m3 or 0:.1f}"
+            t.add_row(
+                f"{e.restaurant_id} {names.get(e.restaurant_id, '')}",
+                e.kind + (f" ({e.pollutant})" if e.pollutant and e.pollutant != "oil_fume" else ""),
+                format_local(e.start_ms, tz, "%m-%d %H:%M"),
+                format_local(e.end_ms, tz, "%H:%M") if e.end_ms else "open",
+                peak,
+                e.level,
+                e.state,
+                style="red" if e.level == "enforcement" else ("yellow" if e.level == "warning" else None),
+            )
+        console.print(t)
+        notices = self.ledger.list_notices()
+        by: dict[tuple[str, str], int] = {}
+        for n in notices:
+            by[(n.channel, n.status)] = by.get((n.channel, n.status), 0) + 1
+        summary = ", ".join(f"{ch} {st}: {k}" for (ch, st), k in sorted(by.items())) or "none"
+        console.print(f"Notices: {summary}; webhook receiver got {len(self.receiver.received)} deliveries.")
+        owner = [doc for path, doc in self.receiver.received if path.startswith("/owner/")]
+        if owner:
+            first = owner[0]
+            console.print(
+                Panel(
+                    f"{first.get('title', '')}\n\n{first.get('message', '')}",
+                    title="a notice as an owner receives it",
+                )
+            )
+        cases = self.ledger.list_cases()
+        if cases:
+            console.print(f"Enforcement cases for inspectors: {len(cases)} (fumewatch cases --state ...)")
+        self.ledger.close()
+
+
+def start(settings: Settings, registry: Registry, state_path: Path, broker_url: str) -> DemoAlerts:
+    return DemoAlerts(settings, registry, state_path, broker_url)

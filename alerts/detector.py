@@ -1,0 +1,490 @@
+"""Streaming event-time detector: readings in, event transitions and finalised windows out.
+
+Pure: no I/O, no MQTT, no database, no wall clock (time enters only through readings and
+:meth:`Detector.advance`). The service around it subscribes to readings, calls :meth:`Detector.advance`
+periodically with the wall clock, stores :meth:`Detector.drain_windows` and the transitions, and saves
+:meth:`Detector.snapshot` so a restart loses nothing (:meth:`Detector.restore`).
+
+Per device:
+
+- **Windows and watermark.** Tumbling windows aligned to the epoch clock (rules in :mod:`alerts.window`).
+  The device watermark is ``max(event time seen, advance() wall clock) - allowed_lateness``; a window is
+  finalised when the watermark reaches its end. A reading whose window is already finalised is *late*: it
+  is counted (:attr:`Detector.late_readings`) and recorded in a ``late_data`` event, and changes no
+  finalised result. Duplicates (same device, same ``time_ms``, window still open) count once
+  (:attr:`Detector.duplicates`), so re-delivered MQTT messages are harmless.
+- **exceedance** per limited pollutant (``oil_fume`` on ``oil_fume_ref_mg_m3``; ``pm``/``nmhc`` where the
+  profile limits them and readings carry them): N/M hysteresis over valid windows
+  (:class:`alerts.window.ExceedanceTracker`): opens after N consecutive valid windows with mean > limit
+  (start = first of them), closes after M consecutive valid compliant ones (end = end of the last
+  exceeding window). Invalid windows and gaps are skipped: they neither count nor reset (unless
+  ``max_gap_s`` is set, see :class:`~alerts.window.DetectorConfig`). ``peak_mg_m3`` = highest window
+  mean, ``mean_mg_m3`` = mean of the exceeding windows' means; the highest single reading is the largest
+  ``max_mg_m3`` of the evidence windows (:func:`alerts.window.max_reading_mg_m3`). Evidence = the
+  exceeding windows' summaries (start_ms, end_ms, mean_mg_m3, max_mg_m3, samples). Id
+  ``exceedance:{device_id}:{pollutant}:{start_ms}``; transitions carry the event-time end of the window
+  that decided them (``at_ms``), so replays give identical ids and times. While an event is open the
+  transitions say nothing; :meth:`Detector.open_events` shows its current state.
+- **purifier_off**: readings with ``fan_on is True`` and ``purifier_on is False`` (bypass) for at least
+  ``purifier_off_min`` (first to latest bypass reading, no gap over ``purifier_max_gap_s``) open it,
+  starting at the first bypass reading; a reading with the purifier on or the fan off closes it (end = that
+  reading's time). Readings with either state unknown are ignored, as are out-of-order readings (older than
+  the device's latest). Evidence: first/last bypass time and the number of bypass readings.
+- **offline**: from :meth:`Detector.advance` with the wall clock: a registered device without a reading for
+  ``offline_min`` minutes *of business hours* (time outside business hours does not count) opens it,
+  starting at its last reading (or at the first ``advance`` for a device never heard from); the next reading
+  closes it.
+- **late_data**: one event per device *episode* of late readings, id from the first late reading's time,
+  evidence with the count and time range; it closes when the device watermark has moved
+  ``late_episode_s`` past the last late reading (or at :meth:`Detector.flush`).
+
+Readings of devices missing from the registry are counted (:attr:`Detector.unregistered`) and ignored.
+``level`` is left empty: the enforcement ladder is another module's job. Transitions carry copies of the
+events (later updates do not change what was handed out); ``Transition.action`` is ``opened`` or
+``closed`` for every kind. :mod:`alerts.replay` reproduces exceedance and purifier_off events at numpy
+speed for whole frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict
+
+from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
+from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
+from alerts.window import (
+    POLLUTANT_INDEX,
+    BusinessHours,
+    DetectorConfig,
+    ExceedanceTracker,
+    WindowAcc,
+    judge,
+    snapshot_event,
+    summary,
+    window_start,
+)
+from ingest.model import Reading
+from ingest.registry import Device, Registry
+
+__all__ = ["Detector", "DetectorConfig", "SNAPSHOT_VERSION"]
+
+SNAPSHOT_VERSION = 1
+_NEG = -(2**62)  # "no time yet" (JSON-safe, below any real epoch ms)
+
+
+class _Dev:
+    """Mutable state of one device (kept small: the service may hold 100,000 of these)."""
+
+    __slots__ = (
+        "device",
+        "judged",
+        "profile",
+        "wm",
+        "max_t",
+        "last_seen",
+        "windows",
+        "trackers",
+        "p_start",
+        "p_last",
+        "p_count",
+        "p_event",
+        "offline",
+        "late",
+        "late_wm",
+    )
+
+    def __init__(self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str) -> None:
+        self.device = device
+        self.judged = judged  # ((accumulator slot, pollutant, limit), ...), shared between devices
+        self.profile = profile
+        self.wm = _NEG
+        self.max_t = _NEG  # latest event time accepted into a window
+        self.last_seen = _NEG  # latest event time of any reading (late and duplicates too): offline
+        self.windows: list[WindowAcc] = []  # open windows, by start
+        # one ExceedanceTracker per judged pollutant, None while idle (no pending run, no open event)
+        self.trackers: list[ExceedanceTracker | None] | None = None
+        self.p_start: int | None = None
+        self.p_last: int | None = None
+        self.p_count = 0
+        self.p_event: Event | None = None
+        self.offline: Event | None = None
+        self.late: Event | None = None
+        self.late_wm = _NEG  # watermark when the last late reading arrived
+
+    def meta(self) -> dict:
+        d = self.device
+        return {
+            "device_id": d.device_id,
+            "restaurant_id": d.restaurant_id,
+            "district": d.district,
+            "profile": self.profile,
+        }
+
+
+class Detector:
+    """Per-device event-time windows, watermarks and event lifecycles. Not thread-safe."""
+
+    def __init__(self, registry: Registry, profiles: Profiles, config: DetectorConfig | None = None) -> None:
+        self.registry = registry
+        self.profiles = profiles
+        self.config = config = config or DetectorConfig()
+        problems = check_registry(profiles, registry, config.default_profile)
+        if problems:
+            raise ProfileError("registry does not match the limit profiles:\n  " + "\n  ".join(problems))
+        self._window_ms = config.window_ms
+        self._lateness_ms = config.lateness_ms
+        self._min_samples = config.min_samples
+        self._expected = config.expected_samples
+        self._business = BusinessHours(config.business_hours, config.business_tz)
+        self._devs: dict[str, _Dev] = {}
+        self._judged: dict[tuple[str, str], tuple[tuple[int, str, float], ...]] = {}
+        self._windows_out: list[WindowResult] = []
+        self._baseline_ms: int | None = None  # first advance(): "last seen" of never-heard devices
+        #: Readings accepted into a window.
+        self.readings = 0
+        #: Readings whose window was already finalised (recorded in ``late_data`` events).
+        self.late_readings = 0
+        #: Readings repeating a (device, time_ms) already in an open window.
+        self.duplicates = 0
+        #: Readings from devices not in the registry (ignored).
+        self.unregistered = 0
+        #: Windows finalised so far (per pollutant).
+        self.windows_finalised = 0
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    def process(self, reading: Reading) -> list[Transition]:
+        """Take one reading (any order); return the transitions it caused."""
+        st = self._devs.get(reading.device_id)
+        if st is None:
+            st = self._dev(reading.device_id)
+            if st is None:
+                self.unregistered += 1
+                return []
+        out: list[Transition] = []
+        t = reading.time_ms
+        if t > st.last_seen:
+            st.last_seen = t
+        if st.offline is not None:
+            ev = st.offline
+            ev.end_ms, ev.state = max(t, ev.start_ms), "closed"
+            st.offline = None
+            out.append(Transition(snapshot_event(ev), "closed", t))
+
+        ws = window_start(t, self._window_ms)
+        if ws + self._window_ms <= st.wm:
+            self._late(st, t, out)
+            return out
+        wins = st.windows
+        if wins and wins[-1].start_ms == ws:
+            acc = wins[-1]
+        else:
+            acc = next((a for a in wins if a.start_ms == ws), None)
+            if acc is None:
+                acc = WindowAcc(ws)
+                wins.append(acc)
+                if len(wins) > 1 and wins[-2].start_ms > ws:
+                    wins.sort(key=lambda a: a.start_ms)
+        fan = None if reading.fan_on is None else bool(reading.fan_on)  # numpy bools too
+        if not acc.add(t, (reading.oil_fume_ref_mg_m3, reading.pm_mg_m3, reading.nmhc_mg_m3), fan):
+            self.duplicates += 1
+            return out
+        self.readings += 1
+        if t > st.max_t:
+            pur = None if reading.purifier_on is None else bool(reading.purifier_on)
+            self._purifier(st, t, fan, pur, out)
+            st.max_t = t
+            wm = t - self._lateness_ms
+            if wm > st.wm:
+                st.wm = wm
+                self._finalise_due(st, out)
+        return out
+
+    def process_many(self, readings: Iterable[Reading]) -> list[Transition]:
+        out: list[Transition] = []
+        for r in readings:
+            out.extend(self.process(r))
+        return out
+
+    def advance(self, now_ms: int) -> list[Transition]:
+        """Move every watermark to at least ``now_ms - allowed_lateness`` (wall clock), finalising due
+        windows of silent devices, and open ``offline`` events. Call it periodically (e.g. every 10 s)."""
+        out: list[Transition] = []
+        if self._baseline_ms is None:
+            self._baseline_ms = now_ms
+        wm = now_ms - self._lateness_ms
+        for st in self._devs.values():
+            if wm > st.wm:
+                st.wm = wm
+                self._finalise_due(st, out)
+        offline_ms = self.config.offline_ms
+        for device in self.registry:
+            st = self._devs.get(device.device_id)
+            if st is not None and st.offline is not None:
+                continue
+            last = st.last_seen if st is not None and st.last_seen != _NEG else self._baseline_ms
+            if now_ms - last < offline_ms:
+                continue
+            overlap = self._business.overlap_ms(last, now_ms)
+            if overlap < offline_ms:
+                continue
+            if st is None:
+                st = self._dev(device.device_id)
+                assert st is not None
+            ev = Event(
+                event_id=f"{OFFLINE}:{device.device_id}::{last}",
+                kind=OFFLINE,
+                start_ms=last,
+                state="open",
+                evidence=[
+                    {"last_seen_ms": None if st.last_seen == _NEG else st.last_seen, "detected_ms": now_ms}
+                ],
+                **st.meta(),
+            )
+            st.offline = ev
+            out.append(Transition(snapshot_event(ev), "opened", now_ms))
+        return out
+
+    def flush(self) -> list[Transition]:
+        """End of stream: finalise every open window (and close late-data episodes). Open exceedance,
+        purifier_off and offline events stay open: nothing says they ended."""
+        out: list[Transition] = []
+        for st in self._devs.values():
+            if st.windows:
+                st.wm = max(st.wm, st.windows[-1].start_ms + self._window_ms)
+                self._finalise_due(st, out)
+            if st.late is not None:
+                self._close_late(st, out)
+        return out
+
+    def drain_windows(self) -> list[WindowResult]:
+        """Windows finalised since the last call (one per device, window and judged pollutant)."""
+        out, self._windows_out = self._windows_out, []
+        return out
+
+    def open_events(self) -> list[Event]:
+        """Copies of all currently open events, as they stand now (an exceedance with every exceeding
+        window so far, a purifier_off with its bypass readings so far)."""
+        evs: list[Event] = []
+        for st in self._devs.values():
+            for tr in st.trackers or ():
+                if tr is not None and tr.event is not None:
+                    evs.append(snapshot_event(tr.event))
+            if st.p_event is not None:
+                ev = snapshot_event(st.p_event)
+                ev.evidence = [_bypass(st)]
+                evs.append(ev)
+            evs.extend(snapshot_event(e) for e in (st.offline, st.late) if e is not None)
+        return evs
+
+    def watermark(self, device_id: str) -> int | None:
+        st = self._devs.get(device_id)
+        return None if st is None or st.wm == _NEG else st.wm
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {
+            "readings": self.readings,
+            "late_readings": self.late_readings,
+            "duplicates": self.duplicates,
+            "unregistered": self.unregistered,
+            "windows_finalised": self.windows_finalised,
+        }
+
+    # -- snapshot / restore ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """The whole state as JSON-serialisable data (open events, partial windows, counters, and
+        finalised windows not yet drained)."""
+        devs = {}
+        for dev_id, st in self._devs.items():
+            devs[dev_id] = {
+                "wm": st.wm,
+                "max_t": st.max_t,
+                "last_seen": st.last_seen,
+                "windows": [acc.to_state() for acc in st.windows],
+                "trackers": {
+                    p: tr.to_state()
+                    for (_, p, _), tr in zip(st.judged, st.trackers or (), strict=False)
+                    if tr is not None
+                },
+                "purifier": [st.p_start, st.p_last, st.p_count, _ev(st.p_event)],
+                "offline": _ev(st.offline),
+                "late": _ev(st.late),
+                "late_wm": st.late_wm,
+            }
+        return {
+            "version": SNAPSHOT_VERSION,
+            "config": self.config.as_dict(),
+            "counters": self.counters,
+            "baseline_ms": self._baseline_ms,
+            "devices": devs,
+            "pending_windows": [asdict(w) for w in self._windows_out],
+        }
+
+    @classmethod
+    def restore(
+        cls, registry: Registry, profiles: Profiles, config: DetectorConfig | None, snapshot: dict
+    ) -> Detector:
+        """A detector continuing from ``snapshot`` (from :meth:`snapshot`, possibly through JSON).
+
+        ``config`` None takes the snapshot's config. Devices no longer in the registry are dropped.
+        """
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"detector snapshot version {snapshot.get('version')!r} != {SNAPSHOT_VERSION}")
+        snap_cfg = DetectorConfig.from_dict(snapshot["config"])
+        config = config or snap_cfg
+        if config.window_s != snap_cfg.window_s:
+            raise ValueError(
+                f"snapshot was taken with window_s={snap_cfg.window_s}, config has {config.window_s}: "
+                "partial windows would not line up"
+            )
+        det = cls(registry, profiles, config)
+        for name, value in snapshot["counters"].items():
+            if name in det.counters:
+                setattr(det, name, value)
+        det._baseline_ms = snapshot["baseline_ms"]
+        for dev_id, s in snapshot["devices"].items():
+            st = det._dev(dev_id)
+            if st is None:
+                continue
+            st.wm, st.max_t, st.last_seen = s["wm"], s["max_t"], s["last_seen"]
+            st.windows = sorted((WindowAcc.from_state(w) for w in s["windows"]), key=lambda a: a.start_ms)
+            if s["trackers"]:
+                st.trackers = [
+                    None if p not in s["trackers"] else ExceedanceTracker.from_state(s["trackers"][p])
+                    for _, p, _ in st.judged
+                ]
+            st.p_start, st.p_last, st.p_count = s["purifier"][:3]
+            st.p_event = _unev(s["purifier"][3])
+            st.offline = _unev(s["offline"])
+            st.late = _unev(s["late"])
+            st.late_wm = s["late_wm"]
+        det._windows_out = [WindowResult(**w) for w in snapshot["pending_windows"]]
+        return det
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _dev(self, device_id: str) -> _Dev | None:
+        device = self.registry.get(device_id)
+        if device is None:
+            return None
+        prof = self.profiles.for_device(device, self.config.default_profile)
+        key = (prof.name, prof.size_class(device.stove_heads))
+        judged = self._judged.get(key)
+        if judged is None:
+            limits = prof.limits_for(device.stove_heads)
+            judged = tuple((POLLUTANT_INDEX[p], p, limits[p]) for p in POLLUTANTS if p in limits)
+            self._judged[key] = judged
+        st = self._devs[device_id] = _Dev(device, judged, prof.name)
+        return st
+
+    def _finalise_due(self, st: _Dev, out: list[Transition]) -> None:
+        wins = st.windows
+        while wins and wins[0].start_ms + self._window_ms <= st.wm:
+            self._finalise(st, wins.pop(0), out)
+        if st.late is not None and st.wm - st.late_wm >= self.config.late_episode_s * 1000:
+            self._close_late(st, out)
+
+    def _finalise(self, st: _Dev, acc: WindowAcc, out: list[Transition]) -> None:
+        ws = acc.start_ms
+        we = ws + self._window_ms
+        dev_id = st.device.device_id
+        for k, (i, pollutant, limit) in enumerate(st.judged):
+            cnt, total, mx = acc.stats(i)
+            if cnt == 0:
+                continue
+            mean = total / cnt
+            valid, reason, exceeds = judge(acc.n, acc.fan_on, cnt, mean, limit, self._min_samples)
+            self._windows_out.append(
+                WindowResult(dev_id, ws, we, cnt, self._expected, valid, reason, mean, mx, exceeds, pollutant)
+            )
+            self.windows_finalised += 1
+            if not valid:
+                continue
+            trs = st.trackers
+            tr = None if trs is None else trs[k]
+            if tr is None:
+                if not exceeds:
+                    continue  # an idle tracker stays idle on a compliant window
+                if trs is None:
+                    trs = st.trackers = [None] * len(st.judged)
+                tr = trs[k] = ExceedanceTracker()
+            meta = dict(st.meta(), pollutant=pollutant, limit_mg_m3=limit)
+            out.extend(tr.feed(summary(ws, we, mean, mx, cnt), exceeds, meta, self.config))
+            if tr.idle:
+                trs[k] = None
+                if not any(trs):
+                    st.trackers = None
+
+    def _purifier(self, st: _Dev, t: int, fan: bool | None, pur: bool | None, out: list[Transition]) -> None:
+        if fan is True and pur is False:
+            if st.p_event is None:
+                if st.p_start is None or t - st.p_last > self.config.purifier_max_gap_s * 1000:
+                    st.p_start, st.p_count = t, 0
+                st.p_last = t
+                st.p_count += 1
+                if t - st.p_start >= self.config.purifier_off_ms:
+                    st.p_event = Event(
+                        event_id=f"{PURIFIER_OFF}:{st.device.device_id}::{st.p_start}",
+                        kind=PURIFIER_OFF,
+                        start_ms=st.p_start,
+                        state="open",
+                        evidence=[_bypass(st)],
+                        **st.meta(),
+                    )
+                    out.append(Transition(snapshot_event(st.p_event), "opened", t))
+            else:
+                st.p_last = t
+                st.p_count += 1
+        elif pur is True or fan is False:
+            if st.p_event is not None:
+                ev = st.p_event
+                ev.end_ms, ev.state, ev.evidence = t, "closed", [_bypass(st)]
+                st.p_event = None
+                out.append(Transition(snapshot_event(ev), "closed", t))
+            st.p_start, st.p_last, st.p_count = None, None, 0
+
+    def _late(self, st: _Dev, t: int, out: list[Transition]) -> None:
+        self.late_readings += 1
+        st.late_wm = st.wm
+        ev = st.late
+        if ev is None:
+            st.late = Event(
+                event_id=f"{LATE_DATA}:{st.device.device_id}::{t}",
+                kind=LATE_DATA,
+                start_ms=t,
+                state="open",
+                evidence=[{"late_readings": 1, "first_ms": t, "last_ms": t}],
+                **st.meta(),
+            )
+            out.append(Transition(snapshot_event(st.late), "opened", t))
+            return
+        e = ev.evidence[0]
+        ev.evidence = [
+            {
+                "late_readings": e["late_readings"] + 1,
+                "first_ms": min(e["first_ms"], t),
+                "last_ms": max(e["last_ms"], t),
+            }
+        ]
+
+    def _close_late(self, st: _Dev, out: list[Transition]) -> None:
+        ev = st.late
+        assert ev is not None
+        ev.end_ms = max(ev.start_ms, ev.evidence[0]["last_ms"])
+        ev.state = "closed"
+        st.late = None
+        out.append(Transition(snapshot_event(ev), "closed", st.wm))
+
+
+def _bypass(st: _Dev) -> dict:
+    return {"first_bypass_ms": st.p_start, "last_bypass_ms": st.p_last, "bypass_readings": st.p_count}
+
+
+def _ev(ev: Event | None) -> dict | None:
+    return None if ev is None else ev.as_dict()
+
+
+def _unev(d: dict | None) -> Event | None:
+    return None if d is None else Event(**d)

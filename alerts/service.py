@@ -1,0 +1,344 @@
+"""The alerts service: readings -> detector -> events (state DB) -> enforcement ladder -> notices.
+
+Readings arrive either over MQTT (its own persistent session, ``fumewatch alerts``) or in-process from
+the ingest service (``fumewatch run``, the demo). Every ``commit_interval_s`` the detector state, the
+finalised windows and the events it produced are committed in one transaction; only then are the MQTT
+messages behind them acknowledged and the transitions handed to the notifier thread. After a crash the
+broker redelivers what was not acknowledged, the restored detector ignores what it had already counted,
+event ids are deterministic, and the notice ledger sends each (event, transition, target) once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+
+import orjson
+import paho.mqtt.client as mqtt
+
+from alerts.config import AppSettings
+from alerts.detector import Detector
+from alerts.ledger import Ledger
+from alerts.model import Transition
+from alerts.notify import Notifier
+from alerts.profiles import Profiles, load_profiles
+from alerts.window import window_start
+from ingest.model import Reading
+from ingest.pipeline import Pipeline
+from ingest.registry import Registry
+from ingest.service import connect_properties, make_client
+from ingest.store.base import Store
+from ingest.timeutil import now_ms
+
+log = logging.getLogger("fumewatch.alerts")
+
+STATE_NAME = "detector"
+
+
+class AlertsService:
+    def __init__(
+        self,
+        settings: AppSettings,
+        registry: Registry,
+        ledger: Ledger,
+        *,
+        store: Store | None = None,
+        subscribe: bool = True,
+        publish_notices: bool = True,
+        profiles: Profiles | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.ledger = ledger
+        self.store = store
+        self.profiles = profiles or load_profiles(settings.alerts.profiles_file or None)
+        self._cfg = settings.alerts.detector_config()
+        self._lock = threading.RLock()
+        self._pending_acks: list[int] = []
+        self._pending_transitions: list[Transition] = []
+        self._dirty = False
+        self._last_commit = time.monotonic()
+        self._max_event_ms = 0
+        self._stop = threading.Event()
+        self._notice_q: queue.Queue[Transition | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self.transitions_total = 0
+        self.notices: dict[str, int] = {}
+        self._restored = False
+        self.detector = self._restore_or_new()
+        self._subscribe = subscribe
+        self.client: mqtt.Client | None = None
+        self._pipeline = Pipeline(settings, registry) if subscribe else None
+        if subscribe or publish_notices:
+            self.client = make_client(settings, settings.alerts.client_id, manual_ack=subscribe)
+            self.client.on_connect = self._on_connect
+            if subscribe:
+                self.client.on_message = self._on_message
+        self.notifier = Notifier(
+            settings.notify,
+            ledger,
+            mqtt_publish=self._publish if self.client is not None else None,
+            standard_of=self._standard_of,
+        )
+
+    # ------------------------------------------------------------------ start-up
+    def _standard_of(self, name: str) -> str:
+        try:
+            return self.profiles.get(name).standard
+        except Exception:
+            return name
+
+    def _restore_or_new(self) -> Detector:
+        snap = self.ledger.load_state(STATE_NAME)
+        if snap:
+            try:
+                det = Detector.restore(self.registry, self.profiles, self._cfg, snap)
+                self._restored = True
+                log.info("event=detector_restored devices=%d", len(snap.get("devices", {})))
+                return det
+            except ValueError as exc:
+                log.warning("event=detector_state_discarded reason=%s", exc)
+        return Detector(self.registry, self.profiles, self._cfg)
+
+    def warm_up(self, until_ms: int | None = None) -> int:
+        """Feed the detector the store's readings it has not yet counted (after a restart, or a first start).
+
+        Only readings in windows the detector has not finalised are fed, so a warm-up never creates
+        ``late_data`` and never counts a reading twice.
+        """
+        if self.store is None or self.settings.alerts.warmup_hours <= 0:
+            return 0
+        end = until_ms if until_ms is not None else now_ms()
+        since = end - int(self.settings.alerts.warmup_hours * 3600_000)
+        try:
+            rows = self.store.query(since_ms=since, until_ms=end + 1)
+        except Exception as exc:  # the store may be down; the stream still works
+            log.warning("event=warmup_failed error=%s", str(exc)[:200])
+            return 0
+        wms = self._cfg.window_ms
+        fed: list[Reading] = []
+        for row in rows:
+            wm = self.detector.watermark(row["device_id"])
+            if wm is not None and window_start(row["time_ms"], wms) + wms <= wm:
+                continue
+            fed.append(_reading_from_row(row))
+        self.feed(fed)
+        log.info("event=detector_warmup readings=%d since_ms=%d", len(fed), since)
+        return len(fed)
+
+    def start(self) -> None:
+        # Notices left half-done by a crash first, then events stored but never notified.
+        self.notifier.resume_pending(self.registry)
+        self.notifier.catch_up(self.registry)
+        if not (self._subscribe and self._restored):
+            # Over MQTT with saved state the broker redelivers what was not acknowledged; otherwise
+            # (first start, or readings handed over in-process) the store holds what the state missed.
+            self.warm_up()
+        t = threading.Thread(target=self._notice_loop, name="alerts-notices", daemon=True)
+        t.start()
+        self._threads.append(t)
+        t = threading.Thread(target=self._tick_loop, name="alerts-tick", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.client is not None:
+            host, port = self.client._fw_endpoint  # type: ignore[attr-defined]
+            self.client.connect_async(
+                host,
+                port,
+                keepalive=self.settings.mqtt.keepalive_s,
+                clean_start=False if self.settings.mqtt.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=connect_properties(self.settings),
+            )
+            self.client.loop_start()
+        log.info(
+            "event=alerts_start subscribe=%s clock=%s window_s=%d N=%d M=%d",
+            self._subscribe,
+            self.settings.alerts.clock,
+            self._cfg.window_s,
+            self._cfg.open_after_windows,
+            self._cfg.close_after_windows,
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.client is not None and self._subscribe:
+            self.client.on_message = lambda *a: None
+        self.commit()
+        self._notice_q.put(None)
+        for t in self._threads:
+            t.join(timeout=60)
+        if self.client is not None:
+            try:
+                self.client.disconnect()
+            finally:
+                self.client.loop_stop()
+        log.info(
+            "event=alerts_stop transitions=%d notices=%s %s",
+            self.transitions_total,
+            self.notices,
+            " ".join(f"{k}={v}" for k, v in self.detector.counters.items()),
+        )
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        while not stop.wait(1.0):
+            pass
+        self.stop()
+
+    # ------------------------------------------------------------------ input
+    def feed(self, readings: Iterable[Reading]) -> None:
+        """Process readings (thread-safe). Transitions are committed by the next :meth:`commit`."""
+        with self._lock:
+            det = self.detector
+            out = self._pending_transitions
+            for r in readings:
+                if r.interval_s:
+                    continue  # hourly means are reported, not judged (windows need the samples)
+                out.extend(det.process(r))
+                if r.time_ms > self._max_event_ms:
+                    self._max_event_ms = r.time_ms
+            self._dirty = True
+
+    on_readings = feed  # the ingest service's hook signature
+
+    def advance(self, now: int | None = None) -> None:
+        """Move the detector's clock: finalise silent devices' windows, detect offline devices."""
+        with self._lock:
+            if now is None:
+                now = now_ms() if self.settings.alerts.clock == "wall" else self._max_event_ms
+            if now:
+                self._pending_transitions.extend(self.detector.advance(now))
+                self._dirty = True
+
+    def finish(self) -> None:
+        """End of a replay: finalise every window, commit, and wait for the notices."""
+        with self._lock:
+            self._pending_transitions.extend(self.detector.flush())
+            self._dirty = True
+        self.commit()
+        self.wait_notices()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("event=broker_refused reason=%s", reason_code)
+            return
+        if self._subscribe:
+            prefix = self.settings.mqtt.topic_prefix.strip("/")
+            client.subscribe([(f"{prefix}/+/reading", 1), (f"{prefix}/+/hj212", 1)])
+        log.info("event=broker_connected client_id=%s", self.settings.alerts.client_id)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            out = self._pipeline.handle(msg.topic, msg.payload, now_ms())  # type: ignore[union-attr]
+            readings = out.readings  # refused input is ingest's to dead-letter; ignore it here
+        except Exception:
+            log.exception("event=alerts_decode_error")
+            readings = []
+        self.feed(readings)
+        with self._lock:
+            if msg.qos:
+                self._pending_acks.append(msg.mid)
+            n = len(self._pending_acks)
+        if n >= max(1, int(self.settings.mqtt.receive_maximum * 0.8)):
+            self.commit()
+
+    # ------------------------------------------------------------------ commit and notices
+    def commit(self) -> None:
+        """One transaction: finalised windows, events of the new transitions, detector snapshot.
+        Then acknowledge the MQTT messages and queue the transitions for notices."""
+        with self._lock:
+            if not self._dirty and not self._pending_acks:
+                return
+            transitions, self._pending_transitions = self._pending_transitions, []
+            acks, self._pending_acks = self._pending_acks, []
+            windows = self.detector.drain_windows()
+            snap = self.detector.snapshot()
+            with self.ledger.transaction():
+                if windows:
+                    self.ledger.add_windows(windows)
+                for tr in transitions:
+                    self.ledger.upsert_event(tr.event)
+                self.ledger.save_state(STATE_NAME, snap)
+            self._dirty = False
+            self._last_commit = time.monotonic()
+        if acks and self.client is not None:
+            for mid in acks:
+                self.client.ack(mid, 1)
+        for tr in transitions:
+            self.transitions_total += 1
+            log.info(
+                "event=transition action=%s kind=%s restaurant_id=%s device_id=%s id=%s",
+                tr.action,
+                tr.event.kind,
+                tr.event.restaurant_id,
+                tr.event.device_id,
+                tr.event.event_id,
+            )
+            self._notice_q.put(tr)
+
+    def _tick_loop(self) -> None:
+        interval = self.settings.alerts.commit_interval_s
+        adv_every = self.settings.alerts.advance_interval_s
+        last_adv = 0.0
+        while not self._stop.wait(min(interval, adv_every) / 2):
+            try:
+                if time.monotonic() - last_adv >= adv_every:
+                    last_adv = time.monotonic()
+                    self.advance()
+                if time.monotonic() - self._last_commit >= interval:
+                    self.commit()
+            except Exception:
+                log.exception("event=alerts_tick_failed")
+
+    def _notice_loop(self) -> None:
+        while True:
+            tr = self._notice_q.get()
+            try:
+                if tr is None:
+                    return
+                device = self.registry.get(tr.event.device_id)
+                for res in self.notifier.notify(tr, device):
+                    self.notices[res.status] = self.notices.get(res.status, 0) + 1
+            except Exception:
+                log.exception("event=notify_failed key=%s", getattr(tr, "key", "?"))
+            finally:
+                self._notice_q.task_done()
+
+    def wait_notices(self, timeout_s: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._notice_q.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._notice_q.unfinished_tasks
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        if self.client is None:
+            raise RuntimeError("no MQTT client")
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout=self.settings.notify.timeout_s)
+        if not info.is_published():
+            raise RuntimeError(f"MQTT publish to {topic} not acknowledged")
+
+
+def _reading_from_row(row: dict) -> Reading:
+    return Reading(
+        time_ms=int(row["time_ms"]),
+        device_id=row["device_id"],
+        restaurant_id=row["restaurant_id"],
+        district=row.get("district") or "",
+        oil_fume_mg_m3=row["oil_fume_mg_m3"],
+        oil_fume_ref_mg_m3=row["oil_fume_ref_mg_m3"],
+        ref_converted=bool(row.get("ref_converted")),
+        pm_mg_m3=row.get("pm_mg_m3"),
+        nmhc_mg_m3=row.get("nmhc_mg_m3"),
+        flow_m3_h=row.get("flow_m3_h"),
+        fan_on=row.get("fan_on"),
+        purifier_on=row.get("purifier_on"),
+        source=row.get("source") or "json",
+    )
+
+
+def dumps(obj: object) -> bytes:
+    return orjson.dumps(obj)
