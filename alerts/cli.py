@@ -32,7 +32,8 @@ def _open(settings: AppSettings, *, need_store: bool):
 
     registry = Registry.load(settings.ingest.registry)
     ledger = Ledger(settings.ingest.state)
-    store = open_store(settings.ingest.store, settings, read_only=True) if need_store else None
+    # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
+    store = open_store(settings.ingest.store, settings) if need_store else None
     return registry, ledger, store
 
 

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 
 from alerts.config import AppSettings
 from alerts.detector import Detector
+from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
 from alerts.model import Transition
 from alerts.notify import Notifier
@@ -56,6 +57,17 @@ class AlertsService:
         self.store = store
         self.profiles = profiles or load_profiles(settings.alerts.profiles_file or None)
         self._cfg = settings.alerts.detector_config()
+        # Windows and events also go to InfluxDB (for Grafana) when the store is a writable InfluxDB.
+        self._sink = (
+            store if getattr(store, "kind", "") == "influxdb" and getattr(store, "_write_api", None) else None
+        )
+        self._limits = {
+            (d.device_id, pol): lim
+            for d in registry
+            for pol, lim in self.profiles.for_device(d, self._cfg.default_profile)
+            .limits_for(d.stove_heads)
+            .items()
+        }
         self._lock = threading.RLock()
         self._pending_acks: list[int] = []
         self._pending_transitions: list[Transition] = []
@@ -267,6 +279,11 @@ class AlertsService:
         if acks and self.client is not None:
             for mid in acks:
                 self.client.ack(mid, 1)
+        if self._sink is not None and (windows or transitions):
+            self._to_influx(
+                window_lines(windows, self.registry, self._limits)
+                + [event_line(t.event) for t in transitions]
+            )
         for tr in transitions:
             self.transitions_total += 1
             log.info(
@@ -302,10 +319,18 @@ class AlertsService:
                 device = self.registry.get(tr.event.device_id)
                 for res in self.notifier.notify(tr, device):
                     self.notices[res.status] = self.notices.get(res.status, 0) + 1
+                if self._sink is not None and tr.event.level:
+                    self._to_influx([event_line(tr.event)])  # now with its ladder level
             except Exception:
                 log.exception("event=notify_failed key=%s", getattr(tr, "key", "?"))
             finally:
                 self._notice_q.task_done()
+
+    def _to_influx(self, lines: list[str]) -> None:
+        try:
+            self._sink.write_lines(lines)  # type: ignore[union-attr]
+        except Exception as exc:  # dashboards lag; the state database is the record
+            log.warning("event=influx_sink_failed lines=%d error=%s", len(lines), str(exc)[:200])
 
     def wait_notices(self, timeout_s: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -309,3 +309,45 @@ def test_alerts_killed_mid_event_restarts_without_duplicates(mosquitto, tmp_path
         assert e.state == "closed" and e.start_ms == lunch and e.end_ms == lunch + 60 * MIN
         assert e.level == "education"
         assert not ledger.list_events(kind="late_data")
+
+
+def test_run_with_influxdb_writes_windows_and_events_for_grafana(mosquitto, influx_db, tmp_path):
+    """`fumewatch run` wiring (ingest + alerts in one process) on InfluxDB: readings, windows and events."""
+    reg = write_registry(tmp_path, ["R1,老王牛肉面,朝阳区,D1,2,", "R2,川味小厨,海淀区,D2,2,"])
+    s = app_settings(tmp_path, mosquitto.url, reg)
+    s.ingest.store = influx_db.relay_url
+    s.influx.bucket = influx_db.name
+    s.influx.flush_interval_ms = 100
+    registry = Registry.load(reg)
+    store = open_store(s.ingest.store, s)
+    state = StateDB(s.ingest.state)
+    ledger = Ledger(s.ingest.state)
+    alerts = AlertsService(s, registry, ledger, store=store, subscribe=False, publish_notices=False)
+    ingest = IngestService(s, registry, store, state, on_readings=alerts.feed)
+    alerts.start()
+    ingest.start()
+    lunch = T0 + 11 * 3600_000
+    try:
+        d1 = series("D1", lunch, 90, lambda i: 2.5 if i < 40 else 0.8)
+        d2 = series("D2", lunch, 90, 0.8)
+        publish(mosquitto.url, [m for pair in zip(d1, d2, strict=True) for m in pair])
+        wait_for(lambda: ingest.stats.readings_stored >= 180, 30, "readings stored")
+        alerts.finish()
+    finally:
+        ingest.stop()
+        alerts.stop()
+        store.close()
+        state.close()
+        ledger.close()
+    windows = influx_db.points('SELECT * FROM "fume_window" WHERE "pollutant" = \'oil_fume\'')
+    assert len(windows) == 18  # 2 devices x 9 ten-minute windows
+    d1w = sorted((w for w in windows if w["device_id"] == "D1"), key=lambda w: w["time"])
+    assert [w["exceeds"] for w in d1w] == [1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert all(w["limit_mg_m3"] == 2.0 and w["district"] == "朝阳区" for w in d1w)
+    comp = influx_db.points(
+        'SELECT sum("compliant") / sum("valid") AS rate FROM "fume_window" GROUP BY "district"'
+    )
+    assert sorted(round(r["rate"], 3) for r in comp) == [0.556, 1.0]
+    [ev] = influx_db.points('SELECT * FROM "fume_event" WHERE "kind" = \'exceedance\'')
+    assert ev["restaurant_id"] == "R1" and ev["state"] == "closed" and ev["open"] == 0
+    assert ev["level"] == "education" and ev["severity"] == 1 and ev["duration_s"] == 40 * 60

@@ -170,6 +170,18 @@ class InfluxStore(Store):
                 bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision="ms"
             )
 
+    def write_lines(self, lines: list[str]) -> None:
+        """Write other measurements (the alerts service's windows and events) through the same WriteApi.
+
+        Not tracked for acknowledgement: these rows are derived data, rebuilt from the state database.
+        """
+        if self._write_api is None:
+            raise RuntimeError("store opened read-only")
+        if lines:
+            self._write_api.write(
+                bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision="ms"
+            )
+
     def _settle(self, data: bytes, ok: bool) -> list[Hashable]:
         done: list[Hashable] = []
         with self._lock:
