@@ -206,6 +206,7 @@ class AlertsService:
         with self._lock:
             det = self.detector
             out = self._pending_transitions
+            before = len(out)
             for r in readings:
                 if r.interval_s:
                     continue  # hourly means are reported, not judged (windows need the samples)
@@ -213,6 +214,9 @@ class AlertsService:
                 if r.time_ms > self._max_event_ms:
                     self._max_event_ms = r.time_ms
             self._dirty = True
+            urgent = len(out) > before
+        if urgent:
+            self.commit()  # an event opened or closed: notify now, not at the next commit tick
 
     on_readings = feed  # the ingest service's hook signature
 
@@ -221,9 +225,13 @@ class AlertsService:
         with self._lock:
             if now is None:
                 now = now_ms() if self.settings.alerts.clock == "wall" else self._max_event_ms
-            if now:
-                self._pending_transitions.extend(self.detector.advance(now))
-                self._dirty = True
+            if not now:
+                return
+            trs = self.detector.advance(now)
+            self._pending_transitions.extend(trs)
+            self._dirty = True
+        if trs:
+            self.commit()
 
     def finish(self) -> None:
         """End of a replay: finalise every window, commit, and wait for the notices."""
