@@ -12,7 +12,15 @@ import orjson
 from alerts.config import AppSettings
 from alerts.model import EVENT_CSV_COLUMNS
 from ingest import logs
-from ingest.cli import CLIError, add_common, install_signal_handlers, settings_from, time_arg, write_rows
+from ingest.cli import (
+    CLIError,
+    add_common,
+    install_signal_handlers,
+    settings_from,
+    start_metrics,
+    time_arg,
+    write_rows,
+)
 from ingest.timeutil import format_local, format_utc
 
 log = logging.getLogger("fumewatch.alerts.cli")
@@ -46,9 +54,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     svc = AlertsService(s, registry, ledger, store=store, subscribe=True)
+    metrics = start_metrics(s, alerts=svc)
     try:
         svc.run_forever(stop)
     finally:
+        if metrics is not None:
+            metrics.stop()
         if store is not None:
             store.close()
     return 0
@@ -74,9 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     alerts.start()
+    metrics = start_metrics(s, ingest=ingest, alerts=alerts)
     try:
         ingest.run_forever(stop)
     finally:
+        if metrics is not None:
+            metrics.stop()
         alerts.stop()
         store.close()
         state.close()

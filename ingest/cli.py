@@ -131,12 +131,39 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     install_signal_handlers(stop)
     svc = IngestService(s, registry, store, state)
     log.info("event=registry_loaded devices=%d path=%s", len(registry), s.ingest.registry)
+    metrics = start_metrics(s, ingest=svc)
     try:
         svc.run_forever(stop)
     finally:
+        if metrics is not None:
+            metrics.stop()
         store.close()
         state.close()
     return 0
+
+
+def start_metrics(s: Settings, *, ingest=None, alerts=None):
+    """Start /healthz + /metrics when ``[metrics] port`` is set; None otherwise."""
+    if not s.metrics.port:
+        return None
+    from ingest.metrics import IngestCollector, MetricsServer, ingest_health
+
+    collectors = []
+    if ingest is not None:
+        collectors.append(IngestCollector(ingest))
+    if alerts is not None:
+        from ingest.metrics import AlertsCollector
+
+        collectors.append(AlertsCollector(alerts))
+    if ingest is not None:
+        health = ingest_health(ingest)
+    else:
+
+        def health() -> tuple[bool, dict]:
+            ok = alerts.client is None or alerts.client.is_connected()
+            return ok, {"mqtt_connected": ok, "transitions": alerts.transitions_total}
+
+    return MetricsServer(s.metrics.host, s.metrics.port, health, collectors).start()
 
 
 def _fmt_bool(v: object) -> object:

@@ -126,6 +126,12 @@ class HJ212Settings(BaseModel):
         return v
 
 
+class MetricsSettings(BaseModel):
+    # GET /healthz and /metrics (Prometheus) of the running service; port 0 = off.
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+
+
 class LoggingSettings(BaseModel):
     level: str = "INFO"
     format: Literal["kv", "json"] = "kv"
@@ -149,6 +155,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     hj212: HJ212Settings = HJ212Settings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
