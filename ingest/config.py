@@ -103,6 +103,13 @@ class InfluxSettings(BaseModel):
     timeout_ms: int = 10_000
     ca_file: str = ""
     verify_ssl: bool = True
+    # Disk-backed buffer: points are durable on disk (and acknowledged) before InfluxDB sees them, and
+    # drain in order when it answers; an outage loses nothing. At buffer_max_points ingest stops
+    # acknowledging and the broker holds the messages.
+    buffer: bool = True
+    # "" = influx-buffer.db next to the state database.
+    buffer_file: str = ""
+    buffer_max_points: int = Field(2_000_000, ge=1000)
 
     @property
     def query_database(self) -> str:

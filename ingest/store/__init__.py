@@ -19,9 +19,16 @@ def open_store(spec: str, settings: Settings | None = None, *, read_only: bool =
     settings = settings or Settings()
     s = spec.strip()
     if s.startswith(("http://", "https://")):
+        from pathlib import Path
+
         from ingest.store.influx import InfluxStore
 
-        return InfluxStore(s, settings.influx, read_only=read_only)
+        buffer_path = None
+        if settings.influx.buffer and not read_only:
+            buffer_path = settings.influx.buffer_file or str(
+                Path(settings.ingest.state).with_name("influx-buffer.db")
+            )
+        return InfluxStore(s, settings.influx, read_only=read_only, buffer_path=buffer_path)
     if s.startswith("sqlite:///"):
         s = s[len("sqlite:///") :]
     if s.endswith((".db", ".sqlite", ".sqlite3")):

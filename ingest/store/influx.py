@@ -95,7 +95,9 @@ class InfluxQLError(RuntimeError):
 class InfluxStore(Store):
     kind = "influxdb"
 
-    def __init__(self, url: str, settings: InfluxSettings, *, read_only: bool = False) -> None:
+    def __init__(
+        self, url: str, settings: InfluxSettings, *, read_only: bool = False, buffer_path: str | None = None
+    ) -> None:
         super().__init__()
         self.url = url.rstrip("/")
         self.settings = settings
@@ -115,8 +117,18 @@ class InfluxStore(Store):
         )
         self._client = None
         self._write_api = None
+        self._buffer = None
         if not read_only:
             self._open_writer()
+            if buffer_path:
+                from ingest.store.influx_buffer import DiskBuffer
+
+                self._buffer = DiskBuffer(
+                    buffer_path,
+                    self._post_sync,
+                    max_points=settings.buffer_max_points,
+                    batch_points=settings.batch_size,
+                )
 
     # ------------------------------------------------------------------ writing
     def _open_writer(self) -> None:
@@ -146,9 +158,33 @@ class InfluxStore(Store):
             error_callback=self._on_error,
         )
 
+    def _post_sync(self, lines: list[str]) -> None:
+        """One ordered, synchronous write (the disk buffer's drain); raises when InfluxDB refuses."""
+        if self._sync_api is None:
+            from influxdb_client.client.write_api import SYNCHRONOUS
+
+            self._sync_api = self._client.write_api(write_options=SYNCHRONOUS)  # type: ignore[union-attr]
+        self._sync_api.write(
+            bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision="ms"
+        )
+        self.written_points += len(lines)
+
+    _sync_api = None
+
     def write(self, batch: Batch) -> None:
         if self._write_api is None:
             raise RuntimeError("store opened read-only")
+        if self._buffer is not None:
+            # Durable once on disk: acknowledge now, the drain thread delivers in order.
+            hourly = f"{self.measurement}_hourly"
+            buffered = [
+                to_line(r, hourly if r.interval_s >= 3600 else self.measurement)
+                for _, rs in batch
+                for r in rs
+            ]
+            self._buffer.append(buffered)  # BufferFull: not acknowledged, the broker keeps the messages
+            self._on_durable([t for t, _ in batch])
+            return
         lines: list[str] = []
         immediate: list[Hashable] = []
         hourly_m = f"{self.measurement}_hourly"
@@ -177,6 +213,9 @@ class InfluxStore(Store):
         """
         if self._write_api is None:
             raise RuntimeError("store opened read-only")
+        if self._buffer is not None:
+            self._buffer.append(lines, bounded=False)
+            return
         if lines:
             self._write_api.write(
                 bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision="ms"
@@ -218,10 +257,17 @@ class InfluxStore(Store):
 
     @property
     def backlog(self) -> int:
+        """Points accepted but not yet in InfluxDB (disk buffer, or in the WriteApi's hands)."""
+        if self._buffer is not None:
+            return self._buffer.backlog
         return self._pending_points
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every point handed to the WriteApi has been accepted or has failed."""
+        """Wait until every point handed to the WriteApi has been accepted or has failed.
+
+        With the disk buffer, written points are already durable: nothing to wait for."""
+        if self._buffer is not None:
+            return
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self._pending_points > 0:
@@ -231,6 +277,9 @@ class InfluxStore(Store):
                 self._idle.wait(min(left, 0.1))
 
     def close(self) -> None:
+        if self._buffer is not None:
+            self._buffer.close()  # drains while InfluxDB answers; the rest waits on disk
+            self._buffer = None
         if self._write_api is not None:
             # close() flushes the batching buffer and waits for the writes in flight.
             self._write_api.close()
