@@ -1,0 +1,322 @@
+"""City overview dashboard (uid ``fumewatch-city``) for the bureau's monitoring center.
+
+Panels, all filtered by the ``$district`` multi-value variable (regex form, as Grafana renders it):
+- stats "currently": restaurants with an open exceedance, offline devices, open enforcement cases (each
+  with a ``timeFrom`` override of ``Options.open_lookback``, since an open event may have started before
+  the dashboard's range), and enforcement cases that started in the range;
+- compliance rate by district = compliant valid windows / valid windows (``mean(compliant)`` over the
+  valid 10-minute windows of ``fume_window``: compliant is 0/1 and only set on valid windows, so it is
+  sum(compliant) / sum(valid) without a division that could divide by zero);
+- restaurants in exceedance now with their peak;
+- the latest event per restaurant as a table sortable by severity (links to the restaurant dashboard);
+- events over time by kind.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, common, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.common import (
+    CITY_UID,
+    COMPLIANCE_THRESHOLDS,
+    RESTAURANT_UID,
+    SEVERITY_THRESHOLDS,
+    TAGS,
+    Options,
+    bi,
+    datasource_variable,
+    display_name,
+    district_variable,
+    ds,
+    ident,
+    severity_mappings,
+    thresholds,
+)
+from dashboards.influxql import InfluxQL
+
+TITLE = "城市餐饮油烟监控总览 / City cooking-fume overview"
+
+DISTRICT = f"{ident('district')} =~ /^$district$/"
+
+
+def q_exceeding_restaurants(o: Options) -> str:
+    """How many restaurants have an open exceedance (subquery: one row per restaurant, then count)."""
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT count("open") AS "restaurants" FROM ('
+        f'SELECT max("open") AS "open" FROM {e} WHERE "kind" = \'exceedance\' AND "open" = 1 '
+        f'AND {DISTRICT} AND $timeFilter GROUP BY "restaurant_id") WHERE $timeFilter'
+    )
+
+
+def q_offline_devices(o: Options) -> str:
+    """How many devices have an open offline event (subquery: one row per device, then count)."""
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT count("open") AS "devices" FROM ('
+        f'SELECT max("open") AS "open" FROM {e} WHERE "kind" = \'offline\' AND "open" = 1 '
+        f'AND {DISTRICT} AND $timeFilter GROUP BY "device_id") WHERE $timeFilter'
+    )
+
+
+def q_open_enforcement(o: Options) -> str:
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT count("severity") AS "cases" FROM {e} '
+        f'WHERE "level" = \'enforcement\' AND "open" = 1 AND {DISTRICT} AND $timeFilter'
+    )
+
+
+def q_enforcement_in_range(o: Options) -> str:
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT count("severity") AS "cases" FROM {e} '
+        f"WHERE \"level\" = 'enforcement' AND {DISTRICT} AND $timeFilter"
+    )
+
+
+def q_compliance_by_district(o: Options) -> str:
+    w = ident(o.window_measurement)
+    return (
+        f'SELECT mean("compliant") AS "compliance" FROM {w} '
+        f'WHERE "valid" = 1 AND {DISTRICT} AND $timeFilter GROUP BY "district"'
+    )
+
+
+def q_exceeding_peaks(o: Options) -> str:
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT max("peak_mg_m3") AS "peak" FROM {e} '
+        f'WHERE "kind" = \'exceedance\' AND "open" = 1 AND {DISTRICT} AND $timeFilter '
+        f'GROUP BY "restaurant_id"'
+    )
+
+
+def q_latest_event(o: Options) -> str:
+    """The latest event of each restaurant in the range (selector last() carries the point's other fields)."""
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT last("severity") AS "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", '
+        f'"limit_mg_m3", "event_id" FROM {e} WHERE {DISTRICT} AND $timeFilter '
+        f'GROUP BY "restaurant_id", "district"'
+    )
+
+
+def q_events_over_time(o: Options) -> str:
+    e = ident(o.event_measurement)
+    return (
+        f'SELECT count("severity") AS "events" FROM {e} WHERE {DISTRICT} AND $timeFilter '
+        f'GROUP BY time($__interval), "kind" fill(0)'
+    )
+
+
+def _count_stat(o: Options, title: str, description: str, query: str, color: str, *, now: bool) -> stat.Panel:
+    p = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(ds(o))
+        .with_target(InfluxQL(query).ref_id("A"))
+        .unit("none")
+        .decimals(0)
+        .no_value("0")
+        .thresholds(common_thresholds(color))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .span(6)
+        .height(4)
+    )
+    if now:
+        p = p.time_from(o.open_lookback)
+    return p
+
+
+def common_thresholds(color: str):
+    return thresholds((None, "green"), (1, color))
+
+
+def build(opts: Options | None = None) -> db.Dashboard:
+    o = opts or Options()
+    src = ds(o)
+    restaurant_link = (
+        f"/d/{RESTAURANT_UID}/?var-restaurant=${{__value.raw}}&var-district=${{__data.fields.district}}"
+        "&${__url_time_range}"
+    )
+    d = (
+        db.Dashboard(TITLE)
+        .uid(CITY_UID)
+        .description(
+            "餐饮油烟在线监控：各区达标率、当前超标、离线设备与执法案件。"
+            " / Online cooking-fume monitoring: compliance by district, current exceedances, offline devices"
+            " and enforcement cases."
+        )
+        .tags(TAGS)
+        .timezone(o.timezone)
+        .time(o.city_time_from, "now")
+        .refresh(o.refresh)
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .with_variable(datasource_variable(o))
+        .with_variable(district_variable(o))
+        .link(
+            db.DashboardLink(bi("餐饮单位", "Restaurant"))
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["fumewatch"])
+            .as_dropdown(False)
+            .include_vars(False)
+            .keep_time(True)
+        )
+    )
+    d = d.with_panel(
+        _count_stat(
+            o,
+            bi("超标餐饮单位（当前）", "Restaurants in exceedance now"),
+            "有未结束超标事件的餐饮单位数。 / Restaurants with an open exceedance event.",
+            q_exceeding_restaurants(o),
+            "red",
+            now=True,
+        )
+    )
+    d = d.with_panel(
+        _count_stat(
+            o,
+            bi("离线设备（当前）", "Offline devices now"),
+            "有未结束离线事件的监测设备数。 / Monitors with an open offline event.",
+            q_offline_devices(o),
+            "orange",
+            now=True,
+        )
+    )
+    d = d.with_panel(
+        _count_stat(
+            o,
+            bi("执法案件（进行中）", "Open enforcement cases"),
+            "执法级别且未结束的事件。 / Open events at the enforcement level (执法).",
+            q_open_enforcement(o),
+            "red",
+            now=True,
+        )
+    )
+    d = d.with_panel(
+        _count_stat(
+            o,
+            bi("执法案件（时段内）", "Enforcement cases in range"),
+            "时段内开始的执法级别事件。 / Enforcement-level events that started in the time range.",
+            q_enforcement_in_range(o),
+            "red",
+            now=False,
+        )
+    )
+    d = d.with_panel(
+        bargauge.Panel()
+        .title(bi("各区达标率", "Compliance rate by district"))
+        .description(
+            "达标的有效10分钟窗口 / 有效窗口（GB 18483-2001 按10分钟均值判定）。"
+            " / Compliant valid 10-minute windows / valid windows (GB 18483-2001 judges 10-minute means)."
+        )
+        .datasource(src)
+        .with_target(InfluxQL(q_compliance_by_district(o)).ref_id("A").alias("$tag_district"))
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .decimals(1)
+        .thresholds(thresholds(*COMPLIANCE_THRESHOLDS))
+        .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .span(12)
+        .height(8)
+    )
+    d = d.with_panel(
+        bargauge.Panel()
+        .title(bi("当前超标餐饮单位（峰值）", "Restaurants in exceedance now (peak)"))
+        .description(
+            "未结束超标事件的折算峰值浓度。 / Peak reference-converted concentration of open exceedances."
+        )
+        .datasource(src)
+        .time_from(o.open_lookback)
+        .with_target(InfluxQL(q_exceeding_peaks(o)).ref_id("A").alias("$tag_restaurant_id"))
+        .unit("conmgm3")
+        .decimals(2)
+        .thresholds(thresholds((None, "orange"), (2.0, "red")))
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .span(12)
+        .height(8)
+    )
+    sev = bi("严重度", "Severity")
+    d = d.with_panel(
+        table.Panel()
+        .title(bi("餐饮单位最新事件（按严重度）", "Latest event per restaurant (by severity)"))
+        .description(
+            "每个餐饮单位时段内最近一次事件；点击单位编号打开该单位仪表板。"
+            " / Each restaurant's latest event in the range; click the restaurant id for its dashboard."
+        )
+        .datasource(src)
+        .with_target(InfluxQL(q_latest_event(o)).ref_id("A").table())
+        .sort_by([common.TableSortByFieldState().display_name(sev).desc(True)])
+        .override_by_name("Time", display_name(bi("开始", "Start")))
+        .override_by_name(
+            "restaurant_id",
+            [
+                *display_name(bi("餐饮单位", "Restaurant")),
+                dm.DynamicConfigValue(
+                    id_val="links",
+                    value=[
+                        {"title": bi("打开单位仪表板", "Open restaurant dashboard"), "url": restaurant_link}
+                    ],
+                ),
+            ],
+        )
+        .override_by_name("district", display_name(bi("区", "District")))
+        .override_by_name("kind", display_name(bi("类型", "Kind")))
+        .override_by_name("pollutant", display_name(bi("污染物", "Pollutant")))
+        .override_by_name("level", display_name(bi("处置级别", "Level")))
+        .override_by_name("state", display_name(bi("状态", "State")))
+        .override_by_name(
+            "severity",
+            [
+                *display_name(sev),
+                dm.DynamicConfigValue(id_val="mappings", value=severity_mappings()),
+                dm.DynamicConfigValue(id_val="thresholds", value=thresholds(*SEVERITY_THRESHOLDS).build()),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ],
+        )
+        .override_by_name(
+            "peak_mg_m3",
+            [*display_name(bi("峰值", "Peak")), dm.DynamicConfigValue(id_val="unit", value="conmgm3")],
+        )
+        .override_by_name(
+            "limit_mg_m3",
+            [*display_name(bi("限值", "Limit")), dm.DynamicConfigValue(id_val="unit", value="conmgm3")],
+        )
+        .override_by_name("event_id", display_name(bi("事件编号", "Event id")))
+        .span(24)
+        .height(10)
+    )
+    d = d.with_panel(
+        timeseries.Panel()
+        .title(bi("事件趋势（按类型）", "Events over time (by kind)"))
+        .description("每个时间段开始的事件数。 / Events that started in each interval.")
+        .datasource(src)
+        .interval("1h")
+        .with_target(InfluxQL(q_events_over_time(o)).ref_id("A").alias("$tag_kind"))
+        .unit("none")
+        .decimals(0)
+        .draw_style(cm.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL))
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .span(24)
+        .height(8)
+    )
+    return d

@@ -1,0 +1,148 @@
+"""Pieces both dashboards share: options, the datasource reference, template variables, field helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.influxql import DATASOURCE_TYPE
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every knob of the generated dashboards, with its default and why."""
+
+    #: uid of the InfluxDB datasource that dashboards/provisioning.py provisions (InfluxQL mode).
+    datasource_uid: str = "fumewatch-influxdb"
+    datasource_name: str = "FumeWatch InfluxDB"
+    #: Display time zone (CONVENTIONS: Asia/Shanghai by default) and the zone of the daily buckets.
+    timezone: str = "Asia/Shanghai"
+    #: "Currently open" panels look this far back: an event that is still open may have started before
+    #: the dashboard's time range (a panel time override, shown on the panel as "Last 30 days").
+    open_lookback: str = "30d"
+    #: Minimum GROUP BY time($__interval): the monitors report once a minute (HJ 212 minute data).
+    min_interval: str = "1m"
+    #: Measurements: readings (ingest/store/influx.py), windows and events (alerts/influx_sink.py).
+    reading_measurement: str = "fume_reading"
+    window_measurement: str = "fume_window"
+    event_measurement: str = "fume_event"
+    #: Default time ranges.
+    city_time_from: str = "now-24h"
+    restaurant_time_from: str = "now-7d"
+    refresh: str = "1m"
+
+
+DEFAULT_OPTIONS = Options()
+
+#: Dashboard uids (stable: `fumewatch dashboards push` overwrites the same uid, Grafana keeps versions).
+CITY_UID = "fumewatch-city"
+RESTAURANT_UID = "fumewatch-restaurant"
+TAGS = ["fumewatch", "油烟 / cooking fume"]
+
+#: Regex-form "All": Grafana puts a custom all value into the query verbatim -> /^.*$/ matches every value.
+ALL_VALUE = ".*"
+
+
+def ds(opts: Options) -> dm.DataSourceRef:
+    """Panels and variables point at the ``$datasource`` variable (default: the provisioned uid)."""
+    return dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid="${datasource}")
+
+
+def bi(zh: str, en: str) -> str:
+    """A bilingual label, "中文 / English"."""
+    return f"{zh} / {en}"
+
+
+def ident(name: str) -> str:
+    """An InfluxQL identifier, double-quoted."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ---------------------------------------------------------------------------------------- variables
+def datasource_variable(opts: Options) -> db.DatasourceVariable:
+    return (
+        db.DatasourceVariable("datasource")
+        .label(bi("数据源", "Data source"))
+        .type(DATASOURCE_TYPE)
+        .current(dm.VariableOption(text=opts.datasource_name, value=opts.datasource_uid, selected=True))
+    )
+
+
+def district_variable(opts: Options) -> db.QueryVariable:
+    return (
+        db.QueryVariable("district")
+        .label(bi("区", "District"))
+        .datasource(ds(opts))
+        .query(f"SHOW TAG VALUES FROM {ident(opts.reading_measurement)} WITH KEY = {ident('district')}")
+        .multi(True)
+        .include_all(True)
+        .all_value(ALL_VALUE)
+        .current(dm.VariableOption(text=["All"], value=["$__all"], selected=True))
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def restaurant_variable(opts: Options) -> db.QueryVariable:
+    return (
+        db.QueryVariable("restaurant")
+        .label(bi("餐饮单位", "Restaurant"))
+        .datasource(ds(opts))
+        .query(
+            f"SHOW TAG VALUES FROM {ident(opts.reading_measurement)} WITH KEY = {ident('restaurant_id')} "
+            f"WHERE {ident('district')} =~ /^$district$/"
+        )
+        .multi(False)
+        .include_all(False)
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+# ---------------------------------------------------------------------------------------- fields
+def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+#: Compliance rate 0..1: red below 90 %, orange below 98 %, green above.
+COMPLIANCE_THRESHOLDS = ((None, "red"), (0.9, "orange"), (0.98, "green"))
+#: Event severity (alerts/influx_sink.py): 0 other kinds, 1 education, 2 warning, 3 enforcement.
+SEVERITY_THRESHOLDS = ((None, "blue"), (1, "yellow"), (2, "orange"), (3, "red"))
+
+
+def display_name(name: str) -> list[dm.DynamicConfigValue]:
+    return [dm.DynamicConfigValue(id_val="displayName", value=name)]
+
+
+def on_off_mappings() -> list[dm.ValueMapping]:
+    return [
+        dm.ValueMap(
+            options={
+                "0": dm.ValueMappingResult(text=bi("停", "off"), color="red", index=0),
+                "1": dm.ValueMappingResult(text=bi("开", "on"), color="green", index=1),
+            }
+        )
+    ]
+
+
+def severity_mappings() -> list[dm.ValueMapping]:
+    return [
+        dm.ValueMap(
+            options={
+                "3": dm.ValueMappingResult(text=bi("3 执法", "3 enforcement"), color="red", index=0),
+                "2": dm.ValueMappingResult(text=bi("2 告诫", "2 warning"), color="orange", index=1),
+                "1": dm.ValueMappingResult(text=bi("1 劝导", "1 education"), color="yellow", index=2),
+                "0": dm.ValueMappingResult(text=bi("0 其他", "0 other"), color="blue", index=3),
+            }
+        )
+    ]
+
+
+def grid(w: int, h: int) -> dm.GridPos:
+    return dm.GridPos(w=w, h=h)

@@ -1,0 +1,946 @@
+"""Dashboards as code: SDK round trip, provisioning, CLI, and every panel's InfluxQL against real data.
+
+The data test loads a real InfluxDB (1.6.7 behind the /api/v2/write relay, fixture ``influx_db``) through
+the real ingest path (readings published on a real Mosquitto, IngestService with the InfluxDB store),
+writes ``fume_window`` / ``fume_event`` points as line protocol the way alerts/influx_sink.py does, then
+fills in every query of both dashboards exactly as Grafana would (variables in regex form, $timeFilter,
+$__interval) and checks the rows against what pandas computes from the same readings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import pandas as pd
+import pytest
+import yaml
+
+import dashboards
+from dashboards import ALL, Raw, city, fill, grafana_interval, queries, restaurant
+from dashboards.common import Options, district_variable, restaurant_variable
+from dashboards.influxql import ANNOTATION_ONLY_KEYS, InfluxQLQuery
+from dashboards.queries import parse_duration_ms, regex_escape, round_interval
+from ingest.config import load_settings
+from ingest.registry import Registry
+from ingest.service import IngestService
+from ingest.state import StateDB
+from ingest.store import open_store
+from ingest.timeutil import now_ms
+
+REPO = Path(__file__).resolve().parent.parent
+OPTS = Options()
+
+# ================================================================================ structure (no server)
+
+
+def test_build_has_uids_titles_variables_and_panels():
+    docs = dashboards.build_all()
+    assert set(docs) == {"fumewatch-city", "fumewatch-restaurant"}
+    cdoc, rdoc = docs["fumewatch-city"], docs["fumewatch-restaurant"]
+    assert cdoc["title"] == "城市餐饮油烟监控总览 / City cooking-fume overview"
+    assert rdoc["title"] == "餐饮单位油烟监控 / Restaurant compliance"
+    assert [v["name"] for v in cdoc["templating"]["list"]] == ["datasource", "district"]
+    assert [v["name"] for v in rdoc["templating"]["list"]] == ["datasource", "district", "restaurant"]
+    district = cdoc["templating"]["list"][1]
+    assert district["multi"] and district["includeAll"] and district["allValue"] == ".*"
+    assert district["query"] == 'SHOW TAG VALUES FROM "fume_reading" WITH KEY = "district"'
+    ds_var = cdoc["templating"]["list"][0]
+    assert ds_var["type"] == "datasource" and ds_var["query"] == "influxdb"
+    assert ds_var["current"]["value"] == "fumewatch-influxdb"
+    assert [p["type"] for p in cdoc["panels"]] == [
+        "stat",
+        "stat",
+        "stat",
+        "stat",
+        "bargauge",
+        "bargauge",
+        "table",
+        "timeseries",
+    ]
+    assert [p["type"] for p in rdoc["panels"]] == [
+        "stat",
+        "stat",
+        "stat",
+        "timeseries",
+        "timeseries",
+        "state-timeline",
+        "timeseries",
+        "table",
+    ]
+    assert [a["name"] for a in rdoc["annotations"]["list"]] == [
+        "超标事件 / Exceedance events",
+        "净化器关闭 / Purifier off",
+        "设备离线 / Device offline",
+    ]
+    for doc in docs.values():
+        assert doc["timezone"] == "Asia/Shanghai"
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(set(ids)) == len(ids)
+        for p in doc["panels"]:
+            zh, sep, en = p["title"].partition(" / ")
+            assert sep and zh and en.isascii(), p["title"]  # "中文 / English"
+            assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+            for t in p["targets"]:
+                assert t["rawQuery"] is True and t["query"].startswith("SELECT ")
+                assert "$timeFilter" in t["query"]
+    # the limit is drawn as a second series on the oil-fume panel, styled as a red dashed line
+    oil = next(p for p in rdoc["panels"] if p["title"].startswith("折算油烟浓度"))
+    assert [t["refId"] for t in oil["targets"]] == ["A", "B"]
+    assert "limit_mg_m3" in oil["targets"][1]["query"]
+    limit_override = oil["fieldConfig"]["overrides"][0]
+    assert limit_override["matcher"] == {"id": "byFrameRefID", "options": "B"}
+    # the table is sorted by severity, highest first
+    tbl = next(p for p in cdoc["panels"] if p["type"] == "table")
+    assert tbl["options"]["sortBy"] == [{"displayName": "严重度 / Severity", "desc": True}]
+    daily = next(p for p in rdoc["panels"] if p["title"].startswith("日达标率"))
+    assert "GROUP BY time(1d) fill(none) tz('Asia/Shanghai')" in daily["targets"][0]["query"]
+
+
+def contains(big: object, small: object, path: str = "") -> None:
+    """Every key and value of ``small`` is in ``big`` (the SDK may add its defaults, never drop ours)."""
+    if isinstance(small, dict):
+        assert isinstance(big, dict), path
+        for k, v in small.items():
+            assert k in big, f"{path}/{k} lost"
+            contains(big[k], v, f"{path}/{k}")
+    elif isinstance(small, list):
+        assert isinstance(big, list) and len(big) == len(small), path
+        for n, (b, s) in enumerate(zip(big, small, strict=True)):
+            contains(b, s, f"{path}[{n}]")
+    else:
+        assert big == small, f"{path}: {big!r} != {small!r}"
+
+
+def test_json_round_trips_through_the_sdk_models():
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    for doc in dashboards.build_all().values():
+        again = dashboards.validate(doc)
+        # everything survives except the InfluxQL keys of annotation targets, which the SDK's
+        # AnnotationTarget model does not have (documented in dashboards.influxql)
+        stripped = json.loads(json.dumps(doc))
+        for a in stripped["annotations"].get("list", []):
+            for k in ANNOTATION_ONLY_KEYS:
+                a["target"].pop(k, None)
+        contains(again, stripped)
+        assert dashboards.validate(again) == again  # stable
+        model = Dashboard.from_json(doc)
+        targets = [t for p in model.panels for t in p.targets]
+        assert targets and all(isinstance(t, InfluxQLQuery) for t in targets)
+        assert model.uid == doc["uid"] and model.title == doc["title"]
+
+
+def test_provisioning_yaml(tmp_path):
+    from dashboards import provisioning
+
+    written = provisioning.write(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == [
+        "provisioning/datasources/fumewatch.yaml",
+        "provisioning/dashboards/fumewatch.yaml",
+    ]
+    ds_doc = yaml.safe_load(written[0].read_text(encoding="utf-8"))
+    assert ds_doc["apiVersion"] == 1
+    (ds,) = ds_doc["datasources"]
+    assert ds["uid"] == "fumewatch-influxdb" and ds["type"] == "influxdb" and ds["access"] == "proxy"
+    assert ds["url"] == "${INFLUX_URL}"
+    assert ds["jsonData"]["version"] == "InfluxQL"
+    assert ds["jsonData"]["dbName"] == "${INFLUX_DATABASE}"
+    assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUX_TOKEN}"
+    dash_doc = yaml.safe_load(written[1].read_text(encoding="utf-8"))
+    (prov,) = dash_doc["providers"]
+    assert prov["type"] == "file" and prov["options"]["path"] == "/var/lib/grafana/dashboards/fumewatch"
+    assert prov["folder"] == "FumeWatch 油烟监控"
+
+
+def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dashboards", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_build_writes_dashboards_and_provisioning(tmp_path):
+    out = tmp_path / "grafana"
+    res = run_module("build", "--out", str(out), "--dashboards-path", "/dash")
+    assert res.returncode == 0, res.stderr
+    expected = [
+        out / "dashboards" / "fumewatch-city.json",
+        out / "dashboards" / "fumewatch-restaurant.json",
+        out / "provisioning" / "datasources" / "fumewatch.yaml",
+        out / "provisioning" / "dashboards" / "fumewatch.yaml",
+    ]
+    assert res.stdout.splitlines() == [f"wrote {p}" for p in expected]
+    docs = dashboards.build_all()
+    for uid in docs:
+        on_disk = json.loads((out / "dashboards" / f"{uid}.json").read_text(encoding="utf-8"))
+        assert on_disk == docs[uid]
+    prov = yaml.safe_load((out / "provisioning/dashboards/fumewatch.yaml").read_text(encoding="utf-8"))
+    assert prov["providers"][0]["options"]["path"] == "/dash"
+    # the same through the `fumewatch` command
+    res2 = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ingest.cli import main; raise SystemExit(main())",
+            "dashboards",
+            "queries",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert res2.returncode == 0, res2.stderr
+    rows = res2.stdout.splitlines()
+    assert rows[0] == "uid\tsource\tpanel\trefId\tquery"
+    assert len(rows) - 1 == sum(len(queries(d)) for d in docs.values())
+
+
+def test_cli_push_errors_say_why_and_never_print_the_token():
+    from servers import free_port
+
+    secret = "glsa_TOPSECRET_0123456789"
+    res = run_module(
+        "push",
+        "--grafana",
+        f"http://127.0.0.1:{free_port()}",
+        "--timeout",
+        "3",
+        env={"FUMEWATCH_GRAFANA_TOKEN": secret},
+    )
+    assert res.returncode == 2
+    assert "Grafana unreachable" in res.stderr
+    assert secret not in res.stderr + res.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_GRAFANA")}
+    res = subprocess.run(
+        [sys.executable, "-m", "dashboards", "push", "--grafana", "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env=env,
+    )
+    assert res.returncode == 2 and "no Grafana credentials" in res.stderr
+
+
+def test_fill_substitutes_like_grafana():
+    q = 'SELECT mean("x") FROM "m" WHERE "district" =~ /^$district$/ AND "r" =~ /^${restaurant}$/ AND $timeFilter GROUP BY time($__interval)'
+    out = fill(q, {"district": ["朝阳区", "海淀区"], "restaurant": "R.1"}, 1_000, 2_000, "5m")
+    assert out == (
+        'SELECT mean("x") FROM "m" WHERE "district" =~ /^(朝阳区|海淀区)$/ AND "r" =~ /^R\\.1$/ '
+        "AND time >= 1000ms and time <= 2000ms GROUP BY time(5m)"
+    )
+    assert fill("/^$district$/", {"district": ALL}, 0, 1, "1m") == "/^.*$/"
+    assert fill("/^$district$/", {"district": ["a/b"]}, 0, 1, "1m") == "/^a\\/b$/"
+    assert fill(
+        "$__interval_ms $interval [[restaurant]] $unknown", {"restaurant": Raw("R1")}, 0, 1, "1h"
+    ) == ("3600000 1h R1 $unknown")
+    assert fill("${__from} ${__to}", {}, 5, 6, 60_000) == "5 6"
+    assert regex_escape("a.b*c(d)|e") == "a\\.b\\*c\\(d\\)\\|e"
+    # Grafana's interval: range / max data points, at least the minimum, rounded to its steps
+    six_h = 6 * 3_600_000
+    assert grafana_interval(0, six_h, 100, "1m") == "5m"  # 216 s -> 5m
+    assert grafana_interval(0, six_h, 1500, "1m") == "1m"  # 14.4 s < 1m
+    assert grafana_interval(0, 7 * 86_400_000, 1000, None) == "10m"  # 604.8 s -> 10m
+    assert grafana_interval(0, six_h, 100, "1h") == "1h"
+    assert round_interval(45_000) == 30_000 and round_interval(86_400_000) == 43_200_000
+    assert parse_duration_ms("30d") == 30 * 86_400_000
+
+
+# ================================================================================ data (real servers)
+
+REGISTRY_CSV = """restaurant_id,name,district,device_id,stove_heads
+R1,老王牛肉面,朝阳区,DEV-1,2
+R2,川味小厨,朝阳区,DEV-2,4
+R3,湘菜馆,海淀区,DEV-3,3
+R3,湘菜馆,海淀区,DEV-3B,3
+"""
+DISTRICTS = {"R1": "朝阳区", "R2": "朝阳区", "R3": "海淀区"}
+MINUTES = 360  # six hours of 1-minute data around a Shanghai midnight
+WINDOW_MS = 600_000
+LIMITS = {"oil_fume": 2.0, "pm": 5.0, "nmhc": 10.0}  # GB 18483 oil fume; DB11/1488-style PM, NMHC
+MAX_DATA_POINTS = 100  # 6 h / 100 -> Grafana's $__interval = 5m
+SHANGHAI = "Asia/Shanghai"
+
+
+def reading_docs(d0: int) -> dict[str, list[dict]]:
+    """Known 1-minute values per device. R1 (flow 5000, 2 heads: x1.25) exceeds for two hours."""
+    out: dict[str, list[dict]] = {"DEV-1": [], "DEV-2": [], "DEV-3": []}
+    for i in range(MINUTES):
+        t = d0 + i * 60_000
+        oil1 = 2.2 + 0.05 * ((i % 5) - 2) if 120 <= i < 240 else 0.9 + 0.01 * (i % 7)
+        out["DEV-1"].append(
+            {
+                "ts": t,
+                "oil_fume": round(oil1, 4),
+                "pm": round(1.0 + 0.1 * (i % 3), 4),
+                "nmhc": round(4.0 + 0.2 * (i % 4), 4),
+                "flow": 5000.0,
+                "fan": True,
+                "purifier": True,
+            }
+        )
+        out["DEV-2"].append(
+            {
+                "ts": t,
+                "oil_fume": round(1.2 + 0.02 * (i % 6), 4),
+                "flow": 8000.0,
+                "fan": not (302 <= i < 333),  # fan off ~30 min: those windows are invalid
+                "purifier": 0 if 62 <= i < 88 else 1,  # purifier off 26 min (not on bucket edges)
+            }
+        )
+        if not (200 <= i < 215):  # a 15-minute gap: one empty window, one incomplete
+            out["DEV-3"].append({"ts": t, "oil_fume": round(0.7 + 0.03 * (i % 4), 4), "pm": 0.8, "fan": 1})
+    return out
+
+
+def publish_readings(broker_url: str, docs: dict[str, list[dict]]) -> None:
+    host, port = broker_url.removeprefix("mqtt://").split(":")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dash-pub-{time.monotonic_ns()}")
+    c.connect(host, int(port))
+    c.loop_start()
+    try:
+        infos = []
+        for dev, items in docs.items():
+            for k in range(0, len(items), 60):
+                infos.append(c.publish(f"fume/v1/{dev}/reading", orjson.dumps(items[k : k + 60]), qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+            assert info.is_published()
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def ingest_into_influx(tmp_path: Path, broker_url: str, influx_db, docs: dict[str, list[dict]]) -> int:
+    registry_file = tmp_path / "registry.csv"
+    registry_file.write_text(REGISTRY_CSV, encoding="utf-8")
+    settings = load_settings(
+        None,
+        {
+            "mqtt": {"broker": broker_url, "client_id": f"dash-ingest-{tmp_path.name}"},
+            "ingest": {
+                "store": influx_db.relay_url,
+                "state": str(tmp_path / "state.db"),
+                "registry": str(registry_file),
+                "flush_interval_s": 0.1,
+            },
+            "influx": {"bucket": influx_db.name, "org": "fumewatch", "flush_interval_ms": 200},
+        },
+    )
+    store = open_store(influx_db.relay_url, settings)
+    state = StateDB(settings.ingest.state)
+    svc = IngestService(settings, Registry.load(registry_file), store, state)
+    total = sum(len(v) for v in docs.values())
+    svc.start()
+    try:
+        publish_readings(broker_url, docs)
+        deadline = time.monotonic() + 30
+        while svc.stats.readings_stored < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        svc.stop()
+        store.close()
+        state.close()
+    assert svc.stats.readings_stored == total
+    assert svc.stats.dead_letters == 0
+    return total
+
+
+def escape_tag(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def line(measurement: str, tags: dict[str, str], fields: dict[str, object], t_ms: int) -> str:
+    tag_s = "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    parts = []
+    for k, v in fields.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            raise TypeError(k)
+        if isinstance(v, int):
+            parts.append(f"{k}={v}i")
+        elif isinstance(v, float):
+            parts.append(f"{k}={v!r}")
+        else:
+            parts.append(f'{k}="{v}"')
+    return f"{measurement}{tag_s} {','.join(parts)} {t_ms}"
+
+
+def write_lines(influx_db, lines: list[str]) -> None:
+    """POST line protocol through the test relay's /api/v2/write (as influxdb-client would)."""
+    qs = urllib.parse.urlencode({"bucket": influx_db.name, "org": "fumewatch", "precision": "ms"})
+    req = urllib.request.Request(
+        f"{influx_db.relay_url}/api/v2/write?{qs}", data="\n".join(lines).encode(), method="POST"
+    )
+    req.add_header("Authorization", "Token test")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=30) as resp:
+        assert resp.status == 204
+
+
+def windows_from(readings: pd.DataFrame) -> pd.DataFrame:
+    """10-minute windows per device and pollutant, as alerts/window.py defines them."""
+    rows = []
+    for dev, g in readings.groupby("device_id"):
+        g = g.assign(win=g["time"] - g["time"] % WINDOW_MS)
+        for win, w in g.groupby("win"):
+            fan = w["fan_on"].fillna(1)
+            fan_ok = (fan > 0).sum() * 2 > len(w)
+            for pol, col in (("oil_fume", "oil_fume_ref_mg_m3"), ("pm", "pm_mg_m3"), ("nmhc", "nmhc_mg_m3")):
+                vals = w[col].dropna()
+                if vals.empty:
+                    continue
+                mean = float(vals.mean())
+                valid = bool(fan_ok and len(vals) >= math.ceil(0.75 * 10))
+                exceeds = mean > LIMITS[pol]
+                rows.append(
+                    dict(
+                        time=int(win),
+                        restaurant_id=w["restaurant_id"].iloc[0],
+                        device_id=dev,
+                        district=w["district"].iloc[0],
+                        pollutant=pol,
+                        mean_mg_m3=mean,
+                        max_mg_m3=float(vals.max()),
+                        limit_mg_m3=LIMITS[pol],
+                        samples=len(vals),
+                        expected=10,
+                        valid=int(valid),
+                        exceeds=int(exceeds),
+                        compliant=int(valid and not exceeds),
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def window_lines(windows: pd.DataFrame, empty: list[dict]) -> list[str]:
+    out = []
+    fields = (
+        "mean_mg_m3",
+        "max_mg_m3",
+        "limit_mg_m3",
+        "samples",
+        "expected",
+        "valid",
+        "exceeds",
+        "compliant",
+    )
+    for r in windows.to_dict("records") + empty:
+        tags = {k: r[k] for k in ("restaurant_id", "device_id", "district", "pollutant")}
+        vals = {
+            k: (int(r[k]) if k in ("samples", "expected", "valid", "exceeds", "compliant") else r.get(k))
+            for k in fields
+        }
+        out.append(line("fume_window", tags, vals, int(r["time"])))
+    return out
+
+
+SEVERITY = {"enforcement": 3, "warning": 2, "education": 1}
+
+
+def event(rid, dev, kind, pollutant, start, *, end=None, level="", peak=None, mean=None, eid):
+    is_open = end is None
+    return dict(
+        time=start,
+        restaurant_id=rid,
+        device_id=dev,
+        district=DISTRICTS[rid],
+        kind=kind,
+        pollutant=pollutant,
+        event_id=eid,
+        state="open" if is_open else "closed",
+        open=1 if is_open else 0,
+        end_ms=0 if is_open else end,
+        duration_s=0 if is_open else (end - start) // 1000,
+        peak_mg_m3=peak,
+        mean_mg_m3=mean,
+        limit_mg_m3=LIMITS[pollutant] if kind == "exceedance" else None,
+        profile="GB18483-2001",
+        level=level,
+        severity=SEVERITY.get(level, 0),
+    )
+
+
+def event_line(e: dict) -> str:
+    tags = {k: e[k] for k in ("restaurant_id", "device_id", "district", "kind", "pollutant")}
+    names = ("event_id", "state", "open", "end_ms", "duration_s", "peak_mg_m3", "mean_mg_m3", "limit_mg_m3")
+    fields = {k: e[k] for k in (*names, "profile", "level", "severity")}
+    return line("fume_event", tags, fields, e["time"])
+
+
+@dataclass
+class World:
+    db: object
+    d0: int
+    t_from: int
+    t_to: int
+    now: int
+    readings: pd.DataFrame
+    windows: pd.DataFrame
+    events: pd.DataFrame
+
+    def range_for(self, pq) -> tuple[int, int]:
+        if pq.time_from:
+            return self.now - parse_duration_ms(pq.time_from), self.now
+        return self.t_from, self.t_to
+
+    def interval_for(self, pq) -> str:
+        t0, t1 = self.range_for(pq)
+        return grafana_interval(t0, t1, MAX_DATA_POINTS, pq.min_interval or OPTS.min_interval)
+
+    def run(self, pq, variables: dict) -> tuple[list[dict], str]:
+        t0, t1 = self.range_for(pq)
+        q = fill(pq.query, variables, t0, t1, self.interval_for(pq))
+        return self.db.points(q, epoch="ms"), q
+
+
+@pytest.fixture
+def world(mosquitto, influx_db, tmp_path) -> World:
+    # the latest Shanghai midnight (16:00 UTC) with three hours of data after it, all in the past
+    latest = now_ms() - 3 * 3_600_000 - 60_000
+    midnight = (latest - 16 * 3_600_000) // 86_400_000 * 86_400_000 + 16 * 3_600_000
+    d0 = midnight - 3 * 3_600_000
+    docs = reading_docs(d0)
+    total = ingest_into_influx(tmp_path, mosquitto.url, influx_db, docs)
+    stored = pd.DataFrame(influx_db.points('SELECT * FROM "fume_reading"', epoch="ms"))
+    assert len(stored) == total
+    # GB 18483 conversion by the ingest path: DEV-1 5000 m3/h / (2 x 2000) = x1.25, DEV-3 has no flow
+    dev1 = stored[stored["device_id"] == "DEV-1"]
+    assert (dev1["oil_fume_ref_mg_m3"] - dev1["oil_fume_mg_m3"] * 1.25).abs().max() < 1e-9
+    for col in ("pm_mg_m3", "nmhc_mg_m3", "fan_on", "purifier_on"):
+        if col not in stored:
+            stored[col] = float("nan")
+    windows = windows_from(stored)
+    empty = [  # DEV-3's window with no sample at all: no mean, no max, invalid
+        dict(time=d0 + 200 * 60_000, restaurant_id="R3", device_id="DEV-3", district="海淀区", pollutant=p)
+        | dict(limit_mg_m3=LIMITS[p], samples=0, expected=10, valid=0, exceeds=0, compliant=0)
+        for p in ("oil_fume", "pm")
+    ]
+    write_lines(influx_db, window_lines(windows, empty))
+    windows = pd.concat([windows, pd.DataFrame(empty)], ignore_index=True)
+    m = 60_000
+    r1_over = windows[
+        (windows.device_id == "DEV-1") & (windows.pollutant == "oil_fume") & (windows.exceeds == 1)
+    ]
+    first_over = int(r1_over["time"].min())
+    events = [
+        event(
+            "R1",
+            "DEV-1",
+            "exceedance",
+            "oil_fume",
+            d0 + 20 * m,
+            end=d0 + 60 * m,
+            level="education",
+            peak=2.31,
+            mean=2.1,
+            eid="E-R1-1",
+        ),
+        # the open event is written twice (as the alerts service rewrites it): the newest state wins
+        event(
+            "R1",
+            "DEV-1",
+            "exceedance",
+            "oil_fume",
+            first_over,
+            level="warning",
+            peak=2.5,
+            mean=2.4,
+            eid="E-R1-2",
+        ),
+        event(
+            "R1",
+            "DEV-1",
+            "exceedance",
+            "oil_fume",
+            first_over,
+            level="enforcement",
+            peak=float(r1_over["mean_mg_m3"].max()),
+            mean=float(r1_over["mean_mg_m3"].mean()),
+            eid="E-R1-2",
+        ),
+        event("R2", "DEV-2", "purifier_off", "", d0 + 60 * m, end=d0 + 90 * m, eid="E-R2-1"),
+        event(
+            "R2",
+            "DEV-2",
+            "exceedance",
+            "oil_fume",
+            d0 + 100 * m,
+            end=d0 + 140 * m,
+            level="enforcement",
+            peak=2.2,
+            mean=2.05,
+            eid="E-R2-2",
+        ),
+        event("R3", "DEV-3B", "offline", "", d0 - 10 * 86_400_000, eid="E-R3-1"),  # open since 10 days
+        event("R3", "DEV-3", "offline", "", d0 + 200 * m, end=d0 + 215 * m, eid="E-R3-2"),
+        event("R3", "DEV-3", "late_data", "", d0 + 230 * m, end=d0 + 231 * m, eid="E-R3-3"),
+    ]
+    write_lines(influx_db, [event_line(e) for e in events])
+    ev = pd.DataFrame(events).drop_duplicates(subset=["device_id", "kind", "pollutant", "time"], keep="last")
+    return World(influx_db, d0, d0, d0 + MINUTES * m, now_ms(), stored, windows, ev.reset_index(drop=True))
+
+
+# ---------------------------------------------------------------------------- expectations (pandas)
+
+
+def in_range(df: pd.DataFrame, t0: int, t1: int) -> pd.DataFrame:
+    return df[(df["time"] >= t0) & (df["time"] <= t1)]
+
+
+def district_filter(df: pd.DataFrame, districts) -> pd.DataFrame:
+    return df if districts is ALL else df[df["district"].isin(districts)]
+
+
+def bucket_means(df: pd.DataFrame, cols: dict[str, str], interval_ms: int, how: str = "mean") -> dict:
+    """{(device_id, bucket start): {alias: value}} for non-empty buckets (InfluxDB aligns to the epoch)."""
+    out: dict = {}
+    g = df.assign(bucket=df["time"] - df["time"] % interval_ms)
+    for (dev, b), part in g.groupby(["device_id", "bucket"]):
+        vals = {}
+        for alias, col in cols.items():
+            s = part[col].dropna()
+            vals[alias] = (
+                None if s.empty else float(getattr(s, how if isinstance(how, str) else how[alias])())
+            )
+        out[(dev, int(b))] = vals
+    return out
+
+
+def approx_rows(actual: dict, expected: dict, what: str) -> None:
+    assert set(actual) == set(expected), f"{what}: keys differ: {sorted(set(actual) ^ set(expected))[:6]}"
+    for k, exp in expected.items():
+        got = actual[k]
+        for name, v in exp.items():
+            if v is None:
+                assert got.get(name) is None, (what, k, name)
+            else:
+                assert got.get(name) == pytest.approx(v, rel=1e-9, abs=1e-12), (what, k, name, got, exp)
+
+
+# ---------------------------------------------------------------------------- per-query checks
+
+
+def check_exceeding_restaurants(w: World, pq, ran: Callable) -> None:
+    rows, _ = ran({"district": ALL})
+    t0, t1 = w.range_for(pq)
+    ev = in_range(w.events, t0, t1)
+    expected = ev[(ev.kind == "exceedance") & (ev.open == 1)]["restaurant_id"].nunique()
+    assert expected == 1
+    assert [r["restaurants"] for r in rows] == [expected]
+    rows, _ = ran({"district": ["海淀区"]})
+    assert rows == []  # count of nothing: no row, the stat shows its noValue "0"
+
+
+def check_offline_devices(w: World, pq, ran) -> None:
+    t0, t1 = w.range_for(pq)
+    ev = in_range(w.events, t0, t1)
+    expected = ev[(ev.kind == "offline") & (ev.open == 1)]["device_id"].nunique()
+    assert expected == 1  # DEV-3B, offline since before the dashboard range (found via the 30d lookback)
+    rows, _ = ran({"district": ALL})
+    assert [r["devices"] for r in rows] == [expected]
+    rows, _ = ran({"district": ["海淀区"]})
+    assert [r["devices"] for r in rows] == [expected]
+
+
+def check_open_enforcement(w: World, pq, ran) -> None:
+    t0, t1 = w.range_for(pq)
+    ev = in_range(w.events, t0, t1)
+    expected = int(((ev.level == "enforcement") & (ev.open == 1)).sum())
+    assert expected == 1
+    rows, _ = ran({"district": ["朝阳区", "海淀区"]})
+    assert [r["cases"] for r in rows] == [expected]
+
+
+def check_enforcement_in_range(w: World, pq, ran) -> None:
+    ev = in_range(w.events, w.t_from, w.t_to)
+    expected = int((ev.level == "enforcement").sum())
+    assert expected == 2
+    rows, _ = ran({"district": ALL})
+    assert [r["cases"] for r in rows] == [expected]
+
+
+def check_compliance_by_district(w: World, pq, ran) -> None:
+    for districts in (ALL, ["朝阳区"], ["朝阳区", "海淀区"]):
+        rows, q = ran({"district": districts})
+        win = district_filter(in_range(w.windows, w.t_from, w.t_to), districts)
+        valid = win[win.valid == 1]
+        expected = (
+            valid.groupby("district")["compliant"].sum() / valid.groupby("district")["valid"].sum()
+        ).to_dict()
+        got = {r["district"]: r["compliance"] for r in rows}
+        assert got == pytest.approx(expected), q
+    assert 0 < expected["朝阳区"] < 1 and expected["海淀区"] == 1.0
+
+
+def check_exceeding_peaks(w: World, pq, ran) -> None:
+    rows, _ = ran({"district": ALL})
+    t0, t1 = w.range_for(pq)
+    ev = in_range(w.events, t0, t1)
+    ev = ev[(ev.kind == "exceedance") & (ev.open == 1)]
+    expected = ev.groupby("restaurant_id")["peak_mg_m3"].max().to_dict()
+    assert {r["restaurant_id"]: r["peak"] for r in rows} == pytest.approx(expected)
+    assert expected["R1"] > LIMITS["oil_fume"]
+
+
+def check_latest_event(w: World, pq, ran) -> None:
+    rows, _ = ran({"district": ALL})
+    ev = in_range(w.events, w.t_from, w.t_to).sort_values("time")
+    last = ev.groupby("restaurant_id").tail(1).set_index("restaurant_id")
+    assert {r["restaurant_id"] for r in rows} == set(last.index) == {"R1", "R2", "R3"}
+    for r in rows:
+        e = last.loc[r["restaurant_id"]]
+        assert r["time"] == e["time"] and r["district"] == e["district"]
+        assert (r["kind"], r["level"], r["state"], r["severity"]) == (
+            e["kind"],
+            e["level"],
+            e["state"],
+            e["severity"],
+        )
+        assert r["event_id"] == e["event_id"]
+        assert (r["pollutant"] or "") == e["pollutant"]
+        for col in ("peak_mg_m3", "limit_mg_m3"):
+            assert r[col] == (None if pd.isna(e[col]) else pytest.approx(e[col]))
+    # sorted by severity as the table does: R1 / R2 enforcement (3) above R3's late data (0)
+    ranked = sorted(rows, key=lambda r: -r["severity"])
+    assert ranked[-1]["restaurant_id"] == "R3" and ranked[0]["severity"] == 3
+
+
+def check_events_over_time(w: World, pq, ran) -> None:
+    interval = parse_duration_ms(w.interval_for(pq))
+    assert interval == 3_600_000  # the panel's minimum interval
+    rows, _ = ran({"district": ALL})
+    ev = in_range(w.events, w.t_from, w.t_to)
+    ev = ev.assign(bucket=ev["time"] - ev["time"] % interval)
+    expected = ev.groupby(["kind", "bucket"]).size().to_dict()
+    got = {(r["kind"], r["time"]): r["events"] for r in rows if r["events"]}
+    assert got == expected
+    assert sum(r["events"] for r in rows) == len(ev)
+
+
+def restaurant_vars(rid: str) -> dict:
+    return {"restaurant": rid, "district": ALL}
+
+
+def check_compliance_in_range(w: World, pq, ran) -> None:
+    for rid in ("R1", "R2", "R3"):
+        rows, _ = ran(restaurant_vars(rid))
+        win = in_range(w.windows, w.t_from, w.t_to)
+        win = win[(win.restaurant_id == rid) & (win.valid == 1)]
+        assert [r["compliance"] for r in rows] == [pytest.approx(win["compliant"].mean())]
+
+
+def check_peak(w: World, pq, ran) -> None:
+    rows, _ = ran(restaurant_vars("R1"))
+    rd = in_range(w.readings, w.t_from, w.t_to)
+    expected = rd[rd.restaurant_id == "R1"]["oil_fume_ref_mg_m3"].max()
+    assert [r["peak"] for r in rows] == [pytest.approx(expected)]
+
+
+def check_open_events(w: World, pq, ran) -> None:
+    t0, t1 = w.range_for(pq)
+    for rid, n in (("R1", 1), ("R2", 0), ("R3", 1)):
+        ev = in_range(w.events, t0, t1)
+        assert int(((ev.restaurant_id == rid) & (ev.open == 1)).sum()) == n
+        rows, _ = ran(restaurant_vars(rid))
+        assert [r["open"] for r in rows] == ([n] if n else [])
+
+
+def _bucketed(w: World, pq, ran, rid: str, cols: dict[str, str], how="mean") -> None:
+    interval = parse_duration_ms(w.interval_for(pq))
+    assert interval == 300_000
+    rows, q = ran(restaurant_vars(rid))
+    rd = in_range(w.readings, w.t_from, w.t_to)
+    expected = bucket_means(rd[rd.restaurant_id == rid], cols, interval, how)
+    expected = {k: v for k, v in expected.items() if any(x is not None for x in v.values())}
+    got = {
+        (r["device_id"], r["time"]): {a: r[a] for a in cols}
+        for r in rows
+        if any(r[a] is not None for a in cols)
+    }
+    approx_rows(got, expected, q)
+    return got
+
+
+def check_oil_fume(w: World, pq, ran) -> None:
+    got = _bucketed(w, pq, ran, "R1", {"ref": "oil_fume_ref_mg_m3", "measured": "oil_fume_mg_m3"})
+    assert max(v["ref"] for v in got.values()) > LIMITS["oil_fume"]
+    _bucketed(w, pq, ran, "R3", {"ref": "oil_fume_ref_mg_m3", "measured": "oil_fume_mg_m3"})
+
+
+def check_pm_nmhc(w: World, pq, ran) -> None:
+    got = _bucketed(w, pq, ran, "R1", {"pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"})
+    assert got
+    got3 = _bucketed(w, pq, ran, "R3", {"pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"})
+    assert all(v["nmhc"] is None for v in got3.values())  # R3 reports PM only
+    rows, _ = ran(restaurant_vars("R2"))
+    assert all(r["pm"] is None and r["nmhc"] is None for r in rows)  # R2 reports neither
+
+
+def check_fan_purifier(w: World, pq, ran) -> None:
+    got = _bucketed(
+        w, pq, ran, "R2", {"fan": "fan_on", "purifier": "purifier_on"}, how={"fan": "max", "purifier": "min"}
+    )
+    assert {v["fan"] for v in got.values()} == {0, 1} and {v["purifier"] for v in got.values()} == {0, 1}
+
+
+def _limit_series(w: World, pq, ran, rid: str, pollutants: tuple[str, ...], by_pollutant: bool) -> None:
+    interval = parse_duration_ms(w.interval_for(pq))
+    rows, q = ran(restaurant_vars(rid))
+    win = in_range(w.windows, w.t_from, w.t_to)
+    win = win[(win.restaurant_id == rid) & win.pollutant.isin(pollutants)]
+    first_bucket = w.t_from - w.t_from % interval
+    buckets = range(first_bucket, w.t_to + 1, interval)
+    keys = sorted(set(win.pollutant)) if by_pollutant else [None]
+    expected = {}
+    for key in keys:
+        part = win if key is None else win[win.pollutant == key]
+        per = part.assign(b=part["time"] - part["time"] % interval).groupby("b")["limit_mg_m3"].max()
+        series = per.reindex(list(buckets)).ffill()  # fill(previous)
+        for b, v in series.items():
+            expected[(key, int(b))] = None if pd.isna(v) else float(v)
+    got = {((r.get("pollutant") if by_pollutant else None), r["time"]): {"limit": r["limit"]} for r in rows}
+    approx_rows(got, {k: {"limit": v} for k, v in expected.items()}, q)
+    assert any(v is not None for v in expected.values())
+
+
+def check_oil_fume_limit(w: World, pq, ran) -> None:
+    _limit_series(w, pq, ran, "R1", ("oil_fume",), by_pollutant=False)
+
+
+def check_pm_nmhc_limit(w: World, pq, ran) -> None:
+    _limit_series(w, pq, ran, "R1", ("pm", "nmhc"), by_pollutant=True)
+    _limit_series(w, pq, ran, "R3", ("pm", "nmhc"), by_pollutant=True)
+
+
+def check_daily_compliance(w: World, pq, ran) -> None:
+    for rid in ("R1", "R2", "R3"):
+        rows, q = ran(restaurant_vars(rid))
+        win = in_range(w.windows, w.t_from, w.t_to)
+        win = win[(win.restaurant_id == rid) & (win.valid == 1)]
+        local_day = pd.to_datetime(win["time"], unit="ms", utc=True).dt.tz_convert(SHANGHAI).dt.floor("D")
+        day_ms = local_day.map(lambda ts: int(ts.timestamp() * 1000))
+        expected = win.groupby(day_ms.values)["compliant"].mean().to_dict()
+        got = {r["time"]: r["compliance"] for r in rows}
+        assert got == pytest.approx(expected), q
+        assert len(expected) == 2  # the data straddles a Shanghai midnight
+
+
+def check_events_table(w: World, pq, ran) -> None:
+    for rid in ("R1", "R2", "R3"):
+        rows, _ = ran(restaurant_vars(rid))
+        ev = in_range(w.events, w.t_from, w.t_to)
+        ev = ev[ev.restaurant_id == rid]
+        assert sorted(r["event_id"] for r in rows) == sorted(ev["event_id"])
+        by_id = ev.set_index("event_id")
+        for r in rows:
+            e = by_id.loc[r["event_id"]]
+            assert r["time"] == e["time"] and (r["kind"], r["state"], r["level"]) == (
+                e["kind"],
+                e["state"],
+                e["level"],
+            )
+            assert (r["severity"], r["duration_s"]) == (e["severity"], e["duration_s"])
+
+
+def _annotation(kind: str, rid: str):
+    def check(w: World, pq, ran) -> None:
+        rows, _ = ran(restaurant_vars(rid))
+        ev = in_range(w.events, w.t_from, w.t_to)
+        ev = ev[(ev.restaurant_id == rid) & (ev.kind == kind)]
+        assert len(ev) >= 1
+        assert sorted(r["time"] for r in rows) == sorted(ev["time"])
+        if kind == "exceedance":  # text column: the peak; tags: pollutant, level, state
+            got = {r["time"]: (r["peak_mg_m3"], r["pollutant"], r["level"], r["state"]) for r in rows}
+            exp = {
+                e["time"]: (e["peak_mg_m3"], e["pollutant"], e["level"], e["state"])
+                for e in ev.to_dict("records")
+            }
+            assert got == exp
+        else:
+            assert {r["event_id"] for r in rows} == set(ev["event_id"])
+        rows, _ = ran(restaurant_vars("R-none"))
+        assert rows == []
+
+    return check
+
+
+def check_district_variable(w: World, pq, ran) -> None:
+    rows, _ = ran({})
+    assert sorted(r["value"] for r in rows) == sorted(set(w.readings["district"])) == ["朝阳区", "海淀区"]
+
+
+def check_restaurant_variable(w: World, pq, ran) -> None:
+    rows, _ = ran({"district": ["朝阳区"]})
+    assert sorted(r["value"] for r in rows) == ["R1", "R2"]
+    rows, _ = ran({"district": ALL})
+    assert sorted(r["value"] for r in rows) == sorted(set(w.readings["restaurant_id"])) == ["R1", "R2", "R3"]
+
+
+def all_checks(o: Options) -> dict[str, Callable]:
+    return {
+        city.q_exceeding_restaurants(o): check_exceeding_restaurants,
+        city.q_offline_devices(o): check_offline_devices,
+        city.q_open_enforcement(o): check_open_enforcement,
+        city.q_enforcement_in_range(o): check_enforcement_in_range,
+        city.q_compliance_by_district(o): check_compliance_by_district,
+        city.q_exceeding_peaks(o): check_exceeding_peaks,
+        city.q_latest_event(o): check_latest_event,
+        city.q_events_over_time(o): check_events_over_time,
+        restaurant.q_compliance(o): check_compliance_in_range,
+        restaurant.q_peak(o): check_peak,
+        restaurant.q_open_events(o): check_open_events,
+        restaurant.q_oil_fume(o): check_oil_fume,
+        restaurant.q_oil_fume_limit(o): check_oil_fume_limit,
+        restaurant.q_pm_nmhc(o): check_pm_nmhc,
+        restaurant.q_pm_nmhc_limit(o): check_pm_nmhc_limit,
+        restaurant.q_fan_purifier(o): check_fan_purifier,
+        restaurant.q_daily_compliance(o): check_daily_compliance,
+        restaurant.q_events(o): check_events_table,
+        restaurant.q_annotation(o, "exceedance"): _annotation("exceedance", "R1"),
+        restaurant.q_annotation(o, "purifier_off"): _annotation("purifier_off", "R2"),
+        restaurant.q_annotation(o, "offline"): _annotation("offline", "R3"),
+        district_variable(o).build().query: check_district_variable,
+        restaurant_variable(o).build().query: check_restaurant_variable,
+    }
+
+
+@pytest.mark.integration
+def test_every_panel_query_on_real_influxdb_matches_pandas(world: World):
+    checks = all_checks(OPTS)
+    all_queries = [(uid, pq) for uid, doc in dashboards.build_all(OPTS).items() for pq in queries(doc)]
+    # every query of both dashboards (panels, annotations, variables) has a check, and nothing else does
+    assert {pq.query for _, pq in all_queries} == set(checks)
+    returned_rows: dict[str, int] = {}
+    for uid, pq in all_queries:
+
+        def ran(variables: dict, pq=pq) -> tuple[list[dict], str]:
+            rows, q = world.run(pq, variables)
+            returned_rows[pq.query] = returned_rows.get(pq.query, 0) + len(rows)
+            return rows, q
+
+        try:
+            checks[pq.query](world, pq, ran)
+        except AssertionError as exc:
+            raise AssertionError(f"{uid} / {pq.source} {pq.panel!r} {pq.ref_id}: {exc}") from exc
+    assert all(n > 0 for n in returned_rows.values()), returned_rows
+    assert set(returned_rows) == set(checks)
