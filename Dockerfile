@@ -23,6 +23,10 @@ ENV PYTHONUNBUFFERED=1 \
 # Non-root user with a fixed uid/gid so named volumes keep their ownership across rebuilds.
 # /var/lib/fumewatch: state.db (dead letters, events, notices); /provisioning: `dashboards build` output,
 # readable by Grafana (another uid), hence 0755.
+# A Chinese font for report charts and PDFs (fumewatch report / the API's pdf format).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fontconfig fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 fumewatch \
  && useradd --system --uid 10001 --gid fumewatch --home-dir /var/lib/fumewatch --no-create-home \
       --shell /usr/sbin/nologin fumewatch \

@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from alerts.api import ApiSettings
 from alerts.notify import NotifySettings
+from alerts.reports.config import ReportSettings
 from alerts.window import DetectorConfig
 from ingest.config import Settings
 
@@ -57,3 +59,5 @@ class AlertsSettings(BaseModel):
 class AppSettings(Settings):
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
+    report: ReportSettings = ReportSettings()
+    api: ApiSettings = ApiSettings()

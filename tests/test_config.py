@@ -11,7 +11,7 @@ from alerts.config import AppSettings
 from ingest.config import load_settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "fumewatch.sample.toml"
-SECRETS = {"mqtt.password", "influx.token", "notify.inspector_targets"}
+SECRETS = {"mqtt.password", "influx.token", "notify.inspector_targets", "api.tokens"}
 
 
 def flat(d: dict, prefix: str = "") -> dict:

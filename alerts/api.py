@@ -1,0 +1,572 @@
+"""``fumewatch api``: a small read-only HTTP API that serves the inspector reports.
+
+Endpoints (times: RFC 3339, a date in the display time zone, or epoch ms; URL-encode ``+`` as ``%2B``)::
+
+    GET /healthz                                   no auth; 200 {"status": "ok"} when the state DB answers
+    GET /api/v1/reports/exceedances?since&until[&district][&restaurant][&format=json|csv|xlsx|html|pdf]
+                                                   [&table=events|summary]   (table: csv only)
+        json: {"events": [...], "summary": [...], "totals": {...}, "since", "until", ...}
+    GET /api/v1/events?since&until[&restaurant][&district][&kind][&limit=10000]    JSON list of events
+
+Security (issue 6):
+
+- Every ``/api/`` request needs ``Authorization: Bearer <token>``. Tokens come only from the environment
+  variable ``FUMEWATCH_API_TOKENS`` (comma-separated; an ``.env`` file works too), never from the TOML file
+  (``fumewatch api`` refuses a config file with ``[api] tokens``). Each must be at least 16 characters.
+- The presented token is compared with every configured token using :func:`hmac.compare_digest` on
+  SHA-256 digests: constant time, and no length leak.
+- A missing or wrong token gets 401 with ``WWW-Authenticate: Bearer realm="fumewatch"`` (RFC 6750); the
+  body and the logs never contain the presented token or the Authorization header.
+- Failed authentications are counted per client IP in a sliding window (``auth_fail_limit`` per
+  ``auth_fail_window_s``, default 10 per minute); past the limit every ``/api/`` request from that IP
+  gets 429 with ``Retry-After`` until the window has moved on, a right token included.
+  Behind a reverse proxy set ``forwarded_allow_ips`` to the proxy address so the client IP is the real one.
+- Bad parameters are 400 with ``{"error": "bad_request", "detail": "..."}``; unknown paths 404; errors
+  never include a stack trace. Access log lines are ``key=value``: method, path, query (secrets masked),
+  status, client, duration — no headers.
+
+Why FastAPI + uvicorn: both are actively maintained, widely deployed, typed; uvicorn is an ASGI server
+with bounded keep-alive and sane defaults, FastAPI/Starlette give routing, middleware and exception
+handling without hand-written HTTP parsing (the stdlib ``http.server`` is documented as not for
+production). Heavy work (building a report) runs in Starlette's thread pool, bounded by
+``max_concurrent_reports``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import hmac
+import logging
+import math
+import re
+import sqlite3
+import threading
+import time
+import tomllib
+from collections import OrderedDict, deque
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from pydantic import BaseModel, Field, SecretStr
+
+from alerts.reports.config import ReportSettings
+
+# Module-level imports stay light (no alerts.config, no FastAPI): alerts.config may import ApiSettings
+# from here, and the `fumewatch` command imports this module at start-up to register `api`.
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from alerts.profiles import Profiles
+    from alerts.window import DetectorConfig
+    from ingest.registry import Registry
+    from ingest.store.base import Store
+
+log = logging.getLogger("fumewatch.api")
+
+#: Shortest token accepted (characters). Make one with:
+#: ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
+MIN_TOKEN_CHARS = 16
+API_FORMATS = ("json", "csv", "xlsx", "html", "pdf")
+_SECRET_PARAM = re.compile(r"(?i)token|auth|key|secret|pass")
+
+
+class ApiSettings(BaseModel):
+    """The ``[api]`` settings section (environment: ``FUMEWATCH_API_<KEY>``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Bearer tokens, comma-separated: ONLY from the environment (FUMEWATCH_API_TOKENS) or .env, never TOML.
+    tokens: SecretStr = SecretStr("")
+    auth_fail_limit: int = Field(10, ge=1)
+    auth_fail_window_s: float = Field(60.0, gt=0)
+    max_period_days: float = Field(400.0, gt=0)
+    max_concurrent_reports: int = Field(2, ge=1)
+    forwarded_allow_ips: str = ""
+    access_log: bool = True
+
+
+@functools.cache
+def settings_class() -> type:
+    """The application settings with the ``[api]`` and ``[report]`` sections (built on first use)."""
+    from alerts.reports.cli import ReportAppSettings
+
+    class ApiAppSettings(ReportAppSettings):
+        api: ApiSettings = ApiSettings()
+
+    return ApiAppSettings
+
+
+def parse_tokens(secret: SecretStr) -> list[str]:
+    """The configured tokens; raises ValueError (without echoing any token) when none or one too short."""
+    tokens = [t.strip() for t in secret.get_secret_value().split(",") if t.strip()]
+    if not tokens:
+        raise ValueError(
+            "no API token: set FUMEWATCH_API_TOKENS (comma-separated) in the environment or .env"
+        )
+    short = sum(1 for t in tokens if len(t) < MIN_TOKEN_CHARS)
+    if short:
+        raise ValueError(
+            f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters in FUMEWATCH_API_TOKENS"
+        )
+    return tokens
+
+
+class TokenChecker:
+    """Constant-time bearer-token check against every configured token."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self._digests = [hashlib.sha256(t.encode("utf-8")).digest() for t in tokens]
+
+    def check(self, authorization: str | None) -> str:
+        """``ok``, ``missing`` (no usable Bearer credentials) or ``invalid``."""
+        if not authorization:
+            return "missing"
+        scheme, _, value = authorization.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value:
+            return "missing"
+        presented = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+        ok = False
+        for d in self._digests:  # no early exit: the time does not say which token matched
+            ok |= hmac.compare_digest(presented, d)
+        return "ok" if ok else "invalid"
+
+
+class FailureLimiter:
+    """Failed authentications per client in a sliding window; bounded memory (``max_clients``)."""
+
+    def __init__(self, limit: int, window_s: float, max_clients: int = 10_000, clock=time.monotonic) -> None:
+        self.limit, self.window_s, self.max_clients, self._clock = limit, window_s, max_clients, clock
+        self._fails: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _live(self, client: str, now: float) -> deque[float] | None:
+        q = self._fails.get(client)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        if not q:
+            del self._fails[client]
+            return None
+        return q
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until ``client`` may try again, or None when it is not blocked."""
+        with self._lock:
+            now = self._clock()
+            q = self._live(client, now)
+            if q is None or len(q) < self.limit:
+                return None
+            return max(1, math.ceil(q[-self.limit] + self.window_s - now))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self._clock()
+            q = self._live(client, now)
+            if q is None:
+                q = self._fails[client] = deque(maxlen=self.limit)
+            q.append(now)
+            self._fails.move_to_end(client)
+            while len(self._fails) > self.max_clients:  # forget the least recently failing clients
+                self._fails.popitem(last=False)
+
+
+class BadRequest(Exception):
+    def __init__(
+        self, detail: str, status: int = 400, error: str = "bad_request", headers: dict | None = None
+    ):
+        super().__init__(detail)
+        self.detail, self.status, self.error, self.headers = detail, status, error, headers or {}
+
+
+def _show(value: str, limit: int = 64) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def _safe_query(query: str) -> str:
+    """The query string for the access log, with anything that looks like a secret masked."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v[:80]) for k, v in pairs], safe=",:+")
+
+
+def _content_disposition(name: str) -> str:
+    ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+def create_app(
+    *,
+    state_path: str,
+    registry: Registry,
+    tokens: list[str],
+    api: ApiSettings | None = None,
+    report: ReportSettings | None = None,
+    display_tz: str = "Asia/Shanghai",
+    detector: DetectorConfig | None = None,
+    profiles: Profiles | None = None,
+    store: Store | None = None,
+) -> FastAPI:
+    """The ASGI application. ``tokens``: the accepted bearer tokens (see :func:`parse_tokens`)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from alerts.ledger import Ledger
+    from alerts.model import EVENT_KINDS
+    from alerts.profiles import load_profiles
+    from alerts.reports.build import ReportError, build_report, check_filters
+    from alerts.reports.formats import MEDIA_TYPES, filename, iso_local, render, report_dict
+    from alerts.window import DetectorConfig
+    from ingest.timeutil import parse_time
+
+    if not tokens:
+        raise ValueError("create_app needs at least one token")
+    api = api or ApiSettings()
+    report_settings = report or ReportSettings()
+    detector = detector or DetectorConfig()
+    profiles = profiles if profiles is not None else load_profiles()
+    checker = TokenChecker(tokens)
+    limiter = FailureLimiter(api.auth_fail_limit, api.auth_fail_window_s)
+    reports_gate = threading.BoundedSemaphore(api.max_concurrent_reports)
+    ledger = Ledger(state_path)
+    names = {d.restaurant_id: d.name for d in registry}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        try:
+            yield
+        finally:
+            ledger.close()
+
+    app = FastAPI(title="fumewatch", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ledger = ledger
+
+    def error(status: int, err: str, detail: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": err, "detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
+        return error(exc.status, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors())
+        return error(400, "bad_request", f"invalid parameter(s): {where}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error(exc.status_code, err, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        t0 = time.perf_counter()
+        client = request.client.host if request.client else "-"
+        path = request.url.path
+        reason = ""
+        if path.startswith("/api/"):
+            wait = limiter.retry_after(client)
+            if wait is not None:
+                reason = "rate_limited"
+                resp = error(
+                    429,
+                    "too_many_requests",
+                    "too many failed authentications; retry later",
+                    {"Retry-After": str(wait)},
+                )
+            else:
+                verdict = checker.check(request.headers.get("authorization"))
+                if verdict != "ok":
+                    limiter.failed(client)
+                    reason = f"auth_{verdict}"
+                    challenge = 'Bearer realm="fumewatch"' + (
+                        ', error="invalid_token"' if verdict == "invalid" else ""
+                    )
+                    resp = error(
+                        401,
+                        "unauthorized",
+                        "missing or invalid bearer token",
+                        {"WWW-Authenticate": challenge},
+                    )
+        if not reason:
+            try:
+                resp = await call_next(request)
+            except Exception:
+                log.exception("event=api_error method=%s path=%s", request.method, path)
+                resp = error(500, "internal_error", "internal error; see the server log")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        if api.access_log:
+            level = logging.DEBUG if path == "/healthz" and resp.status_code == 200 else logging.INFO
+            if reason.startswith(("auth_", "rate_")):
+                level = logging.WARNING
+            log.log(
+                level,
+                "event=http method=%s path=%s query=%s status=%d client=%s duration_ms=%.1f%s",
+                request.method,
+                path,
+                _safe_query(request.url.query) or "-",
+                resp.status_code,
+                client,
+                (time.perf_counter() - t0) * 1000,
+                f" reason={reason}" if reason else "",
+            )
+        return resp
+
+    def time_param(name: str, value: str | None) -> int:
+        if value is None or not value.strip():
+            raise BadRequest(f"{name} is required (RFC 3339, a date or epoch ms)")
+        text = value.strip()
+        # an unencoded "+" in "+08:00" arrives as a space: take it back
+        text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text)
+        try:
+            return parse_time(text, display_tz)
+        except (ValueError, OverflowError):
+            raise BadRequest(
+                f"cannot read {name}={_show(value)}: use RFC 3339 (2026-11-26T12:00:00%2B08:00), a date "
+                "(2026-11-26, display time zone) or epoch milliseconds"
+            ) from None
+
+    def period(since: str | None, until: str | None) -> tuple[int, int]:
+        s, u = time_param("since", since), time_param("until", until)
+        if s >= u:
+            raise BadRequest("since must be before until")
+        if u - s > api.max_period_days * 86_400_000:
+            raise BadRequest(f"period longer than {api.max_period_days:g} days")
+        return s, u
+
+    def filters(district: str | None, restaurant: str | None) -> tuple[str | None, str | None]:
+        district = district.strip() if district and district.strip() else None
+        restaurant = restaurant.strip() if restaurant and restaurant.strip() else None
+        try:
+            check_filters(ledger, registry, district, restaurant)
+        except ReportError as exc:
+            raise BadRequest(str(exc)) from None
+        return district, restaurant
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            conn = sqlite3.connect(f"file:{quote(state_path)}?mode=ro", uri=True, timeout=2)
+            try:
+                ok = (
+                    conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+                    == 1
+                )
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            ok = False
+        if ok:
+            return JSONResponse({"status": "ok", "state_db": "ok"})
+        return JSONResponse({"status": "unavailable", "state_db": "unreachable"}, status_code=503)
+
+    @app.get("/api/v1/reports/exceedances")
+    def exceedances(
+        since: str | None = None,
+        until: str | None = None,
+        district: str | None = None,
+        restaurant: str | None = None,
+        format: str = "json",  # noqa: A002 - the public parameter name
+        table: str = "events",
+    ) -> Response:
+        fmt = format.strip().lower()
+        if fmt not in API_FORMATS:
+            raise BadRequest(f"unknown format {_show(format)}; use one of {', '.join(API_FORMATS)}")
+        if table not in ("events", "summary"):
+            raise BadRequest(f"unknown table {_show(table)}; use events or summary")
+        s, u = period(since, until)
+        district, restaurant = filters(district, restaurant)
+        if not reports_gate.acquire(timeout=30):
+            raise BadRequest(
+                "too many reports are being built; retry shortly", 503, "busy", {"Retry-After": "5"}
+            )
+        try:
+            charts = fmt in ("html", "pdf")
+            rep = build_report(
+                ledger,
+                registry,
+                s,
+                u,
+                district=district,
+                restaurant_id=restaurant,
+                store=store if charts else None,
+                profiles=profiles,
+                display_tz=display_tz,
+                max_charts=report_settings.max_charts if charts else 0,
+                chart_margin_min=report_settings.chart_margin_min,
+                detector=detector,
+            )
+            if fmt == "json":
+                import orjson
+
+                return Response(orjson.dumps(report_dict(rep)), media_type=MEDIA_TYPES["json"])
+            body = render(rep, fmt, table=table, settings=report_settings)
+        except ReportError as exc:
+            raise BadRequest(str(exc)) from None
+        finally:
+            reports_gate.release()
+        return Response(
+            body,
+            media_type=MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": _content_disposition(filename(rep, fmt, table))},
+        )
+
+    @app.get("/api/v1/events")
+    def events(
+        since: str | None = None,
+        until: str | None = None,
+        restaurant: str | None = None,
+        district: str | None = None,
+        kind: str | None = None,
+        limit: str = "10000",
+    ) -> Response:
+        import orjson
+
+        s, u = period(since, until)
+        district, restaurant = filters(district, restaurant)
+        if kind is not None and kind not in EVENT_KINDS:
+            raise BadRequest(f"unknown kind {_show(kind)}; use one of {', '.join(EVENT_KINDS)}")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100_000:
+            raise BadRequest("limit must be a whole number from 1 to 100000")
+        items = ledger.list_events(
+            since_ms=s, until_ms=u, restaurant_id=restaurant, district=district, kind=kind
+        )
+        n = int(limit)
+        out: list[dict[str, Any]] = []
+        for e in items[:n]:
+            out.append(
+                {
+                    "event_id": e.event_id,
+                    "kind": e.kind,
+                    "restaurant_id": e.restaurant_id,
+                    "name": names.get(e.restaurant_id, ""),
+                    "device_id": e.device_id,
+                    "district": e.district,
+                    "pollutant": e.pollutant,
+                    "start": iso_local(e.start_ms, display_tz),
+                    "end": iso_local(e.end_ms, display_tz) if e.end_ms is not None else None,
+                    "start_ms": e.start_ms,
+                    "end_ms": e.end_ms,
+                    "peak_mg_m3": e.peak_mg_m3,
+                    "mean_mg_m3": e.mean_mg_m3,
+                    "limit_mg_m3": e.limit_mg_m3,
+                    "profile": e.profile,
+                    "level": e.level,
+                    "state": e.state,
+                }
+            )
+        headers = {"X-Total-Count": str(len(items))}
+        return Response(orjson.dumps(out), media_type="application/json", headers=headers)
+
+    return app
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _refuse_tokens_in_toml(config: str | None) -> None:
+    from ingest.cli import CLIError
+
+    if not config:
+        return
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return  # settings_from reports unreadable files
+    if "tokens" in (data.get("api") or {}):
+        raise CLIError(
+            f"{config}: [api] tokens must not be in the config file; set FUMEWATCH_API_TOKENS in the "
+            "environment or an .env file"
+        )
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from alerts.profiles import ProfileError, load_profiles
+    from alerts.reports.cli import open_report_store
+    from ingest import logs
+    from ingest.cli import CLIError, settings_from
+    from ingest.registry import Registry
+
+    _refuse_tokens_in_toml(args.config)
+    overrides = {"api": {"host": args.host, "port": args.port}}
+    s: Any = settings_from(args, settings_class(), **overrides)
+    try:
+        tokens = parse_tokens(s.api.tokens)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    state = s.ingest.state
+    if not Path(state).exists():
+        raise CLIError(f"state database {state} does not exist")
+    logs.setup(s.logging.level, s.logging.format)
+    registry = Registry.load(s.ingest.registry)
+    try:
+        profiles = load_profiles(s.alerts.profiles_file or None)
+    except ProfileError as exc:
+        raise CLIError(str(exc)) from None
+    store = open_report_store(args.store, s)
+    app = create_app(
+        state_path=state,
+        registry=registry,
+        tokens=tokens,
+        api=s.api,
+        report=s.report,
+        display_tz=s.display_tz,
+        detector=s.alerts.detector_config(),
+        profiles=profiles,
+        store=store,
+    )
+    log.info(
+        "event=api_start host=%s port=%d tokens=%d registry_devices=%d store=%s",
+        s.api.host,
+        s.api.port,
+        len(tokens),
+        len(registry),
+        "yes" if store is not None else "no",
+    )
+    config = uvicorn.Config(
+        app,
+        host=s.api.host,
+        port=s.api.port,
+        log_config=None,  # our key=value logging (logs.setup); uvicorn's own access log is off
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(s.api.forwarded_allow_ips),
+        forwarded_allow_ips=s.api.forwarded_allow_ips or None,
+        timeout_keep_alive=5,
+    )
+    # uvicorn handles SIGINT/SIGTERM: it finishes open requests, runs the app's shutdown (closes the
+    # ledger), then re-raises the signal so the process exits with it.
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if store is not None:
+            store.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ingest.cli import add_common
+
+    sp = sub.add_parser(
+        "api",
+        help="read-only HTTP API for reports and events (bearer tokens from FUMEWATCH_API_TOKENS)",
+        description="Serve GET /api/v1/reports/exceedances, GET /api/v1/events and GET /healthz. "
+        "Tokens come only from the environment variable FUMEWATCH_API_TOKENS (comma-separated) or .env.",
+    )
+    add_common(sp, store=True, registry=True, state=True)
+    sp.add_argument("--host", help="bind address (default 127.0.0.1; [api] host)")
+    sp.add_argument("--port", type=int, help="port (default 8080; [api] port)")
+    sp.set_defaults(func=cmd_api)

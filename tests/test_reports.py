@@ -1,0 +1,524 @@
+"""Inspector reports: numbers against hand computation, every format, filters, the CLI, empty periods."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alerts.ledger import Ledger
+from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, WindowResult
+from alerts.reports import build_report, render
+from alerts.reports.config import ReportSettings
+from alerts.reports.formats import SHEET_EVENTS, SHEET_SUMMARY
+from ingest.model import Reading
+from ingest.registry import Device, Registry
+from ingest.store.sqlite import SQLiteStore
+from ingest.timeutil import parse_time
+
+TZ = "Asia/Shanghai"
+T0 = parse_time("2026-11-25T00:00:00+08:00")  # period: one local day
+T1 = T0 + 24 * 3_600_000
+H = 3_600_000
+M = 60_000
+W = 600_000  # 10-minute windows
+
+
+def registry() -> Registry:
+    return Registry(
+        [
+            Device("R1", "老王川菜馆", "朝阳区", "D1", 4),
+            Device("R2", "<b>小李</b>面馆", "朝阳区", "D2", 2),  # markup in a name must come out escaped
+            Device("R3", "海底捞海淀店", "海淀区", "D3", 8, profile="db11-1488"),
+            Device("R4", "沉默饺子馆", "海淀区", "D4", 1),  # registered, never sent anything
+        ]
+    )
+
+
+def win(
+    dev: str, k: int, *, valid=True, exceeds=False, samples=10, reason="", pollutant="oil_fume", start=None
+):
+    s = T0 + k * W if start is None else start
+    mean = 3.0 if exceeds else 1.0
+    return WindowResult(dev, s, s + W, samples, 10, valid, reason, mean, mean * 1.2, exceeds, pollutant)
+
+
+def ev(
+    event_id: str, kind: str, rest: str, dev: str, district: str, start: int, end: int | None, **kw
+) -> Event:
+    return Event(
+        event_id=event_id,
+        kind=kind,
+        restaurant_id=rest,
+        device_id=dev,
+        district=district,
+        start_ms=start,
+        end_ms=end,
+        state="open" if end is None else "closed",
+        **kw,
+    )
+
+
+def evidence(start: int, n: int, mean: float) -> list[dict]:
+    return [
+        {
+            "start_ms": start + i * W,
+            "end_ms": start + (i + 1) * W,
+            "mean_mg_m3": mean + i * 0.1,
+            "max_mg_m3": mean + 1,
+            "samples": 10,
+        }
+        for i in range(n)
+    ]
+
+
+@dataclass
+class World:
+    state: Path
+    ledger: Ledger
+    registry: Registry
+    store: SQLiteStore
+    store_path: Path
+    registry_path: Path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    reg = registry()
+    reg_path = tmp_path / "registry.csv"
+    reg.write_csv(reg_path)
+    led = Ledger(tmp_path / "state.db")
+    # D1: 8 compliant + 2 exceeding valid windows, 1 fan_off, 1 incomplete (5 samples) -> 115 / 120 samples
+    wins = [win("D1", k) for k in range(8)]
+    wins += [win("D1", 8, exceeds=True), win("D1", 9, exceeds=True)]
+    wins += [
+        win("D1", 10, valid=False, reason="fan_off"),
+        win("D1", 11, valid=False, reason="incomplete", samples=5),
+    ]
+    wins += [win("D1", 0, start=T0 - W, exceeds=True)]  # before the period: left out
+    wins += [win("D1", 0, start=T1, exceeds=True)]  # at `until`: left out
+    wins += [win("D1", 3, pollutant="pm", exceeds=True)]  # another pollutant: left out
+    wins += [win("D2", k, samples=9) for k in range(6)]  # 54 / 60, all compliant
+    wins += [win("D3", k, valid=False, reason="fan_off") for k in range(3)]  # no valid window
+    wins += [win("DX", k) for k in range(4)]  # a device in no registry and no event
+    led.add_windows(wins)
+
+    oil = dict(pollutant="oil_fume", limit_mg_m3=2.0, profile="gb18483")
+    events = [
+        ev(
+            "e1",
+            EXCEEDANCE,
+            "R1",
+            "D1",
+            "朝阳区",
+            T0 + 10 * H,
+            T0 + 11 * H,
+            peak_mg_m3=3.2,
+            mean_mg_m3=2.6,
+            level="education",
+            evidence=evidence(T0 + 10 * H, 6, 2.5),
+            **oil,
+        ),
+        ev(
+            "e2",
+            EXCEEDANCE,
+            "R1",
+            "D1",
+            "朝阳区",
+            T0 + 18 * H,
+            None,
+            peak_mg_m3=2.5,
+            mean_mg_m3=2.3,
+            level="warning",
+            evidence=evidence(T0 + 18 * H, 3, 2.2),
+            **oil,
+        ),
+        ev("e3", PURIFIER_OFF, "R1", "D1", "朝阳区", T0 - 30 * M, T0 + 20 * M),  # 20 min inside
+        ev("e4", PURIFIER_OFF, "R1", "D1", "朝阳区", T1 - 30 * M, None),  # open: 30 min inside
+        ev("e5", OFFLINE, "R2", "D2", "朝阳区", T0 + 2 * H, T0 + 3 * H),
+        ev(
+            "e6",
+            EXCEEDANCE,
+            "R3",
+            "D3",
+            "海淀区",
+            T0 + 12 * H,
+            T0 + 13 * H,
+            peak_mg_m3=4.0,
+            mean_mg_m3=3.1,
+            level="enforcement",
+            evidence=evidence(T0 + 12 * H, 6, 3.0),
+            pollutant="oil_fume",
+            limit_mg_m3=1.0,
+            profile="db11-1488",
+        ),
+        ev(
+            "e7",
+            EXCEEDANCE,
+            "R1",
+            "D1",
+            "朝阳区",
+            T0 - 5 * H,
+            T0 - 4 * H,
+            peak_mg_m3=9.9,
+            level="education",
+            **oil,
+        ),  # before
+        ev("e8", LATE_DATA, "R2", "D2", "朝阳区", T0 + 5 * H, T0 + 5 * H + 10 * M),
+    ]
+    for e in events:
+        led.upsert_event(e)
+
+    def sent(key: str, channel: str, target: str, rest: str) -> None:
+        assert led.notice_begin(key, channel, target, {"restaurant_id": rest})
+        led.notice_done(key, target, ok=True)
+
+    sent("e1:opened", "owner", "json://owner.example/hook?token=x", "R1")
+    sent("e1:opened", "inspector", "mailto://inspector.example", "R1")
+    assert led.notice_begin("e1:closed", "owner", "json://owner.example/hook", {"restaurant_id": "R1"})
+    led.notice_done(
+        "e1:closed", "json://owner.example/hook", ok=False, error="timeout"
+    )  # failed: not counted
+    sent("e2:opened", "owner", "json://owner.example/hook", "R1")
+    led.notice_skip("e2:opened", "mqtt", "mqtt:fume/v1/alerts/R1", "no broker", {"restaurant_id": "R1"})
+    for i in range(3):
+        sent("e6:opened", "owner", f"json://owner{i}.example", "R3")
+    sent("e7:opened", "owner", "json://owner.example", "R1")  # event outside the period
+
+    store_path = tmp_path / "readings.db"
+    store = SQLiteStore(str(store_path))
+    readings = [
+        Reading(
+            t,
+            "D1",
+            "R1",
+            "朝阳区",
+            3.0 if T0 + 10 * H <= t < T0 + 11 * H else 0.8,
+            3.0 if T0 + 10 * H <= t < T0 + 11 * H else 0.8,
+            True,
+        )
+        for t in range(T0 + 9 * H, T0 + 12 * H, M)
+    ]
+    store.write([("batch", readings)])
+    try:
+        yield World(tmp_path / "state.db", led, reg, store, store_path, reg_path)
+    finally:
+        store.close()
+        led.close()
+
+
+def build(w: World, **kw):
+    kw.setdefault("display_tz", TZ)
+    kw.setdefault("now", T1 + 24 * H)  # open events count up to the period end
+    return build_report(w.ledger, w.registry, T0, T1, **kw)
+
+
+def row(df, key: str, value: str) -> dict:
+    rows = df[df[key] == value].to_dict("records")
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# numbers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_summary_numbers_match_hand_computation(world: World) -> None:
+    rep = build(world, max_charts=0)
+    s = rep.summary
+    assert list(s["restaurant_id"]) == ["R1", "R2", "R3", "R4"]  # by district, then id; R4 has no data
+
+    r1 = row(s, "restaurant_id", "R1")
+    assert (r1["windows"], r1["valid_windows"], r1["compliant_windows"], r1["exceeding_windows"]) == (
+        12,
+        10,
+        8,
+        2,
+    )
+    assert r1["compliance_rate"] == pytest.approx(8 / 10)
+    assert (r1["samples"], r1["expected_samples"]) == (115, 120)
+    assert r1["completeness"] == pytest.approx(115 / 120)
+    assert r1["purifier_off_min"] == pytest.approx(20 + 30)  # both clipped to the period
+    assert r1["offline_min"] == 0
+    assert (r1["exceedance_events"], r1["purifier_off_events"], r1["offline_events"]) == (2, 2, 0)
+    assert r1["highest_level"] == "warning"
+    assert r1["notices_sent"] == 2 + 1  # e1: owner + inspector sent (closed failed); e2: owner (mqtt skipped)
+    assert (r1["name"], r1["district"], r1["profile"], r1["size_class"]) == (
+        "老王川菜馆",
+        "朝阳区",
+        "gb18483",
+        "medium",
+    )
+    assert (r1["limit_mg_m3"], r1["purifier_min_efficiency_pct"]) == (2.0, 75.0)
+
+    r2 = row(s, "restaurant_id", "R2")
+    assert r2["compliance_rate"] == 1.0 and r2["completeness"] == pytest.approx(54 / 60)
+    assert (r2["offline_min"], r2["offline_events"], r2["late_data_events"]) == (60.0, 1, 1)
+    assert r2["highest_level"] == "" and r2["notices_sent"] == 0
+
+    r3 = row(s, "restaurant_id", "R3")
+    assert r3["valid_windows"] == 0 and math.isnan(r3["compliance_rate"])  # no valid window: no rate
+    assert r3["completeness"] == 1.0
+    assert (r3["highest_level"], r3["notices_sent"], r3["profile"], r3["limit_mg_m3"]) == (
+        "enforcement",
+        3,
+        "db11-1488",
+        1.0,
+    )
+
+    r4 = row(s, "restaurant_id", "R4")
+    assert (r4["windows"], r4["samples"], r4["completeness"]) == (0, 0, 0.0)
+    assert r4["expected_samples"] == 144 * 10  # one device x a day of 10-minute windows x 10 samples
+    assert math.isnan(r4["compliance_rate"])
+
+    assert any("DX" in n for n in rep.notes)  # unregistered device without events: left out, said so
+    t = rep.totals()
+    assert t["restaurants"] == 4 and t["events"] == {
+        "exceedance": 2 + 1,
+        "purifier_off": 2,
+        "offline": 1,
+        "late_data": 1,
+    }
+    assert t["compliance_rate"] == pytest.approx((8 + 6) / (10 + 6))
+
+
+def test_events_table(world: World) -> None:
+    ev_ = build(world, max_charts=0).events
+    assert list(ev_["event_id"]) == ["e3", "e5", "e8", "e1", "e6", "e2", "e4"]  # by start; e7 ended before
+    e1 = row(ev_, "event_id", "e1")
+    assert (e1["restaurant_id"], e1["name"], e1["district"], e1["kind"], e1["level"]) == (
+        "R1",
+        "老王川菜馆",
+        "朝阳区",
+        "exceedance",
+        "education",
+    )
+    assert (e1["peak_mg_m3"], e1["mean_mg_m3"], e1["limit_mg_m3"], e1["profile"]) == (
+        3.2,
+        2.6,
+        2.0,
+        "gb18483",
+    )
+    assert e1["duration_min"] == 60.0 and e1["notices_sent"] == 2
+    assert str(e1["start"]) == "2026-11-25 10:00:00+08:00" and str(e1["end"]) == "2026-11-25 11:00:00+08:00"
+    e2 = row(ev_, "event_id", "e2")
+    assert e2["state"] == "open" and pd.isna(e2["end"]) and pd.isna(e2["end_ms"])
+    assert e2["duration_min"] == 6 * 60  # open: up to the period end
+    assert row(ev_, "event_id", "e6")["notices_sent"] == 3
+
+
+def test_open_event_ends_at_report_time_within_the_period(world: World) -> None:
+    rep = build(world, max_charts=0, now=T0 + 20 * H)
+    assert row(rep.events, "event_id", "e2")["duration_min"] == 2 * 60
+    assert row(rep.summary, "restaurant_id", "R1")["purifier_off_min"] == 20  # e4 starts after "now"
+
+
+def test_filters(world: World) -> None:
+    rep = build(world, district="海淀区", max_charts=0)
+    assert list(rep.summary["restaurant_id"]) == ["R3", "R4"]
+    assert list(rep.events["event_id"]) == ["e6"]
+    rep = build(world, restaurant_id="R2", max_charts=0)
+    assert list(rep.summary["restaurant_id"]) == ["R2"]
+    assert list(rep.events["event_id"]) == ["e5", "e8"]
+    assert not rep.notes  # DX is not part of a filtered report
+
+
+def test_unknown_filters_are_errors(world: World) -> None:
+    from alerts.reports import ReportError, check_filters
+
+    check_filters(world.ledger, world.registry, "海淀区", "R1")
+    with pytest.raises(ReportError, match="unknown district '不存在区'"):
+        check_filters(world.ledger, world.registry, "不存在区", None)
+    with pytest.raises(ReportError, match="unknown restaurant"):
+        check_filters(world.ledger, world.registry, None, "R999")
+    with pytest.raises(ReportError, match="since must be before until"):
+        build_report(world.ledger, world.registry, T1, T0)
+
+
+def test_charts_from_readings_else_evidence(world: World) -> None:
+    rep = build(world, store=world.store, max_charts=2)
+    assert [c.event_id for c in rep.charts] == ["e6", "e1"]  # highest peak first
+    e6, e1 = rep.charts
+    assert e6.source == "evidence" and len(e6.values) == 6 and e6.limit_mg_m3 == 1.0  # no readings for D3
+    assert e1.source == "readings" and len(e1.values) == 180  # 1 h before, the event hour, 1 h after
+    assert e1.values.max() == 3.0 and e1.times_ms.min() == T0 + 9 * H
+    rep = build(world, max_charts=5)  # no store: every chart from its event's windows
+    assert [c.source for c in rep.charts] == ["evidence"] * 3
+
+
+def test_store_failure_falls_back_to_evidence(world: World) -> None:
+    class Broken:
+        def query(self, **kw):
+            raise OSError("store down")
+
+    rep = build(world, store=Broken(), max_charts=1)  # type: ignore[arg-type]
+    assert rep.charts[0].source == "evidence"
+    assert any("store failed" in n for n in rep.notes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# formats
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse_csv(data: bytes) -> list[dict[str, str]]:
+    assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM for Excel
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_csv(world: World) -> None:
+    rep = build(world, max_charts=0)
+    events = parse_csv(render(rep, "csv"))
+    assert [r["event_id"] for r in events] == list(rep.events["event_id"])
+    e1 = next(r for r in events if r["event_id"] == "e1")
+    assert (
+        e1["name"] == "老王川菜馆"
+        and e1["start"] == "2026-11-25T10:00:00+08:00"
+        and e1["notices_sent"] == "2"
+    )
+    assert next(r for r in events if r["event_id"] == "e2")["end"] == ""
+    summary = parse_csv(render(rep, "csv", table="summary"))
+    r1 = next(r for r in summary if r["restaurant_id"] == "R1")
+    assert (r1["compliance_rate"], r1["completeness"], r1["purifier_off_min"]) == ("0.8", "0.9583", "50.0")
+    assert next(r for r in summary if r["restaurant_id"] == "R3")["compliance_rate"] == ""
+
+
+def test_xlsx(world: World) -> None:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(render(build(world, max_charts=0), "xlsx")))
+    assert wb.sheetnames[:2] == [SHEET_EVENTS, SHEET_SUMMARY] == ["超标事件 Exceedances", "汇总 Summary"]
+    ws = wb[SHEET_EVENTS]
+    assert ws["A1"].value.startswith("餐饮单位编号") and "Restaurant ID" in ws["A1"].value
+    assert ws.freeze_panes == "A2" and ws["A1"].font.bold
+    header = [c.value.split("\n")[0] for c in ws[1]]
+    values = {h: ws.cell(5, j + 1) for j, h in enumerate(header)}  # row 5: e1 (after e3, e5, e8)
+    assert values["单位名称"].value == "老王川菜馆"
+    assert (
+        values["开始时间"].value.isoformat() == "2026-11-25T10:00:00"
+        and values["开始时间"].number_format == "yyyy-mm-dd hh:mm"
+    )
+    assert (
+        values["事件类型"].value == "超标排放 exceedance" and values["处置等级"].value == "教育劝导 education"
+    )
+    ss = wb[SHEET_SUMMARY]
+    sheader = [c.value.split("\n")[0] for c in ss[1]]
+    rate = ss.cell(2, sheader.index("达标率") + 1)
+    assert rate.value == pytest.approx(0.8) and rate.number_format == "0.0%"
+    assert ss.cell(5, 2).value == "沉默饺子馆" and ss.cell(5, sheader.index("数据完整率") + 1).value == 0
+
+
+def test_html_is_self_contained_with_charts(world: World) -> None:
+    html = render(build(world, store=world.store, max_charts=2), "html").decode("utf-8")
+    assert html.count('src="data:image/png;base64,') == 2
+    assert "<script" not in html and "http://" not in html and "https://" not in html  # nothing external
+    assert "&lt;b&gt;小李&lt;/b&gt;面馆" in html and "<b>小李" not in html  # data is escaped
+    assert "超标事件" in html and "Summary by restaurant" in html and "80.0%" in html
+
+
+@pytest.mark.parametrize("font_file", ["", "none"])
+def test_pdf(world: World, font_file: str) -> None:
+    data = render(
+        build(world, store=world.store, max_charts=3), "pdf", settings=ReportSettings(font_file=font_file)
+    )
+    assert data.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type /Page\b(?!s)", data))
+    assert pages >= 4  # cover, summary, events, charts
+
+
+def test_pdf_caps_event_rows(world: World) -> None:
+    from alerts.reports.formats import _pdf_event_rows
+
+    rep = build(world, max_charts=0)
+    kept, left_out = _pdf_event_rows(rep, 4)
+    assert left_out == 3 and sorted(kept["kind"]) == ["exceedance"] * 3 + ["purifier_off"]
+    assert render(rep, "pdf", settings=ReportSettings(pdf_max_event_rows=4)).startswith(b"%PDF")
+
+
+def test_json(world: World) -> None:
+    import orjson
+
+    doc = orjson.loads(render(build(world, max_charts=0), "json"))
+    assert {"events", "summary", "totals", "since", "until"} <= set(doc)
+    assert (doc["since"], doc["until"]) == ("2026-11-25T00:00:00+08:00", "2026-11-26T00:00:00+08:00")
+    e2 = next(e for e in doc["events"] if e["event_id"] == "e2")
+    assert e2["end"] is None and e2["end_ms"] is None and e2["level"] == "warning"
+    r3 = next(s for s in doc["summary"] if s["restaurant_id"] == "R3")
+    assert r3["compliance_rate"] is None and r3["notices_sent"] == 3
+
+
+def test_empty_period_gives_an_empty_valid_report(world: World) -> None:
+    from openpyxl import load_workbook
+
+    rep = build_report(
+        world.ledger, world.registry, T0 - 400 * 24 * H, T0 - 399 * 24 * H, display_tz=TZ, store=world.store
+    )
+    assert rep.events.empty and rep.charts == []
+    assert list(rep.summary["completeness"]) == [0.0] * 4
+    assert len(parse_csv(render(rep, "csv"))) == 0
+    assert len(parse_csv(render(rep, "csv", table="summary"))) == 4
+    wb = load_workbook(io.BytesIO(render(rep, "xlsx")))
+    assert wb[SHEET_EVENTS].max_row == 1
+    assert "无数据" in render(rep, "html").decode()
+    assert render(rep, "pdf").startswith(b"%PDF")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_cli_report_writes_files(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ingest.cli import main
+
+    common = [
+        "--state",
+        str(world.state),
+        "--registry",
+        str(world.registry_path),
+        "--since",
+        "2026-11-25",
+        "--until",
+        "2026-11-26",
+    ]
+    out = tmp_path / "out" / "report.xlsx"
+    assert main(["report", *common, "--format", "xlsx", "--out", str(out)]) == 0
+    assert out.read_bytes()[:2] == b"PK"
+    assert main(["report", *common, "--district", "海淀区", "--out", str(tmp_path / "r.csv")]) == 0
+    assert [r["event_id"] for r in parse_csv((tmp_path / "r.csv").read_bytes())] == ["e6"]
+    assert [r["restaurant_id"] for r in parse_csv((tmp_path / "r.summary.csv").read_bytes())] == ["R3", "R4"]
+    html = tmp_path / "r.html"
+    assert (
+        main(["report", *common, "--store", str(world.store_path), "--max-charts", "1", "--out", str(html)])
+        == 0
+    )
+    assert html.read_text(encoding="utf-8").count("data:image/png;base64,") == 1
+    assert "wrote" in capsys.readouterr().err
+
+    assert main(["report", *common, "--district", "火星区", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "unknown district" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "report",
+                *common[:4],
+                "--since",
+                "2026-11-26",
+                "--until",
+                "2026-11-25",
+                "--out",
+                str(tmp_path / "y.csv"),
+            ]
+        )
+        == 2
+    )
+    assert main(["report", *common, "--out", str(tmp_path / "z.txt")]) == 2  # no format, none from the suffix
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
