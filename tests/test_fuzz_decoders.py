@@ -497,3 +497,53 @@ def test_corpus(capsys: pytest.CaptureFixture[str]) -> None:
             wrong.append(f"line {lineno}: expected {dict(want)}, got {dict(+got)}")
     report(capsys, f"corpus {CORPUS.name}", len(cases))
     assert not wrong, "\n".join(wrong)
+
+
+def test_memory_stays_bounded_under_hostile_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Decoding and dead-lettering 15,000 hostile messages does not grow memory with the count."""
+    import random
+    import tracemalloc
+
+    from ingest.state import StateDB
+
+    rng = random.Random(7)
+    frame = hj212.build_data_frame(
+        mn="hj1", data_time_local=datetime(2026, 5, 9, 12, 0), values={"a34041": 1.2}, pw="123456"
+    )
+    hostile = [
+        b"\xff\xfe\x00garbage",
+        b"[" * 5000,
+        b'{"ts": 0, "oil_fume": 1}',
+        b'{"ts": 1778299200000, "oil_fume": NaN}',
+        b'{"ts": 1778299200000, "oil_fume": -1}',
+        b"[" + b",".join([b'{"ts": 1778299200000, "oil_fume": 1}'] * 2000) + b"]",
+        b"x" * 300_000,
+        frame[:-10].encode(),
+        frame.replace("1.2", "9.9").encode(),
+    ]
+    state = StateDB(tmp_path / "state.db")
+    p = DEFAULT
+
+    def batch(n: int) -> int:
+        dead = []
+        for _ in range(n):
+            payload = rng.choice(hostile)
+            topic = HJ_TOPIC if payload.startswith(b"##") else rng.choice(ANY_TOPICS)
+            dead.extend(p.handle(topic, payload, RECEIVED_MS).dead)
+            if len(dead) >= 500:
+                state.add_dead_letters(dead)
+                dead = []
+        state.add_dead_letters(dead)
+        return n
+
+    tracemalloc.start()
+    try:
+        batch(3_000)  # warm-up: caches, SQLite page cache
+        warm, _ = tracemalloc.get_traced_memory()
+        tried = batch(12_000)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        state.close()
+    report(capsys, "hostile messages (memory bound)", tried + 3_000)
+    assert after - warm < 2_000_000, f"memory grew by {after - warm} bytes over 12,000 hostile messages"
