@@ -1,16 +1,21 @@
 """The ingest service: MQTT in, store out, acknowledged only once stored.
 
 paho-mqtt v2 callback API, QoS 1, persistent session (fixed client id, clean start off) and automatic
-reconnect. Messages are decoded in the network thread and buffered; a batch is written when it is full
-or ``flush_interval_s`` old, and each MQTT message is acknowledged (manual ack) only after the store has
-accepted its readings and its dead letters are committed. A crash therefore loses nothing: the broker
-redelivers what was not acknowledged, and the stores are idempotent on (device_id, time).
+reconnect. Messages are decoded in the network thread and buffered; a batch is handed to the store when
+it is full or ``flush_interval_s`` old, and each MQTT message is acknowledged (manual ack) only after the
+store has accepted its readings and its dead letters are committed. A crash therefore loses nothing: the
+broker redelivers what was not acknowledged, and the stores are idempotent on (device_id, time).
+
+Store writes run on their own thread (``ingest-writer``), so the network thread keeps receiving and
+decoding while SQLite works (it releases the GIL) or InfluxDB answers; batches that queue up meanwhile
+are written together, in one bigger transaction. Nothing is logged per message (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +123,9 @@ class IngestService:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._timer: threading.Thread | None = None
+        # batches (lists of (token, readings)) for the writer thread; a threading.Event marks a flush()
+        self._writes: queue.SimpleQueue[list | threading.Event | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
         m = settings.mqtt
         self._qos = m.qos
         batch = settings.ingest.batch_size
@@ -126,6 +134,7 @@ class IngestService:
             # unacknowledged messages, so a batch must not wait for more than that.
             batch = min(batch, max(1, m.broker_max_inflight))
         self._batch_size = batch
+        self._max_buf_readings = settings.ingest.batch_size * 4
         self._flush_interval = settings.ingest.flush_interval_s
         self.client = make_client(settings, m.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
@@ -158,6 +167,8 @@ class IngestService:
             clean_start=False if self.settings.mqtt.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=connect_properties(self.settings),
         )
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
         self.client.loop_start()
         self._timer = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
         self._timer.start()
@@ -170,6 +181,9 @@ class IngestService:
         self.client.on_message = lambda *a: None  # anything arriving now stays unacked -> redelivered
         with self._lock:
             self._flush_locked()
+        if self._writer is not None:
+            self._writes.put(None)  # the writer writes everything queued before it, then ends
+            self._writer.join(timeout_s)
         self.store.flush(timeout_s)
         time.sleep(0.05)
         try:
@@ -213,7 +227,7 @@ class IngestService:
             log.warning("event=broker_disconnected reason=%s (reconnecting)", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        received = now_ms()
+        received = time.time_ns() // 1_000_000  # now_ms(), without building a datetime per message
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -252,10 +266,7 @@ class IngestService:
                 self._buf_since = time.monotonic()
             self._buf.append((msg.mid if msg.qos > 0 else 0, readings))
             self._buf_readings += len(readings)
-            if (
-                len(self._buf) >= self._batch_size
-                or self._buf_readings >= self.settings.ingest.batch_size * 4
-            ):
+            if len(self._buf) >= self._batch_size or self._buf_readings >= self._max_buf_readings:
                 self._flush_locked()
 
     # ------------------------------------------------------------------ flushing and acks
@@ -265,9 +276,14 @@ class IngestService:
                 if self._buf and time.monotonic() - self._buf_since >= self._flush_interval:
                     self._flush_locked()
 
-    def flush(self) -> None:
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Hand the buffered readings to the store now and wait until the store has taken them."""
         with self._lock:
             self._flush_locked()
+        if self._writer is not None and self._writer.is_alive():
+            done = threading.Event()
+            self._writes.put(done)
+            done.wait(timeout_s)
 
     def _flush_locked(self) -> None:
         if not self._buf and not self._dead:
@@ -278,17 +294,48 @@ class IngestService:
         if dead:
             self.state.add_dead_letters(dead)  # committed before the messages behind them are acked
         batch = []
+        keep = self._on_readings is not None
         for mid, readings in buf:
             seq = next(self._seq)
-            self._tokens[seq] = (mid, len(readings), readings if self._on_readings else None)
+            self._tokens[seq] = (mid, len(readings), readings if keep else None)
             batch.append((seq, readings))
+        if self._writer is not None and self._writer.is_alive():
+            self._writes.put(batch)
+        else:  # not started (or stopped): write here
+            self._write(batch)
+
+    def _write_loop(self) -> None:
+        q = self._writes
+        while True:
+            item = q.get()
+            batch: list = []
+            while True:  # take what queued up meanwhile: one bigger transaction
+                if item is None:
+                    self._write(batch)
+                    return
+                if isinstance(item, threading.Event):
+                    self._write(batch)
+                    batch = []
+                    item.set()
+                else:
+                    batch.extend(item)
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        if not batch:
+            return
         try:
             self.store.write(batch)
         except Exception:
             # Not acknowledged: the broker redelivers these messages after the reconnect we force.
             log.exception("event=store_write_failed messages=%d", len(batch))
-            for seq, _ in batch:
-                self._tokens.pop(seq, None)
+            with self._lock:
+                for seq, _ in batch:
+                    self._tokens.pop(seq, None)
             self.client.reconnect()
 
     def _on_durable(self, tokens: list) -> None:
@@ -310,6 +357,12 @@ class IngestService:
                 self._on_readings(ready)
             except Exception:
                 log.exception("event=on_readings_hook_failed readings=%d", len(ready))
+
+    @property
+    def buffered(self) -> int:
+        """Readings received but not yet durable in the store (the service buffer and writes in flight)."""
+        with self._lock:
+            return self._buf_readings + sum(n for _, n, _ in self._tokens.values())
 
     # ------------------------------------------------------------------ helpers for demo/tests
     def wait_idle(self, quiet_s: float = 1.0, timeout_s: float = 60.0) -> bool:

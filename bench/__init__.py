@@ -1,0 +1,1 @@
+"""fumewatch benchmarks: ``python bench/run.py [--quick]`` (method and figures: BENCHMARKS.md)."""

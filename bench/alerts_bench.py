@@ -1,0 +1,268 @@
+"""detector_replay, alert_latency, memory: the alerts side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.common import child_env, device_ids, make_registry
+from ingest.model import Reading
+
+MIN_MS = 60_000
+#: An hour boundary in November 2026 (window starts line up with it).
+T0 = 1_795_651_200_000 - 8 * 3_600_000
+
+
+# ----------------------------------------------------------------------------------------- replay
+
+
+def replay_frame_data(n_readings: int, n_devices: int, seed: int = 7) -> pd.DataFrame:
+    """``n_readings`` one-minute readings of ``n_devices`` kitchens, time-major (every device at t, then
+    t + 1 min), as ingest stores them. About 2 % of the kitchens exceed 2.0 mg/m3 for an hour at each
+    peak (events), 1 % run the fan with the purifier off for a while (purifier_off), a few values are
+    missing; fan off at night makes those windows invalid."""
+    rng = np.random.default_rng(seed)
+    steps = -(-n_readings // n_devices)
+    i = np.arange(n_readings, dtype=np.int64)
+    step, code = i // n_devices, (i % n_devices).astype(np.int32)
+    t = T0 + (10 * 60 + 30 + step) * MIN_MS  # from 10:30 local time (T0 is local midnight, UTC+8)
+    minute_of_day = (10 * 60 + 30 + step) % 1440
+    peak = ((minute_of_day >= 11 * 60) & (minute_of_day < 13 * 60)) | (
+        (minute_of_day >= 18 * 60) & (minute_of_day < 20 * 60)
+    )
+    oil = rng.gamma(2.0, 0.35, n_readings)
+    violator = code % 50 == 0
+    oil = np.where(violator & peak, oil + 2.5, oil)
+    oil[rng.random(n_readings) < 0.002] = np.nan
+    fan = (minute_of_day >= 9 * 60) & (minute_of_day < 22 * 60)
+    purifier = ~((code % 100 == 7) & peak)
+    dev = pd.Categorical.from_codes(code, categories=device_ids(n_devices))
+    del i, step, minute_of_day
+    return pd.DataFrame(
+        {
+            "time_ms": t,
+            "device_id": dev,
+            "oil_fume_ref_mg_m3": oil,
+            "fan_on": fan,
+            "purifier_on": purifier,
+        }
+    ).iloc[: steps * n_devices]
+
+
+def detector_replay(n_readings: int, n_devices: int = 10_000, repeats: int = 1) -> dict:
+    """readings/s of :func:`alerts.replay.replay_frame` over an in-memory frame (generation not timed)."""
+    from alerts.profiles import load_profiles
+    from alerts.replay import replay_frame
+    from alerts.window import DetectorConfig
+
+    registry = make_registry(n_devices)
+    profiles = load_profiles()
+    df = replay_frame_data(n_readings, n_devices)
+    times = []
+    events: list = []
+    windows = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        events, windows = replay_frame(df, registry, profiles, DetectorConfig())
+        times.append(time.perf_counter() - t)
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    return {
+        "readings": len(df),
+        "devices": n_devices,
+        "seconds": times,
+        "readings_s": [len(df) / s for s in times],
+        "events": kinds,
+        "windows": 0 if windows is None else len(windows),
+    }
+
+
+# ----------------------------------------------------------------------------------------- latency
+
+
+def _reading(dev: str, t: int, oil: float) -> Reading:
+    return Reading(t, dev, "", "", oil, oil, False, fan_on=True, purifier_on=True)
+
+
+def alert_latency(
+    workdir: Path, *, n_devices: int = 2000, n_events: int = 100, spacing_s: float = 0.05
+) -> dict:
+    """Time from the ``feed()`` whose reading moves a device's watermark past the end of the window that
+    opens an exceedance, to the notice row in the state DB (claimed, then sent to a real local webhook
+    through apprise ``json://``).
+
+    Every device gets three 10-minute windows of readings; ``n_events`` of them exceed 2.0 mg/m3 in all
+    three (N = 3 opens the event). The trigger reading of an exceeding device, at window end + allowed
+    lateness, is fed together with a batch of ordinary readings of other devices, one trigger every
+    ``spacing_s``."""
+    import receivers  # tests/receivers.py (bench.common puts tests/ on sys.path)
+
+    from alerts.config import AppSettings
+    from alerts.ledger import Ledger
+    from alerts.service import AlertsService
+    from ingest.config import load_settings
+    from ingest.timeutil import now_ms
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    hook = receivers.Webhook()
+    try:
+        registry = make_registry(n_devices, owner_notify=hook.url("/owner"))
+        settings = load_settings(
+            None,
+            {
+                "ingest": {"state": str(workdir / "state.db")},
+                # event clock, and no periodic advance(): with the event clock it would move every
+                # device's watermark to the newest reading seen, deciding all the exceedances at once at
+                # the first trigger. Each one is decided by the feed() of its own trigger reading here
+                # (offline detection, the other thing advance() does, is not measured).
+                "alerts": {"clock": "event", "advance_interval_s": 1e9, "warmup_hours": 0},
+                "notify": {"retries": 0},
+            },
+            AppSettings,
+        )
+        ledger = Ledger(workdir / "state.db")
+        svc = AlertsService(settings, registry, ledger, subscribe=False, publish_notices=False)
+        cfg = svc._cfg
+        W, late = cfg.window_ms, cfg.lateness_ms
+        devs = device_ids(n_devices)
+        step = max(1, n_devices // n_events)
+        hot = devs[::step][:n_events]
+        hot_set = set(hot)
+        svc.start()
+        # three full windows for everybody, plus window 4 up to just before the deciding watermark
+        for k in range(3 * 10 + 2):
+            t = T0 + k * MIN_MS
+            svc.feed([_reading(d, t, 3.5 if d in hot_set and k < 30 else 0.6) for d in devs])
+        svc.commit()
+        svc.wait_notices()
+        trigger_t = T0 + 3 * W + late  # watermark = trigger_t - lateness = end of window 3
+        others = [d for d in devs if d not in hot_set]
+        fed_ms: dict[str, int] = {}
+        for j, d in enumerate(hot):
+            batch = [_reading(d, trigger_t, 0.6)]
+            # ordinary traffic in the same batch: other devices' readings still inside window 4
+            batch += [
+                _reading(o, T0 + 30 * MIN_MS + (j % 2) * MIN_MS + 1 + j, 0.6)
+                for o in others[j::n_events][:50]
+            ]
+            fed_ms[d] = now_ms()
+            svc.feed(batch)
+            time.sleep(spacing_s)
+        svc.wait_notices(60)
+        svc.stop()
+        rows = ledger.list_notices()
+        ledger.close()
+    finally:
+        hook.close()
+    claimed, sent = [], []
+    early = [r.key for r in rows if r.device_id in fed_ms and r.created_ms < fed_ms[r.device_id]]
+    if early:
+        raise RuntimeError(f"notices before their trigger reading (harness bug): {early[:3]}")
+    for rec in rows:
+        if rec.action != "opened" or rec.device_id not in fed_ms:
+            continue
+        claimed.append(rec.created_ms - fed_ms[rec.device_id])
+        if rec.status == "sent":
+            sent.append(rec.updated_ms - fed_ms[rec.device_id])
+    return {
+        "devices": n_devices,
+        "events": len(hot),
+        "notices_sent": len(sent),
+        "webhook_received": len(hook.bodies("/owner")),
+        "claimed_ms": _percentiles(claimed),
+        "sent_ms": _percentiles(sent),
+    }
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values, dtype=float)
+    return {
+        "n": len(a),
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+def memory(
+    workdir: Path, *, n_devices: int = 100_000, readings_per_device: int = 5, timeout_s: float = 300
+) -> dict:
+    """RSS of a separate process holding an AlertsService with detector state for ``n_devices``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.children", "memory", str(workdir), str(n_devices), str(readings_per_device)],
+        cwd=workdir,  # not the repository: `-m` puts the working directory first on sys.path
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=child_env(),
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB, from /proc/self/status."""
+    cur = peak = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            cur = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def memory_child(workdir: Path, n_devices: int, per_device: int) -> dict:
+    """Runs in the child process: registry -> AlertsService -> partial windows -> snapshot commit."""
+    import gc
+
+    from alerts.config import AppSettings
+    from alerts.ledger import Ledger
+    from alerts.service import AlertsService
+    from ingest.config import load_settings
+
+    out: dict = {"devices": n_devices, "readings_per_device": per_device}
+    out["rss_start_mb"] = rss_mb()[0]
+    registry = make_registry(n_devices)
+    settings = load_settings(
+        None,
+        {"ingest": {"state": str(workdir / "state.db")}, "alerts": {"clock": "event", "warmup_hours": 0}},
+        AppSettings,
+    )
+    ledger = Ledger(workdir / "state.db")
+    svc = AlertsService(settings, registry, ledger, subscribe=False, publish_notices=False)
+    out["rss_registry_mb"] = rss_mb()[0]
+    devs = [d.device_id for d in registry]
+    t = time.perf_counter()
+    for k in range(per_device):  # time-major, inside one window: a partial window per device
+        ts = T0 + k * MIN_MS
+        svc.feed([_reading(d, ts, 0.8) for d in devs])
+    out["feed_s"] = time.perf_counter() - t
+    gc.collect()
+    out["rss_fed_mb"] = rss_mb()[0]
+    t = time.perf_counter()
+    svc.commit()
+    out["commit_s"] = time.perf_counter() - t
+    gc.collect()
+    out["rss_after_commit_mb"], out["rss_peak_mb"] = rss_mb()
+    out["detector_readings"] = svc.detector.readings
+    out["state_bytes"] = len(json.dumps(ledger.load_state("detector") or {}))
+    ledger.close()
+    del svc
+    return out
+
+
+__all__ = ["alert_latency", "detector_replay", "memory", "memory_child"]

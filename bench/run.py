@@ -1,0 +1,296 @@
+"""fumewatch benchmarks (issue 5): ``python bench/run.py [--quick] [--only NAME,...]``.
+
+Prints a table, saves the results as JSON under bench/results/ (timestamped) and ends with the line
+``ingest_ratio=<x>`` (ingest_single / paho_ceiling, median of the rounds of this run). Method and
+recorded figures: BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # run as a script: make `bench` importable without shadowing an `ingest` found earlier on the path
+    sys.path.append(str(REPO))
+
+from bench import alerts_bench, common, influx_bench, ingest_bench  # noqa: E402
+
+NAMES = (
+    "paho_ceiling",
+    "ingest_single",
+    "ingest_batched",
+    "influx_write",
+    "detector_replay",
+    "alert_latency",
+    "memory",
+    "scale_out",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    single_messages: int
+    single_rounds: int
+    batched_messages: int
+    batched_rounds: int
+    influx_points: int
+    replay_readings: int
+    replay_repeats: int
+    latency_devices: int
+    latency_events: int
+    latency_devices_large: int  # a second latency run at city scale (0 = skip)
+    memory_devices: int
+    memory_per_device: int
+    scale_messages: int
+
+
+FULL = Sizes(100_000, 3, 4_000, 3, 300_000, 10_000_000, 3, 5_000, 200, 20_000, 100_000, 5, 60_000)
+QUICK = Sizes(15_000, 2, 1_000, 1, 50_000, 1_000_000, 1, 1_000, 30, 0, 100_000, 2, 10_000)
+
+
+@dataclass
+class Result:
+    name: str
+    value: float | None
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+    spread: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+    error: str = ""
+    notes: str = ""
+
+
+def _spread(values: list[float]) -> dict:
+    return ingest_bench.summarize(values) if values else {}
+
+
+# ----------------------------------------------------------------------------------------- benchmarks
+
+
+def run_single(work: Path, sz: Sizes, want: set[str]) -> list[Result]:
+    bare, ingest = "paho_ceiling" in want, "ingest_single" in want
+    out = ingest_bench.ceiling_and_ingest(
+        work / "single", n_messages=sz.single_messages, rounds=sz.single_rounds, bare=bare, ingest=ingest
+    )
+    rounds = out.pop("rounds")
+    others = _spread([r[k]["others_cpu_cores"] for r in rounds for k in ("bare_cpu", "ingest_cpu") if k in r])
+    load = f"others {others['median']:.1f} cores" if others else ""
+    res = []
+    if bare:
+        v = [r["bare_msg_s"] for r in rounds]
+        res.append(
+            Result(
+                "paho_ceiling", _spread(v)["median"], "msg/s", "(the ceiling)", None, _spread(v),
+                {**out, "rounds": rounds},
+                notes=f"cpu {_spread([r['bare_cpu_us_per_msg'] for r in rounds])['median']:.0f} us/msg; {load}",
+            )
+        )  # fmt: skip
+    if ingest:
+        v = [r["ingest_msg_s"] for r in rounds]
+        detail: dict = {**out, "rounds": rounds}
+        ok = None
+        if bare:
+            ratios = [r["ratio"] for r in rounds]
+            detail["ratio"] = _spread(ratios)
+            ok = detail["ratio"]["median"] >= 0.75
+        cpu = _spread([r["ingest_cpu_us_per_reading"] for r in rounds])["median"]
+        res.append(
+            Result(
+                "ingest_single", _spread(v)["median"], "msg/s", "ratio >= 0.75", ok, _spread(v), detail,
+                notes=f"cpu {cpu:.0f} us/msg; {load}",
+            )
+        )  # fmt: skip
+    return res
+
+
+def run_batched(work: Path, sz: Sizes) -> Result:
+    out = ingest_bench.ceiling_and_ingest(
+        work / "batched", n_messages=sz.batched_messages, per_message=60, rounds=sz.batched_rounds, bare=False
+    )
+    v = [r["ingest_readings_s"] for r in out["rounds"]]
+    med = _spread(v)["median"]
+    cpu = _spread([r["ingest_cpu_us_per_reading"] for r in out["rounds"]])["median"]
+    others = _spread([r["ingest_cpu"]["others_cpu_cores"] for r in out["rounds"]])["median"]
+    notes = f"cpu {cpu:.1f} us/reading; others {others:.1f} cores"
+    return Result(
+        "ingest_batched", med, "readings/s", ">= 150,000", med >= 150_000, _spread(v), out, notes=notes
+    )
+
+
+def run_influx(work: Path, sz: Sizes) -> Result:
+    out = influx_bench.influx_write(work / "influx", n_points=sz.influx_points)
+    buf = influx_bench.influx_write(work / "influx-buffered", n_points=sz.influx_points, disk_buffer=True)
+    ok = all(o["stored"] == o["points"] and o["failed"] == 0 for o in (out, buf))
+    notes = f"via the disk buffer (the default): {buf['points_s']:,.0f} points/s"
+    return Result(
+        "influx_write",
+        out["points_s"],
+        "points/s",
+        "all stored",
+        ok,
+        {},
+        {**out, "disk_buffer": buf},
+        notes=notes,
+    )
+
+
+def run_replay(work: Path, sz: Sizes) -> Result:
+    out = alerts_bench.detector_replay(sz.replay_readings, repeats=sz.replay_repeats)
+    v = out["readings_s"]
+    med = _spread(v)["median"]
+    return Result("detector_replay", med, "readings/s", ">= 1,000,000", med >= 1_000_000, _spread(v), out)
+
+
+def run_latency(work: Path, sz: Sizes) -> list[Result]:
+    res = []
+    runs = [("alert_latency", sz.latency_devices, sz.latency_events)]
+    if sz.latency_devices_large:
+        runs.append((f"alert_latency_{sz.latency_devices_large // 1000}k", sz.latency_devices_large, 20))
+    for name, devices, events in runs:
+        out = alerts_bench.alert_latency(work / name, n_devices=devices, n_events=events)
+        sent = out["sent_ms"]
+        p99 = sent.get("p99")
+        ok = p99 is not None and p99 <= 1000 and out["notices_sent"] == out["events"]
+        spread = {"p50": sent.get("p50"), "p99": p99, "max": sent.get("max"), "n": sent.get("n")}
+        notes = f"{devices:,} devices; claimed p99 {out['claimed_ms'].get('p99', 0):.0f} ms"
+        res.append(Result(name, p99, "ms p99", "p99 <= 1000 ms", ok, spread, out, notes=notes))
+    return res
+
+
+def run_memory(work: Path, sz: Sizes) -> Result:
+    out = alerts_bench.memory(
+        work / "memory", n_devices=sz.memory_devices, readings_per_device=sz.memory_per_device
+    )
+    rss = out["rss_after_commit_mb"]
+    spread = {"peak_mb": out["rss_peak_mb"], "fed_mb": out["rss_fed_mb"]}
+    notes = f"{out['devices']:,} devices; snapshot commit {out['commit_s']:.1f} s, peak {out['rss_peak_mb']:.0f} MB"
+    return Result("memory", rss, "MB RSS", "<= 300 MB", rss <= 300, spread, out, notes=notes)
+
+
+def run_scale(work: Path, sz: Sizes) -> Result:
+    out = ingest_bench.scale_out(work / "scale", n_messages=sz.scale_messages)
+    two = out["runs"][2]
+    ok = two["lost"] == 0 and two["duplicated"] == 0
+    spread = {"1 worker msg/s": out["runs"][1]["msg_s"], "2 workers msg/s": two["msg_s"]}
+    return Result("scale_out", out.get("ratio"), "x (2 vs 1)", "nothing lost/duplicated", ok, spread, out)
+
+
+# ----------------------------------------------------------------------------------------- output
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _spread_text(r: Result) -> str:
+    s = r.spread
+    if {"min", "max", "n"} <= s.keys():
+        return f"{_fmt(s['min'])} .. {_fmt(s['max'])} (n={s['n']})"
+    return ", ".join(f"{k} {_fmt(v)}" for k, v in s.items() if isinstance(v, int | float))
+
+
+def print_table(results: list[Result], ratio: dict | None, meta: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=f"fumewatch benchmarks ({meta['mode']}, {meta['machine']['nproc']} cores, {meta['machine']['cpu']})"
+    )
+    for col in ("benchmark", "result", "unit", "spread", "target", "ok", "notes"):
+        t.add_column(col, justify="right" if col in ("result",) else "left")
+    for r in results:
+        ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
+        t.add_row(
+            r.name, "error" if r.error else _fmt(r.value), r.unit, r.error[:60] or _spread_text(r), r.target, ok,
+            r.notes,
+        )  # fmt: skip
+    if ratio:
+        t.add_row(
+            "ratio single/ceiling", _fmt(ratio["median"]), "x", f"{_fmt(ratio['min'])} .. {_fmt(ratio['max'])} "
+            f"(n={ratio['n']})", ">= 0.75", "yes" if ratio["median"] >= 0.75 else "NO", "same run, per round",
+        )  # fmt: skip
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(NAMES)}")
+    ap.add_argument("--results", default=str(REPO / "bench" / "results"), help="where the JSON goes")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (brokers' logs, databases)")
+    args = ap.parse_args(argv)
+    want = set(NAMES) if not args.only else {n.strip() for n in args.only.split(",") if n.strip()}
+    unknown = want - set(NAMES)
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    sz = QUICK if args.quick else FULL
+    meta = {
+        "mode": "quick" if args.quick else "full",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": common.machine(),
+        "sizes": asdict(sz),
+    }
+    work = Path(tempfile.mkdtemp(prefix="fumewatch-bench-"))
+    steps: list[tuple[str, Callable[[], Result | list[Result]]]] = []
+    if want & {"paho_ceiling", "ingest_single"}:
+        steps.append(("paho_ceiling+ingest_single", lambda: run_single(work, sz, want)))
+    table: dict[str, Callable[[], Result | list[Result]]] = {
+        "ingest_batched": lambda: run_batched(work, sz),
+        "influx_write": lambda: run_influx(work, sz),
+        "detector_replay": lambda: run_replay(work, sz),
+        "alert_latency": lambda: run_latency(work, sz),
+        "memory": lambda: run_memory(work, sz),
+        "scale_out": lambda: run_scale(work, sz),
+    }
+    steps += [(n, fn) for n, fn in table.items() if n in want]
+    results: list[Result] = []
+    t_start = time.monotonic()
+    try:
+        for name, fn in steps:
+            t = time.monotonic()
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            try:
+                got = fn()
+                results.extend(got if isinstance(got, list) else [got])
+            except Exception as exc:  # one failing benchmark does not hide the others
+                traceback.print_exc()
+                for n in name.split("+"):
+                    if n in want:
+                        results.append(Result(n, None, "", error=f"{type(exc).__name__}: {exc}"))
+            print(f"  {name}: {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    meta["seconds"] = round(time.monotonic() - t_start, 1)
+    single = next((r for r in results if r.name == "ingest_single"), None)
+    ratio = single.detail.get("ratio") if single else None
+    print_table(results, ratio, meta)
+    out_dir = Path(args.results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{meta['mode']}.json"
+    doc = {**meta, "ingest_ratio": ratio, "results": [asdict(r) for r in results]}
+    path.write_text(json.dumps(doc, indent=1, default=str))
+    print(f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({meta['seconds']} s)")
+    print(f"ingest_ratio={ratio['median']:.3f}" if ratio else "ingest_ratio=nan")
+    return 0 if all(not r.error for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
