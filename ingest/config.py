@@ -58,7 +58,9 @@ class MqttSettings(BaseModel):
         u = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
         if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError(f"broker URL scheme {u.scheme!r}: use mqtt:// or mqtts://")
-        tls = u.scheme in ("mqtts", "ssl") or bool(self.ca_file)
+        tls = u.scheme in ("mqtts", "ssl")  # TLS is the URL's choice; a CA file alone does not switch it
+        if not tls and (self.cert_file or self.key_file or self.ca_file):
+            raise ValueError("mqtt.ca_file/cert_file/key_file are set but the broker URL is not mqtts://")
         port = u.port or (8883 if tls else 1883)
         user = self.username or unquote(u.username or "")
         pw = self.password.get_secret_value() or unquote(u.password or "")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from ingest.pipeline import Pipeline
 from ingest.registry import Registry
 from ingest.state import StateDB
 from ingest.store.base import Store
+from ingest.store.influx_buffer import BufferFull
 from ingest.timeutil import now_ms
 
 log = logging.getLogger("fumewatch.ingest")
@@ -79,6 +81,12 @@ def make_client(settings: Settings, client_id: str, *, manual_ack: bool = False)
             keyfile=m.key_file or None,
         )
     client.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+
+    def on_connect_fail(client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its except block: the exception says why (refused, TLS, DNS ...)
+        log.warning("event=broker_connect_failed client_id=%s error=%s", client_id, sys.exc_info()[1])
+
+    client.on_connect_fail = on_connect_fail
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client._fw_endpoint = (host, port)  # type: ignore[attr-defined]
@@ -326,17 +334,37 @@ class IngestService:
             self._write(batch)
 
     def _write(self, batch: list) -> None:
+        """Hand a batch to the store; while the store refuses (InfluxDB buffer full, disk full, a bug),
+        keep it and retry with back-off. Nothing is acknowledged meanwhile, so the broker stops sending
+        after Receive Maximum messages and holds the rest: explicit back-pressure, nothing lost."""
         if not batch:
             return
-        try:
-            self.store.write(batch)
-        except Exception:
-            # Not acknowledged: the broker redelivers these messages after the reconnect we force.
-            log.exception("event=store_write_failed messages=%d", len(batch))
-            with self._lock:
-                for seq, _ in batch:
-                    self._tokens.pop(seq, None)
-            self.client.reconnect()
+        delay, logged = 0.5, False
+        while True:
+            try:
+                self.store.write(batch)
+                if logged:
+                    log.info("event=store_accepting_again messages=%d", len(batch))
+                return
+            except BufferFull as exc:
+                if not logged:
+                    log.error(
+                        "event=influx_buffer_full messages=%d detail=%s (not acknowledging)", len(batch), exc
+                    )
+            except Exception:
+                if not logged:
+                    log.exception(
+                        "event=store_write_failed messages=%d (retrying, not acknowledging)", len(batch)
+                    )
+            logged = True
+            if self._stop.is_set():
+                # Stopping: leave them unacknowledged; the broker redelivers them to the next start.
+                with self._lock:
+                    for seq, _ in batch:
+                        self._tokens.pop(seq, None)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _on_durable(self, tokens: list) -> None:
         ready: list[Reading] = []
