@@ -133,3 +133,41 @@ def test_buffer_survives_a_restart(influx_db, tmp_path):
     wait_for(lambda: store.backlog == 0, 30, "drained after restart")
     store.close()
     assert len(influx_db.points('SELECT * FROM "fume_reading"')) == 50
+
+
+def test_buffer_full_stops_acknowledging_then_recovers(mosquitto, influx_db, tmp_path):
+    """At buffer_max_points ingest stops acknowledging (the broker holds the rest); nothing is lost."""
+    (tmp_path / "registry.csv").write_text(REGISTRY, encoding="utf-8")
+    s = load_settings(
+        None,
+        {
+            "mqtt": {"broker": mosquitto.url, "client_id": "ingest-buffer-full"},
+            "ingest": {
+                "store": influx_db.relay_url,
+                "state": str(tmp_path / "state.db"),
+                "registry": str(tmp_path / "registry.csv"),
+                "flush_interval_s": 0.05,
+                "batch_size": 100,
+            },
+            "influx": {"bucket": influx_db.name, "buffer_max_points": 1000},
+        },
+    )
+    store = open_store(s.ingest.store, s)
+    state = StateDB(s.ingest.state)
+    svc = IngestService(s, Registry.load(tmp_path / "registry.csv"), store, state)
+    svc.start()
+    t0 = (now_ms() // 60_000 - 60) * 60_000
+    try:
+        influx_db.relay.pause()
+        publish(mosquitto.url, 1500, t0)
+        wait_for(lambda: store.backlog >= 900, 20, "buffer filling")
+        time.sleep(2.0)
+        assert store.backlog <= 1000
+        assert svc.stats.acked < 1500  # the rest is held by the broker, unacknowledged
+        influx_db.relay.resume()
+        wait_for(lambda: svc.stats.acked == 1500 and store.backlog == 0, 60, "recovered and drained")
+    finally:
+        svc.stop()
+        store.close()
+        state.close()
+    assert len(influx_db.points('SELECT "oil_fume_mg_m3" FROM "fume_reading"')) == 1500
