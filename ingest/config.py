@@ -105,6 +105,9 @@ class InfluxSettings(BaseModel):
     timeout_ms: int = 10_000
     ca_file: str = ""
     verify_ssl: bool = True
+    # Client certificate and key for mutual TLS (https:// InfluxDB behind a proxy that requires them).
+    cert_file: str = ""
+    key_file: str = ""
     # Disk-backed buffer: points are durable on disk (and acknowledged) before InfluxDB sees them, and
     # drain in order when it answers; an outage loses nothing. At buffer_max_points ingest stops
     # acknowledging and the broker holds the messages.

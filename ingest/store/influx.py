@@ -112,6 +112,8 @@ class InfluxStore(Store):
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED" if settings.verify_ssl else "CERT_NONE",
             ca_certs=settings.ca_file or None,
+            cert_file=settings.cert_file or None,
+            key_file=settings.key_file or None,
             timeout=urllib3.Timeout(total=settings.timeout_ms / 1000),
             retries=False,
         )
@@ -142,6 +144,8 @@ class InfluxStore(Store):
             timeout=s.timeout_ms,
             verify_ssl=s.verify_ssl,
             ssl_ca_cert=s.ca_file or None,
+            cert_file=s.cert_file or None,
+            cert_key_file=s.key_file or None,
             enable_gzip=False,
         )
         self._write_api = self._client.write_api(
