@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alerts.ledger import SENT, Ledger
+from alerts.ledger import _EVENT_COLUMNS, SENT, Ledger
 from alerts.model import EVENT_KINDS, EXCEEDANCE, LEVELS, OFFLINE, PURIFIER_OFF
 from alerts.profiles import DEFAULT_PROFILE, Profile, ProfileError, Profiles, load_profiles
 from alerts.window import DetectorConfig
@@ -120,22 +120,8 @@ STATE_LABELS = {"open": ("进行中", "open"), "closed": ("已结束", "closed")
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
 READING_FIELD = {"oil_fume": "oil_fume_ref_mg_m3", "pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"}
 
-_EVENT_SQL_COLUMNS = (
-    "event_id",
-    "kind",
-    "restaurant_id",
-    "device_id",
-    "district",
-    "start_ms",
-    "end_ms",
-    "pollutant",
-    "peak_mg_m3",
-    "mean_mg_m3",
-    "limit_mg_m3",
-    "profile",
-    "level",
-    "state",
-)
+#: The events table's columns, less the evidence JSON (not needed for the tables).
+_EVENT_SQL_COLUMNS = tuple(c for c in _EVENT_COLUMNS if c != "evidence")
 _WINDOW_TOTALS = (
     "windows",
     "samples",
