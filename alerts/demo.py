@@ -119,12 +119,17 @@ class DemoAlerts:
             by[(n.channel, n.status)] = by.get((n.channel, n.status), 0) + 1
         summary = ", ".join(f"{ch} {st}: {k}" for (ch, st), k in sorted(by.items())) or "none"
         console.print(f"Notices: {summary}; webhook receiver got {len(self.receiver.received)} deliveries.")
-        owner = [doc for path, doc in self.receiver.received if path.startswith("/owner/")]
-        if owner:
-            first = owner[0]
+        # Show the first education notice (the ladder's first step) as the owner received it.
+        shown = [
+            n.payload
+            for n in notices
+            if n.channel == "owner" and n.status == "sent" and n.payload.get("level") == "education"
+        ] or [n.payload for n in notices if n.channel == "owner" and n.status == "sent"]
+        if shown:
+            first = shown[0]
             console.print(
                 Panel(
-                    f"{first.get('title', '')}\n\n{first.get('message', '')}",
+                    f"{first.get('title', '')}\n\n{first.get('body', '')}",
                     title="a notice as an owner receives it",
                 )
             )
