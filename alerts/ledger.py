@@ -276,6 +276,23 @@ def _split_key(key: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _where(since_ms: int | None, until_ms: int | None, **equals: Any) -> tuple[str, list[Any]]:
+    """SQL filter for the listings: overlap with ``[since_ms, until_ms)`` on start_ms/end_ms (an open
+    record, end NULL, overlaps every later period) and ``column = value`` for each value not None."""
+    where, args = "1=1", []
+    if since_ms is not None:
+        where += " AND (end_ms IS NULL OR end_ms >= ?)"
+        args.append(since_ms)
+    if until_ms is not None:
+        where += " AND start_ms < ?"
+        args.append(until_ms)
+    for col, val in equals.items():
+        if val is not None:
+            where += f" AND {col} = ?"
+            args.append(val)
+    return where, args
+
+
 class Ledger:
     """The alerts state database at ``path`` (created with its parent folder if missing)."""
 
@@ -388,22 +405,10 @@ class Ledger:
 
         Overlap: ``start < until`` and (``end >= since`` or the event is still open, ``end`` NULL).
         """
-        q = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE 1=1"
-        args: list[Any] = []
-        if since_ms is not None:
-            q += " AND (end_ms IS NULL OR end_ms >= ?)"
-            args.append(since_ms)
-        if until_ms is not None:
-            q += " AND start_ms < ?"
-            args.append(until_ms)
-        for col, val in (("restaurant_id", restaurant_id), ("district", district), ("kind", kind)):
-            if val is not None:
-                q += f" AND {col} = ?"
-                args.append(val)
-        if state is not None:
-            q += " AND state = ?"
-            args.append(state)
-        q += " ORDER BY start_ms, event_id"
+        where, args = _where(
+            since_ms, until_ms, restaurant_id=restaurant_id, district=district, kind=kind, state=state
+        )
+        q = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE {where} ORDER BY start_ms, event_id"
         return [_event_from_row(r) for r in self._read(q, args)]
 
     def count_exceedances(
@@ -503,19 +508,10 @@ class Ledger:
         status: str | None = None,
     ) -> list[dict[str, Any]]:
         """Case records (dicts as built by :func:`alerts.ladder.build_case`), same overlap rule as events."""
-        q = "SELECT record, status FROM cases WHERE 1=1"
-        args: list[Any] = []
-        if since_ms is not None:
-            q += " AND (end_ms IS NULL OR end_ms >= ?)"
-            args.append(since_ms)
-        if until_ms is not None:
-            q += " AND start_ms < ?"
-            args.append(until_ms)
-        for col, val in (("restaurant_id", restaurant_id), ("district", district), ("status", status)):
-            if val is not None:
-                q += f" AND {col} = ?"
-                args.append(val)
-        q += " ORDER BY start_ms, case_id"
+        where, args = _where(
+            since_ms, until_ms, restaurant_id=restaurant_id, district=district, status=status
+        )
+        q = f"SELECT record, status FROM cases WHERE {where} ORDER BY start_ms, case_id"
         out = []
         for record, st in self._read(q, args):
             d = json.loads(record)
@@ -715,11 +711,7 @@ class Ledger:
     def list_notices(
         self, event_id: str | None = None, key: str | None = None, status: str | None = None
     ) -> list[NoticeRecord]:
-        where, args = "1=1", []
-        for col, val in (("event_id", event_id), ("key", key), ("status", status)):
-            if val is not None:
-                where += f" AND {col} = ?"
-                args.append(val)
+        where, args = _where(None, None, event_id=event_id, key=key, status=status)
         return self._notices(where, args)
 
     def _notices(self, where: str, args: list[Any]) -> list[NoticeRecord]:
