@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterable
 
-import orjson
 import paho.mqtt.client as mqtt
 
 from alerts.config import AppSettings
@@ -371,7 +370,3 @@ def _reading_from_row(row: dict) -> Reading:
         purifier_on=row.get("purifier_on"),
         source=row.get("source") or "json",
     )
-
-
-def dumps(obj: object) -> bytes:
-    return orjson.dumps(obj)

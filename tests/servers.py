@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ def wait_port(host: str, port: int, timeout: float = 10.0, *, interval_s: float 
             if time.monotonic() >= deadline:
                 return False
             time.sleep(interval_s)
+
+
+def wait_for(
+    pred: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval_s: float = 0.05
+) -> None:
+    """Poll ``pred`` until it is true; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def find_mosquitto() -> str | None:

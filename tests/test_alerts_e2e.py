@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from alerts.config import AppSettings
 from alerts.ledger import Ledger
@@ -38,15 +39,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:'imghd
 REPO = Path(__file__).resolve().parent.parent
 MIN = 60_000
 T0 = 1795651200000 - 8 * 3600_000  # 2026-11-26 00:00 Asia/Shanghai
-
-
-def wait_for(pred, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def app_settings(tmp_path: Path, broker: str, registry: Path, **alerts) -> AppSettings:

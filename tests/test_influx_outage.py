@@ -11,6 +11,7 @@ import time
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from ingest.config import load_settings
 from ingest.registry import Registry
@@ -22,15 +23,6 @@ from ingest.timeutil import now_ms
 pytestmark = pytest.mark.integration
 
 REGISTRY = "restaurant_id,name,district,device_id,stove_heads\nR1,老王牛肉面,朝阳区,D1,2\n"
-
-
-def wait_for(pred, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def publish(url: str, n: int, t0: int) -> None:

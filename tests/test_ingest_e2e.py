@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from servers import wait_for
 
 from ingest import hj212
 from ingest.config import load_settings
@@ -97,15 +98,6 @@ def make_service(tmp_path: Path, broker_url: str, registry_file: Path, store: st
     return settings, IngestService(settings, registry, st, state), st, state
 
 
-def wait_for(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ingest.cli", *args],
@@ -146,7 +138,7 @@ def test_json_and_hj212_into_sqlite_then_cli(mosquitto, tmp_path, registry_file)
         publish_all(pub, [("fume/v1/DEV-1/reading", orjson.dumps(batch))])
         publish_all(pub, [("fume/v1/DEV-2/hj212", frame.encode())])
         publish_all(pub, bad)
-        wait_for(lambda: svc.stats.readings_stored >= 26 and svc.stats.dead_letters >= 5)
+        wait_for(lambda: svc.stats.readings_stored >= 26 and svc.stats.dead_letters >= 5, timeout=20)
     finally:
         pub.loop_stop()
         pub.disconnect()
@@ -207,7 +199,7 @@ def test_redelivery_is_idempotent(mosquitto, tmp_path, registry_file):
     try:
         msgs = base_readings(t0, 10)
         publish_all(pub, msgs + msgs)  # the same readings twice (as a redelivery would)
-        wait_for(lambda: svc.stats.readings_stored >= 20)
+        wait_for(lambda: svc.stats.readings_stored >= 20, timeout=20)
     finally:
         pub.loop_stop()
         pub.disconnect()
@@ -232,7 +224,7 @@ def test_influxdb_store_via_real_client(mosquitto, influx_db, tmp_path, registry
     pub = publisher(mosquitto.url)
     try:
         publish_all(pub, base_readings(t0, 30))
-        wait_for(lambda: svc.stats.readings_stored >= 30)
+        wait_for(lambda: svc.stats.readings_stored >= 30, timeout=20)
         assert svc.stats.acked == 30  # acknowledged only after InfluxDB accepted the points
     finally:
         pub.loop_stop()
@@ -335,7 +327,7 @@ def test_embedded_amqtt_broker_with_mqtt311(tmp_path, registry_file):
         pub.loop_start()
         try:
             publish_all(pub, base_readings((now_ms() // 60_000 - 60) * 60_000, 40))
-            wait_for(lambda: svc.stats.readings_stored >= 40)
+            wait_for(lambda: svc.stats.readings_stored >= 40, timeout=20)
         finally:
             pub.loop_stop()
             pub.disconnect()

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from servers import free_port, wait_for
 
 from ingest.timeutil import now_ms
 
@@ -32,23 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 REGISTRY = (
     "restaurant_id,name,district,device_id,stove_heads\nR1,老王牛肉面,朝阳区,D1,2\nR2,川味小厨,海淀区,D2,3\n"
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def start_ingest(tmp_path: Path, broker_url: str, *, metrics_port: int = 0, **env: str) -> subprocess.Popen:
