@@ -34,8 +34,6 @@ production). Heavy work (building a report) runs in Starlette's thread pool, bou
 
 from __future__ import annotations
 
-import argparse
-import functools
 import hashlib
 import hmac
 import logging
@@ -44,10 +42,8 @@ import re
 import sqlite3
 import threading
 import time
-import tomllib
 from collections import OrderedDict, deque
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -60,8 +56,8 @@ from alerts.reports.config import ReportSettings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from alerts.detection.window import DetectorConfig
     from alerts.profiles import Profiles
-    from alerts.window import DetectorConfig
     from ingest.registry import Registry
     from ingest.store.base import Store
 
@@ -87,17 +83,6 @@ class ApiSettings(BaseModel):
     max_concurrent_reports: int = Field(2, ge=1)
     forwarded_allow_ips: str = ""
     access_log: bool = True
-
-
-@functools.cache
-def settings_class() -> type:
-    """The application settings with the ``[api]`` and ``[report]`` sections (built on first use)."""
-    from alerts.reports.cli import ReportAppSettings
-
-    class ApiAppSettings(ReportAppSettings):
-        api: ApiSettings = ApiSettings()
-
-    return ApiAppSettings
 
 
 def parse_tokens(secret: SecretStr) -> list[str]:
@@ -219,12 +204,12 @@ def create_app(
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from alerts.detection.window import DetectorConfig
     from alerts.ledger import Ledger
     from alerts.model import EVENT_KINDS
     from alerts.profiles import load_profiles
     from alerts.reports.build import ReportError, build_report, check_filters
     from alerts.reports.formats import MEDIA_TYPES, filename, iso_local, render, report_dict
-    from alerts.window import DetectorConfig
     from ingest.timeutil import parse_time
 
     if not tokens:
@@ -468,105 +453,3 @@ def create_app(
         return Response(orjson.dumps(out), media_type="application/json", headers=headers)
 
     return app
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _refuse_tokens_in_toml(config: str | None) -> None:
-    from ingest.cli import CLIError
-
-    if not config:
-        return
-    try:
-        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return  # settings_from reports unreadable files
-    if "tokens" in (data.get("api") or {}):
-        raise CLIError(
-            f"{config}: [api] tokens must not be in the config file; set FUMEWATCH_API_TOKENS in the "
-            "environment or an .env file"
-        )
-
-
-def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from alerts.profiles import ProfileError, load_profiles
-    from alerts.reports.cli import open_report_store
-    from ingest import logs
-    from ingest.cli import CLIError, settings_from
-    from ingest.registry import Registry
-
-    _refuse_tokens_in_toml(args.config)
-    overrides = {"api": {"host": args.host, "port": args.port}}
-    s: Any = settings_from(args, settings_class(), **overrides)
-    try:
-        tokens = parse_tokens(s.api.tokens)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    state = s.ingest.state
-    if not Path(state).exists():
-        raise CLIError(f"state database {state} does not exist")
-    logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
-    try:
-        profiles = load_profiles(s.alerts.profiles_file or None)
-    except ProfileError as exc:
-        raise CLIError(str(exc)) from None
-    store = open_report_store(args.store, s)
-    app = create_app(
-        state_path=state,
-        registry=registry,
-        tokens=tokens,
-        api=s.api,
-        report=s.report,
-        display_tz=s.display_tz,
-        detector=s.alerts.detector_config(),
-        profiles=profiles,
-        store=store,
-    )
-    log.info(
-        "event=api_start host=%s port=%d tokens=%d registry_devices=%d store=%s",
-        s.api.host,
-        s.api.port,
-        len(tokens),
-        len(registry),
-        "yes" if store is not None else "no",
-    )
-    config = uvicorn.Config(
-        app,
-        host=s.api.host,
-        port=s.api.port,
-        log_config=None,  # our key=value logging (logs.setup); uvicorn's own access log is off
-        access_log=False,
-        server_header=False,
-        proxy_headers=bool(s.api.forwarded_allow_ips),
-        forwarded_allow_ips=s.api.forwarded_allow_ips or None,
-        timeout_keep_alive=5,
-    )
-    # uvicorn handles SIGINT/SIGTERM: it finishes open requests, runs the app's shutdown (closes the
-    # ledger), then re-raises the signal so the process exits with it.
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        if store is not None:
-            store.close()
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ingest.cli import add_common
-
-    sp = sub.add_parser(
-        "api",
-        help="read-only HTTP API for reports and events (bearer tokens from FUMEWATCH_API_TOKENS)",
-        description="Serve GET /api/v1/reports/exceedances, GET /api/v1/events and GET /healthz. "
-        "Tokens come only from the environment variable FUMEWATCH_API_TOKENS (comma-separated) or .env.",
-    )
-    add_common(sp, store=True, registry=True, state=True)
-    sp.add_argument("--host", help="bind address (default 127.0.0.1; [api] host)")
-    sp.add_argument("--port", type=int, help="port (default 8080; [api] port)")
-    sp.set_defaults(func=cmd_api)

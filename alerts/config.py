@@ -1,5 +1,8 @@
 """Settings of the alerts service: the ingest settings plus ``[alerts]`` (detector) and ``[notify]``.
 
+The whole application's settings (these plus ``[report]`` and ``[api]``) are composed in
+:mod:`fumewatch.settings`; this package only defines the sections it reads.
+
 Environment overrides follow the same rule: ``FUMEWATCH_ALERTS_WINDOW_S``, ``FUMEWATCH_NOTIFY_LOCALE``,
 ``FUMEWATCH_NOTIFY_INSPECTOR_TARGETS='["mailtos://..."]'`` (target URLs may hold tokens: keep them in the
 environment, not in the TOML file).
@@ -11,10 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from alerts.api import ApiSettings
-from alerts.notify import NotifySettings
-from alerts.reports.config import ReportSettings
-from alerts.window import DetectorConfig
+from alerts.detection.window import DetectorConfig
+from alerts.enforcement.notify import NotifySettings
 from ingest.config import Settings
 
 _DEFAULTS = DetectorConfig()
@@ -56,8 +57,8 @@ class AlertsSettings(BaseModel):
         return DetectorConfig.from_dict(self.model_dump())
 
 
-class AppSettings(Settings):
+class AlertsAppSettings(Settings):
+    """What the alerts service reads: the ingest settings plus ``[alerts]`` and ``[notify]``."""
+
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
-    report: ReportSettings = ReportSettings()
-    api: ApiSettings = ApiSettings()

@@ -16,7 +16,7 @@ Exactly-once notices (the ``notices`` table, see :meth:`Ledger.notice_begin`): a
 after the remote end accepted it, it records ``sent``. A row already ``sent`` makes :meth:`notice_begin`
 answer False, so nothing is sent twice, across restarts too. A crash between the remote accept and the
 ``sent`` record leaves the row ``pending``; :meth:`pending_notices` lists those so the notifier resends them
-(the remaining at-least-once window, documented in :mod:`alerts.notify`).
+(the remaining at-least-once window, documented in :mod:`alerts.enforcement.notify`).
 
 Secrets are never stored: notice targets that are URLs are reduced to scheme + host (+ port), with any
 user/password shown as ``***`` (:func:`mask_target`), and error texts are scrubbed the same way.
@@ -453,7 +453,7 @@ class Ledger:
     # -- cases --------------------------------------------------------------------------------------------
 
     def upsert_case(self, case: dict[str, Any]) -> None:
-        """Insert or refresh an enforcement case (see :func:`alerts.ladder.build_case`), by ``case_id``.
+        """Insert or refresh an enforcement case (see :func:`alerts.enforcement.ladder.build_case`), by ``case_id``.
 
         A refresh keeps ``created_ms`` and the stored ``status`` (inspectors may have moved it on).
         """
@@ -507,7 +507,7 @@ class Ledger:
         district: str | None = None,
         status: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Case records (dicts as built by :func:`alerts.ladder.build_case`), same overlap rule as events."""
+        """Case records (dicts as built by :func:`alerts.enforcement.ladder.build_case`), same overlap rule as events."""
         where, args = _where(
             since_ms, until_ms, restaurant_id=restaurant_id, district=district, status=status
         )

@@ -18,14 +18,14 @@ from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
 
-from alerts.config import AppSettings
-from alerts.detector import Detector
+from alerts.config import AlertsAppSettings
+from alerts.detection.detector import Detector
+from alerts.detection.window import window_start
+from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
 from alerts.model import Transition
-from alerts.notify import Notifier
 from alerts.profiles import Profiles, load_profiles
-from alerts.window import window_start
 from ingest.model import Reading
 from ingest.pipeline import Pipeline
 from ingest.registry import Registry
@@ -41,7 +41,7 @@ STATE_NAME = "detector"
 class AlertsService:
     def __init__(
         self,
-        settings: AppSettings,
+        settings: AlertsAppSettings,
         registry: Registry,
         ledger: Ledger,
         *,

@@ -56,10 +56,10 @@ def replay_frame_data(n_readings: int, n_devices: int, seed: int = 7) -> pd.Data
 
 
 def detector_replay(n_readings: int, n_devices: int = 10_000, repeats: int = 1) -> dict:
-    """readings/s of :func:`alerts.replay.replay_frame` over an in-memory frame (generation not timed)."""
+    """readings/s of :func:`alerts.detection.replay.replay_frame` over an in-memory frame (generation not timed)."""
+    from alerts.detection.replay import replay_frame
+    from alerts.detection.window import DetectorConfig
     from alerts.profiles import load_profiles
-    from alerts.replay import replay_frame
-    from alerts.window import DetectorConfig
 
     registry = make_registry(n_devices)
     profiles = load_profiles()
@@ -104,9 +104,9 @@ def alert_latency(
     ``spacing_s``."""
     import receivers  # tests/receivers.py (bench.common puts tests/ on sys.path)
 
-    from alerts.config import AppSettings
     from alerts.ledger import Ledger
     from alerts.service import AlertsService
+    from fumewatch.settings import AppSettings
     from ingest.config import load_settings
     from ingest.timeutil import now_ms
 
@@ -229,9 +229,9 @@ def memory_child(workdir: Path, n_devices: int, per_device: int) -> dict:
     """Runs in the child process: registry -> AlertsService -> partial windows -> snapshot commit."""
     import gc
 
-    from alerts.config import AppSettings
     from alerts.ledger import Ledger
     from alerts.service import AlertsService
+    from fumewatch.settings import AppSettings
     from ingest.config import load_settings
 
     out: dict = {"devices": n_devices, "readings_per_device": per_device}

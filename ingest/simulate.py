@@ -1038,3 +1038,9 @@ def run_simulation(
         devices=len(devices),
         elapsed_s=time.monotonic() - wall0,
     )
+
+
+def default_start_ms(tz: str) -> int:
+    """Midnight (display time zone) of yesterday: a full simulated day that is entirely in the past."""
+    today = datetime.now(zone(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((today - timedelta(days=1)).timestamp() * 1000)

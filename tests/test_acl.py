@@ -232,7 +232,7 @@ def test_cli_writes_files_and_warns(tmp_path: Path, registry_file: Path) -> None
     out = tmp_path / "auth"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ingest.cli", "mqtt-acl", "--registry", str(registry_file), "--out", str(out),
+        [sys.executable, "-m", "fumewatch", "mqtt-acl", "--registry", str(registry_file), "--out", str(out),
          "--service-accounts", "ingest,alerts,ops"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
     )  # fmt: skip
@@ -244,7 +244,7 @@ def test_cli_writes_files_and_warns(tmp_path: Path, registry_file: Path) -> None
         assert row["password"] not in proc.stdout + proc.stderr
     assert set(read_csv(out / "service-credentials.csv", "username")) == {"ingest", "alerts", "ops"}
     bad = subprocess.run(
-        [sys.executable, "-m", "ingest.cli", "mqtt-acl", "--registry", str(registry_file), "--out", str(out),
+        [sys.executable, "-m", "fumewatch", "mqtt-acl", "--registry", str(registry_file), "--out", str(out),
          "--rotate", "NOPE"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
     )  # fmt: skip

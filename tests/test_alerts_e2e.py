@@ -24,9 +24,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from servers import wait_for
 
-from alerts.config import AppSettings
 from alerts.ledger import Ledger
 from alerts.service import AlertsService
+from fumewatch.settings import AppSettings
 from ingest import simulate
 from ingest.config import load_settings
 from ingest.registry import Registry
@@ -175,7 +175,7 @@ def test_violator_gets_event_and_notices_compliant_gets_none(mosquitto, tmp_path
     state.close()
 
     out = subprocess.run(
-        [sys.executable, "-m", "ingest.cli", "events", "--state", s.ingest.state, "--format", "csv"],
+        [sys.executable, "-m", "fumewatch", "events", "--state", s.ingest.state, "--format", "csv"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -248,6 +248,7 @@ def start_alerts_process(mosquitto, tmp_path: Path, reg: Path, inspector: str) -
         [
             sys.executable,
             "-m",
+            "fumewatch",
             "alerts",
             "--broker",
             mosquitto.url,

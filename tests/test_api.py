@@ -109,7 +109,7 @@ def start_api(tmp: Path, state: Path, reg: Path, **env_extra: str) -> Api:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
     env.update({"FUMEWATCH_API_TOKENS": f"{TOKEN}, {TOKEN2}", "FUMEWATCH_LOGGING_LEVEL": "INFO", **env_extra})
     log = tmp / f"api-{port}.log"
-    cmd = [sys.executable, "-c", "from ingest.cli import main; raise SystemExit(main())", "api"]
+    cmd = [sys.executable, "-c", "from fumewatch.cli import main; raise SystemExit(main())", "api"]
     cmd += ["--state", str(state), "--registry", str(reg), "--port", str(port)]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp)
@@ -371,7 +371,7 @@ def test_tokens_only_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ingest.cli import main
+    from fumewatch.cli import main
 
     for var in [v for v in os.environ if v.startswith("FUMEWATCH_")]:
         monkeypatch.delenv(var)

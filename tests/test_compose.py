@@ -303,7 +303,7 @@ def test_env_example_holds_no_secrets() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ingest.cli import build_parser
+    from fumewatch.cli import build_parser
 
     return build_parser()
 
@@ -343,7 +343,7 @@ def test_all_fumewatch_services_use_the_one_image() -> None:
 
 def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The FUMEWATCH_* variables compose sets are real setting names and land where they should."""
-    from alerts.config import AppSettings
+    from fumewatch.settings import AppSettings
     from ingest.config import load_settings
 
     fake = {
@@ -424,7 +424,7 @@ def test_grafana_finds_what_dashboards_build_writes(tmp_path: Path) -> None:
     grafana_mount = next(tgt for src, tgt, _ in _volumes(svcs["grafana"]) if src == job_vol)
     genv = _environment(svcs["grafana"])
     # run the real build into a stand-in for the volume, with the job's own arguments
-    from ingest.cli import main
+    from fumewatch.cli import main
 
     args = [tmp_path.as_posix() if a == out_in_job else a for a in cmd]
     assert main(args) == 0

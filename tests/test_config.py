@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import AppSettings
+from fumewatch.settings import AppSettings
 from ingest.config import load_settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "fumewatch.sample.toml"

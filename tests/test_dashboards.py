@@ -167,7 +167,7 @@ def test_provisioning_yaml(tmp_path):
 
 def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dashboards", *args],
+        [sys.executable, "-m", "fumewatch", "dashboards", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -198,7 +198,7 @@ def test_cli_build_writes_dashboards_and_provisioning(tmp_path):
         [
             sys.executable,
             "-c",
-            "from ingest.cli import main; raise SystemExit(main())",
+            "from fumewatch.cli import main; raise SystemExit(main())",
             "dashboards",
             "queries",
         ],
@@ -230,7 +230,7 @@ def test_cli_push_errors_say_why_and_never_print_the_token():
     assert secret not in res.stderr + res.stdout
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_GRAFANA")}
     res = subprocess.run(
-        [sys.executable, "-m", "dashboards", "push", "--grafana", "http://127.0.0.1:1"],
+        [sys.executable, "-m", "fumewatch", "dashboards", "push", "--grafana", "http://127.0.0.1:1"],
         capture_output=True,
         text=True,
         cwd=REPO,

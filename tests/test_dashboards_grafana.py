@@ -97,7 +97,17 @@ def test_push_twice_same_uid_new_version():
             "POST", f"{url}/api/serviceaccounts/{sa['id']}/tokens", body={"name": "push"}, headers=admin
         )["key"]
         env = {**os.environ, "FUMEWATCH_GRAFANA_TOKEN": token, "FUMEWATCH_INFLUX_TOKEN": INFLUX_TOKEN}
-        argv = [sys.executable, "-m", "dashboards", "push", "--grafana", url, "--folder", "FumeWatch 测试"]
+        argv = [
+            sys.executable,
+            "-m",
+            "fumewatch",
+            "dashboards",
+            "push",
+            "--grafana",
+            url,
+            "--folder",
+            "FumeWatch 测试",
+        ]
         versions = []
         for attempt in range(2):
             res = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
@@ -199,6 +209,7 @@ def test_provisioned_grafana_answers_every_query_like_fill(tmp_path):
         [
             sys.executable,
             "-m",
+            "fumewatch",
             "dashboards",
             "build",
             "--out",

@@ -21,7 +21,7 @@ def test_demo_runs_and_stores_everything(tmp_path, broker, mosquitto_binary):
         [
             sys.executable,
             "-m",
-            "ingest.cli",
+            "fumewatch",
             "demo",
             "--restaurants",
             "6",

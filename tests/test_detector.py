@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from alerts.detector import Detector
+from alerts.detection.detector import Detector
+from alerts.detection.window import BusinessHours, DetectorConfig, max_reading_mg_m3
 from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
 from alerts.profiles import Profiles, load_profiles
-from alerts.window import BusinessHours, DetectorConfig, max_reading_mg_m3
 from ingest.model import Reading
 from ingest.registry import Registry
 from ingest.timeutil import format_local, parse_time

@@ -100,7 +100,7 @@ def make_service(tmp_path: Path, broker_url: str, registry_file: Path, store: st
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ingest.cli", *args],
+        [sys.executable, "-m", "fumewatch", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -261,6 +261,7 @@ def test_sigterm_flushes_everything(mosquitto, tmp_path, registry_file):
         [
             sys.executable,
             "-m",
+            "fumewatch",
             "ingest",
             "--broker",
             mosquitto.url,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alerts.ladder import (
+from alerts.enforcement.ladder import (
     DAY_MS,
     assign_level,
     build_case,

@@ -22,15 +22,15 @@ import pytest
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd not installed (test extra)")
 pytest.importorskip("apprise", reason="apprise not installed")
 
-from alerts.ledger import Ledger  # noqa: E402
-from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult  # noqa: E402
-from alerts.notify import (  # noqa: E402
+from alerts.enforcement.notify import (  # noqa: E402
     _CONTEXT_KEYS,
     TEMPLATE_NAMES,
     Notifier,
     NotifySettings,
     format_duration,
 )
+from alerts.ledger import Ledger  # noqa: E402
+from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult  # noqa: E402
 from ingest.registry import Device  # noqa: E402
 
 # apprise's email plugin imports the deprecated imghdr module (Python 3.11/3.12).
@@ -341,7 +341,7 @@ _CRASH_SCRIPT = r"""
 import json, sys
 from alerts.ledger import Ledger
 from alerts.model import Event, Transition
-from alerts.notify import Notifier, NotifySettings
+from alerts.enforcement.notify import Notifier, NotifySettings
 from ingest.registry import Device
 db, url, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dev = Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=url)
@@ -529,7 +529,7 @@ def test_context_has_exactly_the_documented_keys(ledger: Ledger) -> None:
     n = Notifier(settings(), ledger)
     ctx = n._context(opened(exceedance(1)), device(), 1, None)
     assert set(ctx) == set(_CONTEXT_KEYS)
-    readme = (ROOT / "alerts" / "templates" / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "alerts" / "enforcement" / "templates" / "README.md").read_text(encoding="utf-8")
     assert all(k in readme for k in _CONTEXT_KEYS)
 
 

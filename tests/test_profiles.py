@@ -191,7 +191,7 @@ def test_check_registry_flags_unknown_profiles(profiles: Profiles) -> None:
 
 
 def test_detector_refuses_registry_with_unknown_profile(profiles: Profiles) -> None:
-    from alerts.detector import Detector
+    from alerts.detection.detector import Detector
 
     reg = Registry.parse("restaurant_id,name,district,device_id,stove_heads,profile\nR1,a,D,dev1,2,typo\n")
     with pytest.raises(ProfileError, match="dev1.*'typo'"):

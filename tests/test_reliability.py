@@ -47,6 +47,7 @@ def start_ingest(tmp_path: Path, broker_url: str, *, metrics_port: int = 0, **en
         [
             sys.executable,
             "-m",
+            "fumewatch",
             "ingest",
             "--broker",
             broker_url,

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from alerts.detector import Detector
+from alerts.detection.detector import Detector
+from alerts.detection.replay import WINDOW_COLUMNS, replay_frame
+from alerts.detection.window import DetectorConfig
 from alerts.model import EXCEEDANCE, PURIFIER_OFF, Event, WindowResult
 from alerts.profiles import Profiles, load_profiles
-from alerts.replay import WINDOW_COLUMNS, replay_frame
-from alerts.window import DetectorConfig
 from ingest.model import Reading
 from ingest.registry import Device, Registry
 

@@ -477,7 +477,7 @@ def test_empty_period_gives_an_empty_valid_report(world: World) -> None:
 
 
 def test_cli_report_writes_files(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ingest.cli import main
+    from fumewatch.cli import main
 
     common = [
         "--state",

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alerts.detection.window import DetectorConfig
 from alerts.ledger import _EVENT_COLUMNS, SENT, Ledger
 from alerts.model import EVENT_KINDS, EXCEEDANCE, LEVELS, OFFLINE, PURIFIER_OFF
 from alerts.profiles import DEFAULT_PROFILE, Profile, ProfileError, Profiles, load_profiles
-from alerts.window import DetectorConfig
 from ingest.registry import Device, Registry
 from ingest.store.base import Store
 from ingest.timeutil import now_ms, zone

@@ -65,9 +65,8 @@ def pid1_command() -> str:
     except OSError:
         return ""
     for i, arg in enumerate(argv):
-        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] in ("ingest", "alerts"):
-            return argv[i + 1]  # python -m ingest / python -m alerts
-        if os.path.basename(arg) == "fumewatch":
+        is_module = arg == "-m" and i + 1 < len(argv) and argv[i + 1] == "fumewatch"  # python -m fumewatch
+        if is_module or os.path.basename(arg) == "fumewatch":
             return next((a for a in argv[i + 1 :] if a in CHECKS), "")
     return ""
 

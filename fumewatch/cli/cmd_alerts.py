@@ -9,18 +9,18 @@ from pathlib import Path
 
 import orjson
 
-from alerts.config import AppSettings
 from alerts.model import EVENT_CSV_COLUMNS
-from ingest import logs
-from ingest.cli import (
+from fumewatch.cli.common import (
     CLIError,
     add_common,
     install_signal_handlers,
     settings_from,
-    start_metrics,
     time_arg,
     write_rows,
 )
+from fumewatch.services import start_metrics
+from fumewatch.settings import AppSettings
+from ingest import logs
 from ingest.timeutil import format_local, format_utc
 
 log = logging.getLogger("fumewatch.alerts.cli")

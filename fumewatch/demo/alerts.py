@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from alerts.config import AppSettings
 from alerts.ledger import Ledger
 from alerts.service import AlertsService
+from fumewatch.settings import AppSettings
 from ingest.config import Settings
 from ingest.registry import Registry
 from ingest.timeutil import format_local

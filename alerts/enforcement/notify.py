@@ -54,7 +54,7 @@ from typing import Any, Protocol
 import apprise
 from pydantic import BaseModel, Field
 
-from alerts import ladder
+from alerts.enforcement import ladder
 from alerts.ledger import FAILED, PENDING, SENT, SKIPPED, Ledger, NoticeRecord, mask_target, scrub
 from alerts.model import (
     EDUCATION,
@@ -69,7 +69,7 @@ from alerts.model import (
 from ingest.registry import Device
 from ingest.timeutil import format_local, format_utc, now_ms
 
-log = logging.getLogger("alerts.notify")
+log = logging.getLogger("alerts.enforcement.notify")
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_LOCALE = "zh-CN"

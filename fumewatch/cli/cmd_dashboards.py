@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ingest.cli import CLIError
+from fumewatch.cli.common import CLIError
 
 TOKEN_ENV = "FUMEWATCH_GRAFANA_TOKEN"
 USER_ENV = "FUMEWATCH_GRAFANA_USER"

@@ -1,14 +1,13 @@
 """``fumewatch demo`` / ``make demo``: the whole pipeline on embedded defaults, in about a minute.
 
 Starts a broker (Mosquitto if installed, else amqtt in-process), writes a registry of simulated
-restaurants, runs ingest (and the alerts service when it is installed) in-process, replays a simulated
+restaurants, runs ingest and the alerts service in-process, replays a simulated
 day at high speed, then prints what a duty officer would want to see.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fumewatch.demo import alerts as demo_alerts
 from ingest import logs
 from ingest.broker import EmbeddedBroker
 from ingest.config import load_settings
@@ -30,19 +30,8 @@ from ingest.timeutil import format_local
 log = logging.getLogger("fumewatch.demo")
 
 
-def _hooks():
-    """The alerts package plugs into the demo when present (``alerts.demo``)."""
-    try:
-        return importlib.import_module("alerts.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "alerts.demo":
-            raise
-        return None
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from ingest import simulate
-    from ingest.cli import _default_start_ms
 
     console = Console()
     logs.setup("WARNING")
@@ -73,13 +62,12 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     store = open_store(str(store_path), settings)
     state = StateDB(state_path)
-    hooks = _hooks()
-    alerts_ctx = hooks.start(settings, registry, state_path, broker_url) if hooks else None
+    alerts_ctx = demo_alerts.start(settings, registry, state_path, broker_url)
     svc = IngestService(
         settings, registry, store, state, on_readings=alerts_ctx.on_readings if alerts_ctx else None
     )
     svc.start()
-    start_ms = _default_start_ms(settings.display_tz)
+    start_ms = simulate.default_start_ms(settings.display_tz)
     speed = args.hours * 3600 / max(1.0, args.duration)
     t0 = time.monotonic()
     try:

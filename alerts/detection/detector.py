@@ -7,7 +7,7 @@ periodically with the wall clock, stores :meth:`Detector.drain_windows` and the 
 
 Per device:
 
-- **Windows and watermark.** Tumbling windows aligned to the epoch clock (rules in :mod:`alerts.window`).
+- **Windows and watermark.** Tumbling windows aligned to the epoch clock (rules in :mod:`alerts.detection.window`).
   The device watermark is ``max(event time seen, advance() wall clock) - allowed_lateness``; a window is
   finalised when the watermark reaches its end. A reading whose window is already finalised is *late*: it
   is counted (:attr:`Detector.late_readings`) and recorded in a ``late_data`` event, and changes no
@@ -15,12 +15,12 @@ Per device:
   (:attr:`Detector.duplicates`), so re-delivered MQTT messages are harmless.
 - **exceedance** per limited pollutant (``oil_fume`` on ``oil_fume_ref_mg_m3``; ``pm``/``nmhc`` where the
   profile limits them and readings carry them): N/M hysteresis over valid windows
-  (:class:`alerts.window.ExceedanceTracker`): opens after N consecutive valid windows with mean > limit
+  (:class:`alerts.detection.window.ExceedanceTracker`): opens after N consecutive valid windows with mean > limit
   (start = first of them), closes after M consecutive valid compliant ones (end = end of the last
   exceeding window). Invalid windows and gaps are skipped: they neither count nor reset (unless
-  ``max_gap_s`` is set, see :class:`~alerts.window.DetectorConfig`). ``peak_mg_m3`` = highest window
+  ``max_gap_s`` is set, see :class:`~alerts.detection.window.DetectorConfig`). ``peak_mg_m3`` = highest window
   mean, ``mean_mg_m3`` = mean of the exceeding windows' means; the highest single reading is the largest
-  ``max_mg_m3`` of the evidence windows (:func:`alerts.window.max_reading_mg_m3`). Evidence = the
+  ``max_mg_m3`` of the evidence windows (:func:`alerts.detection.window.max_reading_mg_m3`). Evidence = the
   exceeding windows' summaries (start_ms, end_ms, mean_mg_m3, max_mg_m3, samples). Id
   ``exceedance:{device_id}:{pollutant}:{start_ms}``; transitions carry the event-time end of the window
   that decided them (``at_ms``), so replays give identical ids and times. While an event is open the
@@ -41,7 +41,7 @@ Per device:
 Readings of devices missing from the registry are counted (:attr:`Detector.unregistered`) and ignored.
 ``level`` is left empty: the enforcement ladder is another module's job. Transitions carry copies of the
 events (later updates do not change what was handed out); ``Transition.action`` is ``opened`` or
-``closed`` for every kind. :mod:`alerts.replay` reproduces exceedance and purifier_off events at numpy
+``closed`` for every kind. :mod:`alerts.detection.replay` reproduces exceedance and purifier_off events at numpy
 speed for whole frames.
 """
 
@@ -50,9 +50,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 
-from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
-from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
-from alerts.window import (
+from alerts.detection.window import (
     POLLUTANT_INDEX,
     BusinessHours,
     DetectorConfig,
@@ -63,6 +61,8 @@ from alerts.window import (
     summary,
     window_start,
 )
+from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
+from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
 from ingest.model import Reading
 from ingest.registry import Device, Registry
 

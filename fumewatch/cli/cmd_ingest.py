@@ -1,121 +1,30 @@
-"""The ``fumewatch`` command. Subcommands of the alerts and dashboards packages register themselves.
-
-Precedence of settings: defaults < ``--config`` TOML < command-line flags < FUMEWATCH_* environment.
-"""
+"""``fumewatch ingest | readings | dead-letters | simulate | demo | config``."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib
 import logging
-import signal
-import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import orjson
 
+from fumewatch.cli.common import (
+    CLIError,
+    add_common,
+    install_signal_handlers,
+    settings_from,
+    time_arg,
+    write_rows,
+)
+from fumewatch.services import start_metrics
 from ingest import logs
-from ingest.config import Settings, load_settings
 from ingest.model import READING_CSV_COLUMNS
-from ingest.timeutil import format_utc, parse_time
+from ingest.timeutil import format_utc
 
 log = logging.getLogger("fumewatch.cli")
 
-#: Packages whose ``cli.register(subparsers)`` adds subcommands (dependencies point to ingest only).
-PLUGIN_MODULES = ("alerts.cli", "alerts.reports.cli", "alerts.api", "ingest.acl", "dashboards.cli")
 
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-# ---------------------------------------------------------------------- shared options
-def add_common(
-    p: argparse.ArgumentParser,
-    *,
-    broker: bool = False,
-    store: bool = False,
-    registry: bool = False,
-    state: bool = False,
-) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML config file (see config/fumewatch.sample.toml)")
-    if broker:
-        p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://...")
-    if store:
-        p.add_argument(
-            "--store", metavar="S", help="path ending in .db (embedded SQLite) or http(s):// InfluxDB URL"
-        )
-    if registry:
-        p.add_argument("--registry", metavar="CSV", help="device registry CSV")
-    if state:
-        p.add_argument(
-            "--state", metavar="PATH", help="state database (SQLite): dead letters, events, notices"
-        )
-
-
-def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, **extra: dict) -> Settings:
-    overrides = {
-        "mqtt": {
-            "broker": getattr(args, "broker", None),
-            "client_id": getattr(args, "client_id", None),
-            "shared_group": getattr(args, "shared_group", None),
-        },
-        "ingest": {
-            "store": getattr(args, "store", None),
-            "registry": getattr(args, "registry", None),
-            "state": getattr(args, "state", None),
-        },
-    }
-    for section, values in extra.items():
-        overrides.setdefault(section, {}).update(values)
-    try:
-        return load_settings(getattr(args, "config", None), overrides, cls)
-    except FileNotFoundError as exc:
-        raise CLIError(str(exc)) from None
-    except ValueError as exc:
-        raise CLIError(f"invalid configuration: {exc}") from None
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handler(signum, frame) -> None:
-        log.info("event=signal signal=%s (stopping cleanly)", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def time_arg(value: str | None, tz: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, tz)
-    except ValueError:
-        raise CLIError(
-            f"cannot read time {value!r}: use RFC 3339 (2026-11-26T12:00:00+08:00), a date, or epoch ms"
-        ) from None
-
-
-def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:
-    out = out or sys.stdout
-    n = 0
-    if fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(columns)
-        for row in rows:
-            w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
-            n += 1
-    else:
-        items = list(rows)
-        n = len(items)
-        out.write(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return n
-
-
-# ---------------------------------------------------------------------- ingest
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.registry import Registry
     from ingest.service import IngestService
@@ -140,30 +49,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         store.close()
         state.close()
     return 0
-
-
-def start_metrics(s: Settings, *, ingest=None, alerts=None):
-    """Start /healthz + /metrics when ``[metrics] port`` is set; None otherwise."""
-    if not s.metrics.port:
-        return None
-    from ingest.metrics import IngestCollector, MetricsServer, ingest_health
-
-    collectors = []
-    if ingest is not None:
-        collectors.append(IngestCollector(ingest))
-    if alerts is not None:
-        from ingest.metrics import AlertsCollector
-
-        collectors.append(AlertsCollector(alerts))
-    if ingest is not None:
-        health = ingest_health(ingest)
-    else:
-
-        def health() -> tuple[bool, dict]:
-            ok = alerts.client is None or alerts.client.is_connected()
-            return ok, {"mqtt_connected": ok, "transitions": alerts.transitions_total}
-
-    return MetricsServer(s.metrics.host, s.metrics.port, health, collectors).start()
 
 
 def _fmt_bool(v: object) -> object:
@@ -248,7 +133,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     logs.setup(s.logging.level, s.logging.format)
     registry_path = args.registry or args.write_registry or s.ingest.registry
     registry = Registry.load(registry_path)
-    start_ms = time_arg(args.start, s.display_tz) if args.start else _default_start_ms(s.display_tz)
+    start_ms = time_arg(args.start, s.display_tz) if args.start else simulate.default_start_ms(s.display_tz)
     stats = simulate.run_simulation(
         s.mqtt.broker,
         registry,
@@ -270,18 +155,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_start_ms(tz: str) -> int:
-    """Midnight (display time zone) of yesterday: a full simulated day that is entirely in the past."""
-    from datetime import datetime, timedelta
-
-    from ingest.timeutil import zone
-
-    today = datetime.now(zone(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return int((today - timedelta(days=1)).timestamp() * 1000)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ingest.demo import run_demo
+    from fumewatch.demo import run_demo
 
     return run_demo(args)
 
@@ -293,14 +168,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fumewatch",
-        description="Streaming compliance monitoring of restaurant cooking fume (GB 18483-2001, HJ 212-2017).",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("ingest", help="run the ingest service (MQTT -> store)")
     add_common(sp, broker=True, store=True, registry=True, state=True)
     sp.add_argument("--client-id", help="MQTT client id (fixed: the broker keeps the session)")
@@ -352,38 +220,3 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("config", help="print the effective settings (secrets masked)")
     add_common(sp, broker=True, store=True, registry=True, state=True)
     sp.set_defaults(func=cmd_config)
-
-    for name in PLUGIN_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not (name == exc.name or name.startswith(exc.name + ".")):
-                raise  # a real missing dependency inside the module: say so
-            continue
-        register: Callable[[argparse._SubParsersAction], None] = mod.register
-        register(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ingest.registry import RegistryError
-    from ingest.store.influx import InfluxQLError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logs.setup("WARNING")
-    try:
-        return int(args.func(args) or 0)
-    except CLIError as exc:
-        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except (RegistryError, InfluxQLError, FileNotFoundError, ValueError) as exc:
-        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 Everything here is pure: no I/O, no clock. Times are epoch milliseconds UTC.
 
-Rules (the same in :mod:`alerts.detector` and :mod:`alerts.replay`):
+Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.replay`):
 
 - Tumbling windows aligned to the epoch clock: ``start = t - t % window_ms`` (UTC; with the default
   10-minute window this is also aligned to local time in every whole-hour zone such as Asia/Shanghai).

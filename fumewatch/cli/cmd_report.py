@@ -7,18 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from alerts.config import AppSettings
-from alerts.reports.config import ReportSettings
-from ingest.cli import CLIError, add_common, settings_from, time_arg
+from fumewatch.cli.common import CLIError, add_common, settings_from, time_arg
+from fumewatch.settings import AppSettings
 from ingest.config import IngestSettings
 
 CLI_FORMATS = ("csv", "xlsx", "html", "pdf", "json")
-
-
-class ReportAppSettings(AppSettings):
-    """The application settings with the ``[report]`` section."""
-
-    report: ReportSettings = ReportSettings()
 
 
 def open_report_store(explicit: str | None, settings: AppSettings):
@@ -75,7 +68,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if fmt not in CLI_FORMATS:
         raise CLIError(f"give --format ({', '.join(CLI_FORMATS)}); cannot tell it from --out {args.out!r}")
     overrides = {"report": {"max_charts": args.max_charts}}
-    s: ReportAppSettings = settings_from(args, ReportAppSettings, **overrides)  # type: ignore[assignment]
+    s: AppSettings = settings_from(args, AppSettings, **overrides)  # type: ignore[assignment]
     tz = s.display_tz
     since, until = time_arg(args.since, tz), time_arg(args.until, tz)
     assert since is not None and until is not None

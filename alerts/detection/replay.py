@@ -2,9 +2,9 @@
 
 :func:`replay_frame` gives exactly the ``exceedance`` and ``purifier_off`` events (ids, start, end, peak,
 mean, limit, evidence, state) and the finalised windows that the streaming
-:class:`alerts.detector.Detector` gives when fed the same readings in time order followed by
-:meth:`~alerts.detector.Detector.flush` (closed events as their ``closed`` transition carries them, events
-still open as :meth:`~alerts.detector.Detector.open_events` shows them). ``tests/test_replay.py`` checks
+:class:`alerts.detection.detector.Detector` gives when fed the same readings in time order followed by
+:meth:`~alerts.detection.detector.Detector.flush` (closed events as their ``closed`` transition carries them, events
+still open as :meth:`~alerts.detection.detector.Detector.open_events` shows them). ``tests/test_replay.py`` checks
 the two paths against each other on hypothesis-generated and random series.
 
 How it stays identical:
@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alerts.detection.window import FAN_OFF, INCOMPLETE, DetectorConfig, exceedance_id, summary
 from alerts.model import EXCEEDANCE, PURIFIER_OFF, Event, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
-from alerts.window import FAN_OFF, INCOMPLETE, DetectorConfig, exceedance_id, summary
 from ingest.registry import Registry
 
 __all__ = ["replay_frame", "WINDOW_COLUMNS", "INPUT_COLUMNS"]

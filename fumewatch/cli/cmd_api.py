@@ -1,0 +1,108 @@
+"""``fumewatch api``: serve the read-only HTTP API of :mod:`alerts.api` with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from alerts.api import parse_tokens
+from fumewatch.cli.common import CLIError, add_common, settings_from
+from fumewatch.settings import AppSettings
+
+log = logging.getLogger("fumewatch.api")
+
+
+def _refuse_tokens_in_toml(config: str | None) -> None:
+    if not config:
+        return
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return  # settings_from reports unreadable files
+    if "tokens" in (data.get("api") or {}):
+        raise CLIError(
+            f"{config}: [api] tokens must not be in the config file; set FUMEWATCH_API_TOKENS in the "
+            "environment or an .env file"
+        )
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from alerts.api import create_app
+    from alerts.profiles import ProfileError, load_profiles
+    from fumewatch.cli.cmd_report import open_report_store
+    from ingest import logs
+    from ingest.registry import Registry
+
+    _refuse_tokens_in_toml(args.config)
+    overrides = {"api": {"host": args.host, "port": args.port}}
+    s: Any = settings_from(args, AppSettings, **overrides)
+    try:
+        tokens = parse_tokens(s.api.tokens)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    state = s.ingest.state
+    if not Path(state).exists():
+        raise CLIError(f"state database {state} does not exist")
+    logs.setup(s.logging.level, s.logging.format)
+    registry = Registry.load(s.ingest.registry)
+    try:
+        profiles = load_profiles(s.alerts.profiles_file or None)
+    except ProfileError as exc:
+        raise CLIError(str(exc)) from None
+    store = open_report_store(args.store, s)
+    app = create_app(
+        state_path=state,
+        registry=registry,
+        tokens=tokens,
+        api=s.api,
+        report=s.report,
+        display_tz=s.display_tz,
+        detector=s.alerts.detector_config(),
+        profiles=profiles,
+        store=store,
+    )
+    log.info(
+        "event=api_start host=%s port=%d tokens=%d registry_devices=%d store=%s",
+        s.api.host,
+        s.api.port,
+        len(tokens),
+        len(registry),
+        "yes" if store is not None else "no",
+    )
+    config = uvicorn.Config(
+        app,
+        host=s.api.host,
+        port=s.api.port,
+        log_config=None,  # our key=value logging (logs.setup); uvicorn's own access log is off
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(s.api.forwarded_allow_ips),
+        forwarded_allow_ips=s.api.forwarded_allow_ips or None,
+        timeout_keep_alive=5,
+    )
+    # uvicorn handles SIGINT/SIGTERM: it finishes open requests, runs the app's shutdown (closes the
+    # ledger), then re-raises the signal so the process exits with it.
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if store is not None:
+            store.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sp = sub.add_parser(
+        "api",
+        help="read-only HTTP API for reports and events (bearer tokens from FUMEWATCH_API_TOKENS)",
+        description="Serve GET /api/v1/reports/exceedances, GET /api/v1/events and GET /healthz. "
+        "Tokens come only from the environment variable FUMEWATCH_API_TOKENS (comma-separated) or .env.",
+    )
+    add_common(sp, store=True, registry=True, state=True)
+    sp.add_argument("--host", help="bind address (default 127.0.0.1; [api] host)")
+    sp.add_argument("--port", type=int, help="port (default 8080; [api] port)")
+    sp.set_defaults(func=cmd_api)
