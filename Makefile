@@ -28,6 +28,7 @@ test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
