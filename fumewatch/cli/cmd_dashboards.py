@@ -1,4 +1,4 @@
-"""``fumewatch dashboards build|push|queries`` (registered by ingest/cli.py through ``register``).
+"""``fumewatch dashboards build|push|queries`` (registered by fumewatch/cli/__init__.py through ``register``).
 
 - ``build --out DIR``: DIR/dashboards/<uid>.json, DIR/provisioning/datasources/fumewatch.yaml and
   DIR/provisioning/dashboards/fumewatch.yaml; prints each path written.
