@@ -435,7 +435,7 @@ def test_pdf(world: World, font_file: str) -> None:
 
 
 def test_pdf_caps_event_rows(world: World) -> None:
-    from alerts.reports.formats import _pdf_event_rows
+    from alerts.reports.formats.pdf import _pdf_event_rows
 
     rep = build(world, max_charts=0)
     kept, left_out = _pdf_event_rows(rep, 4)
