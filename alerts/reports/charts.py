@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from alerts.reports.build import ChartData
+from alerts.reports.model import ChartData
 
 log = logging.getLogger("fumewatch.reports")
 

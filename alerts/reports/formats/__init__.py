@@ -1,8 +1,8 @@
-"""Render a built :class:`~alerts.reports.build.Report` as csv, xlsx, html, pdf or json bytes.
+"""Render a built :class:`~alerts.reports.model.Report` as csv, xlsx, html, pdf or json bytes.
 
 - ``csv``: ONE table per file, UTF-8 with BOM (Excel then shows Chinese names correctly), CRLF lines,
-  header = the machine keys of :data:`~alerts.reports.build.EVENT_COLUMNS` /
-  :data:`~alerts.reports.build.SUMMARY_COLUMNS` (stable for scripts; the same keys as json). ``table``
+  header = the machine keys of :data:`~alerts.reports.model.EVENT_COLUMNS` /
+  :data:`~alerts.reports.model.SUMMARY_COLUMNS` (stable for scripts; the same keys as json). ``table``
   picks the table: ``events`` (default) or ``summary``. Times are RFC 3339 in the display time zone
   (``2026-11-26T12:00:00+08:00``), rates are fractions (0.953), an open event has an empty end.
   ``fumewatch report --format csv --out X.csv`` writes both: ``X.csv`` (events) and ``X.summary.csv``.
@@ -22,13 +22,13 @@ names the download (:func:`filename`).
 
 from __future__ import annotations
 
-from alerts.reports.build import Report
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import DEFINITIONS, TITLE_EN, TITLE_ZH, display_cells
 from alerts.reports.formats.html import render_html
 from alerts.reports.formats.machine import iso_local, machine_frame, render_csv, render_json, report_dict
 from alerts.reports.formats.pdf import render_pdf
 from alerts.reports.formats.xlsx import SHEET_ABOUT, SHEET_EVENTS, SHEET_SUMMARY, render_xlsx
+from alerts.reports.model import Report
 from ingest.timeutil import format_local
 
 FORMATS = ("csv", "xlsx", "html", "pdf", "json")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alerts.reports.build import KIND_LABELS, LEVEL_LABELS, STATE_LABELS, Column, Report
+from alerts.reports.model import KIND_LABELS, LEVEL_LABELS, STATE_LABELS, Column, Report
 from ingest.timeutil import format_local
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"

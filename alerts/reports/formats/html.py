@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import pandas as pd
 
 from alerts.model import EVENT_KINDS
-from alerts.reports.build import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import (
     _NUMERIC,
@@ -19,6 +18,7 @@ from alerts.reports.formats.common import (
     _period_text,
     display_cells,
 )
+from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
 
 _CSS = """

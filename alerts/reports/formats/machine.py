@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from alerts.reports.build import EVENT_COLUMNS, SUMMARY_COLUMNS, Column, Report
+from alerts.reports.model import EVENT_COLUMNS, SUMMARY_COLUMNS, Column, Report
 
 _ROUND = {"mg": 4, "min": 1, "rate": 4, "pct": 1}
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from alerts.model import EVENT_KINDS
-from alerts.reports.build import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import (
     _NUMERIC,
@@ -22,6 +21,7 @@ from alerts.reports.formats.common import (
     _width,
     display_cells,
 )
+from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
 
 _A4_LANDSCAPE = (11.69, 8.27)

@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 
 from alerts.model import EVENT_KINDS
-from alerts.reports.build import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.formats.common import (
     _LABELS,
     DEFINITIONS,
@@ -19,6 +18,7 @@ from alerts.reports.formats.common import (
     _period_text,
     _width,
 )
+from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
 
 SHEET_EVENTS, SHEET_SUMMARY, SHEET_ABOUT = "超标事件 Exceedances", "汇总 Summary", "报告说明 About"
