@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from alerts.model import EVENT_KINDS
+from alerts.reports.charts import CJK_FONT_PACKAGE
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import (
     _NUMERIC,
@@ -24,6 +25,10 @@ from alerts.reports.formats.common import (
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
 
+#: The cover note of a PDF drawn without a Chinese font: the same package as the warning on stderr.
+NO_CJK_FONT_NOTE = (
+    f"No Chinese font installed (Debian: apt-get install {CJK_FONT_PACKAGE}): Chinese text is shown as '?'."
+)
 _A4_LANDSCAPE = (11.69, 8.27)
 _ROWS_PER_PAGE = 38
 
@@ -261,7 +266,7 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
                 else f"This PDF lists {len(events)} events; {left_out} more are in the xlsx/csv/html report"
             )
         if not fonts.cjk:
-            notes.append("No CJK font installed (Debian: fonts-noto-cjk): Chinese text is shown as '?'.")
+            notes.append(NO_CJK_FONT_NOTE)
         for n in notes:
             fig.text(0.08, y, "· " + n.strip(), fontproperties=fonts.props(size=8.5), color="#333333")
             y -= 0.028
