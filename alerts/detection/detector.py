@@ -50,9 +50,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from alerts.detection.hours import BusinessHours
 from alerts.detection.window import (
     POLLUTANT_INDEX,
-    BusinessHours,
     DetectorConfig,
     ExceedanceTracker,
     WindowAcc,
