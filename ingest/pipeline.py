@@ -1,13 +1,13 @@
 """Message -> Readings and DeadLetters. Pure: no I/O, never raises on bad input.
 
 Topic contract (docs/protocol.md): ``{prefix}/{device_id}/reading`` carries JSON (one object or an
-array), ``{prefix}/{device_id}/hj212`` carries one or more HJ 212-2017 frames.
+array), ``{prefix}/{device_id}/hj212`` carries one or more HJ 212-2017 frames. What is refused, and why, is
+a :class:`ingest.untrusted.Reject`.
 """
 
 from __future__ import annotations
 
 import math
-import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,18 +18,10 @@ from ingest.config import Settings
 from ingest.model import DeadLetter, Reading
 from ingest.registry import Device, Registry
 from ingest.timeutil import zone
+from ingest.untrusted import Reject, _dumpable, _json_time, _short, _topic_device
 
 _NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
 _SWITCH = ("fan", "purifier")
-
-
-class Reject(Exception):
-    """One reading (or a whole message) is refused; ``reason`` is a short code, ``message`` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(slots=True)
@@ -375,51 +367,3 @@ class Pipeline:
             purifier_on=flags["purifier"],
             source=source,
         )
-
-
-def _json_time(ts: object) -> int:
-    if ts is None:
-        raise Reject("missing_ts", "ts is required")
-    if isinstance(ts, bool):
-        raise Reject("bad_ts", "ts is a boolean")
-    if isinstance(ts, int):
-        return ts  # epoch milliseconds; seconds sent by mistake land in 1970 and fail the age check
-    if isinstance(ts, float):
-        if not math.isfinite(ts):
-            raise Reject("bad_ts", f"ts is {ts}")
-        return int(ts)
-    if isinstance(ts, str):
-        s = ts.strip()
-        if s.endswith(("Z", "z")):
-            s = s[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError:
-            raise Reject("bad_ts", f"ts {ts[:40]!r} is not RFC 3339") from None
-        if dt.tzinfo is None:
-            raise Reject("bad_ts", f"ts {ts[:40]!r} has no UTC offset")
-        return int(dt.timestamp() * 1000)
-    raise Reject("bad_ts", f"ts is {type(ts).__name__}")
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel = 3
-
-
-def _short(value: object, n: int) -> str:
-    """Bounded text of an untrusted JSON value: str() of a list nested ~1000 deep (orjson accepts 1024)
-    raises RecursionError, and str() of a huge array builds the whole text before it is cut."""
-    return value[:n] if isinstance(value, str) else _REPR.repr(value)[:n]
-
-
-def _dumpable(item: object) -> bool:
-    try:
-        orjson.dumps(item)
-        return True
-    except TypeError:
-        return False
-
-
-def _topic_device(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[-2] if len(parts) >= 2 else ""

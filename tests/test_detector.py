@@ -8,7 +8,8 @@ import random
 import pytest
 
 from alerts.detection.detector import Detector
-from alerts.detection.window import BusinessHours, DetectorConfig, max_reading_mg_m3
+from alerts.detection.hours import BusinessHours
+from alerts.detection.window import DetectorConfig, max_reading_mg_m3
 from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
 from alerts.profiles import Profiles, load_profiles
 from ingest.model import Reading

@@ -23,12 +23,12 @@ aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtp
 pytest.importorskip("apprise", reason="apprise not installed")
 
 from alerts.enforcement.notify import (  # noqa: E402
-    _CONTEXT_KEYS,
     TEMPLATE_NAMES,
     Notifier,
     NotifySettings,
     format_duration,
 )
+from alerts.enforcement.notify.render import _CONTEXT_KEYS  # noqa: E402
 from alerts.ledger import Ledger  # noqa: E402
 from alerts.model import EXCEEDANCE, LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult  # noqa: E402
 from ingest.registry import Device  # noqa: E402

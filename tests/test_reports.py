@@ -435,7 +435,7 @@ def test_pdf(world: World, font_file: str) -> None:
 
 
 def test_pdf_caps_event_rows(world: World) -> None:
-    from alerts.reports.formats import _pdf_event_rows
+    from alerts.reports.formats.pdf import _pdf_event_rows
 
     rep = build(world, max_charts=0)
     kept, left_out = _pdf_event_rows(rep, 4)
@@ -522,3 +522,69 @@ def test_cli_report_writes_files(world: World, tmp_path: Path, capsys: pytest.Ca
     )
     assert main(["report", *common, "--out", str(tmp_path / "z.txt")]) == 2  # no format, none from the suffix
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Without a Chinese font: one warning naming the package the set-up installs, the same in the PDF
+# ---------------------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pdf_without_a_chinese_font_warns_once_and_names_the_package(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from matplotlib.figure import Figure
+
+    from alerts.reports.charts import CJK_FONT_PACKAGE, FONT_DIR_ENV, NO_CJK_FONT_WARNING
+
+    assert f"missing+=(fontconfig {CJK_FONT_PACKAGE})" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"apt-get install {CJK_FONT_PACKAGE}" in NO_CJK_FONT_WARNING
+    empty = tmp_path / "no-fonts"
+    empty.mkdir()
+    monkeypatch.setenv(FONT_DIR_ENV, str(empty))  # the font search sees no font at all
+    drawn: list[str] = []
+    figure_text = Figure.text
+
+    def text(self, x, y, s, *args, **kwargs):  # noqa: ANN001, ANN202
+        drawn.append(str(s))
+        return figure_text(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "text", text)
+    rep = build(world, store=world.store, max_charts=2)
+    with caplog.at_level(logging.WARNING, logger="fumewatch.reports"):
+        assert render(rep, "pdf").startswith(b"%PDF")
+        assert render(rep, "html").count(b"data:image/png;base64,") == 2  # charts: the same search
+    assert [r.getMessage() for r in caplog.records if "font" in r.getMessage()] == [NO_CJK_FONT_WARNING]
+    assert any(CJK_FONT_PACKAGE in s for s in drawn)  # the note on the PDF's cover
+    assert not any("fonts-noto-cjk" in s for s in drawn)
+    assert not any("老王" in s for s in drawn)  # names print as '?'
+
+
+def test_cli_report_without_a_chinese_font_prints_one_warning_line(world: World, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from alerts.reports.charts import FONT_DIR_ENV, NO_CJK_FONT_WARNING
+
+    empty = tmp_path / "no-fonts"
+    empty.mkdir()
+    out = tmp_path / "r.pdf"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), FONT_DIR_ENV: str(empty)}
+    args = ["--state", str(world.state), "--registry", str(world.registry_path)]
+    args += ["--since", "2026-11-25", "--until", "2026-11-26", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fumewatch", "report", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes().startswith(b"%PDF")
+    lines = [ln for ln in proc.stderr.splitlines() if "font" in ln.lower()]
+    assert len(lines) == 1 and lines[0].endswith(NO_CJK_FONT_WARNING), proc.stderr

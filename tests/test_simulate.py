@@ -1,4 +1,4 @@
-"""Tests of the kitchen simulator (ingest/simulate.py): registry, behaviours, realism, encodings, and a
+"""Tests of the kitchen simulator (ingest/simulate/): registry, behaviours, realism, encodings, and a
 real publish run through Mosquitto."""
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""Detection: readings -> 10-minute windows (window.py) -> events (detector.py, streaming; replay.py, vectorised)."""
+"""Detection: readings -> 10-minute windows (window.py; business hours in hours.py) -> events (detector.py,
+streaming, with its per-device state in state.py; replay.py, vectorised, with its events in replay_events.py).
+"""

@@ -50,9 +50,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from alerts.detection.hours import BusinessHours
+from alerts.detection.state import _NEG, _bypass, _Dev
 from alerts.detection.window import (
     POLLUTANT_INDEX,
-    BusinessHours,
     DetectorConfig,
     ExceedanceTracker,
     WindowAcc,
@@ -64,61 +65,11 @@ from alerts.detection.window import (
 from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
 from ingest.model import Reading
-from ingest.registry import Device, Registry
+from ingest.registry import Registry
 
 __all__ = ["Detector", "DetectorConfig", "SNAPSHOT_VERSION"]
 
 SNAPSHOT_VERSION = 1
-_NEG = -(2**62)  # "no time yet" (JSON-safe, below any real epoch ms)
-
-
-class _Dev:
-    """Mutable state of one device (kept small: the service may hold 100,000 of these)."""
-
-    __slots__ = (
-        "device",
-        "judged",
-        "profile",
-        "wm",
-        "max_t",
-        "last_seen",
-        "windows",
-        "trackers",
-        "p_start",
-        "p_last",
-        "p_count",
-        "p_event",
-        "offline",
-        "late",
-        "late_wm",
-    )
-
-    def __init__(self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str) -> None:
-        self.device = device
-        self.judged = judged  # ((accumulator slot, pollutant, limit), ...), shared between devices
-        self.profile = profile
-        self.wm = _NEG
-        self.max_t = _NEG  # latest event time accepted into a window
-        self.last_seen = _NEG  # latest event time of any reading (late and duplicates too): offline
-        self.windows: list[WindowAcc] = []  # open windows, by start
-        # one ExceedanceTracker per judged pollutant, None while idle (no pending run, no open event)
-        self.trackers: list[ExceedanceTracker | None] | None = None
-        self.p_start: int | None = None
-        self.p_last: int | None = None
-        self.p_count = 0
-        self.p_event: Event | None = None
-        self.offline: Event | None = None
-        self.late: Event | None = None
-        self.late_wm = _NEG  # watermark when the last late reading arrived
-
-    def meta(self) -> dict:
-        d = self.device
-        return {
-            "device_id": d.device_id,
-            "restaurant_id": d.restaurant_id,
-            "district": d.district,
-            "profile": self.profile,
-        }
 
 
 class Detector:
@@ -296,23 +247,7 @@ class Detector:
     def snapshot(self) -> dict:
         """The whole state as JSON-serialisable data (open events, partial windows, counters, and
         finalised windows not yet drained)."""
-        devs = {}
-        for dev_id, st in self._devs.items():
-            devs[dev_id] = {
-                "wm": st.wm,
-                "max_t": st.max_t,
-                "last_seen": st.last_seen,
-                "windows": [acc.to_state() for acc in st.windows],
-                "trackers": {
-                    p: tr.to_state()
-                    for (_, p, _), tr in zip(st.judged, st.trackers or (), strict=False)
-                    if tr is not None
-                },
-                "purifier": [st.p_start, st.p_last, st.p_count, _ev(st.p_event)],
-                "offline": _ev(st.offline),
-                "late": _ev(st.late),
-                "late_wm": st.late_wm,
-            }
+        devs = {dev_id: st.to_state() for dev_id, st in self._devs.items()}
         return {
             "version": SNAPSHOT_VERSION,
             "config": self.config.as_dict(),
@@ -348,18 +283,7 @@ class Detector:
             st = det._dev(dev_id)
             if st is None:
                 continue
-            st.wm, st.max_t, st.last_seen = s["wm"], s["max_t"], s["last_seen"]
-            st.windows = sorted((WindowAcc.from_state(w) for w in s["windows"]), key=lambda a: a.start_ms)
-            if s["trackers"]:
-                st.trackers = [
-                    None if p not in s["trackers"] else ExceedanceTracker.from_state(s["trackers"][p])
-                    for _, p, _ in st.judged
-                ]
-            st.p_start, st.p_last, st.p_count = s["purifier"][:3]
-            st.p_event = _unev(s["purifier"][3])
-            st.offline = _unev(s["offline"])
-            st.late = _unev(s["late"])
-            st.late_wm = s["late_wm"]
+            st.load_state(s)
         det._windows_out = [WindowResult(**w) for w in snapshot["pending_windows"]]
         return det
 
@@ -476,15 +400,3 @@ class Detector:
         ev.state = "closed"
         st.late = None
         out.append(Transition(snapshot_event(ev), "closed", st.wm))
-
-
-def _bypass(st: _Dev) -> dict:
-    return {"first_bypass_ms": st.p_start, "last_bypass_ms": st.p_last, "bypass_readings": st.p_count}
-
-
-def _ev(ev: Event | None) -> dict | None:
-    return None if ev is None else ev.as_dict()
-
-
-def _unev(d: dict | None) -> Event | None:
-    return None if d is None else Event(**d)

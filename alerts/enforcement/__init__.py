@@ -1,1 +1,1 @@
-"""Enforcement: the ladder (ladder.py: education -> warning -> enforcement case) and notices (notify.py, templates/)."""
+"""Enforcement: the ladder (ladder.py: education -> warning -> enforcement case) and notices (notify/, templates/)."""

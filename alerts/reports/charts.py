@@ -4,9 +4,16 @@ Only matplotlib's object API is used (``Figure`` without pyplot), so charts can 
 threads (the report API) without pyplot's global state.
 
 Chinese glyphs need a CJK font: :func:`find_cjk_font` takes ``[report] font_file`` if set, else the first
-font ``fc-list :lang=zh`` lists (Debian: ``fonts-noto-cjk`` or ``fonts-wqy-microhei``), else a CJK family
-matplotlib already knows. Without one, labels are English and Chinese data text is replaced by ``?``
-(:meth:`Fonts.text`), so no page shows empty "tofu" boxes.
+font ``fc-list :lang=zh`` lists (the set-up installs ``fonts-wqy-microhei``, :data:`CJK_FONT_PACKAGE`;
+``fonts-noto-cjk`` works too), else a CJK family matplotlib already knows. Without one, labels are English
+and Chinese data text is replaced by ``?`` (:meth:`Fonts.text`), so no page shows empty "tofu" boxes, and
+one warning (:data:`NO_CJK_FONT_WARNING`, naming the package to install) is logged per process: on stderr
+for ``fumewatch report``, in the service log for the API.
+
+``FUMEWATCH_CJK_FONT_DIR`` (:data:`FONT_DIR_ENV`), when set, replaces the system search: the font files in
+that directory (``*.ttf``, ``*.ttc``, ``*.otf``, taken to hold Chinese glyphs) are the only candidates, so
+an empty directory means "no Chinese font" (tests use that), and a font kept outside the system font
+directories can be used without fontconfig.
 """
 
 from __future__ import annotations
@@ -14,19 +21,32 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import re
 import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from alerts.reports.build import ChartData
+from alerts.reports.model import ChartData
 
 log = logging.getLogger("fumewatch.reports")
+
+#: The Debian package of the Chinese font the set-up installs (.ci/run and the Dockerfile, with fontconfig).
+CJK_FONT_PACKAGE = "fonts-wqy-microhei"
+#: Logged once per process when a chart or PDF is drawn without a Chinese font.
+NO_CJK_FONT_WARNING = (
+    "fumewatch report: no Chinese font found; names print as '?'. "
+    f"Install one: apt-get install {CJK_FONT_PACKAGE}"
+)
+#: A directory searched for a Chinese font instead of the system's fonts (see the module docstring).
+FONT_DIR_ENV = "FUMEWATCH_CJK_FONT_DIR"
+_FONT_SUFFIXES = (".ttf", ".ttc", ".otf")
 
 #: CJK families matplotlib may already know (macOS/Windows/Linux), in order of preference.
 _KNOWN_CJK = (
@@ -106,15 +126,34 @@ def _fc_list_zh() -> list[str]:
     return [p for _, p in sorted(found)]
 
 
-@lru_cache(maxsize=8)
+def _font_dir_files(font_dir: str) -> list[str]:
+    d = Path(font_dir)
+    if not d.is_dir():
+        return []
+    return sorted(str(p) for p in d.iterdir() if p.suffix.lower() in _FONT_SUFFIXES and p.is_file())
+
+
 def find_cjk_font(font_file: str = "") -> Fonts:
-    """The fonts for charts and PDF pages. ``font_file``: a font path, ``""`` (search) or ``"none"``."""
+    """The fonts for charts and PDF pages. ``font_file``: a font path, ``""`` (search) or ``"none"``.
+
+    Without a Chinese font (and unless ``font_file`` is ``"none"``) logs :data:`NO_CJK_FONT_WARNING` once.
+    """
+    return _find_cjk_font(font_file, os.environ.get(FONT_DIR_ENV))
+
+
+@lru_cache(maxsize=8)
+def _find_cjk_font(font_file: str, font_dir: str | None) -> Fonts:
     from matplotlib import font_manager
 
     latin = "DejaVu Sans"
     if font_file.strip().lower() == "none":
         return Fonts((latin,), False)
-    candidates = [font_file] if font_file.strip() else _fc_list_zh()
+    if font_file.strip():
+        candidates = [font_file]
+    elif font_dir is not None:
+        candidates = _font_dir_files(font_dir)
+    else:
+        candidates = _fc_list_zh()
     with _lock:
         for path in candidates:
             try:
@@ -125,11 +164,11 @@ def find_cjk_font(font_file: str = "") -> Fonts:
                 continue
             return Fonts((name, latin), True, name)
         known = {f.name for f in font_manager.fontManager.ttflist}
-    for name in _KNOWN_CJK:
-        if name in known:
-            return Fonts((name, latin), True, name)
-    if font_file.strip():
-        log.warning("event=report_font_missing path=%s (using English labels)", font_file)
+    if font_dir is None or font_file.strip():  # FUMEWATCH_CJK_FONT_DIR replaces the system's fonts
+        for name in _KNOWN_CJK:
+            if name in known:
+                return Fonts((name, latin), True, name)
+    log.warning(NO_CJK_FONT_WARNING)
     return Fonts((latin,), False)
 
 

@@ -1,58 +1,25 @@
-"""``fumewatch api``: a small read-only HTTP API that serves the inspector reports.
+"""The ASGI application (FastAPI): the auth guard and access log middleware, error handlers and the routes.
 
-Endpoints (times: RFC 3339, a date in the display time zone, or epoch ms; URL-encode ``+`` as ``%2B``)::
-
-    GET /healthz                                   no auth; 200 {"status": "ok"} when the state DB answers
-    GET /api/v1/reports/exceedances?since&until[&district][&restaurant][&format=json|csv|xlsx|html|pdf]
-                                                   [&table=events|summary]   (table: csv only)
-        json: {"events": [...], "summary": [...], "totals": {...}, "since", "until", ...}
-    GET /api/v1/events?since&until[&restaurant][&district][&kind][&limit=10000]    JSON list of events
-
-Security (issue 6):
-
-- Every ``/api/`` request needs ``Authorization: Bearer <token>``. Tokens come only from the environment
-  variable ``FUMEWATCH_API_TOKENS`` (comma-separated; an ``.env`` file works too), never from the TOML file
-  (``fumewatch api`` refuses a config file with ``[api] tokens``). Each must be at least 16 characters.
-- The presented token is compared with every configured token using :func:`hmac.compare_digest` on
-  SHA-256 digests: constant time, and no length leak.
-- A missing or wrong token gets 401 with ``WWW-Authenticate: Bearer realm="fumewatch"`` (RFC 6750); the
-  body and the logs never contain the presented token or the Authorization header.
-- Failed authentications are counted per client IP in a sliding window (``auth_fail_limit`` per
-  ``auth_fail_window_s``, default 10 per minute); past the limit every ``/api/`` request from that IP
-  gets 429 with ``Retry-After`` until the window has moved on, a right token included.
-  Behind a reverse proxy set ``forwarded_allow_ips`` to the proxy address so the client IP is the real one.
-- Bad parameters are 400 with ``{"error": "bad_request", "detail": "..."}``; unknown paths 404; errors
-  never include a stack trace. Access log lines are ``key=value``: method, path, query (secrets masked),
-  status, client, duration — no headers.
-
-Why FastAPI + uvicorn: both are actively maintained, widely deployed, typed; uvicorn is an ASGI server
-with bounded keep-alive and sane defaults, FastAPI/Starlette give routing, middleware and exception
-handling without hand-written HTTP parsing (the stdlib ``http.server`` is documented as not for
-production). Heavy work (building a report) runs in Starlette's thread pool, bounded by
-``max_concurrent_reports``.
+FastAPI is imported inside :func:`create_app`, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import math
 import re
 import sqlite3
 import threading
 import time
-from collections import OrderedDict, deque
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from pydantic import BaseModel, Field, SecretStr
-
+from alerts.api.auth import FailureLimiter, TokenChecker
+from alerts.api.settings import ApiSettings
 from alerts.reports.config import ReportSettings
 
 # Module-level imports stay light (no alerts.config, no FastAPI): alerts.config may import ApiSettings
-# from here, and the `fumewatch` command imports this module at start-up to register `api`.
+# from alerts.api, and the `fumewatch` command imports the package at start-up to register `api`.
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -63,102 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fumewatch.api")
 
-#: Shortest token accepted (characters). Make one with:
-#: ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
-MIN_TOKEN_CHARS = 16
 API_FORMATS = ("json", "csv", "xlsx", "html", "pdf")
 _SECRET_PARAM = re.compile(r"(?i)token|auth|key|secret|pass")
-
-
-class ApiSettings(BaseModel):
-    """The ``[api]`` settings section (environment: ``FUMEWATCH_API_<KEY>``)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    # Bearer tokens, comma-separated: ONLY from the environment (FUMEWATCH_API_TOKENS) or .env, never TOML.
-    tokens: SecretStr = SecretStr("")
-    auth_fail_limit: int = Field(10, ge=1)
-    auth_fail_window_s: float = Field(60.0, gt=0)
-    max_period_days: float = Field(400.0, gt=0)
-    max_concurrent_reports: int = Field(2, ge=1)
-    forwarded_allow_ips: str = ""
-    access_log: bool = True
-
-
-def parse_tokens(secret: SecretStr) -> list[str]:
-    """The configured tokens; raises ValueError (without echoing any token) when none or one too short."""
-    tokens = [t.strip() for t in secret.get_secret_value().split(",") if t.strip()]
-    if not tokens:
-        raise ValueError(
-            "no API token: set FUMEWATCH_API_TOKENS (comma-separated) in the environment or .env"
-        )
-    short = sum(1 for t in tokens if len(t) < MIN_TOKEN_CHARS)
-    if short:
-        raise ValueError(
-            f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters in FUMEWATCH_API_TOKENS"
-        )
-    return tokens
-
-
-class TokenChecker:
-    """Constant-time bearer-token check against every configured token."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        self._digests = [hashlib.sha256(t.encode("utf-8")).digest() for t in tokens]
-
-    def check(self, authorization: str | None) -> str:
-        """``ok``, ``missing`` (no usable Bearer credentials) or ``invalid``."""
-        if not authorization:
-            return "missing"
-        scheme, _, value = authorization.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() != "bearer" or not value:
-            return "missing"
-        presented = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
-        ok = False
-        for d in self._digests:  # no early exit: the time does not say which token matched
-            ok |= hmac.compare_digest(presented, d)
-        return "ok" if ok else "invalid"
-
-
-class FailureLimiter:
-    """Failed authentications per client in a sliding window; bounded memory (``max_clients``)."""
-
-    def __init__(self, limit: int, window_s: float, max_clients: int = 10_000, clock=time.monotonic) -> None:
-        self.limit, self.window_s, self.max_clients, self._clock = limit, window_s, max_clients, clock
-        self._fails: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _live(self, client: str, now: float) -> deque[float] | None:
-        q = self._fails.get(client)
-        if q is None:
-            return None
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        if not q:
-            del self._fails[client]
-            return None
-        return q
-
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until ``client`` may try again, or None when it is not blocked."""
-        with self._lock:
-            now = self._clock()
-            q = self._live(client, now)
-            if q is None or len(q) < self.limit:
-                return None
-            return max(1, math.ceil(q[-self.limit] + self.window_s - now))
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            now = self._clock()
-            q = self._live(client, now)
-            if q is None:
-                q = self._fails[client] = deque(maxlen=self.limit)
-            q.append(now)
-            self._fails.move_to_end(client)
-            while len(self._fails) > self.max_clients:  # forget the least recently failing clients
-                self._fails.popitem(last=False)
 
 
 class BadRequest(Exception):

@@ -1,0 +1,105 @@
+"""Mutable per-device state of the streaming detector (:class:`alerts.detection.detector.Detector`), and
+its part of the detector's snapshot.
+"""
+
+from __future__ import annotations
+
+from alerts.detection.window import ExceedanceTracker, WindowAcc
+from alerts.model import Event
+from ingest.registry import Device
+
+_NEG = -(2**62)  # "no time yet" (JSON-safe, below any real epoch ms)
+
+
+class _Dev:
+    """Mutable state of one device (kept small: the service may hold 100,000 of these)."""
+
+    __slots__ = (
+        "device",
+        "judged",
+        "profile",
+        "wm",
+        "max_t",
+        "last_seen",
+        "windows",
+        "trackers",
+        "p_start",
+        "p_last",
+        "p_count",
+        "p_event",
+        "offline",
+        "late",
+        "late_wm",
+    )
+
+    def __init__(self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str) -> None:
+        self.device = device
+        self.judged = judged  # ((accumulator slot, pollutant, limit), ...), shared between devices
+        self.profile = profile
+        self.wm = _NEG
+        self.max_t = _NEG  # latest event time accepted into a window
+        self.last_seen = _NEG  # latest event time of any reading (late and duplicates too): offline
+        self.windows: list[WindowAcc] = []  # open windows, by start
+        # one ExceedanceTracker per judged pollutant, None while idle (no pending run, no open event)
+        self.trackers: list[ExceedanceTracker | None] | None = None
+        self.p_start: int | None = None
+        self.p_last: int | None = None
+        self.p_count = 0
+        self.p_event: Event | None = None
+        self.offline: Event | None = None
+        self.late: Event | None = None
+        self.late_wm = _NEG  # watermark when the last late reading arrived
+
+    def meta(self) -> dict:
+        d = self.device
+        return {
+            "device_id": d.device_id,
+            "restaurant_id": d.restaurant_id,
+            "district": d.district,
+            "profile": self.profile,
+        }
+
+    def to_state(self) -> dict:
+        """This device's part of :meth:`Detector.snapshot` (JSON-serialisable)."""
+        return {
+            "wm": self.wm,
+            "max_t": self.max_t,
+            "last_seen": self.last_seen,
+            "windows": [acc.to_state() for acc in self.windows],
+            "trackers": {
+                p: tr.to_state()
+                for (_, p, _), tr in zip(self.judged, self.trackers or (), strict=False)
+                if tr is not None
+            },
+            "purifier": [self.p_start, self.p_last, self.p_count, _ev(self.p_event)],
+            "offline": _ev(self.offline),
+            "late": _ev(self.late),
+            "late_wm": self.late_wm,
+        }
+
+    def load_state(self, s: dict) -> None:
+        """Take back what :meth:`to_state` gave (:meth:`Detector.restore`)."""
+        self.wm, self.max_t, self.last_seen = s["wm"], s["max_t"], s["last_seen"]
+        self.windows = sorted((WindowAcc.from_state(w) for w in s["windows"]), key=lambda a: a.start_ms)
+        if s["trackers"]:
+            self.trackers = [
+                None if p not in s["trackers"] else ExceedanceTracker.from_state(s["trackers"][p])
+                for _, p, _ in self.judged
+            ]
+        self.p_start, self.p_last, self.p_count = s["purifier"][:3]
+        self.p_event = _unev(s["purifier"][3])
+        self.offline = _unev(s["offline"])
+        self.late = _unev(s["late"])
+        self.late_wm = s["late_wm"]
+
+
+def _bypass(st: _Dev) -> dict:
+    return {"first_bypass_ms": st.p_start, "last_bypass_ms": st.p_last, "bypass_readings": st.p_count}
+
+
+def _ev(ev: Event | None) -> dict | None:
+    return None if ev is None else ev.as_dict()
+
+
+def _unev(d: dict | None) -> Event | None:
+    return None if d is None else Event(**d)

@@ -1,0 +1,88 @@
+"""What the report formats share: titles, the definitions printed with every human report, and cell text
+for html and pdf (bilingual labels, numbers, widths of Chinese text).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from alerts.reports.model import KIND_LABELS, LEVEL_LABELS, STATE_LABELS, Column, Report
+from ingest.timeutil import format_local
+
+TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
+
+
+_LABELS = {"kind": KIND_LABELS, "level": LEVEL_LABELS, "state": STATE_LABELS}
+
+DEFINITIONS = (
+    (
+        "达标率 = 有效达标窗口数 / 有效窗口数（油烟，窗口开始于报告时段内）",
+        "Compliance rate = compliant valid windows / valid windows (oil fume, windows starting in the "
+        "period)",
+    ),
+    (
+        "数据完整率 = 实收数据条数 / 应收数据条数（时段内全部窗口；无任何窗口时为 0）",
+        "Data completeness = samples / expected samples over all windows in the period (0 when there is "
+        "none)",
+    ),
+    (
+        "净化器未开启、设备离线时长：相应事件截取到报告时段内的分钟数",
+        "Purifier-off and offline minutes: those events clipped to the period",
+    ),
+    (
+        "峰值：超标事件中最高的窗口均值（GB 18483-2001 基准风量折算）",
+        "Peak: highest window mean of the event (GB 18483-2001 reference-volume conversion)",
+    ),
+    (
+        "已发通知数：通知台账中状态为已发送的记录（所有渠道）",
+        "Notices sent: notice-ledger rows with status sent (every channel)",
+    ),
+)
+
+
+def _label(kind: str, code: str, bilingual: bool = True, cjk: bool = True) -> str:
+    zh, en = _LABELS[kind].get(code, (code, code))
+    if not code:
+        return ""
+    if not cjk:
+        return en
+    return f"{zh} {en}" if bilingual else zh
+
+
+def display_cells(
+    df: pd.DataFrame,
+    col: Column,
+    *,
+    time_fmt: str = "%Y-%m-%d %H:%M",
+    bilingual: bool = True,
+    cjk: bool = True,
+) -> list[str]:
+    """One column as display strings (html/pdf)."""
+    s = df[col.key]
+    if col.kind == "time":
+        return s.dt.strftime(time_fmt).where(s.notna(), "").astype(str).tolist()
+    vals = s.tolist()
+    if col.kind == "int":
+        return [str(int(v)) for v in vals]
+    if col.kind in ("mg", "min", "rate", "pct"):
+        fmt = {"mg": "{:.3f}", "min": "{:.1f}", "rate": "{:.1%}", "pct": "{:g}"}[col.kind]
+        return ["" if v is None or v != v else fmt.format(v) for v in vals]
+    if col.kind in _LABELS:
+        return [_label(col.kind, str(v), bilingual, cjk) for v in vals]
+    return ["" if v is None else str(v) for v in vals]
+
+
+def _period_text(report: Report) -> str:
+    tz = report.display_tz
+    return f"{format_local(report.since_ms, tz)} – {format_local(report.until_ms, tz)} ({tz})"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def _width(text: str) -> int:
+    return sum(2 if ord(ch) >= 0x2E80 else 1 for ch in text)
+
+
+_NUMERIC = {"int", "min", "mg", "rate", "pct"}

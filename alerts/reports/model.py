@@ -1,0 +1,154 @@
+"""What a report is made of: its columns (machine key, Chinese and English headings, value kind), the
+display labels, the chart data and the built :class:`Report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alerts.model import EVENT_KINDS
+
+
+class ReportError(ValueError):
+    """Bad report parameters (period, time zone, unknown district or restaurant); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One report column: machine key (CSV/JSON), Chinese and English headings, and its value kind."""
+
+    key: str
+    zh: str
+    en: str
+    kind: str  # text | time | int | min | mg | rate | pct | kind | level | state
+
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    Column("restaurant_id", "餐饮单位编号", "Restaurant ID", "text"),
+    Column("name", "单位名称", "Name", "text"),
+    Column("district", "所属区", "District", "text"),
+    Column("device_id", "监测设备", "Device", "text"),
+    Column("kind", "事件类型", "Kind", "kind"),
+    Column("pollutant", "污染物", "Pollutant", "text"),
+    Column("start", "开始时间", "Start", "time"),
+    Column("end", "结束时间", "End", "time"),
+    Column("duration_min", "持续时长(分钟)", "Duration (min)", "min"),
+    Column("peak_mg_m3", "峰值(窗口均值, mg/m³)", "Peak window mean (mg/m³)", "mg"),
+    Column("mean_mg_m3", "均值(mg/m³)", "Mean (mg/m³)", "mg"),
+    Column("limit_mg_m3", "限值(mg/m³)", "Limit (mg/m³)", "mg"),
+    Column("profile", "执行标准", "Profile", "text"),
+    Column("level", "处置等级", "Escalation level", "level"),
+    Column("state", "状态", "State", "state"),
+    Column("notices_sent", "已发通知数", "Notices sent", "int"),
+    Column("event_id", "事件编号", "Event ID", "text"),
+)
+
+SUMMARY_COLUMNS: tuple[Column, ...] = (
+    Column("restaurant_id", "餐饮单位编号", "Restaurant ID", "text"),
+    Column("name", "单位名称", "Name", "text"),
+    Column("district", "所属区", "District", "text"),
+    Column("devices", "设备数", "Devices", "int"),
+    Column("profile", "执行标准", "Profile", "text"),
+    Column("size_class", "规模", "Size class", "text"),
+    Column("limit_mg_m3", "油烟限值(mg/m³)", "Oil-fume limit (mg/m³)", "mg"),
+    Column("purifier_min_efficiency_pct", "净化设施最低去除效率(%)", "Min. purifier efficiency (%)", "pct"),
+    Column("windows", "监测窗口数", "Windows", "int"),
+    Column("valid_windows", "有效窗口数", "Valid windows", "int"),
+    Column("compliant_windows", "达标窗口数", "Compliant windows", "int"),
+    Column("exceeding_windows", "超标窗口数", "Exceeding windows", "int"),
+    Column("compliance_rate", "达标率", "Compliance rate", "rate"),
+    Column("samples", "实收数据条数", "Samples", "int"),
+    Column("expected_samples", "应收数据条数", "Expected samples", "int"),
+    Column("completeness", "数据完整率", "Data completeness", "rate"),
+    Column("purifier_off_min", "净化器未开启(分钟)", "Purifier off (min)", "min"),
+    Column("offline_min", "设备离线(分钟)", "Offline (min)", "min"),
+    Column("exceedance_events", "超标事件数", "Exceedance events", "int"),
+    Column("purifier_off_events", "净化器未开启事件数", "Purifier-off events", "int"),
+    Column("offline_events", "离线事件数", "Offline events", "int"),
+    Column("late_data_events", "数据迟到事件数", "Late-data events", "int"),
+    Column("highest_level", "最高处置等级", "Highest level", "level"),
+    Column("notices_sent", "已发通知数", "Notices sent", "int"),
+)
+
+#: Display labels (Chinese, English) of event kinds, ladder levels and event states.
+KIND_LABELS = {
+    "exceedance": ("超标排放", "exceedance"),
+    "purifier_off": ("净化器未开启", "purifier off"),
+    "offline": ("设备离线", "offline"),
+    "late_data": ("数据迟到", "late data"),
+}
+LEVEL_LABELS = {
+    "education": ("教育劝导", "education"),
+    "warning": ("告诫", "warning"),
+    "enforcement": ("执法", "enforcement"),
+}
+STATE_LABELS = {"open": ("进行中", "open"), "closed": ("已结束", "closed")}
+
+#: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
+READING_FIELD = {"oil_fume": "oil_fume_ref_mg_m3", "pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"}
+
+
+_JUDGED_POLLUTANT = "oil_fume"
+
+
+@dataclass(slots=True)
+class ChartData:
+    """What one chart shows: concentration vs limit around one exceedance event.
+
+    ``source`` is ``readings`` (``times_ms``/``values`` are the stored readings, reference-converted for
+    oil fume) or ``evidence`` (the event's exceeding windows: ``times_ms`` are window starts, ``values``
+    the window means, ``ends_ms`` the window ends and ``max_values`` the highest reading of each window).
+    """
+
+    event_id: str
+    restaurant_id: str
+    name: str
+    district: str
+    device_id: str
+    pollutant: str
+    start_ms: int
+    end_ms: int  # the event's end, or the report's effective end for an open event
+    open: bool
+    limit_mg_m3: float | None
+    peak_mg_m3: float | None
+    source: str
+    times_ms: np.ndarray
+    values: np.ndarray
+    ends_ms: np.ndarray | None = None
+    max_values: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """A built report. ``events`` and ``summary`` are DataFrames with the keys of :data:`EVENT_COLUMNS`
+    and :data:`SUMMARY_COLUMNS` (plus ``start_ms``/``end_ms`` in ``events``); times are timezone-aware
+    in ``display_tz``."""
+
+    since_ms: int
+    until_ms: int
+    display_tz: str
+    district: str | None
+    restaurant_id: str | None
+    generated_ms: int
+    events: pd.DataFrame
+    summary: pd.DataFrame
+    charts: list[ChartData] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict[str, Any]:
+        """Headline numbers: restaurants, events per kind, overall compliance rate and completeness."""
+        s = self.summary
+        valid = int(s["valid_windows"].sum()) if len(s) else 0
+        expected = int(s["expected_samples"].sum()) if len(s) else 0
+        kinds = self.events["kind"].value_counts().to_dict() if len(self.events) else {}
+        return {
+            "restaurants": len(s),
+            "events": {k: int(kinds.get(k, 0)) for k in EVENT_KINDS},
+            "compliance_rate": (int(s["compliant_windows"].sum()) / valid) if valid else None,
+            "completeness": (int(s["samples"].sum()) / expected) if expected else None,
+            "restaurants_with_exceedance": int((s["exceedance_events"] > 0).sum()) if len(s) else 0,
+        }

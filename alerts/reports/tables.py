@@ -1,0 +1,199 @@
+"""The report's tables as DataFrames: the events table and the per-restaurant summary (definitions in
+:mod:`alerts.reports.build`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alerts.detection.window import DetectorConfig
+from alerts.model import EVENT_KINDS, EXCEEDANCE, LEVELS, OFFLINE, PURIFIER_OFF
+from alerts.profiles import DEFAULT_PROFILE, Profile, ProfileError, Profiles
+from alerts.reports.model import _JUDGED_POLLUTANT, EVENT_COLUMNS, SUMMARY_COLUMNS
+from alerts.reports.snapshot import _EVENT_SQL_COLUMNS, _WINDOW_TOTALS
+from ingest.registry import Device, Registry
+
+
+def _to_local(ms: pd.Series, tz: str) -> pd.Series:
+    return pd.to_datetime(ms, unit="ms", utc=True).dt.tz_convert(tz)
+
+
+def _events_frame(
+    rows: list[tuple], notices: dict[str, int], registry: Registry, tz: str, open_end: int
+) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(_EVENT_SQL_COLUMNS))
+    df["start_ms"] = df["start_ms"].astype("int64")
+    df["end_ms"] = df["end_ms"].astype("Int64")
+    for col in ("peak_mg_m3", "mean_mg_m3", "limit_mg_m3"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    names = {d.restaurant_id: d.name for d in registry}
+    df["name"] = df["restaurant_id"].map(names).fillna("").astype(str)
+    df["start"] = _to_local(df["start_ms"], tz)
+    df["end"] = _to_local(df["end_ms"].astype("float64"), tz)
+    effective_end = df["end_ms"].astype("float64").fillna(float(open_end))
+    df["duration_min"] = ((effective_end - df["start_ms"]).clip(lower=0) / 60_000).astype("float64")
+    df["notices_sent"] = df["event_id"].map(notices).fillna(0).astype("int64")
+    return df[[c.key for c in EVENT_COLUMNS] + ["start_ms", "end_ms"]].reset_index(drop=True)
+
+
+def _clipped_minutes(
+    events: pd.DataFrame, kind: str, since_ms: int, until_ms: int, open_end: int
+) -> pd.Series:
+    ev = events[events["kind"] == kind]
+    if ev.empty:
+        return pd.Series(dtype="float64")
+    start = ev["start_ms"].astype("float64").clip(lower=since_ms)
+    end = ev["end_ms"].astype("float64").fillna(float(open_end)).clip(upper=until_ms)
+    minutes = ((end - start).clip(lower=0) / 60_000).astype("float64")
+    return minutes.groupby(ev["restaurant_id"]).sum()
+
+
+def _profile_facts(dev: Device | None, profiles: Profiles, default: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "profile": "",
+        "size_class": "",
+        "limit_mg_m3": np.nan,
+        "purifier_min_efficiency_pct": np.nan,
+    }
+    if dev is None:
+        return out
+    name = dev.profile.strip() or default
+    out["profile"] = name
+    try:
+        prof: Profile = profiles.get(name)
+        sc = prof.size_class(dev.stove_heads)
+    except ProfileError:
+        return out
+    lim = prof.limit(_JUDGED_POLLUTANT, sc)
+    out.update(
+        size_class=sc,
+        limit_mg_m3=np.nan if lim is None else lim,
+        purifier_min_efficiency_pct=prof.purifier_min_efficiency_pct.get(sc, np.nan),
+    )
+    return out
+
+
+def _summary_frame(
+    devices: list[Device],
+    registry: Registry,
+    events: pd.DataFrame,
+    totals: pd.DataFrame,
+    ev_devices: dict[str, tuple[str, str]],
+    profiles: Profiles,
+    detector: DetectorConfig,
+    since_ms: int,
+    until_ms: int,
+    open_end: int,
+) -> pd.DataFrame:
+    by_rest: dict[str, list[Device]] = {}
+    for d in devices:
+        by_rest.setdefault(d.restaurant_id, []).append(d)
+    all_by_rest = registry.restaurants()
+    base: list[dict[str, Any]] = []
+    for rid, devs in by_rest.items():
+        first = devs[0]
+        base.append(
+            {
+                "restaurant_id": rid,
+                "name": first.name,
+                "district": first.district,
+                "devices": len(devs),
+                **_profile_facts(first, profiles, detector.default_profile or DEFAULT_PROFILE),
+            }
+        )
+    # restaurants known only from events or windows (removed from the registry)
+    extra_rest: dict[str, str] = {}
+    for rest, dist in ev_devices.values():
+        if rest not in by_rest and rest not in all_by_rest:
+            extra_rest.setdefault(rest, dist)
+    for rid in totals["restaurant_id"].unique() if len(totals) else ():
+        if rid not in by_rest and rid not in all_by_rest:
+            extra_rest.setdefault(rid, "")
+    for rid, dist in extra_rest.items():
+        n_dev = len({dev for dev, (r, _) in ev_devices.items() if r == rid}) or 1
+        base.append(
+            {
+                "restaurant_id": rid,
+                "name": "",
+                "district": dist,
+                "devices": n_dev,
+                **_profile_facts(None, profiles, ""),
+            }
+        )
+
+    s = pd.DataFrame(
+        base,
+        columns=[
+            "restaurant_id",
+            "name",
+            "district",
+            "devices",
+            "profile",
+            "size_class",
+            "limit_mg_m3",
+            "purifier_min_efficiency_pct",
+        ],
+    )
+    s = s.set_index("restaurant_id")
+
+    agg = totals.groupby("restaurant_id")[list(_WINDOW_TOTALS)].sum() if len(totals) else None
+    for col in _WINDOW_TOTALS:
+        s[col] = (
+            agg[col].reindex(s.index) if agg is not None else pd.Series(index=s.index, dtype="float64")
+        ).fillna(0)
+        s[col] = s[col].astype("int64")
+    # no window at all in the period: expected = devices x windows of the period x samples per window
+    period_windows = math.ceil((until_ms - since_ms) / detector.window_ms)
+    none = s["windows"] == 0
+    s.loc[none, "expected_samples"] = (
+        s.loc[none, "devices"] * period_windows * detector.expected_samples
+    ).astype("int64")
+    s["compliance_rate"] = (s["compliant_windows"] / s["valid_windows"].where(s["valid_windows"] > 0)).astype(
+        "float64"
+    )
+    s["completeness"] = (
+        (s["samples"] / s["expected_samples"].where(s["expected_samples"] > 0)).fillna(0.0).astype("float64")
+    )
+
+    s["purifier_off_min"] = (
+        _clipped_minutes(events, PURIFIER_OFF, since_ms, until_ms, open_end).reindex(s.index).fillna(0.0)
+    )
+    s["offline_min"] = (
+        _clipped_minutes(events, OFFLINE, since_ms, until_ms, open_end).reindex(s.index).fillna(0.0)
+    )
+    counts = (
+        events.groupby(["restaurant_id", "kind"]).size().unstack(fill_value=0)
+        if len(events)
+        else pd.DataFrame()
+    )
+    for kind in EVENT_KINDS:
+        col = f"{kind}_events"
+        s[col] = (
+            (counts[kind].reindex(s.index) if kind in counts else pd.Series(index=s.index, dtype="float64"))
+            .fillna(0)
+            .astype("int64")
+        )
+    rank = {lvl: i for i, lvl in enumerate(LEVELS, start=1)}
+    exc = events[events["kind"] == EXCEEDANCE]
+    if len(exc):
+        best = exc["level"].map(rank).fillna(0).groupby(exc["restaurant_id"]).max()
+        s["highest_level"] = (
+            best.reindex(s.index).fillna(0).astype(int).map({0: "", **{i: lvl for lvl, i in rank.items()}})
+        )
+    else:
+        s["highest_level"] = ""
+    s["highest_level"] = s["highest_level"].astype(str)
+    s["notices_sent"] = (
+        events.groupby("restaurant_id")["notices_sent"].sum().reindex(s.index).fillna(0).astype("int64")
+        if len(events)
+        else 0
+    )
+    s = s.reset_index()
+    for col in ("restaurant_id", "name", "district", "profile", "size_class"):
+        s[col] = s[col].fillna("").astype(str)
+    s = s.sort_values(["district", "restaurant_id"], kind="stable").reset_index(drop=True)
+    return s[[c.key for c in SUMMARY_COLUMNS]]
