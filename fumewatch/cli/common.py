@@ -12,10 +12,11 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import orjson
 
-from ingest.config import Settings, load_settings
+from ingest.config import ConfigError, Settings, load_settings
 from ingest.timeutil import parse_time
 
 log = logging.getLogger("fumewatch.cli")
@@ -50,6 +51,15 @@ def add_common(
 
 
 def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, **extra: dict) -> Settings:
+    """The settings of ``cls`` (default: the whole application's, every section) from ``args``.
+
+    Every command loads through here, so a mistake in any section of the file or in a FUMEWATCH_*
+    variable is refused the same way (one line: source, key, problem) whatever the command.
+    """
+    if cls is None:
+        from fumewatch.settings import AppSettings
+
+        cls = AppSettings
     overrides = {
         "mqtt": {
             "broker": getattr(args, "broker", None),
@@ -66,7 +76,7 @@ def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, *
         overrides.setdefault(section, {}).update(values)
     try:
         return load_settings(getattr(args, "config", None), overrides, cls)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise CLIError(f"invalid configuration: {exc}") from None
@@ -90,6 +100,33 @@ def time_arg(value: str | None, tz: str) -> int | None:
         raise CLIError(
             f"cannot read time {value!r}: use RFC 3339 (2026-11-26T12:00:00+08:00), a date, or epoch ms"
         ) from None
+
+
+def period_args(args: argparse.Namespace, tz: str) -> tuple[int | None, int | None]:
+    """``--since`` and ``--until`` of ``args`` as epoch ms; refuses a period that ends before it starts."""
+    since = time_arg(getattr(args, "since", None), tz)
+    until = time_arg(getattr(args, "until", None), tz)
+    if since is not None and until is not None and since >= until:
+        raise CLIError(
+            f"--since {args.since} is not before --until {args.until}: the period would be empty "
+            "(--until is exclusive)"
+        )
+    return since, until
+
+
+def existing_path(path: str, what: str, flag: str, setting: str) -> str:
+    """``path`` if it exists; a command that only reads must not create an empty database or file."""
+    if not Path(path).exists():
+        raise CLIError(
+            f"{what} {path} does not exist (from {flag} or {setting}); "
+            "this command only reads: check the path"
+        )
+    return path
+
+
+def existing_state(settings: Settings) -> str:
+    """The state database of ``settings``, which must exist (dead letters, events, cases, notices)."""
+    return existing_path(settings.ingest.state, "state database", "--state", "[ingest] state")
 
 
 def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:
