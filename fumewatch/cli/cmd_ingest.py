@@ -5,35 +5,36 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 import orjson
 
 from fumewatch.cli.common import (
-    CLIError,
     add_common,
+    existing_path,
+    existing_state,
     install_signal_handlers,
+    load_registry,
+    period_args,
     settings_from,
     time_arg,
     write_rows,
 )
 from fumewatch.services import start_metrics
 from ingest import logs
-from ingest.model import READING_CSV_COLUMNS
-from ingest.timeutil import format_utc
+from ingest.model import READING_CSV_COLUMNS, round_for_display
+from ingest.timeutil import format_display
 
 log = logging.getLogger("fumewatch.cli")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.registry import Registry
     from ingest.service import IngestService
     from ingest.state import StateDB
     from ingest.store import open_store
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
+    registry = load_registry(s)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()
@@ -58,29 +59,40 @@ def _fmt_bool(v: object) -> object:
 
 
 def cmd_readings(args: argparse.Namespace) -> int:
+    """Stored readings; ``time`` is in the display time zone with its offset (JSON adds ``time_ms``)."""
     from ingest.store import open_store
 
     s = settings_from(args)
     tz = s.display_tz
-    store = open_store(s.ingest.store, s, read_only=True)
+    since_ms, until_ms = period_args(args, tz)
+    spec = s.ingest.store.strip()
+    if not spec.startswith(("http://", "https://")):
+        existing_path(spec.removeprefix("sqlite:///"), "store", "--store", "[ingest] store")
+    store = open_store(spec, s, read_only=True)
     try:
         rows = store.query(
             restaurant_id=args.restaurant,
             device_id=args.device,
-            since_ms=time_arg(args.since, tz),
-            until_ms=time_arg(args.until, tz),
+            since_ms=since_ms,
+            until_ms=until_ms,
         )
     finally:
         store.close()
     for r in rows:
-        r["time"] = format_utc(r["time_ms"])
+        r["time"] = format_display(r["time_ms"], tz)
+        round_for_display(r)
         if args.format == "csv":
             r["fan_on"] = _fmt_bool(r["fan_on"])
             r["purifier_on"] = _fmt_bool(r["purifier_on"])
     columns = list(READING_CSV_COLUMNS)
     if args.format == "json":
         rows = [
-            {**{c: r.get(c) for c in columns}, "ref_converted": r["ref_converted"], "source": r["source"]}
+            {
+                **{c: r.get(c) for c in columns},
+                "time_ms": r["time_ms"],
+                "ref_converted": r["ref_converted"],
+                "source": r["source"],
+            }
             for r in rows
         ]
     write_rows(rows, columns, args.format)
@@ -94,19 +106,15 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from ingest.state import StateDB
 
     s = settings_from(args)
-    path = s.ingest.state
-    if not Path(path).exists():
-        raise CLIError(f"state database {path} does not exist")
-    st = StateDB(path)
+    since_ms, until_ms = period_args(args, s.display_tz)
+    st = StateDB(existing_state(s))
     try:
-        items = st.dead_letters(
-            time_arg(args.since, s.display_tz), time_arg(args.until, s.display_tz), args.reason
-        )
+        items = st.dead_letters(since_ms, until_ms, args.reason)
     finally:
         st.close()
     rows = [
         {
-            "received": format_utc(d.received_ms),
+            "received": format_display(d.received_ms, s.display_tz),
             "reason": d.reason,
             "topic": d.topic,
             "device_id": d.device_id,
@@ -115,6 +123,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         }
         for d in items
     ]
+    if args.format == "json":
+        for row, d in zip(rows, items, strict=True):
+            row["received_ms"] = d.received_ms
     write_rows(rows, DEAD_LETTER_COLUMNS, args.format)
     return 0
 
@@ -122,7 +133,6 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- simulate / demo
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ingest import simulate
-    from ingest.registry import Registry
 
     if args.write_registry:
         reg = simulate.write_registry(args.write_registry, args.restaurants, seed=args.seed)
@@ -132,7 +142,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
     registry_path = args.registry or args.write_registry or s.ingest.registry
-    registry = Registry.load(registry_path)
+    registry = load_registry(s, registry_path)
     start_ms = time_arg(args.start, s.display_tz) if args.start else simulate.default_start_ms(s.display_tz)
     stats = simulate.run_simulation(
         s.mqtt.broker,

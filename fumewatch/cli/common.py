@@ -114,19 +114,25 @@ def period_args(args: argparse.Namespace, tz: str) -> tuple[int | None, int | No
     return since, until
 
 
-def existing_path(path: str, what: str, flag: str, setting: str) -> str:
+def existing_path(path: str, what: str, flag: str, setting: str, *, reads_only: bool = True) -> str:
     """``path`` if it exists; a command that only reads must not create an empty database or file."""
     if not Path(path).exists():
-        raise CLIError(
-            f"{what} {path} does not exist (from {flag} or {setting}); "
-            "this command only reads: check the path"
-        )
+        why = "this command only reads: check the path" if reads_only else "check the path"
+        raise CLIError(f"{what} {path} does not exist (from {flag} or {setting}); {why}")
     return path
 
 
 def existing_state(settings: Settings) -> str:
     """The state database of ``settings``, which must exist (dead letters, events, cases, notices)."""
     return existing_path(settings.ingest.state, "state database", "--state", "[ingest] state")
+
+
+def load_registry(settings: Settings, path: str | None = None):
+    """The device registry (``--registry`` / ``[ingest] registry``), which must exist."""
+    from ingest.registry import Registry
+
+    p = path or settings.ingest.registry
+    return Registry.load(existing_path(p, "registry", "--registry", "[ingest] registry", reads_only=False))
 
 
 def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:
