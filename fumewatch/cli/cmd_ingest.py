@@ -222,7 +222,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--duration", type=float, default=40.0, help="wall seconds for the simulated period")
     sp.add_argument("--broker", default="auto", help="auto | amqtt | mosquitto | mqtt://host:port")
-    sp.add_argument("--data-dir", default="data")
+    sp.add_argument(
+        "--data-dir",
+        default="data/demo",
+        help="the demo's own directory (default data/demo): created and marked by the demo; a directory "
+        "with other files is refused, never overwritten",
+    )
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--format", choices=("json", "hj212"), default="json")
     sp.set_defaults(func=cmd_demo)
