@@ -15,6 +15,7 @@ from fumewatch.cli.common import (
     install_signal_handlers,
     load_registry,
     period_args,
+    reach_broker,
     settings_from,
     write_rows,
 )
@@ -49,6 +50,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
+    reach_broker(s, args.connect_timeout)
     registry, ledger, store = _open(s, need_store=True)
     stop = threading.Event()
     install_signal_handlers(stop)
@@ -75,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
     registry = load_registry(s)
+    reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     ledger = Ledger(s.ingest.state)
@@ -253,12 +256,12 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("alerts", help="run the alerts service (MQTT -> detector -> events -> notices)")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.add_argument("--client-id", help="MQTT client id of the alerts session")
     sp.set_defaults(func=cmd_alerts)
 
     sp = sub.add_parser("run", help="run ingest and alerts together in one process")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.set_defaults(func=cmd_run)
 
     for name, func, helptext in (

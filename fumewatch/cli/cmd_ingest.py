@@ -9,12 +9,14 @@ import threading
 import orjson
 
 from fumewatch.cli.common import (
+    CLIError,
     add_common,
     existing_path,
     existing_state,
     install_signal_handlers,
     load_registry,
     period_args,
+    reach_broker,
     settings_from,
     time_arg,
     write_rows,
@@ -35,6 +37,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
     registry = load_registry(s)
+    reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()
@@ -144,7 +147,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     registry_path = args.registry or args.write_registry or s.ingest.registry
     registry = load_registry(s, registry_path)
     start_ms = time_arg(args.start, s.display_tz) if args.start else simulate.default_start_ms(s.display_tz)
-    stats = simulate.run_simulation(
+    timeout_s = DEFAULT_SIMULATE_CONNECT_TIMEOUT_S if args.connect_timeout is None else args.connect_timeout
+    reach_broker(s, timeout_s)
+    try:
+        stats = _simulate(args, s, simulate, registry, start_ms, timeout_s)
+    except (ConnectionError, TimeoutError) as exc:  # refused after connecting, or acknowledgements stalled
+        raise CLIError(str(exc)) from None
+    print(
+        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
+        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
+    )
+    return 0
+
+
+#: ``fumewatch simulate`` is a one-off command: without --connect-timeout it gives up after this long.
+DEFAULT_SIMULATE_CONNECT_TIMEOUT_S = 10.0
+
+
+def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, timeout_s: float):
+    return simulate.run_simulation(
         s.mqtt.broker,
         registry,
         start_ms=start_ms,
@@ -157,12 +178,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         topic_prefix=s.mqtt.topic_prefix,
         factors=s.hj212.factors,
         tz=s.hj212.timezone,
+        connect_timeout_s=timeout_s,
     )
-    print(
-        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
-        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
-    )
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -180,7 +197,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("ingest", help="run the ingest service (MQTT -> store)")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.add_argument("--client-id", help="MQTT client id (fixed: the broker keeps the session)")
     sp.add_argument("--shared-group", help="subscribe as $share/GROUP/... to split load across workers")
     sp.set_defaults(func=cmd_ingest)
@@ -203,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_dead_letters)
 
     sp = sub.add_parser("simulate", help="simulate restaurant kitchens publishing readings")
-    add_common(sp, broker=True, registry=True)
+    add_common(sp, broker=True, registry=True, connect_timeout=True)
     sp.add_argument("--start", metavar="T", help="simulated start time (default: yesterday 00:00)")
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--speed", type=float, default=0.0, help="simulated seconds per second (<=0: flat out)")

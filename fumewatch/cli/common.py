@@ -9,8 +9,10 @@ import argparse
 import csv
 import logging
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,10 +36,24 @@ def add_common(
     store: bool = False,
     registry: bool = False,
     state: bool = False,
+    connect_timeout: bool = False,
 ) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file (see config/fumewatch.sample.toml)")
     if broker:
-        p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://...")
+        p.add_argument(
+            "--broker",
+            metavar="URL",
+            help="mqtt://[user:pass@]host[:port] (default port 1883), mqtts://... (TLS, 8883); "
+            "tcp:// = mqtt://, ssl:// = mqtts://, bare host[:port] = mqtt://",
+        )
+    if connect_timeout:
+        p.add_argument(
+            "--connect-timeout",
+            metavar="SECONDS",
+            type=float,
+            help="give up with one line if the broker cannot be reached within SECONDS "
+            "(services: only the first connection; later outages are retried)",
+        )
     if store:
         p.add_argument(
             "--store", metavar="S", help="path ending in .db (embedded SQLite) or http(s):// InfluxDB URL"
@@ -80,6 +96,31 @@ def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, *
         raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise CLIError(f"invalid configuration: {exc}") from None
+
+
+def reach_broker(settings: Settings, timeout_s: float | None) -> None:
+    """With ``timeout_s``: wait until the broker accepts a TCP connection, or raise a one-line CLIError.
+
+    Refused connections are retried until the deadline (a broker that is starting up is fine); a name
+    that does not resolve fails at once. ``None``: no check (services keep retrying on their own).
+    """
+    if timeout_s is None:
+        return
+    if timeout_s <= 0:
+        raise CLIError(f"--connect-timeout {timeout_s:g}: give a number of seconds above 0")
+    host, port, tls, _, _ = settings.mqtt.endpoint()
+    url = f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.05, left)):
+                return
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if isinstance(exc, socket.gaierror) or deadline - time.monotonic() <= 0.2:
+                raise CLIError(f"cannot reach broker {url} within {timeout_s:g} s: {reason}") from None
+            time.sleep(0.2)
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
