@@ -235,3 +235,21 @@ def run_cli(cwd: Path, *argv: str, env: dict | None = None) -> subprocess.Comple
         env={**base, **(env or {})},
         timeout=60,
     )
+
+
+def test_time_zone_flags_are_checked_too(tmp_path):
+    proc = run_cli(tmp_path, "dashboards", "build", "--out", "d", "--timezone", "Asia/Shangai")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        "argument --timezone: unknown time zone 'Asia/Shangai' (did you mean Asia/Shanghai?)" in proc.stderr
+    )
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_a_bad_broker_url_before_writing_anything(tmp_path):
+    proc = run_cli(tmp_path, "demo", "--broker", "htp://x", "--data-dir", "demo")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        "fumewatch demo: broker URL 'htp://x': scheme 'htp://' is not accepted; use"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -238,7 +238,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--restaurants", type=int, default=50)
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--duration", type=float, default=40.0, help="wall seconds for the simulated period")
-    sp.add_argument("--broker", default="auto", help="auto | amqtt | mosquitto | mqtt://host:port")
+    sp.add_argument(
+        "--broker",
+        default="auto",
+        help="auto | amqtt | mosquitto (started in-process), or the URL of a running broker (mqtt://host:port)",
+    )
     sp.add_argument(
         "--data-dir",
         default="data/demo",

@@ -143,6 +143,18 @@ def time_arg(value: str | None, tz: str) -> int | None:
         ) from None
 
 
+def tz_arg(value: str) -> str:
+    """argparse type for a time-zone flag: an IANA name (Grafana's "browser" and "utc" too)."""
+    from ingest.config_check import check_timezone
+
+    if value in ("browser", "utc"):
+        return value
+    problem = check_timezone(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def period_args(args: argparse.Namespace, tz: str) -> tuple[int | None, int | None]:
     """``--since`` and ``--until`` of ``args`` as epoch ms; refuses a period that ends before it starts."""
     since = time_arg(getattr(args, "since", None), tz)

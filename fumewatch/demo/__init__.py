@@ -21,7 +21,7 @@ from fumewatch.demo import alerts as demo_alerts
 from fumewatch.demo import workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
-from ingest.config import load_settings
+from ingest.config import load_settings, parse_broker_url
 from ingest.registry import Registry
 from ingest.service import IngestService
 from ingest.state import StateDB
@@ -30,12 +30,18 @@ from ingest.timeutil import format_local
 
 log = logging.getLogger("fumewatch.demo")
 
+#: ``--broker`` values that start a broker in-process; anything else is the URL of a running one.
+EMBEDDED_BROKERS = ("auto", "amqtt", "mosquitto")
+
 
 def run_demo(args: argparse.Namespace) -> int:
     from ingest import simulate
 
     console = Console()
     logs.setup("WARNING")
+    external = args.broker not in EMBEDDED_BROKERS
+    if external:
+        parse_broker_url(args.broker)  # any accepted form (mqtt://, tcp://, host:port ...), else ValueError
     # its own directory: never touches files it did not make (DemoDirError, a ValueError, otherwise)
     data = workspace.prepare(args.data_dir)
     store_path, state_path = data / workspace.STORE, data / workspace.STATE
@@ -43,7 +49,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     registry = simulate.write_registry(registry_path, args.restaurants, seed=args.seed)
     broker = None
-    if args.broker.startswith(("mqtt://", "mqtts://")):
+    if external:
         broker_url, protocol, broker_kind = args.broker, "5", "external"
     else:
         broker = EmbeddedBroker(prefer=args.broker).start()
