@@ -253,3 +253,18 @@ def test_demo_refuses_a_bad_broker_url_before_writing_anything(tmp_path):
         "fumewatch demo: broker URL 'htp://x': scheme 'htp://' is not accepted; use"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_command_prints_every_section_and_no_secret(tmp_path):
+    env = {
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": '["mailtos://user:pw-Xq1@mail.example.com?to=a@b", "wecombot://KEY-Xq2"]',
+        "FUMEWATCH_API_TOKENS": "tok-Xq3-0123456789abcdef",
+        "FUMEWATCH_INFLUX_TOKEN": "tok-Xq4",
+    }
+    proc = run_cli(tmp_path, "config", "--broker", "mqtt://dev:pw-Xq5@broker.example:1883", env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = __import__("json").loads(proc.stdout)
+    assert {"mqtt", "ingest", "alerts", "notify", "report", "api"} <= set(doc)
+    assert doc["mqtt"]["broker"] == "mqtt://dev:***@broker.example:1883"
+    assert doc["notify"]["inspector_targets"] == ["mailtos://***@mail.example.com", "wecombot://***"]
+    assert "Xq" not in proc.stdout
