@@ -233,12 +233,14 @@ def load_settings(
     config: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     cls: type[Settings] | None = None,
+    flag_names: dict[tuple[str, ...], str] | None = None,
 ) -> Settings:
     """Load settings from ``config`` (TOML, optional) with ``overrides`` (from CLI flags) on top.
 
     ``overrides`` is nested by section, e.g. ``{"ingest": {"store": "x.db"}}``; None values are ignored.
     FUMEWATCH_* environment variables (and a .env file in the working directory) win over both.
     ``cls`` may be a subclass that adds sections (the alerts package adds [alerts] and [notify]).
+    ``flag_names`` ((section, key) -> "--flag") lets a message name the flag that set a bad value.
 
     Strict: an unknown key or section in the file, an unknown FUMEWATCH_<SECTION>_<KEY>, a value of the
     wrong type and an unknown time zone are each a :class:`ConfigError` (a ValueError) of one line naming
@@ -256,7 +258,8 @@ def load_settings(
     env = config_check.env_values(model.model_config.get("env_file"))
     config_check.check_env_keys(model, env)
     clean = _drop_none(overrides or {})
-    sources = config_check.Sources(toml, str(config) if config is not None else None, env, clean)
+    toml_name = str(config) if config is not None else None
+    sources = config_check.Sources(toml, toml_name, env, clean, flag_names or {})
     # pydantic-settings deep-merges the sources, so a flag replaces one key, not a whole TOML section.
     _TOML_PATH = Path(config) if config is not None else None
     try:

@@ -18,7 +18,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,8 @@ class Sources:
     toml_name: str | None
     env: Mapping[str, str]
     flags: Mapping[str, Any]
+    #: (section, key) -> the flag that set it, e.g. ("mqtt", "broker") -> "--broker"
+    flag_names: Mapping[tuple[str, ...], str] = field(default_factory=dict)
 
     def of(self, loc: tuple[Any, ...]) -> str:
         parts = [str(p) for p in loc]
@@ -154,7 +156,7 @@ class Sources:
         if parts and name in self.env:
             return f"environment {name}"
         if _lookup(self.flags, loc):
-            return "command line"
+            return self.flag_names.get(tuple(parts[:2]), "command line")
         if self.toml_name is not None and _lookup(self.toml, loc):
             return self.toml_name
         return "default settings"

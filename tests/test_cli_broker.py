@@ -90,7 +90,7 @@ def test_other_broker_urls_are_refused_before_connecting(tmp_path, registry, url
     proc = run_cli(tmp_path, "simulate", "--registry", str(registry), "--broker", url)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     [line] = proc.stderr.splitlines()
-    assert line.startswith(f"fumewatch simulate: command line: [mqtt] broker: broker URL {url!r}: ")
+    assert line.startswith(f"fumewatch simulate: --broker: [mqtt] broker: broker URL {url!r}: ")
     for form in ("mqtt://", "mqtts://", "tcp://", "ssl://", "host[:port]"):
         assert form in line
 

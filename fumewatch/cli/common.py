@@ -90,8 +90,9 @@ def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, *
     }
     for section, values in extra.items():
         overrides.setdefault(section, {}).update(values)
+    flags = {(sec, key): "--" + key.replace("_", "-") for sec, values in overrides.items() for key in values}
     try:
-        return load_settings(getattr(args, "config", None), overrides, cls)
+        return load_settings(getattr(args, "config", None), overrides, cls, flags)
     except (FileNotFoundError, ConfigError) as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:
