@@ -709,9 +709,25 @@ class Ledger:
         return self._notices("status = ?", [PENDING])
 
     def list_notices(
-        self, event_id: str | None = None, key: str | None = None, status: str | None = None
+        self,
+        event_id: str | None = None,
+        key: str | None = None,
+        status: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        restaurant_id: str | None = None,
+        action: str | None = None,
     ) -> list[NoticeRecord]:
-        where, args = _where(None, None, event_id=event_id, key=key, status=status)
+        """Notices ordered by created time; ``since_ms``/``until_ms``: created in ``[since_ms, until_ms)``."""
+        where, args = _where(
+            None, None, event_id=event_id, key=key, status=status, restaurant_id=restaurant_id, action=action
+        )
+        if since_ms is not None:
+            where += " AND created_ms >= ?"
+            args.append(since_ms)
+        if until_ms is not None:
+            where += " AND created_ms < ?"
+            args.append(until_ms)
         return self._notices(where, args)
 
     def _notices(self, where: str, args: list[Any]) -> list[NoticeRecord]:

@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from ingest import config_check
+from ingest.config_check import ConfigError
+
+__all__ = ["ConfigError", "Settings", "load_settings", "parse_broker_url"]
 
 DEFAULT_FACTORS = {
     # HJ 212-2017 factor code -> reading field. Vendors differ for cooking-fume monitors: map yours here.
@@ -53,18 +58,55 @@ class MqttSettings(BaseModel):
     reconnect_max_s: float = 30.0
     receive_maximum: int = Field(1000, ge=1, le=65535)
 
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        parse_broker_url(v)
+        return v
+
     def endpoint(self) -> tuple[str, int, bool, str, str]:
         """(host, port, tls, username, password) from ``broker`` with user/password overrides."""
-        u = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
-        if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL scheme {u.scheme!r}: use mqtt:// or mqtts://")
-        tls = u.scheme in ("mqtts", "ssl")  # TLS is the URL's choice; a CA file alone does not switch it
+        host, port, tls, url_user, url_pw = parse_broker_url(self.broker)
         if not tls and (self.cert_file or self.key_file or self.ca_file):
             raise ValueError("mqtt.ca_file/cert_file/key_file are set but the broker URL is not mqtts://")
-        port = u.port or (8883 if tls else 1883)
-        user = self.username or unquote(u.username or "")
-        pw = self.password.get_secret_value() or unquote(u.password or "")
-        return (u.hostname or "127.0.0.1", port, tls, user, pw)
+        user = self.username or url_user
+        pw = self.password.get_secret_value() or url_pw
+        return (host, port, tls, user, pw)
+
+
+#: Accepted broker URL forms (``--broker``, ``[mqtt] broker``, FUMEWATCH_MQTT_BROKER). ``tcp://`` and
+#: ``ssl://`` are the spellings paho, Eclipse and many vendors' tools use, so they are accepted as aliases.
+BROKER_URL_FORMS = (
+    "mqtt://[user:pass@]host[:port] (port 1883)",
+    "mqtts://[user:pass@]host[:port] (TLS, port 8883)",
+    "tcp://... (= mqtt://)",
+    "ssl://... (= mqtts://)",
+    "host[:port] (= mqtt://host:port)",
+)
+_TLS_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool, str, str]:
+    """(host, port, tls, username, password) of a broker URL in one of :data:`BROKER_URL_FORMS`."""
+    text = url.strip()
+    forms = "; ".join(BROKER_URL_FORMS)
+    u = urlsplit(text if "://" in text else f"mqtt://{text}")
+    if u.scheme.lower() not in _TLS_SCHEMES:
+        raise ValueError(f"broker URL {url!r}: scheme {u.scheme + '://'!r} is not accepted; use {forms}")
+    try:
+        port = u.port
+    except ValueError:
+        raise ValueError(f"broker URL {url!r}: the port is not a number 1-65535; use {forms}") from None
+    if not u.hostname or (u.path not in ("", "/")) or u.query or u.fragment:
+        raise ValueError(f"broker URL {url!r}: give a host (and port) only; use {forms}")
+    tls = _TLS_SCHEMES[u.scheme.lower()]
+    return (
+        u.hostname,
+        port or (8883 if tls else 1883),
+        tls,
+        unquote(u.username or ""),
+        unquote(u.password or ""),
+    )
 
 
 class IngestSettings(BaseModel):
@@ -191,25 +233,43 @@ def load_settings(
     config: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     cls: type[Settings] | None = None,
+    flag_names: dict[tuple[str, ...], str] | None = None,
 ) -> Settings:
     """Load settings from ``config`` (TOML, optional) with ``overrides`` (from CLI flags) on top.
 
     ``overrides`` is nested by section, e.g. ``{"ingest": {"store": "x.db"}}``; None values are ignored.
     FUMEWATCH_* environment variables (and a .env file in the working directory) win over both.
     ``cls`` may be a subclass that adds sections (the alerts package adds [alerts] and [notify]).
+    ``flag_names`` ((section, key) -> "--flag") lets a message name the flag that set a bad value.
+
+    Strict: an unknown key or section in the file, an unknown FUMEWATCH_<SECTION>_<KEY>, a value of the
+    wrong type and an unknown time zone are each a :class:`ConfigError` (a ValueError) of one line naming
+    the file or variable, the key and the problem (see :mod:`ingest.config_check`).
     """
     global _TOML_PATH
+    model = cls or Settings
+    toml: dict[str, Any] = {}
     if config is not None:
         path = Path(config)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
+        toml = config_check.read_toml(path)
+        config_check.check_toml_keys(model, toml, str(config))
+    env = config_check.env_values(model.model_config.get("env_file"))
+    config_check.check_env_keys(model, env)
     clean = _drop_none(overrides or {})
+    toml_name = str(config) if config is not None else None
+    sources = config_check.Sources(toml, toml_name, env, clean, flag_names or {})
     # pydantic-settings deep-merges the sources, so a flag replaces one key, not a whole TOML section.
     _TOML_PATH = Path(config) if config is not None else None
     try:
-        return (cls or Settings)(**clean)
+        settings = model(**clean)
+    except ValidationError as exc:
+        raise config_check.explain_validation(exc, sources) from None
     finally:
         _TOML_PATH = None
+    config_check.check_timezones(settings, sources)
+    return settings
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

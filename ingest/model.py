@@ -22,6 +22,27 @@ READING_CSV_COLUMNS = (
     "purifier_on",
 )
 
+#: Decimal places shown to people and in listings (``fumewatch readings``, reports): the resolution of the
+#: instruments, so a stored 0.39945400000000003 reads 0.399. Concentrations (mg/m3) to 0.001, exhaust flow
+#: (m3/h) to 0.1. Stored values keep full precision; only what is printed is rounded, here in one place.
+DISPLAY_DECIMALS = {
+    "oil_fume_mg_m3": 3,
+    "oil_fume_ref_mg_m3": 3,
+    "pm_mg_m3": 3,
+    "nmhc_mg_m3": 3,
+    "flow_m3_h": 1,
+}
+
+
+def round_for_display(row: dict) -> dict:
+    """``row`` with each measured value rounded to :data:`DISPLAY_DECIMALS` (None stays None)."""
+    for key, places in DISPLAY_DECIMALS.items():
+        v = row.get(key)
+        if isinstance(v, float):
+            row[key] = round(v, places)
+    return row
+
+
 #: Fields a monitor may report, as named on the wire (JSON keys and ``[hj212.factors]`` targets).
 WIRE_FIELDS = ("oil_fume", "pm", "nmhc", "flow", "fan", "purifier")
 

@@ -32,6 +32,15 @@ def format_local(ms: int, tz: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d %H:%M"
     return ms_to_utc(ms).astimezone(zone(tz)).strftime(fmt)
 
 
+def format_display(ms: int, tz: str = "Asia/Shanghai") -> str:
+    """RFC 3339 in the display zone with its offset, for people: 2026-11-20T10:00:00+08:00.
+
+    Milliseconds are shown only when there are any (2026-11-20T10:00:00.250+08:00).
+    """
+    dt = ms_to_utc(ms).astimezone(zone(tz))
+    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+
+
 def parse_time(text: str, tz: str = "UTC") -> int:
     """Parse RFC 3339 / ISO 8601 (naive means ``tz``) or epoch milliseconds into epoch ms."""
     s = text.strip()

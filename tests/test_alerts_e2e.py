@@ -196,7 +196,7 @@ def test_violator_gets_event_and_notices_compliant_gets_none(mosquitto, tmp_path
         "level",
     ]
     assert [(r["kind"], r["restaurant_id"], r["level"]) for r in rows] == [("exceedance", "R1", "education")]
-    assert rows[0]["start"] == "2026-11-26T03:10:00Z"
+    assert rows[0]["start"] == "2026-11-26T11:10:00+08:00"  # display time zone, with its offset
 
 
 def test_simulated_violators_and_compliant_kitchens(tmp_path):

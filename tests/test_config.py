@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from fumewatch.settings import AppSettings
-from ingest.config import load_settings
+from ingest.config import ConfigError, load_settings, parse_broker_url
 
-SAMPLE = Path(__file__).resolve().parent.parent / "config" / "fumewatch.sample.toml"
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "config" / "fumewatch.sample.toml"
 SECRETS = {"mqtt.password", "influx.token", "notify.inspector_targets", "api.tokens"}
 
 
@@ -69,3 +73,198 @@ def test_broker_url_parsing():
     assert s.mqtt.endpoint() == ("broker.example", 8884, True, "dev", "p@ss")
     s = load_settings(None, {"mqtt": {"broker": "mqtt://10.0.0.1"}})
     assert s.mqtt.endpoint() == ("10.0.0.1", 1883, False, "", "")
+
+
+# ---------------------------------------------------------------------- mistakes explain themselves
+def _clean_env(monkeypatch) -> None:
+    for var in [v for v in __import__("os").environ if v.startswith("FUMEWATCH_")]:
+        monkeypatch.delenv(var)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[mqtt]\nbrokr = "x"\n', "c.toml: unknown key [mqtt] brokr (did you mean broker?)"),
+        ('[mqqt]\nbroker = "x"\n', "c.toml: unknown section [mqqt] (did you mean [mqtt]?)"),
+        ('display_tzz = "UTC"\n', "c.toml: unknown key display_tzz (did you mean display_tz?)"),
+        # sections other packages add are checked the same way
+        ("[alerts]\nwindow_ss = 600\n", "c.toml: unknown key [alerts] window_ss (did you mean window_s?)"),
+        ('[notify]\nlocal = "en"\n', "c.toml: unknown key [notify] local (did you mean locale?)"),
+        ("[report]\nmax_chart = 3\n", "c.toml: unknown key [report] max_chart (did you mean max_charts?)"),
+        ("[api]\nprot = 1\n", "c.toml: unknown key [api] prot (did you mean port?)"),
+        ('[alert]\nclock = "wall"\n', "c.toml: unknown section [alert] (did you mean [alerts]?)"),
+    ],
+)
+def test_unknown_key_or_section_names_file_key_and_closest(tmp_path, monkeypatch, text, expected):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings("c.toml", cls=AppSettings)
+    assert str(err.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'display_tz = "Asia/Shangai"\n',
+            "display_tz: unknown time zone 'Asia/Shangai' (did you mean Asia/Shanghai?)",
+        ),
+        ('[hj212]\ntimezone = "Asia/Shangai"\n', "[hj212] timezone: unknown time zone 'Asia/Shangai'"),
+        ('[alerts]\nbusiness_tz = "Europe/Pari"\n', "[alerts] business_tz: unknown time zone 'Europe/Pari'"),
+        ('[notify]\ndisplay_tz = "UTC+8"\n', "[notify] display_tz: unknown time zone 'UTC+8'"),
+        ("[mqtt]\nqos = 7\n", "[mqtt] qos: Input should be less than or equal to 2 (got 7)"),
+        ('[alerts]\nwindow_s = "ten"\n', "[alerts] window_s: Input should be a valid integer"),
+        (
+            '[mqtt]\nbroker = "http://h:1"\n',
+            "[mqtt] broker: broker URL 'http://h:1': scheme 'http://' is not",
+        ),
+    ],
+)
+def test_bad_values_are_one_line_naming_file_and_key(tmp_path, monkeypatch, text, expected):
+    _clean_env(monkeypatch)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, cls=AppSettings)
+    msg = str(err.value)
+    assert msg.startswith(f"{cfg}: {expected}"), msg
+    assert "\n" not in msg
+
+
+def test_environment_typos_are_refused_and_used_names_are_not(tmp_path, monkeypatch):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    used = {
+        "FUMEWATCH_API_TOKENS": "t" * 20,
+        "FUMEWATCH_STATE_PASSWORD": "pw",
+        "FUMEWATCH_GRAFANA_TOKEN": "g",
+        "FUMEWATCH_GRAFANA_USER": "u",
+        "FUMEWATCH_GRAFANA_PASSWORD": "p",
+        "FUMEWATCH_ACL_INGEST_PASSWORD": "p",
+        "FUMEWATCH_ACL_INGEST_2_PASSWORD": "p",
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": "[]",
+        "FUMEWATCH_NOTIFY_RETRIES": "0",
+        "FUMEWATCH_HEALTHCHECK_URL": "http://x",
+        "FUMEWATCH_INFLUXQL_DATABASE": "db",
+        "FUMEWATCH_MQTT_CA_FILE": "",
+    }
+    for k, v in used.items():
+        monkeypatch.setenv(k, v)
+    s = load_settings(None, cls=AppSettings)
+    assert s.notify.retries == 0
+    monkeypatch.setenv("FUMEWATCH_MQTT_BROKR", "mqtt://x")
+    with pytest.raises(
+        ConfigError,
+        match=r"^environment FUMEWATCH_MQTT_BROKR: unknown key \[mqtt\] brokr "
+        r"\(did you mean FUMEWATCH_MQTT_BROKER\?\)$",
+    ):
+        load_settings(None, cls=AppSettings)
+    monkeypatch.delenv("FUMEWATCH_MQTT_BROKR")
+    monkeypatch.setenv("FUMEWATCH_ALERTS_BUSINESS_TZ", "Asia/Shangai")
+    with pytest.raises(ConfigError, match="^environment FUMEWATCH_ALERTS_BUSINESS_TZ: .*Asia/Shanghai"):
+        load_settings(None, cls=AppSettings)
+
+
+def test_env_file_typos_are_refused(tmp_path, monkeypatch):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MQTT_INGEST_PASSWORD=x\nFUMEWATCH_INFLUX_TOKN=abc\n")
+    with pytest.raises(ConfigError, match="FUMEWATCH_INFLUX_TOKN.*FUMEWATCH_INFLUX_TOKEN"):
+        load_settings(None, cls=AppSettings)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://h", ("h", 1883, False)),
+        ("mqtts://h", ("h", 8883, True)),
+        ("tcp://h:1884", ("h", 1884, False)),
+        ("ssl://h:8884", ("h", 8884, True)),
+        ("h:1885", ("h", 1885, False)),
+        ("h", ("h", 1883, False)),
+    ],
+)
+def test_accepted_broker_url_forms(url, expected):
+    assert parse_broker_url(url)[:3] == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h:1", "ws://h", "mqtt://h:99999", "mqtt://h:x", "mqtt://h/topic", ""]
+)
+def test_other_broker_urls_are_refused_listing_the_forms(url):
+    with pytest.raises(ValueError, match="mqtt://.*mqtts://.*tcp://.*ssl://.*host\\[:port\\]"):
+        parse_broker_url(url)
+    with pytest.raises(ConfigError, match=r"command line: \[mqtt\] broker"):
+        load_settings(None, {"mqtt": {"broker": url}})
+
+
+CLI_MISTAKES = [
+    ('[mqtt]\nbrokr = "x"\n', "unknown key [mqtt] brokr (did you mean broker?)"),
+    ('[mqqt]\nbroker = "x"\n', "unknown section [mqqt] (did you mean [mqtt]?)"),
+    (
+        'display_tz = "Asia/Shangai"\n',
+        "display_tz: unknown time zone 'Asia/Shangai' (did you mean Asia/Shanghai?)",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", ["config", "events", "readings", "notices", "report"])
+@pytest.mark.parametrize(("text", "expected"), CLI_MISTAKES)
+def test_cli_refuses_config_mistakes_in_one_line(tmp_path, command, text, expected):
+    (tmp_path / "config.toml").write_text(text)
+    extra = (
+        ["--since", "2026-11-01", "--until", "2026-11-02", "--out", "r.csv"] if command == "report" else []
+    )
+    proc = run_cli(tmp_path, command, "--config", "config.toml", *extra)
+    assert proc.returncode == 2
+    assert proc.stderr == f"fumewatch {command}: config.toml: {expected}\n"
+    assert "Traceback" not in proc.stderr
+
+
+def run_cli(cwd: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m fumewatch ARGV`` as a real process in ``cwd`` without FUMEWATCH_* from the caller."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
+    base["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "fumewatch", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_time_zone_flags_are_checked_too(tmp_path):
+    proc = run_cli(tmp_path, "dashboards", "build", "--out", "d", "--timezone", "Asia/Shangai")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        "argument --timezone: unknown time zone 'Asia/Shangai' (did you mean Asia/Shanghai?)" in proc.stderr
+    )
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_a_bad_broker_url_before_writing_anything(tmp_path):
+    proc = run_cli(tmp_path, "demo", "--broker", "htp://x", "--data-dir", "demo")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        "fumewatch demo: broker URL 'htp://x': scheme 'htp://' is not accepted; use"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_command_prints_every_section_and_no_secret(tmp_path):
+    env = {
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": '["mailtos://user:pw-Xq1@mail.example.com?to=a@b", "wecombot://KEY-Xq2"]',
+        "FUMEWATCH_API_TOKENS": "tok-Xq3-0123456789abcdef",
+        "FUMEWATCH_INFLUX_TOKEN": "tok-Xq4",
+    }
+    proc = run_cli(tmp_path, "config", "--broker", "mqtt://dev:pw-Xq5@broker.example:1883", env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = __import__("json").loads(proc.stdout)
+    assert {"mqtt", "ingest", "alerts", "notify", "report", "api"} <= set(doc)
+    assert doc["mqtt"]["broker"] == "mqtt://dev:***@broker.example:1883"
+    assert doc["notify"]["inspector_targets"] == ["mailtos://***@mail.example.com", "wecombot://***"]
+    assert "Xq" not in proc.stdout

@@ -53,3 +53,74 @@ def test_demo_runs_and_stores_everything(tmp_path, broker, mosquitto_binary):
     dead = state.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
     assert dead > 0  # the demo injects broken input on purpose
     assert (tmp_path / "registry.csv").read_text(encoding="utf-8").startswith("restaurant_id,")
+
+
+def _demo(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
+    env.update(COLUMNS="160", PYTHONPATH=str(REPO))
+    argv = ["--restaurants", "3", "--hours", "4", "--duration", "2", "--broker", "mosquitto", *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "fumewatch", "demo", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=240,
+        env=env,
+    )
+
+
+@pytest.mark.integration
+def test_demo_never_touches_files_it_did_not_create(tmp_path, mosquitto_binary):
+    """Real data in data/ (the paths ingest and alerts use) is byte-identical after `fumewatch demo`."""
+    data = tmp_path / "data"
+    data.mkdir()
+    real = {
+        "state.db": b"SQLite format 3\x00 pretend this is a city's ledger",
+        "registry.csv": "restaurant_id,name,district,device_id,stove_heads\nR9,真实餐馆,A,D9,2\n".encode(),
+        "fumewatch.db": b"SQLite format 3\x00 pretend these are a year of readings",
+    }
+    for name, content in real.items():
+        (data / name).write_bytes(content)
+    proc = _demo(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, content in real.items():
+        assert (data / name).read_bytes() == content, name
+    demo = data / "demo"
+    assert (demo / ".fumewatch-demo").is_file()
+    assert sqlite3.connect(demo / "fumewatch.db").execute("SELECT COUNT(*) FROM readings").fetchone()[0] > 0
+    assert (demo / "registry.csv").read_text(encoding="utf-8").startswith("restaurant_id,")
+    assert "data/demo/state.db" in proc.stdout
+    # a second run starts fresh in its own directory (it may delete what it made itself)
+    proc = _demo(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, content in real.items():
+        assert (data / name).read_bytes() == content, name
+
+
+def test_demo_refuses_a_directory_with_files_it_did_not_create(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "state.db").write_bytes(b"real ledger")
+    proc = _demo(tmp_path, "--data-dir", "data")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(
+        "fumewatch demo: --data-dir data holds files the demo did not create (state.db)"
+    )
+    assert (data / "state.db").read_bytes() == b"real ledger"
+    assert sorted(p.name for p in data.iterdir()) == ["state.db"]  # no marker, nothing written
+
+
+def test_demo_workspace_cleans_only_its_own_files(tmp_path):
+    from fumewatch.demo import workspace
+
+    d = workspace.prepare(tmp_path / "w")
+    (d / "state.db").write_bytes(b"demo")
+    (d / "state.db-wal").write_bytes(b"demo")
+    workspace.prepare(d)
+    assert sorted(p.name for p in d.iterdir()) == [".fumewatch-demo"]
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(workspace.DemoDirError, match="notes.txt"):
+        workspace.prepare(d)
+    assert (d / "notes.txt").read_text() == "mine"

@@ -164,7 +164,7 @@ def test_json_and_hj212_into_sqlite_then_cli(mosquitto, tmp_path, registry_file)
         "fan_on",
         "purifier_on",
     ]
-    assert rows[0]["time"].endswith("Z")
+    assert rows[0]["time"].endswith("+08:00")  # display time zone (Asia/Shanghai), with its offset
     r2 = [r for r in rows if r["device_id"] == "DEV-2"]
     assert len(r2) == 1 and r2[0]["restaurant_id"] == "R2"
     # GB 18483: 1.5 * 10000 / (4 * 2000)

@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 import orjson
 
 from alerts.model import EVENT_CSV_COLUMNS
 from fumewatch.cli.common import (
-    CLIError,
     add_common,
+    existing_state,
     install_signal_handlers,
+    load_registry,
+    period_args,
+    reach_broker,
     settings_from,
-    time_arg,
     write_rows,
 )
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
-from ingest.timeutil import format_local, format_utc
+from ingest.timeutil import format_display
 
 log = logging.getLogger("fumewatch.alerts.cli")
 
@@ -35,10 +36,9 @@ def _app_settings(args: argparse.Namespace, **extra: dict) -> AppSettings:
 
 def _open(settings: AppSettings, *, need_store: bool):
     from alerts.ledger import Ledger
-    from ingest.registry import Registry
     from ingest.store import open_store
 
-    registry = Registry.load(settings.ingest.registry)
+    registry = load_registry(settings)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
     store = open_store(settings.ingest.store, settings) if need_store else None
@@ -50,6 +50,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
+    reach_broker(s, args.connect_timeout)
     registry, ledger, store = _open(s, need_store=True)
     stop = threading.Event()
     install_signal_handlers(stop)
@@ -69,14 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Ingest and alerts in one process: readings reach the detector once they are stored."""
     from alerts.ledger import Ledger
     from alerts.service import AlertsService
-    from ingest.registry import Registry
     from ingest.service import IngestService
     from ingest.state import StateDB
     from ingest.store import open_store
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
+    registry = load_registry(s)
+    reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     ledger = Ledger(s.ingest.state)
@@ -97,24 +98,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_path(args: argparse.Namespace) -> str:
-    s = settings_from(args)
-    path = s.ingest.state
-    if not Path(path).exists():
-        raise CLIError(f"state database {path} does not exist")
-    return path
-
-
 def cmd_events(args: argparse.Namespace) -> int:
+    """Events; times in the display zone with offset (JSON adds ``start_ms``/``end_ms``)."""
     from alerts.ledger import Ledger
 
     s = settings_from(args)
-    path = _state_path(args)
     tz = s.display_tz
-    with Ledger(path) as ledger:
+    since_ms, until_ms = period_args(args, tz)
+    with Ledger(existing_state(s)) as ledger:
         events = ledger.list_events(
-            since_ms=time_arg(args.since, tz),
-            until_ms=time_arg(args.until, tz),
+            since_ms=since_ms,
+            until_ms=until_ms,
             restaurant_id=args.restaurant,
             district=args.district,
             kind=args.kind,
@@ -125,8 +119,8 @@ def cmd_events(args: argparse.Namespace) -> int:
             "kind": e.kind,
             "restaurant_id": e.restaurant_id,
             "device_id": e.device_id,
-            "start": format_utc(e.start_ms),
-            "end": format_utc(e.end_ms) if e.end_ms else "",
+            "start": format_display(e.start_ms, tz),
+            "end": format_display(e.end_ms, tz) if e.end_ms else "",
             "peak_mg_m3": None if e.peak_mg_m3 is None else round(e.peak_mg_m3, 3),
             "mean_mg_m3": None if e.mean_mg_m3 is None else round(e.mean_mg_m3, 3),
             "limit_mg_m3": e.limit_mg_m3,
@@ -139,8 +133,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 pollutant=e.pollutant,
                 district=e.district,
                 state=e.state,
-                start_local=format_local(e.start_ms, tz),
-                end_local=format_local(e.end_ms, tz) if e.end_ms else None,
+                start_ms=e.start_ms,
+                end_ms=e.end_ms,
             )
         rows.append(d)
     write_rows(rows, list(EVENT_CSV_COLUMNS), args.format)
@@ -151,46 +145,99 @@ CASE_COLUMNS = ("case_id", "restaurant_id", "district", "status", "start", "end"
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
+    """Cases; ``start``/``end`` in the display zone with offset (JSON keeps the record's ``*_ms``)."""
     from alerts.ledger import Ledger
 
     s = settings_from(args)
-    path = _state_path(args)
-    with Ledger(path) as ledger:
+    tz = s.display_tz
+    since_ms, until_ms = period_args(args, tz)
+    with Ledger(existing_state(s)) as ledger:
         cases = ledger.list_cases(
-            since_ms=time_arg(args.since, s.display_tz),
-            until_ms=time_arg(args.until, s.display_tz),
+            since_ms=since_ms,
+            until_ms=until_ms,
             restaurant_id=args.restaurant,
             district=args.district,
         )
+    for c in cases:
+        c["start"] = format_display(c["start_ms"], tz) if c.get("start_ms") else ""
+        c["end"] = format_display(c["end_ms"], tz) if c.get("end_ms") else ""
     if args.format == "json":
         print(orjson.dumps(cases, option=orjson.OPT_INDENT_2).decode())
         return 0
-    rows = [
-        {
-            "case_id": c.get("case_id"),
-            "restaurant_id": c.get("restaurant_id"),
-            "district": c.get("district"),
-            "status": c.get("status"),
-            "start": format_utc(c["start_ms"]) if c.get("start_ms") else "",
-            "end": format_utc(c["end_ms"]) if c.get("end_ms") else "",
-            "event_id": c.get("event_id"),
-        }
-        for c in cases
-    ]
-    write_rows(rows, CASE_COLUMNS, "csv")
+    write_rows(({c: case.get(c) for c in CASE_COLUMNS} for case in cases), CASE_COLUMNS, "csv")
     return 0
 
 
-NOTICE_COLUMNS = ("key", "channel", "target", "status", "attempts", "restaurant_id", "error")
+#: ``fumewatch notices --level``: the ladder level of an exceedance's opening notice, ``closed`` for the
+#: notice that an event ended, and the event kind for purifier-off and offline notices.
+NOTICE_LEVELS = ("education", "warning", "enforcement", "closed", "purifier_off", "offline")
+NOTICE_COLUMNS = (
+    "time",
+    "level",
+    "restaurant_id",
+    "channel",
+    "target",
+    "status",
+    "attempts",
+    "key",
+    "error",
+)
+
+
+def notice_level(action: str, kind: str | None, level: str | None) -> str:
+    """The level shown for a notice (see :data:`NOTICE_LEVELS`)."""
+    if action == "closed":
+        return "closed"
+    if kind and kind != "exceedance":
+        return kind
+    return level or kind or action
 
 
 def cmd_notices(args: argparse.Namespace) -> int:
+    """Notices with their created time (display zone, offset) and level; filters on all of them."""
     from alerts.ledger import Ledger
 
-    path = _state_path(args)
-    with Ledger(path) as ledger:
-        recs = ledger.list_notices(status=args.status) if args.status else ledger.list_notices()
-    rows = [{c: getattr(r, c, "") for c in NOTICE_COLUMNS} for r in recs]
+    s = settings_from(args)
+    tz = s.display_tz
+    since_ms, until_ms = period_args(args, tz)
+    action = None
+    if args.level == "closed":
+        action = "closed"
+    elif args.level is not None:
+        action = "opened"
+    rows = []
+    with Ledger(existing_state(s)) as ledger:
+        recs = ledger.list_notices(
+            status=args.status,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            restaurant_id=args.restaurant,
+            action=action,
+        )
+        events: dict[str, tuple[str | None, str | None]] = {}
+        for r in recs:
+            kind, level = r.payload.get("kind"), r.payload.get("level")
+            if not kind or (kind == "exceedance" and not level):
+                # an older or foreign notice row without the event in its payload: ask the event
+                if r.event_id not in events:
+                    e = ledger.get_event(r.event_id)
+                    events[r.event_id] = (e.kind, e.level) if e else (None, None)
+                kind, level = events[r.event_id]
+            row = {c: getattr(r, c, "") for c in NOTICE_COLUMNS}
+            row["time"] = format_display(r.created_ms, tz) if r.created_ms else ""
+            row["level"] = notice_level(r.action, kind, level)
+            if args.level is not None and row["level"] != args.level:
+                continue
+            if args.format == "json":
+                row.update(
+                    event_id=r.event_id,
+                    action=r.action,
+                    kind=kind,
+                    device_id=r.device_id,
+                    created_ms=r.created_ms,
+                    updated_ms=r.updated_ms,
+                )
+            rows.append(row)
     write_rows(rows, NOTICE_COLUMNS, args.format)
     return 0
 
@@ -209,12 +256,12 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("alerts", help="run the alerts service (MQTT -> detector -> events -> notices)")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.add_argument("--client-id", help="MQTT client id of the alerts session")
     sp.set_defaults(func=cmd_alerts)
 
     sp = sub.add_parser("run", help="run ingest and alerts together in one process")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.set_defaults(func=cmd_run)
 
     for name, func, helptext in (
@@ -223,8 +270,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         sp = sub.add_parser(name, help=helptext)
         add_common(sp, state=True)
-        sp.add_argument("--since", metavar="T")
-        sp.add_argument("--until", metavar="T")
+        sp.add_argument("--since", metavar="T", help="RFC 3339, a date (display time zone) or epoch ms")
+        sp.add_argument("--until", metavar="T", help="end of the period (exclusive)")
         sp.add_argument("--restaurant", metavar="R")
         sp.add_argument("--district", metavar="D")
         if name == "events":
@@ -234,6 +281,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sp = sub.add_parser("notices", help="list notices sent, failed or skipped")
     add_common(sp, state=True)
+    sp.add_argument("--since", metavar="T", help="created at or after T (RFC 3339, a date, or epoch ms)")
+    sp.add_argument("--until", metavar="T", help="created before T")
+    sp.add_argument("--restaurant", metavar="R")
+    sp.add_argument("--level", choices=NOTICE_LEVELS, help="ladder level, closed, or the event kind")
     sp.add_argument("--status", choices=("pending", "sent", "failed", "skipped"))
     sp.add_argument("--format", choices=("csv", "json"), default="csv")
     sp.set_defaults(func=cmd_notices)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.api import parse_tokens
-from fumewatch.cli.common import CLIError, add_common, settings_from
+from fumewatch.cli.common import CLIError, add_common, existing_state, load_registry, settings_from
 from fumewatch.settings import AppSettings
 
 log = logging.getLogger("fumewatch.api")
@@ -36,7 +36,6 @@ def cmd_api(args: argparse.Namespace) -> int:
     from alerts.profiles import ProfileError, load_profiles
     from fumewatch.cli.cmd_report import open_report_store
     from ingest import logs
-    from ingest.registry import Registry
 
     _refuse_tokens_in_toml(args.config)
     overrides = {"api": {"host": args.host, "port": args.port}}
@@ -45,11 +44,9 @@ def cmd_api(args: argparse.Namespace) -> int:
         tokens = parse_tokens(s.api.tokens)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    state = s.ingest.state
-    if not Path(state).exists():
-        raise CLIError(f"state database {state} does not exist")
+    state = existing_state(s)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
+    registry = load_registry(s)
     try:
         profiles = load_profiles(s.alerts.profiles_file or None)
     except ProfileError as exc:

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from fumewatch.cli.common import CLIError
+from fumewatch.cli.common import CLIError, tz_arg
 
 TOKEN_ENV = "FUMEWATCH_GRAFANA_TOKEN"
 USER_ENV = "FUMEWATCH_GRAFANA_USER"
@@ -111,7 +111,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--datasource-uid", metavar="UID", help="InfluxDB datasource uid (default fumewatch-influxdb)"
     )
     p.add_argument(
-        "--timezone", metavar="TZ", help="display zone and zone of the daily buckets (Asia/Shanghai)"
+        "--timezone",
+        metavar="TZ",
+        type=tz_arg,
+        help="display zone and zone of the daily buckets (Asia/Shanghai)",
     )
 
 

@@ -5,35 +5,39 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 import orjson
 
 from fumewatch.cli.common import (
     CLIError,
     add_common,
+    existing_path,
+    existing_state,
     install_signal_handlers,
+    load_registry,
+    period_args,
+    reach_broker,
     settings_from,
     time_arg,
     write_rows,
 )
 from fumewatch.services import start_metrics
 from ingest import logs
-from ingest.model import READING_CSV_COLUMNS
-from ingest.timeutil import format_utc
+from ingest.model import READING_CSV_COLUMNS, round_for_display
+from ingest.timeutil import format_display
 
 log = logging.getLogger("fumewatch.cli")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.registry import Registry
     from ingest.service import IngestService
     from ingest.state import StateDB
     from ingest.store import open_store
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
+    registry = load_registry(s)
+    reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()
@@ -58,29 +62,40 @@ def _fmt_bool(v: object) -> object:
 
 
 def cmd_readings(args: argparse.Namespace) -> int:
+    """Stored readings; ``time`` is in the display time zone with its offset (JSON adds ``time_ms``)."""
     from ingest.store import open_store
 
     s = settings_from(args)
     tz = s.display_tz
-    store = open_store(s.ingest.store, s, read_only=True)
+    since_ms, until_ms = period_args(args, tz)
+    spec = s.ingest.store.strip()
+    if not spec.startswith(("http://", "https://")):
+        existing_path(spec.removeprefix("sqlite:///"), "store", "--store", "[ingest] store")
+    store = open_store(spec, s, read_only=True)
     try:
         rows = store.query(
             restaurant_id=args.restaurant,
             device_id=args.device,
-            since_ms=time_arg(args.since, tz),
-            until_ms=time_arg(args.until, tz),
+            since_ms=since_ms,
+            until_ms=until_ms,
         )
     finally:
         store.close()
     for r in rows:
-        r["time"] = format_utc(r["time_ms"])
+        r["time"] = format_display(r["time_ms"], tz)
+        round_for_display(r)
         if args.format == "csv":
             r["fan_on"] = _fmt_bool(r["fan_on"])
             r["purifier_on"] = _fmt_bool(r["purifier_on"])
     columns = list(READING_CSV_COLUMNS)
     if args.format == "json":
         rows = [
-            {**{c: r.get(c) for c in columns}, "ref_converted": r["ref_converted"], "source": r["source"]}
+            {
+                **{c: r.get(c) for c in columns},
+                "time_ms": r["time_ms"],
+                "ref_converted": r["ref_converted"],
+                "source": r["source"],
+            }
             for r in rows
         ]
     write_rows(rows, columns, args.format)
@@ -94,19 +109,15 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from ingest.state import StateDB
 
     s = settings_from(args)
-    path = s.ingest.state
-    if not Path(path).exists():
-        raise CLIError(f"state database {path} does not exist")
-    st = StateDB(path)
+    since_ms, until_ms = period_args(args, s.display_tz)
+    st = StateDB(existing_state(s))
     try:
-        items = st.dead_letters(
-            time_arg(args.since, s.display_tz), time_arg(args.until, s.display_tz), args.reason
-        )
+        items = st.dead_letters(since_ms, until_ms, args.reason)
     finally:
         st.close()
     rows = [
         {
-            "received": format_utc(d.received_ms),
+            "received": format_display(d.received_ms, s.display_tz),
             "reason": d.reason,
             "topic": d.topic,
             "device_id": d.device_id,
@@ -115,6 +126,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         }
         for d in items
     ]
+    if args.format == "json":
+        for row, d in zip(rows, items, strict=True):
+            row["received_ms"] = d.received_ms
     write_rows(rows, DEAD_LETTER_COLUMNS, args.format)
     return 0
 
@@ -122,7 +136,6 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- simulate / demo
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ingest import simulate
-    from ingest.registry import Registry
 
     if args.write_registry:
         reg = simulate.write_registry(args.write_registry, args.restaurants, seed=args.seed)
@@ -132,9 +145,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
     registry_path = args.registry or args.write_registry or s.ingest.registry
-    registry = Registry.load(registry_path)
+    registry = load_registry(s, registry_path)
     start_ms = time_arg(args.start, s.display_tz) if args.start else simulate.default_start_ms(s.display_tz)
-    stats = simulate.run_simulation(
+    timeout_s = DEFAULT_SIMULATE_CONNECT_TIMEOUT_S if args.connect_timeout is None else args.connect_timeout
+    reach_broker(s, timeout_s)
+    try:
+        stats = _simulate(args, s, simulate, registry, start_ms, timeout_s)
+    except (ConnectionError, TimeoutError) as exc:  # refused after connecting, or acknowledgements stalled
+        raise CLIError(str(exc)) from None
+    print(
+        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
+        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
+    )
+    return 0
+
+
+#: ``fumewatch simulate`` is a one-off command: without --connect-timeout it gives up after this long.
+DEFAULT_SIMULATE_CONNECT_TIMEOUT_S = 10.0
+
+
+def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, timeout_s: float):
+    return simulate.run_simulation(
         s.mqtt.broker,
         registry,
         start_ms=start_ms,
@@ -147,12 +178,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         topic_prefix=s.mqtt.topic_prefix,
         factors=s.hj212.factors,
         tz=s.hj212.timezone,
+        connect_timeout_s=timeout_s,
     )
-    print(
-        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
-        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
-    )
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -161,16 +188,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _mask_url_password(url: str) -> str:
+    """``mqtt://user:pw@host:1883`` -> ``mqtt://user:***@host:1883`` (a URL without a password unchanged)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hostport}"
+
+
 def cmd_config(args: argparse.Namespace) -> int:
+    """Every section's effective settings; secrets masked (tokens, passwords, credentials in URLs)."""
+    from alerts.ledger import mask_target
+
     s = settings_from(args)
     doc = orjson.loads(s.model_dump_json())  # SecretStr fields dump as '**********'
+    # URLs may carry credentials: the broker's user:pass@, notice targets' tokens
+    doc["mqtt"]["broker"] = _mask_url_password(doc["mqtt"]["broker"])
+    if "notify" in doc:
+        doc["notify"]["inspector_targets"] = [mask_target(t) for t in doc["notify"]["inspector_targets"]]
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("ingest", help="run the ingest service (MQTT -> store)")
-    add_common(sp, broker=True, store=True, registry=True, state=True)
+    add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.add_argument("--client-id", help="MQTT client id (fixed: the broker keeps the session)")
     sp.add_argument("--shared-group", help="subscribe as $share/GROUP/... to split load across workers")
     sp.set_defaults(func=cmd_ingest)
@@ -193,7 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_dead_letters)
 
     sp = sub.add_parser("simulate", help="simulate restaurant kitchens publishing readings")
-    add_common(sp, broker=True, registry=True)
+    add_common(sp, broker=True, registry=True, connect_timeout=True)
     sp.add_argument("--start", metavar="T", help="simulated start time (default: yesterday 00:00)")
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--speed", type=float, default=0.0, help="simulated seconds per second (<=0: flat out)")
@@ -211,8 +254,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--restaurants", type=int, default=50)
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--duration", type=float, default=40.0, help="wall seconds for the simulated period")
-    sp.add_argument("--broker", default="auto", help="auto | amqtt | mosquitto | mqtt://host:port")
-    sp.add_argument("--data-dir", default="data")
+    sp.add_argument(
+        "--broker",
+        default="auto",
+        help="auto | amqtt | mosquitto (started in-process), or the URL of a running broker (mqtt://host:port)",
+    )
+    sp.add_argument(
+        "--data-dir",
+        default="data/demo",
+        help="the demo's own directory (default data/demo): created and marked by the demo; a directory "
+        "with other files is refused, never overwritten",
+    )
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--format", choices=("json", "hj212"), default="json")
     sp.set_defaults(func=cmd_demo)

@@ -7,7 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from fumewatch.cli.common import CLIError, add_common, settings_from, time_arg
+from fumewatch.cli.common import (
+    CLIError,
+    add_common,
+    existing_path,
+    existing_state,
+    load_registry,
+    period_args,
+    settings_from,
+)
 from fumewatch.settings import AppSettings
 from ingest.config import IngestSettings
 
@@ -28,7 +36,7 @@ def open_report_store(explicit: str | None, settings: AppSettings):
     if not is_url and not Path(path).exists():
         if explicit is None and spec == IngestSettings().store:
             return None
-        raise CLIError(f"store {spec} does not exist")
+        existing_path(path, "store", "--store", "[ingest] store")
     try:
         return open_store(spec, settings, read_only=True)
     except ValueError as exc:
@@ -62,7 +70,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from alerts.profiles import ProfileError, load_profiles
     from alerts.reports.build import ReportError, build_report, check_filters
     from alerts.reports.formats import render
-    from ingest.registry import Registry
 
     fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
     if fmt not in CLI_FORMATS:
@@ -70,13 +77,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     overrides = {"report": {"max_charts": args.max_charts}}
     s: AppSettings = settings_from(args, AppSettings, **overrides)  # type: ignore[assignment]
     tz = s.display_tz
-    since, until = time_arg(args.since, tz), time_arg(args.until, tz)
+    since, until = period_args(args, tz)
     assert since is not None and until is not None
-    if since >= until:
-        raise CLIError("--since must be before --until")
-    if not Path(s.ingest.state).exists():
-        raise CLIError(f"state database {s.ingest.state} does not exist")
-    registry = Registry.load(s.ingest.registry)
+    existing_state(s)
+    registry = load_registry(s)
     try:
         profiles = load_profiles(s.alerts.profiles_file or None)
     except ProfileError as exc:

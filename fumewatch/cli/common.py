@@ -9,13 +9,16 @@ import argparse
 import csv
 import logging
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import orjson
 
-from ingest.config import Settings, load_settings
+from ingest.config import ConfigError, Settings, load_settings
 from ingest.timeutil import parse_time
 
 log = logging.getLogger("fumewatch.cli")
@@ -33,10 +36,24 @@ def add_common(
     store: bool = False,
     registry: bool = False,
     state: bool = False,
+    connect_timeout: bool = False,
 ) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file (see config/fumewatch.sample.toml)")
     if broker:
-        p.add_argument("--broker", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://...")
+        p.add_argument(
+            "--broker",
+            metavar="URL",
+            help="mqtt://[user:pass@]host[:port] (default port 1883), mqtts://... (TLS, 8883); "
+            "tcp:// = mqtt://, ssl:// = mqtts://, bare host[:port] = mqtt://",
+        )
+    if connect_timeout:
+        p.add_argument(
+            "--connect-timeout",
+            metavar="SECONDS",
+            type=float,
+            help="give up with one line if the broker cannot be reached within SECONDS "
+            "(services: only the first connection; later outages are retried)",
+        )
     if store:
         p.add_argument(
             "--store", metavar="S", help="path ending in .db (embedded SQLite) or http(s):// InfluxDB URL"
@@ -50,6 +67,15 @@ def add_common(
 
 
 def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, **extra: dict) -> Settings:
+    """The settings of ``cls`` (default: the whole application's, every section) from ``args``.
+
+    Every command loads through here, so a mistake in any section of the file or in a FUMEWATCH_*
+    variable is refused the same way (one line: source, key, problem) whatever the command.
+    """
+    if cls is None:
+        from fumewatch.settings import AppSettings
+
+        cls = AppSettings
     overrides = {
         "mqtt": {
             "broker": getattr(args, "broker", None),
@@ -64,12 +90,38 @@ def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, *
     }
     for section, values in extra.items():
         overrides.setdefault(section, {}).update(values)
+    flags = {(sec, key): "--" + key.replace("_", "-") for sec, values in overrides.items() for key in values}
     try:
-        return load_settings(getattr(args, "config", None), overrides, cls)
-    except FileNotFoundError as exc:
+        return load_settings(getattr(args, "config", None), overrides, cls, flags)
+    except (FileNotFoundError, ConfigError) as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise CLIError(f"invalid configuration: {exc}") from None
+
+
+def reach_broker(settings: Settings, timeout_s: float | None) -> None:
+    """With ``timeout_s``: wait until the broker accepts a TCP connection, or raise a one-line CLIError.
+
+    Refused connections are retried until the deadline (a broker that is starting up is fine); a name
+    that does not resolve fails at once. ``None``: no check (services keep retrying on their own).
+    """
+    if timeout_s is None:
+        return
+    if timeout_s <= 0:
+        raise CLIError(f"--connect-timeout {timeout_s:g}: give a number of seconds above 0")
+    host, port, tls, _, _ = settings.mqtt.endpoint()
+    url = f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.05, left)):
+                return
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if isinstance(exc, socket.gaierror) or deadline - time.monotonic() <= 0.2:
+                raise CLIError(f"cannot reach broker {url} within {timeout_s:g} s: {reason}") from None
+            time.sleep(0.2)
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -90,6 +142,51 @@ def time_arg(value: str | None, tz: str) -> int | None:
         raise CLIError(
             f"cannot read time {value!r}: use RFC 3339 (2026-11-26T12:00:00+08:00), a date, or epoch ms"
         ) from None
+
+
+def tz_arg(value: str) -> str:
+    """argparse type for a time-zone flag: an IANA name (Grafana's "browser" and "utc" too)."""
+    from ingest.config_check import check_timezone
+
+    if value in ("browser", "utc"):
+        return value
+    problem = check_timezone(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def period_args(args: argparse.Namespace, tz: str) -> tuple[int | None, int | None]:
+    """``--since`` and ``--until`` of ``args`` as epoch ms; refuses a period that ends before it starts."""
+    since = time_arg(getattr(args, "since", None), tz)
+    until = time_arg(getattr(args, "until", None), tz)
+    if since is not None and until is not None and since >= until:
+        raise CLIError(
+            f"--since {args.since} is not before --until {args.until}: the period would be empty "
+            "(--until is exclusive)"
+        )
+    return since, until
+
+
+def existing_path(path: str, what: str, flag: str, setting: str, *, reads_only: bool = True) -> str:
+    """``path`` if it exists; a command that only reads must not create an empty database or file."""
+    if not Path(path).exists():
+        why = "this command only reads: check the path" if reads_only else "check the path"
+        raise CLIError(f"{what} {path} does not exist (from {flag} or {setting}); {why}")
+    return path
+
+
+def existing_state(settings: Settings) -> str:
+    """The state database of ``settings``, which must exist (dead letters, events, cases, notices)."""
+    return existing_path(settings.ingest.state, "state database", "--state", "[ingest] state")
+
+
+def load_registry(settings: Settings, path: str | None = None):
+    """The device registry (``--registry`` / ``[ingest] registry``), which must exist."""
+    from ingest.registry import Registry
+
+    p = path or settings.ingest.registry
+    return Registry.load(existing_path(p, "registry", "--registry", "[ingest] registry", reads_only=False))
 
 
 def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:

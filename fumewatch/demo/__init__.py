@@ -1,6 +1,7 @@
 """``fumewatch demo`` / ``make demo``: the whole pipeline on embedded defaults, in about a minute.
 
-Starts a broker (Mosquitto if installed, else amqtt in-process), writes a registry of simulated
+Works in its own directory (``data/demo/`` by default; see :mod:`fumewatch.demo.workspace`): it never
+overwrites or deletes a file it did not create. Starts a broker (Mosquitto if installed, else amqtt in-process), writes a registry of simulated
 restaurants, runs ingest and the alerts service in-process, replays a simulated
 day at high speed, then prints what a duty officer would want to see.
 """
@@ -11,16 +12,16 @@ import argparse
 import logging
 import threading
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fumewatch.demo import alerts as demo_alerts
+from fumewatch.demo import workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
-from ingest.config import load_settings
+from ingest.config import load_settings, parse_broker_url
 from ingest.registry import Registry
 from ingest.service import IngestService
 from ingest.state import StateDB
@@ -29,22 +30,26 @@ from ingest.timeutil import format_local
 
 log = logging.getLogger("fumewatch.demo")
 
+#: ``--broker`` values that start a broker in-process; anything else is the URL of a running one.
+EMBEDDED_BROKERS = ("auto", "amqtt", "mosquitto")
+
 
 def run_demo(args: argparse.Namespace) -> int:
     from ingest import simulate
 
     console = Console()
     logs.setup("WARNING")
-    data = Path(args.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
-    store_path, state_path, registry_path = data / "fumewatch.db", data / "state.db", data / "registry.csv"
-    for p in (store_path, state_path):
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{p}{suffix}").unlink(missing_ok=True)  # the demo starts from a clean slate
+    external = args.broker not in EMBEDDED_BROKERS
+    if external:
+        parse_broker_url(args.broker)  # any accepted form (mqtt://, tcp://, host:port ...), else ValueError
+    # its own directory: never touches files it did not make (DemoDirError, a ValueError, otherwise)
+    data = workspace.prepare(args.data_dir)
+    store_path, state_path = data / workspace.STORE, data / workspace.STATE
+    registry_path = data / workspace.REGISTRY
 
     registry = simulate.write_registry(registry_path, args.restaurants, seed=args.seed)
     broker = None
-    if args.broker.startswith(("mqtt://", "mqtts://")):
+    if external:
         broker_url, protocol, broker_kind = args.broker, "5", "external"
     else:
         broker = EmbeddedBroker(prefer=args.broker).start()

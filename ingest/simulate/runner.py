@@ -60,6 +60,7 @@ def run_simulation(
     max_in_flight: int = 1000,
     protocol: str = "auto",
     model: KitchenModel = DEFAULT_MODEL,
+    connect_timeout_s: float = 10.0,
 ) -> SimStats:
     """Publish :func:`generate`'s readings to ``broker_url`` (mqtt://[user:pass@]host:port).
 
@@ -123,6 +124,7 @@ def run_simulation(
                 qos=qos,
                 max_in_flight=max_in_flight,
                 protocol=proto,
+                connect_timeout_s=connect_timeout_s,
             )
             break
         except _ProtocolRefused:

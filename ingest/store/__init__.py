@@ -16,6 +16,7 @@ from ingest.store.base import Store
 
 
 def open_store(spec: str, settings: Settings | None = None, *, read_only: bool = False) -> Store:
+    """The store ``spec`` names. ``read_only``: a SQLite file must exist (FileNotFoundError otherwise)."""
     settings = settings or Settings()
     s = spec.strip()
     if s.startswith(("http://", "https://")):
@@ -32,8 +33,13 @@ def open_store(spec: str, settings: Settings | None = None, *, read_only: bool =
     if s.startswith("sqlite:///"):
         s = s[len("sqlite:///") :]
     if s.endswith((".db", ".sqlite", ".sqlite3")):
+        from pathlib import Path
+
         from ingest.store.sqlite import SQLiteStore
 
+        if read_only and not Path(s).exists():
+            # reading must never create an empty database (a typo would look like "no data")
+            raise FileNotFoundError(f"store {s} does not exist")
         return SQLiteStore(s)
     raise ValueError(
         f"--store {spec!r}: use a path ending in .db (embedded SQLite) or an http(s):// InfluxDB URL"
