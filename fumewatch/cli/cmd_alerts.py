@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 import orjson
 
 from alerts.model import EVENT_CSV_COLUMNS
 from fumewatch.cli.common import (
-    CLIError,
     add_common,
     install_signal_handlers,
     settings_from,
     time_arg,
     write_rows,
 )
+from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
@@ -39,6 +38,7 @@ def _open(settings: AppSettings, *, need_store: bool):
     from ingest.store import open_store
 
     registry = Registry.load(settings.ingest.registry)
+    prepare_for_service(settings.ingest.state)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
     store = open_store(settings.ingest.store, settings) if need_store else None
@@ -77,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
     registry = Registry.load(s.ingest.registry)
+    prepare_for_service(s.ingest.state)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     ledger = Ledger(s.ingest.state)
@@ -98,10 +99,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _state_path(args: argparse.Namespace) -> str:
-    s = settings_from(args)
-    path = s.ingest.state
-    if not Path(path).exists():
-        raise CLIError(f"state database {path} does not exist")
+    """The state database of a read-only command: it must exist at this release's revision (creates,
+    migrates nothing)."""
+    from fumewatch.db import check
+
+    path = settings_from(args).ingest.state
+    check(path)
     return path
 
 

@@ -34,7 +34,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from alerts.api import create_app
     from alerts.profiles import ProfileError, load_profiles
-    from fumewatch.cli.cmd_report import open_report_store
+    from fumewatch.cli.cmd_report import _check_state, open_report_store
     from ingest import logs
     from ingest.registry import Registry
 
@@ -46,8 +46,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     state = s.ingest.state
-    if not Path(state).exists():
-        raise CLIError(f"state database {state} does not exist")
+    _check_state(state)
     logs.setup(s.logging.level, s.logging.format)
     registry = Registry.load(s.ingest.registry)
     try:

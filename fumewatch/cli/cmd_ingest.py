@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 import orjson
 
 from fumewatch.cli.common import (
-    CLIError,
     add_common,
     install_signal_handlers,
     settings_from,
     time_arg,
     write_rows,
 )
+from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from ingest import logs
 from ingest.model import READING_CSV_COLUMNS
@@ -34,6 +33,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
     registry = Registry.load(s.ingest.registry)
+    prepare_for_service(s.ingest.state)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()
@@ -91,12 +91,12 @@ DEAD_LETTER_COLUMNS = ("received", "reason", "topic", "device_id", "message", "p
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from fumewatch.db import check
     from ingest.state import StateDB
 
     s = settings_from(args)
     path = s.ingest.state
-    if not Path(path).exists():
-        raise CLIError(f"state database {path} does not exist")
+    check(path)  # exists, at this release's revision; creates nothing
     st = StateDB(path)
     try:
         items = st.dead_letters(

@@ -45,7 +45,10 @@ def add_common(
         p.add_argument("--registry", metavar="CSV", help="device registry CSV")
     if state:
         p.add_argument(
-            "--state", metavar="PATH", help="state database (SQLite): dead letters, events, notices"
+            "--state",
+            metavar="PATH|URL",
+            help="state database: SQLite path, or postgresql://user@host/db (password from "
+            "FUMEWATCH_STATE_PASSWORD or PGPASSWORD); dead letters, events, notices",
         )
 
 
