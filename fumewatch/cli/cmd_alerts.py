@@ -37,8 +37,8 @@ def _open(settings: AppSettings, *, need_store: bool):
     from ingest.registry import Registry
     from ingest.store import open_store
 
-    registry = Registry.load(settings.ingest.registry)
     prepare_for_service(settings.ingest.state)
+    registry = Registry.load(settings.ingest.registry)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
     store = open_store(settings.ingest.store, settings) if need_store else None
@@ -76,8 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
     prepare_for_service(s.ingest.state)
+    registry = Registry.load(s.ingest.registry)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     ledger = Ledger(s.ingest.state)

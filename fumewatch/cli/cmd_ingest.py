@@ -32,8 +32,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = Registry.load(s.ingest.registry)
     prepare_for_service(s.ingest.state)
+    registry = Registry.load(s.ingest.registry)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()

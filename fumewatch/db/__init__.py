@@ -27,6 +27,8 @@ from ingest.db import begin_write, display, is_sqlite, make_engine
 from ingest.state_schema import metadata as ingest_metadata
 
 log = logging.getLogger("fumewatch.db")
+# Alembic says "Context impl ..." at INFO on every check; our own event=state_db_* lines say what matters.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key that serialises concurrent upgrades of one PostgreSQL database.
