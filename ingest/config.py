@@ -69,6 +69,7 @@ class MqttSettings(BaseModel):
 
 class IngestSettings(BaseModel):
     store: str = "data/fumewatch.db"
+    # SQLite path, or postgresql://user@host/db (password from FUMEWATCH_STATE_PASSWORD / PGPASSWORD only)
     state: str = "data/state.db"
     registry: str = "data/registry.csv"
     batch_size: int = Field(500, ge=1)

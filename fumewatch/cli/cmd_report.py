@@ -57,13 +57,16 @@ def summary_path(out: str) -> str:
     return str(p.with_name(f"{p.stem}.summary{p.suffix or '.csv'}"))
 
 
-def _check_state(state: str) -> None:
-    """The report's state database exists at this release's revision (creates, migrates nothing)."""
+#: Why reports need SQLite for now: alerts/reports/build.py reads its snapshot with sqlite3 and SQLite SQL.
+REPORTS_NEED_SQLITE = "reports read an SQLite state database only (PostgreSQL: not yet); give --state PATH"
+
+
+def _check_state(state: str, *, reports_only: bool = True) -> None:
+    """The state database exists at this release's revision (creates, migrates nothing)."""
     from fumewatch.db import check
 
-    if "://" in state:
-        # alerts.reports reads one consistent snapshot through sqlite3 (alerts/reports/build.py _snapshot)
-        raise CLIError("reports read an SQLite state database only for now; give --state PATH")
+    if "://" in state and reports_only:
+        raise CLIError(REPORTS_NEED_SQLITE)
     check(state)
 
 
