@@ -178,7 +178,9 @@ def test_dependencies_wait_for_jobs_and_health() -> None:
         assert svcs[name]["depends_on"]["influxdb"]["condition"] == "service_healthy"
         assert svcs[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         # the schema is migrated once, before any service checks it
-        assert svcs[name]["depends_on"]["fumewatch-db-upgrade"]["condition"] == "service_completed_successfully"
+        assert (
+            svcs[name]["depends_on"]["fumewatch-db-upgrade"]["condition"] == "service_completed_successfully"
+        )
     upgrade = svcs["fumewatch-db-upgrade"]
     assert upgrade["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert command_of(upgrade) == ["db", "upgrade"]
