@@ -240,3 +240,55 @@ def test_read_only_command_refuses_an_old_sqlite_revision(tmp_path: Path) -> Non
     for cmd in ("events", "cases", "notices", "dead-letters"):
         one_line_error(fumewatch(cmd, "--state", str(path)), "at revision 0001, this release needs 0002")
     assert db.current_revision(str(path)) == "0001"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ingest's dead letters and the API on both backends
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_dead_letters_on_both_backends(state_url: str) -> None:
+    from ingest.model import DeadLetter
+
+    state = StateDB(state_url)
+    state.add_dead_letters(
+        [
+            DeadLetter(
+                1000 + i, "fume/v1/x", "bad_json" if i % 3 else "bad_crc", "{x", "D1", {"n": i, "说明": "坏"}
+            )
+            for i in range(7)
+        ]
+    )
+    assert state.dead_letter_counts() == {"bad_json": 4, "bad_crc": 3}
+    got = state.dead_letters(since_ms=1002, until_ms=1005)
+    assert [d.received_ms for d in got] == [1002, 1003, 1004] and got[0].detail == {"n": 2, "说明": "坏"}
+    assert [d.received_ms for d in state.dead_letters(reason="bad_crc")] == [1000, 1003, 1006]
+    state.close()
+    r = fumewatch("dead-letters", "--state", state_url, "--reason", "bad_crc")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 4, r.stderr
+
+
+def test_api_health_and_listings_through_the_ledger(state_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from alerts.api import create_app
+    from alerts.model import Event
+    from ingest.registry import Registry
+
+    with Ledger(state_url) as led:
+        led.upsert_event(
+            Event(
+                "e1", "exceedance", "R1", "D1", "朝阳区", 1795667400000, pollutant="oil_fume", peak_mg_m3=3.0
+            )
+        )
+    token = "t" * 32
+    app = create_app(state_path=state_url, registry=Registry([]), tokens=[token])
+    with TestClient(app) as client:
+        r = client.get("/healthz")
+        assert r.status_code == 200 and r.json() == {"status": "ok", "state_db": "ok"}
+        r = client.get(
+            "/api/v1/events",
+            params={"since": "2026-11-26", "until": "2026-11-27"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200 and [e["event_id"] for e in r.json()] == ["e1"], r.text
