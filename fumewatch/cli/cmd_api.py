@@ -34,7 +34,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from alerts.api import create_app
     from alerts.profiles import ProfileError, load_profiles
-    from fumewatch.cli.cmd_report import REPORTS_NEED_SQLITE, _check_state, open_report_store
+    from fumewatch.cli.cmd_report import API_NEEDS_SQLITE, _check_state, open_report_store
     from ingest import logs
     from ingest.registry import Registry
 
@@ -47,8 +47,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     state = s.ingest.state
     _check_state(state, reports_only=False)
-    if "://" in state:  # listings and /healthz work through the ledger; the report endpoints do not yet
-        log.warning("event=api_reports_unavailable reason=%r", REPORTS_NEED_SQLITE)
+    if "://" in state:
+        log.warning("event=api_endpoints_unavailable reason=%r", API_NEEDS_SQLITE)
     logs.setup(s.logging.level, s.logging.format)
     registry = Registry.load(s.ingest.registry)
     try:

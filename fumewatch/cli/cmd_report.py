@@ -59,6 +59,11 @@ def summary_path(out: str) -> str:
 
 #: Why reports need SQLite for now: alerts/reports/build.py reads its snapshot with sqlite3 and SQLite SQL.
 REPORTS_NEED_SQLITE = "reports read an SQLite state database only (PostgreSQL: not yet); give --state PATH"
+#: What `fumewatch api` says at start on PostgreSQL (its /api/v1 endpoints go through alerts/reports).
+API_NEEDS_SQLITE = (
+    "/healthz works on PostgreSQL; the /api/v1 endpoints read through alerts/reports, which needs an "
+    "SQLite state database for now (they answer 500)"
+)
 
 
 def _check_state(state: str, *, reports_only: bool = True) -> None:
