@@ -297,3 +297,21 @@ def test_api_health_and_listings_through_the_ledger(state_url: str) -> None:
             headers={"Authorization": f"Bearer {token}"},
         )
         assert r.status_code == 200 and [e["event_id"] for e in r.json()] == ["e1"], r.text
+
+
+def test_report_on_postgresql_says_it_needs_sqlite(pg_empty_url: str, tmp_path: Path) -> None:
+    db.upgrade(pg_empty_url)
+    out = tmp_path / "r.csv"
+    args = [
+        "report",
+        "--state",
+        pg_empty_url,
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-02",
+        "--out",
+        str(out),
+    ]
+    one_line_error(fumewatch(*args), "reports read an SQLite state database only")
+    assert not out.exists()
