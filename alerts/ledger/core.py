@@ -17,12 +17,12 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, inspect, not_, or_, select, true, update
+from sqlalchemy import Connection, and_, bindparam, case, func, inspect, not_, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
@@ -75,6 +75,7 @@ class Ledger(NoticeGate, WindowStore):
         self.claimant = f"{socket.gethostname()}:{os.getpid()}"
         self._lock = threading.RLock()
         self._tx: Connection | None = None
+        self._stmts: dict[str, Any] = {}
         if not self._schema_present():  # readers of an existing database never take the write lock
             with self.transaction() as c:
                 metadata.create_all(c, checkfirst=True)
@@ -120,12 +121,20 @@ class Ledger(NoticeGate, WindowStore):
                 self._tx = None
                 conn.close()
 
-    def _read(self, stmt: Any) -> list[Any]:
+    def _read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         with self._lock:
             if self._tx is not None:  # inside our own transaction: see its uncommitted writes
-                return list(self._tx.execute(stmt).all())
+                return list(self._tx.execute(stmt, params).all())
             with self._engine.connect() as c:
-                return list(c.execute(stmt).all())
+                return list(c.execute(stmt, params).all())
+
+    def _prepared(self, name: str, build: Callable[[], Any]) -> Any:
+        """The statement ``name``, built once per Ledger (values are bound at execution): building a
+        statement costs more than running it on SQLite, and the hot paths run per window."""
+        stmt = self._stmts.get(name)
+        if stmt is None:
+            stmt = self._stmts[name] = build()
+        return stmt
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT (with ``on_conflict_do_update``/``_nothing``) for ``table``."""
@@ -170,25 +179,31 @@ class Ledger(NoticeGate, WindowStore):
         transition's copy reaching the notifier after the close was stored): that update is ignored.
         """
         ts = now_ms()
-        t = events.c
-        stmt = self._insert(events).values(**_event_row(event), created_ms=ts, updated_ms=ts)
-        ex = stmt.excluded
-        set_: dict[str, Any] = {c: ex[c] for c in _EVENT_COLUMNS if c not in ("event_id", "level")}
-        set_["level"] = case((t.level != "", t.level), else_=ex.level)
-        set_["updated_ms"] = ex.updated_ms
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.event_id],
-            set_=set_,
-            where=not_(and_(t.state == "closed", ex.state == "open")),
-        )
+        stmt = self._prepared("upsert_event", self._upsert_event)
         with self.transaction() as c:
-            c.execute(stmt)
+            c.execute(stmt, {**_event_row(event), "created_ms": ts, "updated_ms": ts})
             stored = self.get_event(event.event_id)
         assert stored is not None
         return stored
 
+    def _upsert_event(self) -> Any:
+        t = events.c
+        stmt = self._insert(events)
+        ex = stmt.excluded
+        set_: dict[str, Any] = {c: ex[c] for c in _EVENT_COLUMNS if c not in ("event_id", "level")}
+        set_["level"] = case((t.level != "", t.level), else_=ex.level)
+        set_["updated_ms"] = ex.updated_ms
+        return stmt.on_conflict_do_update(
+            index_elements=[t.event_id],
+            set_=set_,
+            where=not_(and_(t.state == "closed", ex.state == "open")),
+        )
+
     def get_event(self, event_id: str) -> Event | None:
-        rows = self._read(select(*_event_cols()).where(events.c.event_id == event_id))
+        q = self._prepared(
+            "get_event", lambda: select(*_event_cols()).where(events.c.event_id == bindparam("b_id"))
+        )
+        rows = self._read(q, {"b_id": event_id})
         return _event_from_row(rows[0]) if rows else None
 
     def list_events(
@@ -331,18 +346,26 @@ class Ledger(NoticeGate, WindowStore):
 
     def save_state(self, name: str, data: dict[str, Any]) -> None:
         """Store a JSON-serialisable snapshot under ``name`` (replaces the previous one)."""
-        stmt = self._insert(detector_state).values(
-            name=name, data=json.dumps(data, ensure_ascii=False, separators=(",", ":")), updated_ms=now_ms()
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[detector_state.c.name],
-            set_={"data": stmt.excluded.data, "updated_ms": stmt.excluded.updated_ms},
-        )
+
+        def build() -> Any:
+            stmt = self._insert(detector_state)
+            return stmt.on_conflict_do_update(
+                index_elements=[detector_state.c.name],
+                set_={"data": stmt.excluded.data, "updated_ms": stmt.excluded.updated_ms},
+            )
+
+        doc = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         with self.transaction() as c:
-            c.execute(stmt)
+            c.execute(
+                self._prepared("save_state", build), {"name": name, "data": doc, "updated_ms": now_ms()}
+            )
 
     def load_state(self, name: str) -> dict[str, Any] | None:
-        rows = self._read(select(detector_state.c.data).where(detector_state.c.name == name))
+        q = self._prepared(
+            "load_state",
+            lambda: select(detector_state.c.data).where(detector_state.c.name == bindparam("b_name")),
+        )
+        rows = self._read(q, {"b_name": name})
         return json.loads(rows[0][0]) if rows else None
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, and_, select, true, update
+from sqlalchemy import Integer, Row, and_, bindparam, select, true, update
 
 from alerts.ledger.masking import mask_target, scrub
 from alerts.ledger.schema import _NOTICE_COLUMNS, notices
@@ -77,6 +77,18 @@ def _claimant_alive(claimant: str) -> bool:
     return True
 
 
+def _row_query() -> Any:
+    n = notices.c
+    return select(1).where(n.key == bindparam("b_key"), n.target == bindparam("b_target"))
+
+
+def _locked_query() -> Any:
+    """The notice row, locked until the transaction ends (PostgreSQL; SQLite holds the write lock)."""
+    n = notices.c
+    q = select(n.status, n.claimed_by, n.updated_ms)
+    return q.where(n.key == bindparam("b_key"), n.target == bindparam("b_target")).with_for_update()
+
+
 class NoticeGate:
     """The notice methods of :class:`alerts.ledger.Ledger` (which provides the plumbing used here)."""
 
@@ -101,20 +113,25 @@ class NoticeGate:
         """
         n = notices.c
         masked = mask_target(target)
-        with self.transaction() as c:  # type: ignore[attr-defined]
-            cur = c.execute(
+        done = self._prepared(  # type: ignore[attr-defined]
+            "notice_done",
+            lambda: (
                 update(notices)
-                .where(n.key == key, n.target == masked, n.status != SENT)
-                .values(
-                    status=SENT if ok else FAILED,
-                    error="" if ok else scrub(error),
-                    attempts=n.attempts + attempts,
-                    updated_ms=now_ms(),
-                    claimed_by="",
-                )
-            )
+                .where(n.key == bindparam("b_key"), n.target == bindparam("b_target"), n.status != SENT)
+                .values(attempts=n.attempts + bindparam("b_attempts", type_=Integer))
+            ),
+        )
+        where = {"b_key": key, "b_target": masked}
+        with self.transaction() as c:  # type: ignore[attr-defined]
+            values = {
+                "status": SENT if ok else FAILED,
+                "error": "" if ok else scrub(error),
+                "updated_ms": now_ms(),
+                "claimed_by": "",
+            }
+            cur = c.execute(done, {**where, **values, "b_attempts": attempts})
             if cur.rowcount == 0:
-                exists = c.execute(select(1).where(n.key == key, n.target == masked)).first()
+                exists = c.execute(self._prepared("notice_row", _row_query), where).first()  # type: ignore[attr-defined]
                 if exists is None:
                     raise KeyError(f"notice_done without notice_begin for {key!r} -> {masked!r}")
 
@@ -149,28 +166,36 @@ class NoticeGate:
             "updated_ms": ts,
             "claimed_by": self.claimant if status == PENDING else "",
         }
-        locked = select(n.status, n.claimed_by, n.updated_ms).where(n.key == key, n.target == masked)
+        where = {"b_key": key, "b_target": masked}
+        locked = self._prepared("notice_locked", _locked_query)  # type: ignore[attr-defined]
         with self.transaction() as c:  # type: ignore[attr-defined]
-            row = c.execute(locked.with_for_update()).first()
+            row = c.execute(locked, where).first()
             if row is None:
-                ins = self._insert(notices).values(  # type: ignore[attr-defined]
-                    key=key,
-                    target=masked,
-                    event_id=event_id,
-                    action=action,
-                    restaurant_id=str(payload.get("restaurant_id", "")),
-                    device_id=str(payload.get("device_id", "")),
-                    attempts=0,
-                    created_ms=ts,
-                    **values,
+                ins = self._prepared(  # type: ignore[attr-defined]
+                    "notice_insert",
+                    lambda: self._insert(notices).on_conflict_do_nothing(index_elements=[n.key, n.target]),  # type: ignore[attr-defined]
                 )
-                if c.execute(ins.on_conflict_do_nothing(index_elements=[n.key, n.target])).rowcount == 1:
+                first = {
+                    "key": key,
+                    "target": masked,
+                    "event_id": event_id,
+                    "action": action,
+                    "restaurant_id": str(payload.get("restaurant_id", "")),
+                    "device_id": str(payload.get("device_id", "")),
+                    "attempts": 0,
+                    "created_ms": ts,
+                }
+                if c.execute(ins, {**first, **values}).rowcount == 1:
                     return True
-                row = c.execute(locked.with_for_update()).first()  # a concurrent first claim won the insert
+                row = c.execute(locked, where).first()  # a concurrent first claim won the insert
                 assert row is not None
             if not self._may_claim(row):
                 return False
-            c.execute(update(notices).where(n.key == key, n.target == masked).values(**values))
+            claim = self._prepared(  # type: ignore[attr-defined]
+                "notice_claim",
+                lambda: update(notices).where(n.key == bindparam("b_key"), n.target == bindparam("b_target")),
+            )
+            c.execute(claim, {**where, **values})
         return True
 
     def notice_status(self, key: str, target: str) -> str | None:

@@ -31,12 +31,16 @@ class WindowStore:
         ]
         if not rows:
             return 0
-        t = windows.c
-        stmt = self._insert(windows)  # type: ignore[attr-defined]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.device_id, t.pollutant, t.start_ms],
-            set_={c: stmt.excluded[c] for c in _WINDOW_COLUMNS[3:]},
-        )
+
+        def build() -> Any:
+            t = windows.c
+            stmt = self._insert(windows)  # type: ignore[attr-defined]
+            return stmt.on_conflict_do_update(
+                index_elements=[t.device_id, t.pollutant, t.start_ms],
+                set_={c: stmt.excluded[c] for c in _WINDOW_COLUMNS[3:]},
+            )
+
+        stmt = self._prepared("add_windows", build)  # type: ignore[attr-defined]
         with self.transaction() as c:  # type: ignore[attr-defined]
             c.execute(stmt, rows)
         return len(rows)
