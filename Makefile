@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean migration
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: venv
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# A new state-database migration from the schema modules (docs/ledger.md): make migration MSG="..."
+migration: venv
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what the migration does"' >&2; exit 2; }
+	$(VENV)/bin/python -m fumewatch.db.dev revision "$(MSG)"
 
 bench: venv
 	$(VENV)/bin/python bench/run.py

@@ -111,6 +111,7 @@ def parse_broker_url(url: str) -> tuple[str, int, bool, str, str]:
 
 class IngestSettings(BaseModel):
     store: str = "data/fumewatch.db"
+    # SQLite path, or postgresql://user@host/db (password from FUMEWATCH_STATE_PASSWORD / PGPASSWORD only)
     state: str = "data/state.db"
     registry: str = "data/registry.csv"
     batch_size: int = Field(500, ge=1)

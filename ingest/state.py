@@ -1,7 +1,9 @@
-"""The state database (SQLite, WAL): dead letters here; the alerts service adds its own tables.
+"""The state database: dead letters here; the alerts ledger adds its own tables (``alerts.ledger``).
 
-One file shared by ingest and alerts (``--state PATH``); readers in other processes are fine while a
-service writes.
+One database shared by ingest and alerts (``--state``): an SQLite file (WAL; readers in other processes
+are fine while a service writes) or PostgreSQL (``postgresql://user@host/db``, see :mod:`ingest.db`).
+The schema is :mod:`ingest.state_schema`; the command line migrates it (``fumewatch db upgrade``).
+:func:`connect` is the raw-sqlite3 helper the embedded readings store uses (not part of the state DB).
 """
 
 from __future__ import annotations
@@ -11,21 +13,11 @@ import threading
 from pathlib import Path
 
 import orjson
+from sqlalchemy import func, inspect, select
 
+from ingest.db import begin_write, display, make_engine
 from ingest.model import DeadLetter
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_ms INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    device_id TEXT NOT NULL DEFAULT '',
-    reason TEXT NOT NULL,
-    payload_excerpt TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_ms);
-"""
+from ingest.state_schema import dead_letters, metadata
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -41,52 +33,55 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 class StateDB:
+    """Dead letters in the state database at ``path`` (an SQLite path or a postgresql:// URL).
+
+    The table is created when missing (an unmigrated database; ``fumewatch db upgrade`` versions it).
+    """
+
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._conn = connect(path)
-        self._conn.executescript(_SCHEMA)
+        self.path = display(path)
+        self._engine = make_engine(path)
         self._lock = threading.Lock()
+        with self._engine.connect() as conn:
+            present = inspect(conn).has_table("dead_letters")
+        if not present:
+            with self._engine.connect() as conn:
+                begin_write(conn)
+                metadata.create_all(conn, checkfirst=True)
+                conn.commit()
 
     def add_dead_letters(self, items: list[DeadLetter]) -> None:
         if not items:
             return
         rows = [
-            (
-                d.received_ms,
-                d.topic,
-                d.device_id,
-                d.reason,
-                d.payload_excerpt,
-                orjson.dumps(d.detail).decode(),
-            )
+            {
+                "received_ms": d.received_ms,
+                "topic": d.topic,
+                "device_id": d.device_id,
+                "reason": d.reason,
+                "payload_excerpt": d.payload_excerpt,
+                "detail": orjson.dumps(d.detail).decode(),
+            }
             for d in items
         ]
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT INTO dead_letters (received_ms, topic, device_id, reason, payload_excerpt, detail) "
-                "VALUES (?,?,?,?,?,?)",
-                rows,
-            )
-            self._conn.execute("COMMIT")
+        with self._lock, self._engine.connect() as conn:
+            begin_write(conn)
+            conn.execute(dead_letters.insert(), rows)
+            conn.commit()
 
     def dead_letters(
         self, since_ms: int | None = None, until_ms: int | None = None, reason: str | None = None
     ) -> list[DeadLetter]:
-        q = "SELECT received_ms, topic, device_id, reason, payload_excerpt, detail FROM dead_letters WHERE 1=1"
-        args: list = []
+        t = dead_letters.c
+        q = select(t.received_ms, t.topic, t.device_id, t.reason, t.payload_excerpt, t.detail)
         if since_ms is not None:
-            q += " AND received_ms >= ?"
-            args.append(since_ms)
+            q = q.where(t.received_ms >= since_ms)
         if until_ms is not None:
-            q += " AND received_ms < ?"
-            args.append(until_ms)
+            q = q.where(t.received_ms < until_ms)
         if reason:
-            q += " AND reason = ?"
-            args.append(reason)
-        q += " ORDER BY id"
-        with self._lock:
-            rows = self._conn.execute(q, args).fetchall()
+            q = q.where(t.reason == reason)
+        with self._lock, self._engine.connect() as conn:
+            rows = conn.execute(q.order_by(t.id)).all()
         return [
             DeadLetter(
                 received_ms=r[0],
@@ -100,12 +95,13 @@ class StateDB:
         ]
 
     def dead_letter_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
-            ).fetchall()
+        t = dead_letters.c
+        n = func.count().label("n")
+        q = select(t.reason, n).group_by(t.reason).order_by(n.desc())
+        with self._lock, self._engine.connect() as conn:
+            rows = conn.execute(q).all()
         return {r[0]: r[1] for r in rows}
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._engine.dispose()

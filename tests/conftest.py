@@ -5,6 +5,8 @@ Sections (add new ones at the end of the file, each under its own banner):
   2. Real servers: mosquitto_binary, influxd_binary, mosquitto, make_mosquitto, influxdb, influx_relay,
      influx_db
   3. Docker / testcontainers: docker_available, auto-skip of @pytest.mark.docker tests
+  4. Real notice receivers: smtp, webhook
+  5. State databases on both backends: postgres_admin, pg_empty_url, state_url (sqlite | postgresql)
 
 The server classes themselves live in tests/servers.py (plain library, no pytest).
 """
@@ -15,6 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,3 +187,75 @@ def webhook() -> Iterator[Any]:
 
     with receivers.webhook_receiver() as hook:
         yield hook
+
+
+# =========================================================================================================
+# 5. State databases on both backends: SQLite files and private PostgreSQL databases
+# =========================================================================================================
+
+#: The PostgreSQL server of this machine (and of CI: .ci/run starts it); trust auth for user postgres.
+PG_ADMIN_URL = os.environ.get("FUMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_unavailable_reason() -> str | None:
+    """None when PostgreSQL answers at PG_ADMIN_URL, else why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg (3) is not installed"
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {first}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """The admin URL of a reachable PostgreSQL; skips with the reason (fails on CI) when there is none."""
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: .ci/run must start PostgreSQL)", pytrace=False)
+        pytest.skip(reason)
+    return PG_ADMIN_URL
+
+
+@contextmanager
+def private_pg_database(admin_url: str) -> Iterator[str]:
+    """CREATE a uniquely named database, yield its URL (no password), DROP it ... WITH (FORCE) after."""
+    import psycopg
+
+    name = f"fumewatch_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_empty_url(postgres_admin: str) -> Iterator[str]:
+    """A private, empty PostgreSQL database (no schema), dropped after the test."""
+    with private_pg_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A state database at the newest revision (``fumewatch db upgrade``): an SQLite path, or the URL of
+    a private PostgreSQL database created for this test and dropped after it."""
+    from fumewatch.db import upgrade
+
+    if request.param == "sqlite":
+        path = str(tmp_path / "state.db")
+        upgrade(path)
+        yield path
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    with private_pg_database(admin) as url:
+        upgrade(url)
+        yield url

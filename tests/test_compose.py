@@ -40,7 +40,7 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
 
-ONE_SHOT = {"fumewatch-acl", "fumewatch-dashboards", "simulator"}
+ONE_SHOT = {"fumewatch-acl", "fumewatch-dashboards", "fumewatch-db-upgrade", "simulator"}
 FUMEWATCH_IMAGE = "fumewatch:local"
 #: fumewatch subcommands that other work streams add; their absence skips that one check, saying so.
 LANDING_LATER = {"api": "alerts/api.py (`fumewatch api`)", "dashboards": "dashboards/cli.py"}
@@ -116,13 +116,17 @@ def test_expected_services_and_profiles() -> None:
     svcs = services()
     assert set(svcs) >= {
         "mosquitto", "influxdb", "grafana", "fumewatch-ingest", "fumewatch-alerts", "fumewatch-api",
-        "fumewatch-acl", "fumewatch-dashboards", "simulator",
+        "fumewatch-acl", "fumewatch-dashboards", "simulator", "postgres", "fumewatch-db-upgrade",
     }  # fmt: skip
     assert svcs["simulator"].get("profiles") == ["simulator"]
     assert all("profiles" not in s for n, s in svcs.items() if n != "simulator")
     assert svcs["influxdb"]["image"].startswith("influxdb:2.7")
     assert svcs["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
     assert svcs["grafana"]["image"].startswith("grafana/grafana")
+    assert svcs["postgres"]["image"] == "postgres:15"
+    assert "ports" not in svcs["postgres"]  # reached on the compose network only
+    hc = svcs["postgres"]["healthcheck"]["test"]
+    assert hc[:2] == ["CMD", "pg_isready"] and "fumewatch" in hc
 
 
 @pytest.mark.parametrize("name", sorted(load_compose()["services"]))
@@ -172,6 +176,14 @@ def test_dependencies_wait_for_jobs_and_health() -> None:
     for name in ("fumewatch-ingest", "fumewatch-alerts", "fumewatch-api"):
         assert svcs[name]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
         assert svcs[name]["depends_on"]["influxdb"]["condition"] == "service_healthy"
+        assert svcs[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # the schema is migrated once, before any service checks it
+        assert (
+            svcs[name]["depends_on"]["fumewatch-db-upgrade"]["condition"] == "service_completed_successfully"
+        )
+    upgrade = svcs["fumewatch-db-upgrade"]
+    assert upgrade["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert command_of(upgrade) == ["db", "upgrade"]
 
 
 def _volumes(svc: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -208,6 +220,7 @@ def test_named_volumes_for_state() -> None:
     assert vols["mosquitto"]["mosquitto-data"] == "/mosquitto/data"
     assert vols["influxdb"]["influxdb-data"] == "/var/lib/influxdb2"
     assert vols["grafana"]["grafana-data"] == "/var/lib/grafana"
+    assert vols["postgres"]["postgres-data"] == "/var/lib/postgresql/data"
     for name in ("fumewatch-ingest", "fumewatch-alerts", "fumewatch-api"):
         assert vols[name]["fumewatch-data"] == "/var/lib/fumewatch"
         assert vols[name]["./deploy/registry.csv"] == "/etc/fumewatch/registry.csv"
@@ -270,6 +283,7 @@ def test_required_settings_have_no_defaults() -> None:
     for var in (
         "MQTT_INGEST_PASSWORD", "MQTT_ALERTS_PASSWORD", "INFLUXDB_ADMIN_USER", "INFLUXDB_ADMIN_PASSWORD",
         "INFLUXDB_ORG", "INFLUXDB_BUCKET", "INFLUXDB_TOKEN", "GRAFANA_ADMIN_PASSWORD", "FUMEWATCH_API_TOKENS",
+        "POSTGRES_PASSWORD",
     ):  # fmt: skip
         uses = [m for m in all_uses if m.group(1) == var]
         assert uses, f"{var} not used"
@@ -337,7 +351,7 @@ def test_fumewatch_command_parses(name: str) -> None:
 def test_all_fumewatch_services_use_the_one_image() -> None:
     svcs = services()
     for name in ("fumewatch-acl", "fumewatch-dashboards", "fumewatch-ingest", "fumewatch-alerts",
-                 "fumewatch-api", "simulator"):  # fmt: skip
+                 "fumewatch-api", "fumewatch-db-upgrade", "simulator"):  # fmt: skip
         assert svcs[name]["image"] == FUMEWATCH_IMAGE and svcs[name]["build"]["context"] == "."
 
 
@@ -352,6 +366,7 @@ def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatc
         "INFLUXDB_TOKEN": "t0k",
         "MQTT_ALERTS_PASSWORD": "pw-alerts",
         "INSPECTOR_TARGETS": '["json://inspector.example/hook"]',
+        "POSTGRES_PASSWORD": "pg-pw",
     }
     env = {k: interpolate(v, fake) for k, v in _environment(services()["fumewatch-alerts"]).items()}
     for key in [k for k in os.environ if k.startswith("FUMEWATCH_")]:
@@ -364,7 +379,12 @@ def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatc
     assert s.mqtt.username == "alerts" and s.mqtt.password.get_secret_value() == "pw-alerts"
     assert s.ingest.store == "http://influxdb:8086"
     assert s.ingest.registry == "/etc/fumewatch/registry.csv"
-    assert s.ingest.state == "/var/lib/fumewatch/state.db"
+    assert s.ingest.state == "postgresql://fumewatch@postgres/fumewatch"
+    assert env["PGPASSWORD"] == "pg-pw"  # the state password: from the environment, never in the URL
+    from ingest.db import state_url
+
+    assert state_url(s.ingest.state).password is None  # accepted: a URL without a password
+    assert s.influx.buffer_file == "/var/lib/fumewatch/influx-buffer.db"  # on the fumewatch-data volume
     assert (s.influx.org, s.influx.bucket, s.influx.token.get_secret_value()) == ("city", "fume", "t0k")
     assert s.influx.query_database == "fume"  # = the DBRP database the influxdb init script maps
     assert s.notify.inspector_targets == ["json://inspector.example/hook"]
@@ -650,7 +670,7 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     missing = subprocess.run(
         [*cli, "--env-file", os.devnull, "-f", str(COMPOSE), "config", "--quiet"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not re.match(r"(MQTT|INFLUXDB|GRAFANA|FUMEWATCH)_", k)},
+        env={k: v for k, v in os.environ.items() if not re.match(r"(MQTT|INFLUXDB|GRAFANA|FUMEWATCH|POSTGRES)_", k)},
     )  # fmt: skip
     assert missing.returncode != 0 and "set " in missing.stderr and ".env" in missing.stderr
 

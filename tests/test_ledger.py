@@ -1,4 +1,8 @@
-"""The alerts state database: idempotent upserts, filters, snapshots, the notice gate, concurrency, secrets."""
+"""The alerts state database: idempotent upserts, filters, snapshots, the notice gate, concurrency, secrets.
+
+Tests taking ``ledger`` or ``state_url`` run twice: on an SQLite file and on a private PostgreSQL
+database (tests/conftest.py section 5). Races between real processes: tests/test_ledger_concurrency.py.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +45,8 @@ def ev(event_id: str, start: int, end: int | None = None, **kw: object) -> Event
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(tmp_path / "state.db")
+def ledger(state_url: str) -> Iterator[Ledger]:
+    led = Ledger(state_url)
     try:
         yield led
     finally:
@@ -97,14 +101,14 @@ def test_list_events_filters_with_overlap(ledger: Ledger) -> None:
     assert ledger.count_exceedances("R1", 0, until_ms=T0 - 5 * H) == 2
 
 
-def test_state_round_trip(ledger: Ledger, tmp_path: Path) -> None:
+def test_state_round_trip(ledger: Ledger, state_url: str) -> None:
     snap = {"open": {"D1|oil_fume": {"start_ms": T0, "over": [2.5, 3.1]}}, "note": "油烟", "watermark": T0}
     assert ledger.load_state("detector") is None
     ledger.save_state("detector", snap)
     assert ledger.load_state("detector") == snap
     ledger.save_state("detector", {"v": 2})
     assert ledger.load_state("detector") == {"v": 2}
-    with Ledger(tmp_path / "state.db") as other:
+    with Ledger(state_url) as other:
         assert other.load_state("detector") == {"v": 2}
 
 
@@ -235,7 +239,7 @@ print(len(led.list_events()), len(led.list_notices()), round(time.monotonic() - 
 """
 
 
-def _read_in_other_process(path: Path) -> tuple[int, int, float]:
+def _read_in_other_process(path: Path | str) -> tuple[int, int, float]:
     out = subprocess.run(
         [sys.executable, "-c", _READER, str(path)],
         cwd=ROOT,
@@ -247,8 +251,8 @@ def _read_in_other_process(path: Path) -> tuple[int, int, float]:
     return int(out[0]), int(out[1]), float(out[2])
 
 
-def test_reader_in_another_process_during_a_write(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_reader_in_another_process_during_a_write(state_url: str) -> None:
+    path = state_url
     led = Ledger(path)
     led.upsert_event(ev("e1", T0))
     with led.transaction():  # the writer is mid-transaction (uncommitted event + pending notice)

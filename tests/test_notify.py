@@ -120,8 +120,9 @@ def plain_body(msg: EmailMessage) -> str:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(tmp_path / "state.db")
+def ledger(state_url: str) -> Iterator[Ledger]:
+    """The notice ledger on SQLite and on a private PostgreSQL database (tests/conftest.py section 5)."""
+    led = Ledger(state_url)
     try:
         yield led
     finally:
@@ -310,9 +311,9 @@ def test_failed_target_is_retried_on_next_notify_but_sent_one_is_not(
 
 
 def test_same_transition_twice_and_after_restart_sends_nothing(
-    smtp: SmtpSink, webhook: Webhook, tmp_path: Path
+    smtp: SmtpSink, webhook: Webhook, state_url: str
 ) -> None:
-    path = tmp_path / "state.db"
+    path = state_url
     mqtt = MqttSink()
     s = settings(inspector_targets=[webhook.url("/inspector")])
     dev = device(smtp.url())
@@ -352,9 +353,9 @@ print("finished")
 """
 
 
-def test_crash_mid_send_resolved_on_restart(webhook: Webhook, tmp_path: Path) -> None:
+def test_crash_mid_send_resolved_on_restart(webhook: Webhook, state_url: str) -> None:
     """SIGKILL while the receiver holds the request: the row stays pending, resume resends it once."""
-    db = tmp_path / "state.db"
+    db = state_url
     url = webhook.url("/slow")
     gate = threading.Event()
     webhook.hold["/slow"] = gate

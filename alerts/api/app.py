@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -212,17 +211,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> Response:
-        try:
-            conn = sqlite3.connect(f"file:{quote(state_path)}?mode=ro", uri=True, timeout=2)
-            try:
-                ok = (
-                    conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'").fetchone()[0]
-                    == 1
-                )
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            ok = False
+        ok = ledger.ping()  # through the ledger's engine: SQLite file or PostgreSQL alike
         if ok:
             return JSONResponse({"status": "ok", "state_db": "ok"})
         return JSONResponse({"status": "unavailable", "state_db": "unreachable"}, status_code=503)

@@ -19,6 +19,7 @@ from fumewatch.cli.common import (
     settings_from,
     write_rows,
 )
+from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
@@ -38,6 +39,7 @@ def _open(settings: AppSettings, *, need_store: bool):
     from alerts.ledger import Ledger
     from ingest.store import open_store
 
+    prepare_for_service(settings.ingest.state)
     registry = load_registry(settings)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
@@ -76,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
+    prepare_for_service(s.ingest.state)
     registry = load_registry(s)
     reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)

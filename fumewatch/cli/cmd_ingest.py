@@ -21,6 +21,7 @@ from fumewatch.cli.common import (
     time_arg,
     write_rows,
 )
+from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from ingest import logs
 from ingest.model import READING_CSV_COLUMNS, round_for_display
@@ -36,6 +37,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
+    prepare_for_service(s.ingest.state)
     registry = load_registry(s)
     reach_broker(s, args.connect_timeout)
     store = open_store(s.ingest.store, s)

@@ -62,7 +62,10 @@ def add_common(
         p.add_argument("--registry", metavar="CSV", help="device registry CSV")
     if state:
         p.add_argument(
-            "--state", metavar="PATH", help="state database (SQLite): dead letters, events, notices"
+            "--state",
+            metavar="PATH|URL",
+            help="state database: SQLite path, or postgresql://user@host/db (password from "
+            "FUMEWATCH_STATE_PASSWORD or PGPASSWORD); dead letters, events, notices",
         )
 
 
@@ -177,8 +180,16 @@ def existing_path(path: str, what: str, flag: str, setting: str, *, reads_only: 
 
 
 def existing_state(settings: Settings) -> str:
-    """The state database of ``settings``, which must exist (dead letters, events, cases, notices)."""
-    return existing_path(settings.ingest.state, "state database", "--state", "[ingest] state")
+    """The state database of a command that only reads (dead letters, events, cases, notices, reports,
+    the API): an SQLite file must exist, and the database must be at this release's revision. Creates and
+    migrates nothing (:func:`fumewatch.db.check`)."""
+    from fumewatch.db import check
+
+    state = settings.ingest.state
+    if "://" not in state:
+        existing_path(state, "state database", "--state", "[ingest] state")
+    check(state)
+    return state
 
 
 def load_registry(settings: Settings, path: str | None = None):

@@ -26,9 +26,9 @@ def open_store(spec: str, settings: Settings | None = None, *, read_only: bool =
 
         buffer_path = None
         if settings.influx.buffer and not read_only:
-            buffer_path = settings.influx.buffer_file or str(
-                Path(settings.ingest.state).with_name("influx-buffer.db")
-            )
+            state = settings.ingest.state
+            beside = "data/influx-buffer.db" if "://" in state else Path(state).with_name("influx-buffer.db")
+            buffer_path = settings.influx.buffer_file or str(beside)
         return InfluxStore(s, settings.influx, read_only=read_only, buffer_path=buffer_path)
     if s.startswith("sqlite:///"):
         s = s[len("sqlite:///") :]

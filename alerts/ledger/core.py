@@ -1,0 +1,385 @@
+"""The :class:`Ledger`: events, enforcement cases, detector snapshots and finalised windows (notices: the
+:class:`~alerts.ledger.notices.NoticeGate` it inherits).
+
+Concurrency model. SQLite (embedded): one writer thread per process (the alerts service) plus any number
+of readers in other processes (``fumewatch events``, reports); WAL lets readers see the last committed
+snapshot while the writer holds a transaction, writers take the lock up front (``BEGIN IMMEDIATE``) and a
+busy timeout makes a second writer wait instead of failing; ``synchronous=FULL``. PostgreSQL: every write
+is one transaction (READ COMMITTED) that locks the rows it reads before it changes them
+(``SELECT ... FOR UPDATE``) or changes them in one statement (``INSERT ... ON CONFLICT``), so two processes
+updating one case or claiming one notice queue on the row instead of overwriting each other. Within a
+process the Ledger is guarded by a lock, so helper threads may use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, case, func, inspect, not_, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import ColumnElement
+
+from alerts.ledger.notices import NoticeGate
+from alerts.ledger.schema import (
+    _EVENT_COLUMNS,
+    cases,
+    detector_state,
+    events,
+    metadata,
+)
+from alerts.ledger.windows import WindowStore
+from alerts.model import EXCEEDANCE, Event
+from ingest.db import begin_write, display, is_sqlite, make_engine
+from ingest.timeutil import now_ms
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any) -> ColumnElement[bool]:
+    """Filter for the listings: overlap with ``[since_ms, until_ms)`` on start_ms/end_ms (an open
+    record, end NULL, overlaps every later period) and ``column = value`` for each value not None."""
+    conds: list[ColumnElement[bool]] = []
+    if since_ms is not None:
+        conds.append(or_(table.c.end_ms.is_(None), table.c.end_ms >= since_ms))
+    if until_ms is not None:
+        conds.append(table.c.start_ms < until_ms)
+    conds += [table.c[col] == val for col, val in equals.items() if val is not None]
+    return and_(true(), *conds)
+
+
+class Ledger(NoticeGate, WindowStore):
+    """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
+    or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
+
+    Missing ledger tables are created (a fresh database for tests and tools); the command line versions
+    the schema with Alembic (``fumewatch db upgrade``). A database older than the code is refused.
+    """
+
+    #: A pending claim by another live process is honoured this long (then it is taken over).
+    claim_lease_s = 600.0
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = str(Path(path)) if is_sqlite(path) else display(path)
+        self._engine = make_engine(path, busy_timeout_s)
+        self.dialect = self._engine.dialect.name
+        self.claimant = f"{socket.gethostname()}:{os.getpid()}"
+        self._lock = threading.RLock()
+        self._tx: Connection | None = None
+        self._stmts: dict[str, Any] = {}
+        if not self._schema_present():  # readers of an existing database never take the write lock
+            with self.transaction() as c:
+                metadata.create_all(c, checkfirst=True)
+
+    def _schema_present(self) -> bool:
+        with self._engine.connect() as c:
+            insp = inspect(c)
+            names = set(insp.get_table_names())
+            if not {t.name for t in metadata.tables.values()} <= names:
+                return False
+            if "claimed_by" not in {col["name"] for col in insp.get_columns("notices")}:
+                raise ValueError(
+                    f"state database {self.path} predates this release's schema: "
+                    f"run `fumewatch db upgrade --state {self.path}`"
+                )
+        return True
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``); nested uses join the outer one.
+
+        Use it to make several writes atomic, e.g. the detector snapshot together with the events it
+        opened: ``with ledger.transaction(): ledger.save_state(...); ledger.upsert_event(...)``.
+        Never hold it across network I/O.
+        """
+        with self._lock:
+            if self._tx is not None:
+                yield self._tx
+                return
+            conn = self._engine.connect()
+            try:
+                begin_write(conn)
+                self._tx = conn
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            finally:
+                self._tx = None
+                conn.close()
+
+    def _read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        with self._lock:
+            if self._tx is not None:  # inside our own transaction: see its uncommitted writes
+                return list(self._tx.execute(stmt, params).all())
+            with self._engine.connect() as c:
+                return list(c.execute(stmt, params).all())
+
+    def _prepared(self, name: str, build: Callable[[], Any]) -> Any:
+        """The statement ``name``, built once per Ledger (values are bound at execution): building a
+        statement costs more than running it on SQLite, and the hot paths run per window."""
+        stmt = self._stmts.get(name)
+        if stmt is None:
+            stmt = self._stmts[name] = build()
+        return stmt
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT (with ``on_conflict_do_update``/``_nothing``) for ``table``."""
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    @property
+    def _conn(self) -> Any:
+        """The DB-API connection of an in-memory SQLite ledger (its only connection)."""
+        with self._engine.connect() as c:
+            return c.connection.driver_connection
+
+    @property
+    def engine(self) -> Any:
+        return self._engine
+
+    def ping(self) -> bool:
+        """Whether the database answers a query on the events table (health checks)."""
+        try:
+            self._read(select(events.c.event_id).limit(1))
+        except Exception:  # noqa: BLE001 - any driver error means "not answering"
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def upsert_event(self, event: Event) -> Event:
+        """Insert or update ``event`` by ``event_id`` (idempotent); return the stored record.
+
+        Every field is updated from ``event`` except ``level`` (and the ladder occurrence), which keep the
+        value first assigned: an event passed with an empty level, or a different one, never changes it.
+        A closed event is not reopened by an ``open`` version of it (a stale snapshot, e.g. the ``opened``
+        transition's copy reaching the notifier after the close was stored): that update is ignored.
+        """
+        ts = now_ms()
+        stmt = self._prepared("upsert_event", self._upsert_event)
+        with self.transaction() as c:
+            c.execute(stmt, {**_event_row(event), "created_ms": ts, "updated_ms": ts})
+            stored = self.get_event(event.event_id)
+        assert stored is not None
+        return stored
+
+    def _upsert_event(self) -> Any:
+        t = events.c
+        stmt = self._insert(events)
+        ex = stmt.excluded
+        set_: dict[str, Any] = {c: ex[c] for c in _EVENT_COLUMNS if c not in ("event_id", "level")}
+        set_["level"] = case((t.level != "", t.level), else_=ex.level)
+        set_["updated_ms"] = ex.updated_ms
+        return stmt.on_conflict_do_update(
+            index_elements=[t.event_id],
+            set_=set_,
+            where=not_(and_(t.state == "closed", ex.state == "open")),
+        )
+
+    def get_event(self, event_id: str) -> Event | None:
+        q = self._prepared(
+            "get_event", lambda: select(*_event_cols()).where(events.c.event_id == bindparam("b_id"))
+        )
+        rows = self._read(q, {"b_id": event_id})
+        return _event_from_row(rows[0]) if rows else None
+
+    def list_events(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        restaurant_id: str | None = None,
+        district: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+    ) -> list[Event]:
+        """Events overlapping ``[since_ms, until_ms)``, ordered by start then id.
+
+        Overlap: ``start < until`` and (``end >= since`` or the event is still open, ``end`` NULL).
+        """
+        where = _where(
+            events, since_ms, until_ms, restaurant_id=restaurant_id, district=district, kind=kind, state=state
+        )
+        q = select(*_event_cols()).where(where).order_by(events.c.start_ms, events.c.event_id)
+        return [_event_from_row(r) for r in self._read(q)]
+
+    def count_exceedances(
+        self,
+        restaurant_id: str,
+        since_ms: int,
+        until_ms: int | None = None,
+        up_to_event_id: str | None = None,
+    ) -> int:
+        """Exceedance events of ``restaurant_id`` starting at or after ``since_ms``.
+
+        With ``until_ms``: only those starting at or before it; with ``up_to_event_id`` too, events starting
+        exactly at ``until_ms`` count only up to that id (the ladder's stable order: start, then id).
+        """
+        t = events.c
+        q = select(func.count()).where(
+            t.restaurant_id == restaurant_id, t.kind == EXCEEDANCE, t.start_ms >= since_ms
+        )
+        if until_ms is not None and up_to_event_id is not None:
+            q = q.where(
+                or_(t.start_ms < until_ms, and_(t.start_ms == until_ms, t.event_id <= up_to_event_id))
+            )
+        elif until_ms is not None:
+            q = q.where(t.start_ms <= until_ms)
+        return int(self._read(q)[0][0])
+
+    def set_level(self, event_id: str, level: str, occurrence: int | None = None) -> str:
+        """Assign ``level`` (and the ladder occurrence) unless one is already set; return the stored level."""
+        t = events.c
+        with self.transaction() as c:
+            c.execute(
+                update(events)
+                .where(t.event_id == event_id, t.level == "")
+                .values(level=level, occurrence=occurrence, updated_ms=now_ms())
+            )
+            row = c.execute(select(t.level).where(t.event_id == event_id)).first()
+        if row is None:
+            raise KeyError(f"no event {event_id!r} in the ledger")
+        return str(row[0])
+
+    def get_occurrence(self, event_id: str) -> int | None:
+        """The event's position on its restaurant's ladder, as recorded with its level (None if unset)."""
+        rows = self._read(select(events.c.occurrence).where(events.c.event_id == event_id))
+        return rows[0][0] if rows else None
+
+    # -- cases --------------------------------------------------------------------------------------------
+
+    def upsert_case(self, case: dict[str, Any]) -> None:
+        """Insert or refresh an enforcement case (see :func:`alerts.enforcement.ladder.build_case`), by ``case_id``.
+
+        A refresh keeps ``created_ms`` and the stored ``status`` (inspectors may have moved it on). The
+        stored row is locked while it is read and rewritten, so a concurrent status change is not lost.
+        """
+        ts = now_ms()
+        t = cases.c
+        with self.transaction() as c:
+            old = c.execute(
+                select(t.status, t.created_ms).where(t.case_id == case["case_id"]).with_for_update()
+            ).first()
+            record = dict(case)
+            if old is not None:
+                record["status"], record["created_ms"] = old[0], old[1]
+            record.setdefault("status", "open")
+            record.setdefault("created_ms", ts)
+            stmt = self._insert(cases).values(
+                case_id=record["case_id"],
+                event_id=record["event_id"],
+                restaurant_id=record.get("restaurant_id", ""),
+                device_id=record.get("device_id", ""),
+                district=record.get("district", ""),
+                status=record["status"],
+                start_ms=record["start_ms"],
+                end_ms=record.get("end_ms"),
+                record=_dumps(record),
+                created_ms=record["created_ms"],
+                updated_ms=ts,
+            )
+            ex = stmt.excluded
+            c.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.case_id],
+                    set_={"end_ms": ex.end_ms, "record": ex.record, "updated_ms": ex.updated_ms},
+                )
+            )
+
+    def set_case_status(self, case_id: str, status: str) -> None:
+        t = cases.c
+        with self.transaction() as c:
+            row = c.execute(select(t.record).where(t.case_id == case_id).with_for_update()).first()
+            if row is None:
+                raise KeyError(f"no case {case_id!r}")
+            record = json.loads(row[0])
+            record["status"] = status
+            c.execute(
+                update(cases)
+                .where(t.case_id == case_id)
+                .values(status=status, record=_dumps(record), updated_ms=now_ms())
+            )
+
+    def list_cases(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        restaurant_id: str | None = None,
+        district: str | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Case records (dicts as built by :func:`alerts.enforcement.ladder.build_case`), same overlap rule as events."""
+        where = _where(
+            cases, since_ms, until_ms, restaurant_id=restaurant_id, district=district, status=status
+        )
+        q = select(cases.c.record, cases.c.status).where(where).order_by(cases.c.start_ms, cases.c.case_id)
+        out = []
+        for record, st in self._read(q):
+            d = json.loads(record)
+            d["status"] = st
+            out.append(d)
+        return out
+
+    # -- detector state -----------------------------------------------------------------------------------
+
+    def save_state(self, name: str, data: dict[str, Any]) -> None:
+        """Store a JSON-serialisable snapshot under ``name`` (replaces the previous one)."""
+
+        def build() -> Any:
+            stmt = self._insert(detector_state)
+            return stmt.on_conflict_do_update(
+                index_elements=[detector_state.c.name],
+                set_={"data": stmt.excluded.data, "updated_ms": stmt.excluded.updated_ms},
+            )
+
+        doc = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        with self.transaction() as c:
+            c.execute(
+                self._prepared("save_state", build), {"name": name, "data": doc, "updated_ms": now_ms()}
+            )
+
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        q = self._prepared(
+            "load_state",
+            lambda: select(detector_state.c.data).where(detector_state.c.name == bindparam("b_name")),
+        )
+        rows = self._read(q, {"b_name": name})
+        return json.loads(rows[0][0]) if rows else None
+
+
+def _event_cols() -> list[Any]:
+    return [events.c[c] for c in _EVENT_COLUMNS]
+
+
+def _event_row(e: Event) -> dict[str, Any]:
+    row = {c: getattr(e, c) for c in _EVENT_COLUMNS}
+    row["evidence"] = _dumps(e.evidence or [])
+    return row
+
+
+def _event_from_row(r: Any) -> Event:
+    d = dict(zip(_EVENT_COLUMNS, r, strict=True))
+    d["evidence"] = json.loads(d["evidence"])
+    return Event(**d)

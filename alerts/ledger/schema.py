@@ -1,0 +1,148 @@
+"""The alerts ledger's tables in the state database (SQLAlchemy Core): events, cases, notices,
+detector_state, windows.
+
+Ingest's ``dead_letters`` table is in :mod:`ingest.state_schema`; ``fumewatch/db/migrations`` versions both
+(revision 0001 is the schema the release before Alembic created, 0002 adds the notice claim owner and the
+index the notice listings filter on). A change here needs a migration: see docs/ledger.md.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy.dialects.sqlite import REAL
+
+from ingest.state_schema import Ms
+
+metadata = MetaData()
+
+#: Floating point mg/m3: DOUBLE PRECISION (REAL on SQLite, a 64-bit float there).
+Mg = Float(precision=53).with_variant(REAL(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("restaurant_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("district", Text, nullable=False, server_default=""),
+    Column("start_ms", Ms, nullable=False),
+    Column("end_ms", Ms),
+    Column("pollutant", Text, nullable=False, server_default=""),
+    Column("peak_mg_m3", Mg),
+    Column("mean_mg_m3", Mg),
+    Column("limit_mg_m3", Mg),
+    Column("profile", Text, nullable=False, server_default=""),
+    Column("level", Text, nullable=False, server_default=""),
+    Column("occurrence", Integer),
+    Column("state", Text, nullable=False, server_default="open"),
+    Column("evidence", Text, nullable=False, server_default="[]"),
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    Index("events_by_restaurant", "restaurant_id", "kind", "start_ms", "event_id"),
+    Index("events_by_start", "start_ms"),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", Text, primary_key=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("restaurant_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("district", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("start_ms", Ms, nullable=False),
+    Column("end_ms", Ms),
+    Column("record", Text, nullable=False),
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    Index("cases_by_restaurant", "restaurant_id", "start_ms"),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("restaurant_id", Text, nullable=False, server_default=""),
+    Column("device_id", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("payload", Text, nullable=False, server_default="{}"),
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    # 0002: who holds a pending claim ("host:pid"; "" = nobody, e.g. rows written before 0002)
+    Column("claimed_by", Text, nullable=False, server_default=""),
+    Index("notices_by_status", "status", "created_ms"),
+    Index("notices_by_event", "event_id"),
+    Index("notices_by_restaurant", "restaurant_id", "created_ms"),  # 0002
+)
+
+detector_state = Table(
+    "detector_state",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+)
+
+windows = Table(
+    "windows",
+    metadata,
+    Column("device_id", Text, primary_key=True),
+    Column("pollutant", Text, primary_key=True),
+    Column("start_ms", Ms, primary_key=True, autoincrement=False),
+    Column("end_ms", Ms, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("expected", Integer, nullable=False),
+    Column("valid", Integer, nullable=False),
+    Column("invalid_reason", Text, nullable=False, server_default=""),
+    Column("mean_mg_m3", Mg),
+    Column("max_mg_m3", Mg),
+    Column("exceeds", Integer, nullable=False),
+    Index("windows_by_start", "start_ms"),
+    sqlite_with_rowid=False,
+)
+
+TABLES = (events, cases, notices, detector_state, windows)
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "kind",
+    "restaurant_id",
+    "device_id",
+    "district",
+    "start_ms",
+    "end_ms",
+    "pollutant",
+    "peak_mg_m3",
+    "mean_mg_m3",
+    "limit_mg_m3",
+    "profile",
+    "level",
+    "state",
+    "evidence",
+)
+
+_WINDOW_COLUMNS = tuple(c.name for c in windows.columns)
+
+_NOTICE_COLUMNS = (
+    "key",
+    "target",
+    "event_id",
+    "action",
+    "channel",
+    "restaurant_id",
+    "device_id",
+    "status",
+    "attempts",
+    "error",
+    "payload",
+    "created_ms",
+    "updated_ms",
+)
