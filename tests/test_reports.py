@@ -81,7 +81,7 @@ def evidence(start: int, n: int, mean: float) -> list[dict]:
 
 @dataclass
 class World:
-    state: Path
+    state: str  # an SQLite path or a PostgreSQL URL
     ledger: Ledger
     registry: Registry
     store: SQLiteStore
@@ -90,11 +90,12 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, state_url: str) -> Iterator[World]:
+    """The same ledger on SQLite and on PostgreSQL (``state_url``): every report test runs on both."""
     reg = registry()
     reg_path = tmp_path / "registry.csv"
     reg.write_csv(reg_path)
-    led = Ledger(tmp_path / "state.db")
+    led = Ledger(state_url)
     # D1: 8 compliant + 2 exceeding valid windows, 1 fan_off, 1 incomplete (5 samples) -> 115 / 120 samples
     wins = [win("D1", k) for k in range(8)]
     wins += [win("D1", 8, exceeds=True), win("D1", 9, exceeds=True)]
@@ -208,7 +209,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     ]
     store.write([("batch", readings)])
     try:
-        yield World(tmp_path / "state.db", led, reg, store, store_path, reg_path)
+        yield World(state_url, led, reg, store, store_path, reg_path)
     finally:
         store.close()
         led.close()

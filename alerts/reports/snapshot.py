@@ -1,18 +1,22 @@
 """Reading the alerts state database for a report: one read transaction (a consistent snapshot while the
-alerts service keeps writing); windows are aggregated in SQLite, never row by row in Python.
+alerts service keeps writing); windows are aggregated in the database, never row by row in Python.
+
+The queries are SQLAlchemy Core on the ledger's own engine and tables, so a report reads an SQLite file
+and a PostgreSQL database alike. The snapshot: SQLite in WAL mode pins it at the first read of a
+deferred transaction; PostgreSQL gets a ``REPEATABLE READ, READ ONLY`` transaction.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import BigInteger, Connection, and_, case, cast, func, or_, select
 
 from alerts.ledger import _EVENT_COLUMNS, SENT, Ledger
+from alerts.ledger.schema import events, notices, windows
 from alerts.reports.model import _JUDGED_POLLUTANT, ReportError
 from ingest.registry import Registry
 
@@ -26,34 +30,47 @@ _WINDOW_TOTALS = (
     "compliant_windows",
     "exceeding_windows",
 )
+#: Device ids bound per aggregate query (SQLite's old limit is 999 bound parameters a statement).
+_IDS_PER_QUERY = 500
 
 
 class _Reader:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        return self.conn.execute(sql, tuple(args)).fetchall()
+    def rows(self, stmt: Any) -> list[tuple]:
+        return [tuple(r) for r in self.conn.execute(stmt).all()]
 
 
 @contextmanager
 def _snapshot(ledger: Ledger) -> Iterator[_Reader]:
-    """A read-only connection to the ledger's file inside one read transaction (a consistent snapshot).
+    """One read-only transaction on the ledger's database (a consistent snapshot); nothing is written.
 
-    An in-memory ledger (tests) is read through its own connection under its lock.
+    An in-memory ledger (tests) has a single connection: it is read under the ledger's lock.
     """
-    if ledger.path == ":memory:":
-        with ledger._lock:  # noqa: SLF001 - same package; an in-memory database has no second connection
-            yield _Reader(ledger._conn)  # noqa: SLF001
-        return
-    conn = sqlite3.connect(ledger.path, timeout=30, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA query_only=1")
-        conn.execute("BEGIN")
-        yield _Reader(conn)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+    with ledger._lock if ledger.path == ":memory:" else nullcontext():  # noqa: SLF001 - same package
+        conn = ledger.engine.connect()
+        try:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")  # deferred: the first read pins the WAL snapshot
+            else:
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _Reader(conn)
+        finally:
+            conn.rollback()  # read only: nothing to commit
+            conn.close()
+
+
+def _period(since_ms: int, until_ms: int, restaurant_id: str | None, district: str | None) -> list[Any]:
+    """The overlap rule of :meth:`Ledger.list_events` (an open event, end NULL, overlaps every later
+    period) and the equality filters, on the events table."""
+    e = events.c
+    conds: list[Any] = [or_(e.end_ms.is_(None), e.end_ms >= since_ms), e.start_ms < until_ms]
+    if restaurant_id is not None:
+        conds.append(e.restaurant_id == restaurant_id)
+    if district is not None:
+        conds.append(e.district == district)
+    return conds
 
 
 def check_filters(
@@ -63,76 +80,79 @@ def check_filters(
     nor to the events of the state database (a typo must not give an empty report that looks clean)."""
     with _snapshot(ledger) as db:
         if district is not None and not any(d.district == district for d in registry):
-            if not db.rows("SELECT 1 FROM events WHERE district = ? LIMIT 1", (district,)):
+            if not db.rows(select(events.c.event_id).where(events.c.district == district).limit(1)):
                 known = sorted({d.district for d in registry})
                 shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
                 raise ReportError(f"unknown district {district!r}; known: {shown}")
         if restaurant_id is not None and not any(d.restaurant_id == restaurant_id for d in registry):
-            if not db.rows("SELECT 1 FROM events WHERE restaurant_id = ? LIMIT 1", (restaurant_id,)):
+            if not db.rows(select(events.c.event_id).where(events.c.restaurant_id == restaurant_id).limit(1)):
                 raise ReportError(
                     f"unknown restaurant {restaurant_id!r} (not in the registry nor in any event)"
                 )
 
 
 def _read_events(db: _Reader, since_ms: int, until_ms: int, restaurant_id: str | None, district: str | None):
-    # The overlap rule of Ledger.list_events, in this snapshot and without parsing every evidence list.
-    where = "(end_ms IS NULL OR end_ms >= ?) AND start_ms < ?"
-    args: list[Any] = [since_ms, until_ms]
-    for col, val in (("restaurant_id", restaurant_id), ("district", district)):
-        if val is not None:
-            where += f" AND {col} = ?"
-            args.append(val)
-    events = db.rows(
-        f"SELECT {', '.join(_EVENT_SQL_COLUMNS)} FROM events WHERE {where} ORDER BY start_ms, event_id", args
+    """The events of the period (without their evidence lists) and, per event, the notices sent."""
+    conds = _period(since_ms, until_ms, restaurant_id, district)
+    rows = db.rows(
+        select(*(events.c[c] for c in _EVENT_SQL_COLUMNS))
+        .where(*conds)
+        .order_by(events.c.start_ms, events.c.event_id)
     )
-    where_n = (
-        "(e.end_ms IS NULL OR e.end_ms >= ?) AND e.start_ms < ?"
-        + (" AND e.restaurant_id = ?" if restaurant_id is not None else "")
-        + (" AND e.district = ?" if district is not None else "")
+    sent = db.rows(
+        select(notices.c.event_id, func.count())
+        .select_from(notices.join(events, events.c.event_id == notices.c.event_id))
+        .where(notices.c.status == SENT, *conds)
+        .group_by(notices.c.event_id)
     )
-    notices = db.rows(
-        "SELECT n.event_id, COUNT(*) FROM notices n JOIN events e ON e.event_id = n.event_id "
-        f"WHERE n.status = ? AND {where_n} GROUP BY n.event_id",
-        [SENT, *args],
-    )
-    return events, dict(notices)
+    return rows, {event_id: int(n) for event_id, n in sent}
 
 
 def _window_devices(db: _Reader) -> list[str]:
     """Every device id in the windows table: a skip-scan over the primary key (one seek per device)."""
     out: list[str] = []
-    row = db.rows("SELECT MIN(device_id) FROM windows")
+    first = func.min(windows.c.device_id)
+    row = db.rows(select(first))
     while row and row[0][0] is not None:
         out.append(row[0][0])
-        row = db.rows("SELECT MIN(device_id) FROM windows WHERE device_id > ?", (out[-1],))
+        row = db.rows(select(first).where(windows.c.device_id > out[-1]))
     return out
 
 
 def _window_totals(db: _Reader, device_ids: list[str], since_ms: int, until_ms: int) -> pd.DataFrame:
     """Per device: windows, samples, expected, valid, compliant, exceeding (oil-fume windows in the period).
 
-    One aggregate query; each device's rows are one primary-key range (device, pollutant, start).
+    One aggregate query per ``_IDS_PER_QUERY`` devices; each device's rows are one primary-key range
+    (device, pollutant, start). Sums are cast to BIGINT so that PostgreSQL answers integers, not NUMERIC.
     """
     cols = ["device_id", *_WINDOW_TOTALS]
     if not device_ids:
         return pd.DataFrame(columns=cols)
-    sql = (
-        "SELECT device_id, COUNT(*), SUM(samples), SUM(expected), SUM(valid), "
-        "SUM(CASE WHEN valid AND NOT exceeds THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN valid AND exceeds THEN 1 ELSE 0 END) "
-        "FROM windows WHERE device_id IN ({ids}) AND pollutant = ? AND start_ms >= ? AND start_ms < ? "
-        "GROUP BY device_id"
-    )
-    try:  # one query, the id list as one JSON parameter (no limit on the number of SQL variables)
-        rows = db.rows(
-            sql.format(ids="SELECT value FROM json_each(?)"),
-            (json.dumps(device_ids), _JUDGED_POLLUTANT, since_ms, until_ms),
-        )
-    except sqlite3.OperationalError:  # an SQLite built without JSON1: chunks of bound parameters
-        rows = []
-        for i in range(0, len(device_ids), 500):
-            chunk = device_ids[i : i + 500]
-            rows += db.rows(
-                sql.format(ids=", ".join("?" * len(chunk))), (*chunk, _JUDGED_POLLUTANT, since_ms, until_ms)
+    w = windows.c
+
+    def total(expr: Any) -> Any:
+        return cast(func.sum(expr), BigInteger)
+
+    valid = w.valid != 0
+    rows: list[tuple] = []
+    for i in range(0, len(device_ids), _IDS_PER_QUERY):
+        chunk = device_ids[i : i + _IDS_PER_QUERY]
+        rows += db.rows(
+            select(
+                w.device_id,
+                func.count(),
+                total(w.samples),
+                total(w.expected),
+                total(w.valid),
+                total(case((and_(valid, w.exceeds == 0), 1), else_=0)),
+                total(case((and_(valid, w.exceeds != 0), 1), else_=0)),
             )
+            .where(
+                w.device_id.in_(chunk),
+                w.pollutant == _JUDGED_POLLUTANT,
+                w.start_ms >= since_ms,
+                w.start_ms < until_ms,
+            )
+            .group_by(w.device_id)
+        )
     return pd.DataFrame(rows, columns=cols)

@@ -39,8 +39,8 @@ def _open(settings: AppSettings, *, need_store: bool):
     from alerts.ledger import Ledger
     from ingest.store import open_store
 
-    prepare_for_service(settings.ingest.state)
     registry = load_registry(settings)
+    prepare_for_service(settings.ingest.state)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
     store = open_store(settings.ingest.store, settings) if need_store else None
@@ -78,9 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
-    prepare_for_service(s.ingest.state)
     registry = load_registry(s)
-    reach_broker(s, args.connect_timeout)
+    reach_broker(s, args.connect_timeout)  # fail fast, before anything is created
+    prepare_for_service(s.ingest.state)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     ledger = Ledger(s.ingest.state)

@@ -34,7 +34,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from alerts.api import create_app
     from alerts.profiles import ProfileError, load_profiles
-    from fumewatch.cli.cmd_report import API_NEEDS_SQLITE, open_report_store
+    from fumewatch.cli.cmd_report import open_report_store
     from ingest import logs
 
     _refuse_tokens_in_toml(args.config)
@@ -45,8 +45,6 @@ def cmd_api(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     state = existing_state(s)
-    if "://" in state:
-        log.warning("event=api_endpoints_unavailable reason=%r", API_NEEDS_SQLITE)
     logs.setup(s.logging.level, s.logging.format)
     registry = load_registry(s)
     try:

@@ -37,9 +37,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
-    prepare_for_service(s.ingest.state)
     registry = load_registry(s)
-    reach_broker(s, args.connect_timeout)
+    reach_broker(s, args.connect_timeout)  # fail fast, before anything is created
+    prepare_for_service(s.ingest.state)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     stop = threading.Event()

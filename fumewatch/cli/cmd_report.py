@@ -65,21 +65,6 @@ def summary_path(out: str) -> str:
     return str(p.with_name(f"{p.stem}.summary{p.suffix or '.csv'}"))
 
 
-#: Why reports need SQLite for now: alerts/reports/build.py reads its snapshot with sqlite3 and SQLite SQL.
-REPORTS_NEED_SQLITE = "reports read an SQLite state database only (PostgreSQL: not yet); give --state PATH"
-#: What `fumewatch api` says at start on PostgreSQL (its /api/v1 endpoints go through alerts/reports).
-API_NEEDS_SQLITE = (
-    "/healthz works on PostgreSQL; the /api/v1 endpoints read through alerts/reports, which needs an "
-    "SQLite state database for now (they answer 500)"
-)
-
-
-def _check_state(state: str, *, reports_only: bool = True) -> None:
-    """Refuse a PostgreSQL state database (reports read an SQLite snapshot for now)."""
-    if "://" in state and reports_only:
-        raise CLIError(REPORTS_NEED_SQLITE)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from alerts.ledger import Ledger
     from alerts.profiles import ProfileError, load_profiles
@@ -94,7 +79,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     tz = s.display_tz
     since, until = period_args(args, tz)
     assert since is not None and until is not None
-    _check_state(existing_state(s))
+    existing_state(s)
     registry = load_registry(s)
     try:
         profiles = load_profiles(s.alerts.profiles_file or None)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fumewatch.db import prepare_for_service
 from fumewatch.demo import alerts as demo_alerts
 from fumewatch.demo import workspace
 from ingest import logs
@@ -66,6 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
         },
     )
     store = open_store(str(store_path), settings)
+    prepare_for_service(str(state_path))  # an embedded SQLite file: created at the newest revision
     state = StateDB(state_path)
     alerts_ctx = demo_alerts.start(settings, registry, state_path, broker_url)
     svc = IngestService(
