@@ -898,3 +898,20 @@ def _docker_ping_tcp(hostport: str, timeout_s: float) -> bool:
 def _is_http_200(head: bytes) -> bool:
     first = head.split(b"\r\n", 1)[0].split()
     return len(first) >= 2 and first[0].startswith(b"HTTP/") and first[1] == b"200"
+
+
+def run_fumewatch(
+    cwd: Path, *argv: str, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """``python -m fumewatch ARGV`` as a real process in ``cwd``, the way a user runs it, without the
+    caller's FUMEWATCH_* variables (``env`` adds some)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
+    base["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "fumewatch", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, **(env or {})},
+        timeout=timeout,
+    )

@@ -8,29 +8,16 @@ when --connect-timeout is given.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from servers import free_port
+from servers import free_port, run_fumewatch
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "fumewatch", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-    )
+run_cli = run_fumewatch  # python -m fumewatch ARGV in cwd (tests/servers.py)
 
 
 @pytest.fixture

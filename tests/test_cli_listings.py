@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from servers import run_fumewatch
 
 from alerts.ledger import Ledger
 from alerts.model import Event
@@ -29,17 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 T0 = parse_time("2026-11-20T02:00:00Z")  # 10:00 in Asia/Shanghai
 
 
-def run_cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "fumewatch", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-    )
+run_cli = run_fumewatch  # python -m fumewatch ARGV in cwd (tests/servers.py)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from servers import run_fumewatch
 
 from fumewatch.settings import AppSettings
 from ingest.config import ConfigError, load_settings, parse_broker_url
@@ -223,18 +221,7 @@ def test_cli_refuses_config_mistakes_in_one_line(tmp_path, command, text, expect
     assert "Traceback" not in proc.stderr
 
 
-def run_cli(cwd: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m fumewatch ARGV`` as a real process in ``cwd`` without FUMEWATCH_* from the caller."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
-    base["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "fumewatch", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**base, **(env or {})},
-        timeout=60,
-    )
+run_cli = run_fumewatch  # python -m fumewatch ARGV in cwd (tests/servers.py)
 
 
 def test_time_zone_flags_are_checked_too(tmp_path):

@@ -14,6 +14,7 @@ from fumewatch.cli.common import (
     existing_state,
     install_signal_handlers,
     load_registry,
+    open_ingest,
     period_args,
     reach_broker,
     settings_from,
@@ -73,16 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from alerts.ledger import Ledger
     from alerts.service import AlertsService
     from ingest.service import IngestService
-    from ingest.state import StateDB
-    from ingest.store import open_store
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = load_registry(s)
-    reach_broker(s, args.connect_timeout)  # fail fast, before anything is created
-    prepare_for_service(s.ingest.state)
-    store = open_store(s.ingest.store, s)
-    state = StateDB(s.ingest.state)
+    registry, store, state = open_ingest(s, args.connect_timeout)
     ledger = Ledger(s.ingest.state)
     alerts = AlertsService(s, registry, ledger, store=store, subscribe=False)
     ingest = IngestService(s, registry, store, state, on_readings=alerts.feed)

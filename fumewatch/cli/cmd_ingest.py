@@ -15,13 +15,13 @@ from fumewatch.cli.common import (
     existing_state,
     install_signal_handlers,
     load_registry,
+    open_ingest,
     period_args,
     reach_broker,
     settings_from,
     time_arg,
     write_rows,
 )
-from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from ingest import logs
 from ingest.model import READING_CSV_COLUMNS, round_for_display
@@ -32,16 +32,10 @@ log = logging.getLogger("fumewatch.cli")
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.service import IngestService
-    from ingest.state import StateDB
-    from ingest.store import open_store
 
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
-    registry = load_registry(s)
-    reach_broker(s, args.connect_timeout)  # fail fast, before anything is created
-    prepare_for_service(s.ingest.state)
-    store = open_store(s.ingest.store, s)
-    state = StateDB(s.ingest.state)
+    registry, store, state = open_ingest(s, args.connect_timeout)
     stop = threading.Event()
     install_signal_handlers(stop)
     svc = IngestService(s, registry, store, state)

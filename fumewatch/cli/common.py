@@ -214,3 +214,18 @@ def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None)
         n = len(items)
         out.write(orjson.dumps(items, option=orjson.OPT_INDENT_2).decode() + "\n")
     return n
+
+
+def open_ingest(settings: Settings, connect_timeout: float | None):
+    """What ``ingest`` and ``run`` start with: (registry, store, state DB). The registry is loaded and the
+    broker reached (when ``--connect-timeout`` is given) before anything is created, then the state
+    database is prepared (:func:`fumewatch.db.prepare_for_service`) and the store opened."""
+    from fumewatch.db import prepare_for_service
+    from ingest.state import StateDB
+    from ingest.store import open_store
+
+    registry = load_registry(settings)
+    reach_broker(settings, connect_timeout)
+    prepare_for_service(settings.ingest.state)
+    store = open_store(settings.ingest.store, settings)
+    return registry, store, StateDB(settings.ingest.state)
