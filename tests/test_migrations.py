@@ -193,12 +193,17 @@ def test_db_commands_on_postgresql(pg_empty_url: str) -> None:
 
 
 @pytest.mark.parametrize("service", ["alerts", "ingest", "run"])
-def test_service_refuses_an_outdated_postgresql_database(pg_empty_url: str, service: str) -> None:
-    one_line_error(
-        fumewatch(service, "--state", pg_empty_url), "has no fumewatch schema", "fumewatch db upgrade --state"
-    )
+def test_service_refuses_an_outdated_postgresql_database(
+    pg_empty_url: str, service: str, tmp_path: Path
+) -> None:
+    from ingest.registry import Device, Registry
+
+    reg = tmp_path / "registry.csv"
+    Registry([Device("R1", "老王川菜馆", "朝阳区", "D1", 4)]).write_csv(reg)
+    args = [service, "--state", pg_empty_url, "--registry", str(reg)]
+    one_line_error(fumewatch(*args), "has no fumewatch schema", "fumewatch db upgrade --state")
     db.upgrade(pg_empty_url, "0001")
-    r = fumewatch(service, "--state", pg_empty_url, "--broker", "mqtt://127.0.0.1:1")
+    r = fumewatch(*args, "--broker", "mqtt://127.0.0.1:1")
     one_line_error(
         r,
         "state database at revision 0001, this release needs 0002: run `fumewatch db upgrade --state postgresql://",
