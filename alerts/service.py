@@ -10,6 +10,7 @@ event ids are deterministic, and the notice ledger sends each (event, transition
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -148,6 +149,13 @@ class AlertsService:
             # Over MQTT with saved state the broker redelivers what was not acknowledged; otherwise
             # (first start, or readings handed over in-process) the store holds what the state missed.
             self.warm_up()
+        # Everything alive now (modules, the registry, profiles, the restored or warmed detector) lives as
+        # long as the service: move it out of the garbage collector's generations. Each commit builds a
+        # snapshot of every device (hundreds of thousands of small objects), which triggers collections
+        # that would otherwise walk this whole heap again and again: 17 % of the commit time at 5,000
+        # devices (BENCHMARKS.md, "After the ledger moved to SQLAlchemy").
+        gc.collect()
+        gc.freeze()
         t = threading.Thread(target=self._notice_loop, name="alerts-notices", daemon=True)
         t.start()
         self._threads.append(t)
