@@ -141,12 +141,6 @@ class Ledger(NoticeGate, WindowStore):
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
     @property
-    def _conn(self) -> Any:
-        """The DB-API connection of an in-memory SQLite ledger (its only connection)."""
-        with self._engine.connect() as c:
-            return c.connection.driver_connection
-
-    @property
     def engine(self) -> Any:
         return self._engine
 

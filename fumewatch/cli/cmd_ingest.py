@@ -11,11 +11,11 @@ import orjson
 from fumewatch.cli.common import (
     CLIError,
     add_common,
-    existing_path,
     existing_state,
     install_signal_handlers,
     load_registry,
     open_ingest,
+    open_read_store,
     period_args,
     reach_broker,
     settings_from,
@@ -59,15 +59,10 @@ def _fmt_bool(v: object) -> object:
 
 def cmd_readings(args: argparse.Namespace) -> int:
     """Stored readings; ``time`` is in the display time zone with its offset (JSON adds ``time_ms``)."""
-    from ingest.store import open_store
-
     s = settings_from(args)
     tz = s.display_tz
     since_ms, until_ms = period_args(args, tz)
-    spec = s.ingest.store.strip()
-    if not spec.startswith(("http://", "https://")):
-        existing_path(spec.removeprefix("sqlite:///"), "store", "--store", "[ingest] store")
-    store = open_store(spec, s, read_only=True)
+    store = open_read_store(s)
     try:
         rows = store.query(
             restaurant_id=args.restaurant,

@@ -10,9 +10,9 @@ from pathlib import Path
 from fumewatch.cli.common import (
     CLIError,
     add_common,
-    existing_path,
     existing_state,
     load_registry,
+    open_read_store,
     period_args,
     settings_from,
 )
@@ -28,19 +28,10 @@ def open_report_store(explicit: str | None, settings: AppSettings):
     ``--store`` (or a configured ``[ingest] store``) is used; the built-in default path is used only when
     that file exists, so a report without a store simply charts the events' window evidence.
     """
-    from ingest.store import open_store
-
     spec = settings.ingest.store.strip()
-    is_url = spec.startswith(("http://", "https://"))
-    path = spec[len("sqlite:///") :] if spec.startswith("sqlite:///") else spec
-    if not is_url and not Path(path).exists():
-        if explicit is None and spec == IngestSettings().store:
-            return None
-        existing_path(path, "store", "--store", "[ingest] store")
-    try:
-        return open_store(spec, settings, read_only=True)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    if explicit is None and spec == IngestSettings().store and not Path(spec).exists():
+        return None
+    return open_read_store(settings)
 
 
 def _write(out: str, data: bytes) -> None:

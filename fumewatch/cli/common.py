@@ -184,12 +184,28 @@ def existing_state(settings: Settings) -> str:
     the API): an SQLite file must exist, and the database must be at this release's revision. Creates and
     migrates nothing (:func:`fumewatch.db.check`)."""
     from fumewatch.db import check
+    from ingest.db import is_sqlite
 
     state = settings.ingest.state
-    if "://" not in state:
+    if is_sqlite(state):
         existing_path(state, "state database", "--state", "[ingest] state")
     check(state)
     return state
+
+
+def open_read_store(settings: Settings):
+    """The readings store of a command that only reads: :func:`ingest.store.open_store` refuses a missing
+    SQLite file (it never creates one); here that refusal names the flag and the setting."""
+    from ingest.store import open_store
+
+    try:
+        return open_store(settings.ingest.store, settings, read_only=True)
+    except FileNotFoundError as exc:
+        raise CLIError(
+            f"{exc} (from --store or [ingest] store); this command only reads: check the path"
+        ) from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def load_registry(settings: Settings, path: str | None = None):

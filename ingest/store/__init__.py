@@ -22,12 +22,13 @@ def open_store(spec: str, settings: Settings | None = None, *, read_only: bool =
     if s.startswith(("http://", "https://")):
         from pathlib import Path
 
+        from ingest.db import is_url
         from ingest.store.influx import InfluxStore
 
         buffer_path = None
         if settings.influx.buffer and not read_only:
             state = settings.ingest.state
-            beside = "data/influx-buffer.db" if "://" in state else Path(state).with_name("influx-buffer.db")
+            beside = "data/influx-buffer.db" if is_url(state) else Path(state).with_name("influx-buffer.db")
             buffer_path = settings.influx.buffer_file or str(beside)
         return InfluxStore(s, settings.influx, read_only=read_only, buffer_path=buffer_path)
     if s.startswith("sqlite:///"):
