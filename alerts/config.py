@@ -38,6 +38,13 @@ class AlertsSettings(BaseModel):
     late_episode_s: int = _DEFAULTS.late_episode_s
     max_evidence_windows: int = _DEFAULTS.max_evidence_windows
     max_gap_s: int | None = _DEFAULTS.max_gap_s
+    # Exceedance judgement rule: "gb18483" (GB 18483-2001 §6 data treatment) or "consecutive" (screening).
+    rule: Literal["gb18483", "consecutive"] = "gb18483"
+    # -- enforcement ladder
+    # Each ladder step gives the owner this many days to rectify; episodes inside it repeat the step.
+    correction_days: float = Field(7.0, gt=0, le=365)
+    # Days the owner has to state a case and defend themselves (陈述、申辩) after a warning or a case notice.
+    objection_days: int = Field(3, ge=1, le=60)
     # -- service
     # Extra or overriding limit profiles (TOML, same shape as alerts/profiles.toml); "" = packaged only.
     profiles_file: str = ""
@@ -57,8 +64,26 @@ class AlertsSettings(BaseModel):
         return DetectorConfig.from_dict(self.model_dump())
 
 
+class DistrictSettings(BaseModel):
+    """``[districts.<name>]``: who a restaurant in that district calls (notices name them)."""
+
+    model_config = {"extra": "forbid"}
+
+    office: str = ""  # "" = [notify] office
+    phone: str = ""  # "" = [notify] contact_phone
+
+
 class AlertsAppSettings(Settings):
-    """What the alerts service reads: the ingest settings plus ``[alerts]`` and ``[notify]``."""
+    """What the alerts service reads: the ingest settings plus ``[alerts]``, ``[notify]`` and
+    ``[districts.<name>]``."""
 
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
+    districts: dict[str, DistrictSettings] = Field(default_factory=dict)
+
+    def district_contact(self, district: str) -> tuple[str, str]:
+        """(office, phone) for notices to a restaurant in ``district``."""
+        d = self.districts.get(district)
+        office = (d.office if d else "") or self.notify.office
+        phone = (d.phone if d else "") or self.notify.contact_phone
+        return office, phone

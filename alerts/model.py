@@ -31,6 +31,7 @@ EVENT_CSV_COLUMNS = (
     "mean_mg_m3",
     "limit_mg_m3",
     "profile",
+    "rule",
     "level",
 )
 
@@ -50,6 +51,9 @@ class WindowResult:
     max_mg_m3: float | None
     exceeds: bool
     pollutant: str = "oil_fume"
+    #: Samples whose oil-fume value is the measured concentration, not the reference one (flow unknown,
+    #: ``Reading.ref_converted`` False). 0 for pm/nmhc (judged as measured) and for fully converted windows.
+    unconverted: int = 0
 
 
 @dataclass(slots=True)
@@ -71,6 +75,12 @@ class Event:
     level: str = ""
     state: str = "open"  # open | closed
     evidence: list[dict] = field(default_factory=list)  # window summaries
+    #: The judgement rule that decided the event (:mod:`alerts.rules`): gb18483 | consecutive for
+    #: exceedances, bypass for purifier_off, offline, late_data.
+    rule: str = ""
+    #: How the rule decided, beyond the windows in ``evidence``: for ``gb18483`` the judged groups
+    #: (``{"groups": [{"start_ms", "end_ms", "mean_mg_m3", "kept", "dropped", "exceeds"}, ...]}``).
+    judgement: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from alerts.rules import EXCEEDANCE_RULES
 from ingest.registry import Device, Registry
 
 #: Pollutants a profile may limit, in judging order. ``oil_fume`` is judged on the GB 18483-2001
@@ -86,6 +87,10 @@ class Profile:
     limits: Mapping[str, Limit] = field(default_factory=dict)
     purifier_min_efficiency_pct: Mapping[str, float] = field(default_factory=dict)
     purifier_efficiency_source: str = ""
+    #: Exceedance judgement rule (:data:`alerts.rules.EXCEEDANCE_RULES`); "" = ``[alerts] rule``.
+    rule: str = ""
+    #: Correction period of each ladder step, days; None = ``[alerts] correction_days``.
+    correction_days: float | None = None
 
     def size_class(self, stove_heads: int) -> str:
         """The profile's size class for a kitchen with ``stove_heads`` reference stove heads."""
@@ -250,6 +255,8 @@ def _build(
         "limits",
         "purifier_min_efficiency_pct",
         "extends",
+        "rule",
+        "correction_days",
         "_file",
     }
     unknown = set(body) - known_keys
@@ -294,6 +301,13 @@ def _build(
                 raise ProfileError(f"{where} purifier_min_efficiency_pct: unknown size class {k!r}")
             eff[k] = _number(v, f"{where} purifier_min_efficiency_pct.{k}", upper=100.0)
 
+    rule_name = body.get("rule", base.rule if base else "")
+    if rule_name not in ("", *EXCEEDANCE_RULES):
+        raise ProfileError(f"{where}: rule {rule_name!r} is not one of {', '.join(EXCEEDANCE_RULES)}")
+    correction = body.get("correction_days", base.correction_days if base else None)
+    if correction is not None:
+        correction = _number(correction, f"{where} correction_days", upper=365.0)
+
     return Profile(
         name=name,
         title=str(body.get("title", base.title if base else "")),
@@ -305,6 +319,8 @@ def _build(
         limits=limits,
         purifier_min_efficiency_pct=eff,
         purifier_efficiency_source=eff_source,
+        rule=rule_name,
+        correction_days=correction,
     )
 
 

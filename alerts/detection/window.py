@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from alerts.detection.hours import parse_business_hours
 from alerts.model import EXCEEDANCE, Event, Transition
+from alerts.rules import EXCEEDANCE_RULES
 from ingest.timeutil import zone
 
 #: Invalid-window reasons (``WindowResult.invalid_reason``).
@@ -83,6 +84,10 @@ class DetectorConfig:
     #: and again next lunch, gets two events. None: gaps never end an event, which then closes only
     #: after M compliant windows.
     max_gap_s: int | None = 7200
+    #: Exceedance judgement rule (:mod:`alerts.rules`): ``gb18483`` (GB 18483-2001 §6 data treatment over
+    #: groups of 5 valid windows of one service) or ``consecutive`` (the N-over / M-under screening rule
+    #: above). A limit profile's ``rule`` overrides it for its kitchens.
+    rule: str = "gb18483"
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,6 +110,8 @@ class DetectorConfig:
             raise ValueError("purifier_off_min and offline_min must be > 0")
         parse_business_hours(self.business_hours)
         zone(self.business_tz)
+        if self.rule not in EXCEEDANCE_RULES:
+            raise ValueError(f"rule must be one of {', '.join(EXCEEDANCE_RULES)}, got {self.rule!r}")
 
     @property
     def window_ms(self) -> int:

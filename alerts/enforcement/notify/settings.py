@@ -36,6 +36,7 @@ class NotifySettings(BaseModel):
     retry_backoff_max_s: float = Field(60.0, ge=0)
     timeout_s: float = Field(10.0, gt=0)  # connect and read timeout of one attempt
     contact_phone: str = "12345"  # 12345 is the city-service hotline; put the bureau's number here
+    office: str = ""  # the bureau's office named in notices; "" = the locale's default sender
     sender: str = ""  # signature line; "" = the locale's default
     lookback_days: float = Field(ladder.DEFAULT_LOOKBACK_DAYS, gt=0)  # enforcement ladder look-back
     mqtt_topic_prefix: str = "fume/v1"

@@ -1,0 +1,83 @@
+"""The judgement rules: every rule that can lead to a notice or a case, named and sourced.
+
+An event records the rule that decided it (``Event.rule``); notices, case files and listings name it with
+the title and source below, so an inspector can say which article a decision rests on. Which exceedance
+rule applies is configurable: ``[alerts] rule`` (default ``gb18483``), per limit profile ``rule`` in
+profiles.toml.
+
+- ``gb18483``: GB 18483-2001 §6 (data treatment of the 5 consecutive 10-minute samples), automated over the
+  valid windows of one service. See :class:`alerts.detection.gb18483.GroupTracker`.
+- ``consecutive``: the screening alarm, N consecutive valid windows over the limit open it, M compliant
+  ones close it (:class:`alerts.detection.window.ExceedanceTracker`). Not a rule of the standard.
+- ``bypass``: the fan runs with the purifier off (``purifier_off`` events); 大气污染防治法 §118
+  (不正常使用油烟净化设施).
+- ``offline`` and ``late``: monitoring-data availability; they lead to reminders, never to a case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GB18483 = "gb18483"
+CONSECUTIVE = "consecutive"
+BYPASS = "bypass"
+OFFLINE_RULE = "offline"
+LATE_RULE = "late"
+
+#: Rules that may judge an exceedance (``[alerts] rule``, a profile's ``rule``).
+EXCEEDANCE_RULES = (GB18483, CONSECUTIVE)
+DEFAULT_RULE = GB18483
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    title_zh: str
+    title_en: str
+    source: str
+
+    def title(self, locale: str) -> str:
+        return self.title_zh if locale.startswith("zh") else self.title_en
+
+
+RULES: dict[str, Rule] = {
+    GB18483: Rule(
+        GB18483,
+        "GB 18483-2001 数据处理（连续 5 个 10 分钟有效均值，舍弃小于最大值四分之一者，至少 3 个参与平均）",
+        "GB 18483-2001 data treatment (5 consecutive valid 10-minute means; values below 1/4 of the "
+        "largest are dropped; at least 3 must remain)",
+        "GB 18483-2001 第 6 章 监测（采样与数据处理）",
+    ),
+    CONSECUTIVE: Rule(
+        CONSECUTIVE,
+        "连续超标筛查（连续 N 个有效 10 分钟均值超过限值）",
+        "consecutive-window screening (N consecutive valid 10-minute means over the limit)",
+        "fumewatch 筛查规则（非标准条款）; [alerts] open_after_windows / close_after_windows",
+    ),
+    BYPASS: Rule(
+        BYPASS,
+        "排烟风机运行而油烟净化器未开启",
+        "exhaust fan running with the purifier off",
+        "《中华人民共和国大气污染防治法》第一百一十八条（不正常使用油烟净化设施）; [alerts] purifier_off_min",
+    ),
+    OFFLINE_RULE: Rule(
+        OFFLINE_RULE,
+        "营业时间内监测设备未上传数据",
+        "no data from the monitor during business hours",
+        "fumewatch 数据有效性规则; [alerts] offline_min, business_hours",
+    ),
+    LATE_RULE: Rule(
+        LATE_RULE,
+        "数据迟到（所在窗口已判定）",
+        "late data (its window was already judged)",
+        "fumewatch 数据有效性规则; [alerts] allowed_lateness_s",
+    ),
+}
+
+
+def rule(name: str) -> Rule:
+    """The rule called ``name``; an unknown name gives a rule that says so (old events have none)."""
+    found = RULES.get(name)
+    if found is not None:
+        return found
+    return Rule(name, f"未记录的规则 {name!r}" if name else "未记录", f"unrecorded rule {name!r}", "")
