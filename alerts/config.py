@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from alerts.detection.window import DetectorConfig
 from alerts.enforcement.notify import NotifySettings
@@ -80,6 +80,12 @@ class AlertsAppSettings(Settings):
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
     districts: dict[str, DistrictSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _notices_in_display_zone(self) -> AlertsAppSettings:
+        if not self.notify.display_tz:
+            self.notify.display_tz = self.display_tz
+        return self
 
     def district_contact(self, district: str) -> tuple[str, str]:
         """(office, phone) for notices to a restaurant in ``district``."""

@@ -81,6 +81,8 @@ class Event:
     #: How the rule decided, beyond the windows in ``evidence``: for ``gb18483`` the judged groups
     #: (``{"groups": [{"start_ms", "end_ms", "mean_mg_m3", "kept", "dropped", "exceeds"}, ...]}``).
     judgement: dict = field(default_factory=dict)
+    #: The ladder episode it belongs to (set by the ladder; the detector leaves it empty).
+    episode_id: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from alerts.config import AlertsAppSettings
 from alerts.detection.detector import Detector
 from alerts.detection.window import window_start
+from alerts.enforcement.episodes import LadderPolicy
 from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
@@ -89,14 +90,33 @@ class AlertsService:
             self.client.on_connect = self._on_connect
             if subscribe:
                 self.client.on_message = self._on_message
+        a = settings.alerts
         self.notifier = Notifier(
             settings.notify,
             ledger,
             mqtt_publish=self._publish if self.client is not None else None,
             standard_of=self._standard_of,
+            policy=LadderPolicy(
+                lookback_days=settings.notify.lookback_days,
+                correction_days=a.correction_days,
+                tz=settings.notify.display_tz,
+                touch_ms=self._cfg.window_ms,
+                profile_correction_days={
+                    name: p.correction_days for name, p in self.profiles.items() if p.correction_days
+                },
+            ),
+            readings_of=self._readings_of if store is not None else None,
+            contact_of=settings.district_contact,
+            objection_days=a.objection_days,
+            ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
         )
+        self._open_sig: dict[str, tuple] = {}  # event id -> what the ledger last got of an open event
 
     # ------------------------------------------------------------------ start-up
+    def _readings_of(self, device_id: str, since_ms: int, until_ms: int) -> list[dict]:
+        assert self.store is not None
+        return self.store.query(device_id=device_id, since_ms=since_ms, until_ms=until_ms)
+
     def _standard_of(self, name: str) -> str:
         try:
             return self.profiles.get(name).standard
@@ -283,11 +303,14 @@ class AlertsService:
             acks, self._pending_acks = self._pending_acks, []
             windows = self.detector.drain_windows()
             snap = self.detector.snapshot()
+            grown = self._grown_open_events() if windows or transitions else []
             with self.ledger.transaction():
                 if windows:
                     self.ledger.add_windows(windows)
                 for tr in transitions:
                     self.ledger.upsert_event(tr.event)
+                for ev in grown:
+                    self.ledger.upsert_event(ev)
                 self.ledger.save_state(STATE_NAME, snap)
             self._dirty = False
             self._last_commit = time.monotonic()
@@ -310,6 +333,19 @@ class AlertsService:
                 tr.event.event_id,
             )
             self._notice_q.put(tr)
+
+    def _grown_open_events(self) -> list:
+        """Open events that changed since the ledger last got them (an exceedance that grew by a window,
+        a bypass with more readings): the ledger keeps open events as they stand, not as they opened."""
+        out = []
+        live: dict[str, tuple] = {}
+        for ev in self.detector.open_events():
+            sig = (ev.end_ms, len(ev.evidence), ev.peak_mg_m3, ev.mean_mg_m3, repr(ev.evidence[-1:]))
+            live[ev.event_id] = sig
+            if self._open_sig.get(ev.event_id) != sig:
+                out.append(ev)
+        self._open_sig = live
+        return out
 
     def _tick_loop(self) -> None:
         interval = self.settings.alerts.commit_interval_s

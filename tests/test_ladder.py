@@ -1,25 +1,16 @@
-"""Graduated enforcement ladder: 1st education, 2nd warning, 3rd+ enforcement within the look-back period."""
+"""The enforcement ladder on episodes: one offence = one step, correction periods, delivery-aware
+escalation, event-time decisions; and the case record of a step."""
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from alerts.enforcement.ladder import (
-    DAY_MS,
-    assign_level,
-    build_case,
-    level_for,
-    occurrence_of,
-    readings_summary,
-    window_summary,
-)
+from alerts.enforcement.episodes import DAY_MS, LadderPolicy, decide, level_for
+from alerts.enforcement.ladder import assign_level, build_case, readings_summary, window_summary
 from alerts.ledger import Ledger
 from alerts.model import (
     EDUCATION,
@@ -32,7 +23,7 @@ from alerts.model import (
     WindowResult,
 )
 
-T0 = 1795667400000  # 2026-11-26T04:30:00Z
+T0 = 1795667400000  # 2026-11-26T04:30:00Z = 12:30 in Shanghai
 
 
 def ev(
@@ -54,126 +45,143 @@ def ev(
         mean_mg_m3=2.5,
         limit_mg_m3=2.0,
         profile="gb18483",
+        rule="gb18483" if kind == EXCEEDANCE else "bypass",
     )
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(tmp_path / "state.db")
+def ledger(state_url: str) -> Iterator[Ledger]:
+    """On both backends, migrated by ``fumewatch db upgrade`` (so migration 0003 is what is tested)."""
+    led = Ledger(state_url)
     try:
         yield led
     finally:
         led.close()
 
 
+POLICY = LadderPolicy(correction_days=7)
+
+
+def delivered(ledger: Ledger, e: Event, ok: bool = True) -> None:
+    """Record the owner's opened notice of ``e`` as the notifier does (sent, or failed)."""
+    key = f"{e.event_id}:opened"
+    assert ledger.notice_begin(key, "owner", "json://owner.example/hook", {"restaurant_id": e.restaurant_id})
+    ledger.notice_done(key, "json://owner.example/hook", ok, "" if ok else "HTTP 500", 1)
+
+
+def step(ledger: Ledger, e: Event, policy: LadderPolicy = POLICY, reach: bool = True):
+    d = decide(ledger, e, policy)
+    if not d.joined:
+        delivered(ledger, e, reach)
+    return d
+
+
 def test_level_for() -> None:
-    assert [level_for(k) for k in (1, 2, 3, 4, 10)] == [
-        EDUCATION,
-        WARNING,
-        ENFORCEMENT,
-        ENFORCEMENT,
-        ENFORCEMENT,
-    ]
+    assert [level_for(k) for k in (1, 2, 3, 4, 10)] == [EDUCATION, WARNING] + [ENFORCEMENT] * 3
     with pytest.raises(ValueError):
         level_for(0)
 
 
-def test_first_second_third_fourth(ledger: Ledger) -> None:
-    events = [ev(d) for d in (0, 10, 20, 30)]
-    assert [assign_level(ledger, e) for e in events] == [EDUCATION, WARNING, ENFORCEMENT, ENFORCEMENT]
-    assert [e.level for e in events] == [EDUCATION, WARNING, ENFORCEMENT, ENFORCEMENT]
-    assert [ledger.get_occurrence(e.event_id) for e in events] == [1, 2, 3, 4]
-    assert [ledger.get_event(e.event_id).level for e in events] == [
-        EDUCATION,
-        WARNING,
-        ENFORCEMENT,
-        ENFORCEMENT,
-    ]
+def test_episodes_inside_the_correction_period_repeat_the_step(ledger: Ledger) -> None:
+    """Three episodes inside one correction period: no escalation; the first after the deadline escalates."""
+    first = step(ledger, ev(0))
+    assert (first.level, first.episode.step, first.episode.repeat) == (EDUCATION, 1, False)
+    # the deadline is the end of the local day 7 days later: 2026-12-03 23:59:59.999 +08:00
+    assert first.episode.deadline_ms == 1796313600000 - 1
+    repeats = [step(ledger, ev(d)) for d in (1, 3, 7.4)]  # day 7.4 = 2026-12-03 22:06 local: still inside
+    assert [(r.level, r.episode.step, r.episode.repeat) for r in repeats] == [(EDUCATION, 1, True)] * 3
+    assert {r.step.episode_id for r in repeats} == {first.episode.episode_id}
+    after = step(ledger, ev(8))
+    assert (after.level, after.episode.step, after.episode.repeat) == (WARNING, 2, False)
+    assert step(ledger, ev(9)).episode.repeat  # inside the warning's period
+    third = step(ledger, ev(16))
+    assert (third.level, third.episode.step) == (ENFORCEMENT, 3)
+    assert step(ledger, ev(30)).level == ENFORCEMENT  # every later step is enforcement too
 
 
-def test_lookback_expiry_resets(ledger: Ledger) -> None:
-    a, b, c, d = ev(0), ev(100), ev(500), ev(560)
-    assert [assign_level(ledger, e) for e in (a, b, c, d)] == [EDUCATION, WARNING, EDUCATION, WARNING]
-    # a shorter look-back period is a setting
-    e = ev(700)
-    assert assign_level(ledger, e, lookback_days=30) == EDUCATION
+def test_no_escalation_on_a_notice_the_owner_never_got(ledger: Ledger) -> None:
+    step(ledger, ev(0), reach=False)
+    again = step(ledger, ev(8), reach=False)
+    assert (again.level, again.episode.step, again.episode.reissued) == (EDUCATION, 1, True)
+    reached = step(ledger, ev(16))  # the reissued step's notice was not delivered either: reissued again
+    assert (reached.level, reached.episode.reissued) == (EDUCATION, True)
+    assert step(ledger, ev(24)).level == WARNING  # the day-16 notice reached the owner
 
 
-def test_lookback_boundary_is_inclusive(ledger: Ledger) -> None:
-    assign_level(ledger, ev(0))
-    assert assign_level(ledger, ev(365)) == WARNING  # exactly 365 days later still counts
-    assert assign_level(ledger, ev(365 * 2 + 0.001)) == EDUCATION  # day 365 is now just outside
+def test_a_repeat_notice_that_reached_the_owner_counts_for_its_step(ledger: Ledger) -> None:
+    step(ledger, ev(0), reach=False)
+    step(ledger, ev(2), reach=True)  # a repeat inside the period; this one got through
+    assert step(ledger, ev(8)).level == WARNING
 
 
-def test_level_is_stable_on_replay_and_restart(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    led = Ledger(path)
-    events = [ev(d) for d in (0, 1, 2)]
-    first = [assign_level(led, e) for e in events]
-    # replay: the same events again (fresh objects without a level, in another order)
-    replay = [ev(d) for d in (2, 0, 1)]
-    assert [assign_level(led, e) for e in replay] == [ENFORCEMENT, EDUCATION, WARNING]
-    led.close()
-    led2 = Ledger(path)
-    assert [assign_level(led2, ev(d)) for d in (0, 1, 2)] == first
-    # a detector upsert without a level (or with another one) never changes the assigned level
-    stale = ev(1)
-    stale.level = EDUCATION
-    stale.end_ms, stale.state = stale.start_ms + 3_600_000, "closed"
-    stored = led2.upsert_event(stale)
-    assert stored.level == WARNING and stored.state == "closed"
-    led2.close()
+def test_overlapping_events_and_purifier_off_are_one_episode(ledger: Ledger) -> None:
+    """Oil fume, particulate and a bypass in the same dinner service: one offence, one step."""
+    oil = ev(0, hours=2.5)
+    pm = ev(0.02, suffix="-pm")  # starts ~29 min later, overlaps
+    pm.pollutant = "pm"
+    bypass = ev(0, kind=PURIFIER_OFF, hours=0.5)
+    bypass.start_ms, bypass.end_ms = oil.end_ms, oil.end_ms + 1_800_000  # touches the oil-fume event's end
+    d1, d2, d3 = (step(ledger, e) for e in (oil, pm, bypass))
+    assert (d1.joined, d2.joined, d3.joined) == (False, True, True)
+    assert d1.episode.episode_id == d2.episode.episode_id == d3.episode.episode_id
+    assert {e.event_id for e in ledger.episode_events([d1.episode.episode_id])} == {
+        oil.event_id,
+        pm.event_id,
+        bypass.event_id,
+    }
+    assert [e.level for e in ledger.list_events()] == [EDUCATION] * 3
+    assert len(ledger.list_episodes()) == 1
 
 
-def test_late_arriving_earlier_event_does_not_reshuffle(ledger: Ledger) -> None:
-    later = ev(10)
-    assert assign_level(ledger, later) == EDUCATION
-    earlier = ev(5)  # arrives afterwards (replayed history): counts events before it in event time
-    assert assign_level(ledger, earlier) == EDUCATION
-    assert assign_level(ledger, ev(10)) == EDUCATION  # kept, even though it is now 2nd by start
-    assert assign_level(ledger, ev(20)) == ENFORCEMENT  # a new one sees both
+def test_a_separate_bypass_is_an_offence_too(ledger: Ledger) -> None:
+    step(ledger, ev(0))
+    alone = ev(8, kind=PURIFIER_OFF, hours=0.3)
+    assert step(ledger, alone).level == WARNING
 
 
-def test_other_kinds_get_no_level_and_do_not_count(ledger: Ledger) -> None:
-    assert assign_level(ledger, ev(0, kind=PURIFIER_OFF)) == ""
-    assert assign_level(ledger, ev(1, kind=OFFLINE)) == ""
-    assert assign_level(ledger, ev(2)) == EDUCATION
+def test_open_event_known_extent_and_later_joiner(ledger: Ledger) -> None:
+    still_open = ev(0, hours=None)
+    still_open.evidence = [{"start_ms": still_open.start_ms, "end_ms": still_open.start_ms + 3 * 3_600_000}]
+    d = step(ledger, still_open)
+    nmhc = ev(0.1, suffix="-nmhc")  # inside the still-open event's known extent: same episode
+    assert decide(ledger, nmhc, POLICY).episode.episode_id == d.episode.episode_id
+    later = ev(0.2, suffix="-later")  # 4.8 h after the start, beyond the known extent: a new episode (repeat)
+    assert decide(ledger, later, POLICY).episode.repeat
 
 
-def test_restaurants_are_independent_and_ties_break_by_id(ledger: Ledger) -> None:
+def test_decisions_are_idempotent_and_follow_event_time(tmp_path: Path) -> None:
+    """Replaying the same events (any arrival order of already-decided ones) gives the same steps."""
+    events = [ev(d) for d in (0, 3, 8, 12, 16)]
+    a = Ledger(tmp_path / "a.db")
+    got = [step(a, e).level for e in events]
+    assert got == [EDUCATION, EDUCATION, WARNING, WARNING, ENFORCEMENT]
+    assert [decide(a, e, POLICY).level for e in reversed(events)] == got[::-1]  # stable
+    b = Ledger(tmp_path / "b.db")
+    assert [step(b, ev(d)).level for d in (0, 3, 8, 12, 16)] == got  # a fresh replay: same answer
+
+
+def test_lookback_period(ledger: Ledger) -> None:
+    step(ledger, ev(0))
+    assert step(ledger, ev(365)).level == WARNING  # exactly 365 days later still counts
+    assert step(ledger, ev(365 * 2 + 0.001)).level == EDUCATION  # day 365 is now just outside
+    policy = LadderPolicy(lookback_days=30)
+    assert step(ledger, ev(800), policy).level == EDUCATION
+
+
+def test_profile_correction_period(ledger: Ledger) -> None:
+    policy = LadderPolicy(correction_days=7, profile_correction_days={"strict": 2})
+    a = ev(0)
+    a.profile = "strict"
+    step(ledger, a, policy)
+    b = ev(3)
+    b.profile = "strict"
+    assert step(ledger, b, policy).level == WARNING  # 3 days > its 2-day period
+
+
+def test_other_kinds_get_no_level_and_restaurants_are_independent(ledger: Ledger) -> None:
+    assert assign_level(ledger, ev(0, kind=OFFLINE)) == ""
     assert assign_level(ledger, ev(0, "R1")) == EDUCATION
     assert assign_level(ledger, ev(0, "R2")) == EDUCATION
-    # two exceedances (two pollutants / two flues) starting at the same instant are one episode
-    b, a = ev(3, suffix="-b"), ev(3, suffix="-a")
-    assert assign_level(ledger, b) == WARNING  # day 0 and b
-    assert assign_level(ledger, a) == WARNING  # the same episode as b
-    assert occurrence_of(ledger, a) == 2 and occurrence_of(ledger, b) == 2
-    assert ledger.get_occurrence(b.event_id) == 2
-    assert assign_level(ledger, ev(3, suffix="-c")) == WARNING  # still the same episode
-    assert assign_level(ledger, ev(4)) == ENFORCEMENT
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    days=st.lists(st.integers(min_value=0, max_value=1200), min_size=1, max_size=12, unique=True),
-    lookback=st.sampled_from([30, 90, 365]),
-    seed=st.integers(0, 1000),
-)
-def test_levels_match_a_sliding_count_and_never_change(
-    tmp_path_factory: pytest.TempPathFactory, days: list[int], lookback: int, seed: int
-) -> None:
-    led = Ledger(tmp_path_factory.mktemp("ladder") / "state.db")
-    try:
-        ordered = sorted(days)
-        got = {d: assign_level(led, ev(d), lookback_days=lookback) for d in ordered}
-        for d in ordered:
-            k = sum(1 for x in ordered if d - lookback <= x <= d)
-            assert got[d] == level_for(k)
-        shuffled = ordered[:]
-        random.Random(seed).shuffle(shuffled)
-        assert {d: assign_level(led, ev(d), lookback_days=lookback) for d in shuffled} == got
-    finally:
-        led.close()
 
 
 def _windows(e: Event) -> list[WindowResult]:
@@ -203,13 +211,13 @@ def test_build_case_carries_the_evidence(ledger: Ledger) -> None:
     assert (
         case["case_id"] == f"case-{e.event_id}" and case["level"] == ENFORCEMENT and case["occurrence"] == 3
     )
-    assert case["start"] == "2026-11-26T04:30:00Z" and case["end"] is None
+    assert case["start"] == "2026-11-26T12:30:00+08:00" and case["end"] is None
     r = case["evidence"]["readings"]
     assert (r["windows"], r["valid_windows"], r["exceeding_windows"]) == (4, 3, 2)
     assert (r["samples"], r["expected_samples"]) == (30, 40)
     assert r["mean_mg_m3"] == pytest.approx((2.4 * 10 + 2.8 * 8 + 1.2 * 10) / 28)
     assert r["max_mg_m3"] == 3.6
-    assert r["first_start"] == "2026-11-26T04:30:00Z" and r["last_end"] == "2026-11-26T05:10:00Z"
+    assert r["first_start"] == "2026-11-26T12:30:00+08:00" and r["last_end"] == "2026-11-26T13:10:00+08:00"
     # explicit WindowResults and a store-side readings summary
     case2 = build_case(e, _windows(e)[:1], readings={"readings": 57, "max_mg_m3": 3.9})
     assert (
@@ -252,19 +260,3 @@ def test_cases_upsert_and_list(ledger: Ledger) -> None:
     assert c["end_ms"] == e.end_ms and c["created_ms"] == T0
     assert ledger.list_cases(district="海淀区") == []
     assert ledger.list_cases(since_ms=e.end_ms + 1) == []
-
-
-def test_overlapping_exceedances_are_one_episode(ledger: Ledger) -> None:
-    """Oil fume and particulate over the limit in the same dinner service are one offence, one step."""
-    oil = ev(0, hours=2.5)
-    pm = ev(0.02, suffix="-pm")  # starts ~29 min later, overlaps
-    pm.pollutant = "pm"
-    assert assign_level(ledger, oil) == EDUCATION
-    assert assign_level(ledger, pm) == EDUCATION
-    assert assign_level(ledger, ev(1)) == WARNING  # the next day: the second episode
-    still_open = ev(2, hours=None)
-    still_open.evidence = [{"start_ms": still_open.start_ms, "end_ms": still_open.start_ms + 3 * 3_600_000}]
-    assert assign_level(ledger, still_open) == ENFORCEMENT
-    nmhc = ev(2.1, suffix="-nmhc")  # inside the still-open oil-fume event's known extent: same episode
-    assert assign_level(ledger, nmhc) == ENFORCEMENT
-    assert occurrence_of(ledger, nmhc) == 3

@@ -98,6 +98,7 @@ def exceedance(n: int, start_ms: int = T0, restaurant_id: str = "R1", **kw: Any)
         mean_mg_m3=2.714,
         limit_mg_m3=2.0,
         profile="gb18483",
+        rule="gb18483",
     )
     base.update(kw)
     return Event(**base)
@@ -148,29 +149,30 @@ def test_education_notice_by_smtp_is_guidance_with_chinese_intact(
     msg = smtp.messages[0]
     assert smtp.envelopes[0] == ("fumewatch@example.com", ["owner@example.com"])
     subject = str(msg["Subject"])
-    assert "老王面馆" in subject and "油烟排放提醒" in subject
+    assert "老王面馆" in subject and "教育劝导" in subject and "2026年12月03日" in subject
     assert msg["X-Fumewatch-Notice-Key"] == f"{ev.event_id}:opened:owner"
     body = plain_body(msg)
-    # guidance, not a penalty (首违不罚)
-    assert "这是一条提醒，不是处罚通知" in body
-    assert "首违不罚" in body and "不作处罚" in body
-    assert "第一百一十八条" not in body and "告诫，请立即整改" not in body
-    # restaurant, display-time-zone times, 2-decimal values, limit, standard, what to do, contact
+    # guidance under 首违不罚: a first minor offence corrected in time *may* go unpunished (§33)
+    assert "本通知为教育劝导，不是行政处罚决定" in body
+    assert "第三十三条第一款" in body and "可以不予行政处罚" in body and "首违不罚" in body
+    assert "不作处罚" not in body and "五千元" not in body
+    # restaurant, local times with the offset, the judged value, limit, standard, rule, what to do, contact,
+    # the correction deadline as a date, and how and by when to object
     for text in (
         "老王面馆",
         "朝阳路 1 号",
         "王先生",
-        "2026-11-26 12:30（北京时间）",
-        "2026-11-26 13:00",
-        "30 分钟",
-        "3.46 mg/m³",
-        "2.71 mg/m³",
+        "2026-11-26 12:30起，至 2026-11-26 13:00 仍在持续（北京时间 UTC+08:00）",
+        "判定浓度：2.71 mg/m³（峰值窗口均值 3.46 mg/m³）",
         "2.00 mg/m³",
         "GB 18483-2001",
-        "gb18483",
+        "判定规则：GB 18483-2001 数据处理",
         "清洗油烟净化器",
-        "风机运行期间务必同时开启油烟净化器",
+        "排烟风机运行期间同时开启油烟净化器",
         "010-6512 3456",
+        "2026年12月03日（含当日）前完成整改",
+        "提出陈述、申辩",
+        "原始监测数据：no readings store configured",
     ):
         assert text in body, text
     # the inspector is not told about a first offence
@@ -184,7 +186,7 @@ def test_education_notice_by_smtp_is_guidance_with_chinese_intact(
     [(topic, doc)] = mqtt.published
     assert topic == "fume/v1/alerts/R1"
     assert doc["notice_key"] == f"{ev.event_id}:opened" and doc["level"] == "education"
-    assert doc["start"] == "2026-11-26T04:30:00Z" and "不作处罚" in doc["body"]
+    assert doc["start"] == "2026-11-26T04:30:00Z" and "首违不罚" in doc["body"]
 
 
 def test_warning_goes_to_owner_and_inspector_with_copy_note(
@@ -193,7 +195,7 @@ def test_warning_goes_to_owner_and_inspector_with_copy_note(
     n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
     dev = device(smtp.url())
     n.notify(opened(exceedance(1)), dev)
-    ev2 = exceedance(2, T0 + 3 * DAY)
+    ev2 = exceedance(2, T0 + 8 * DAY)  # after the education's 7-day correction period
     results = n.notify(opened(ev2), dev)
 
     assert [(r.channel, r.status) for r in results] == [("owner", "sent"), ("inspector", "sent")]
@@ -201,7 +203,18 @@ def test_warning_goes_to_owner_and_inspector_with_copy_note(
     assert len(smtp.messages) == 2
     owner_body = plain_body(smtp.messages[1])
     assert "现予以告诫" in owner_body and "本告诫已抄送辖区执法人员" in owner_body
-    assert "365 天内第 2 次超标" in owner_body
+    assert "365 天内第 2 次进入执法程序" in owner_body
+    # §118 quoted: the facility condition, 责令改正, the fine range
+    for text in (
+        "不正常使用油烟净化设施",
+        "超过排放标准排放油烟的",
+        "责令改正",
+        "五千元以上五万元以下的罚款",
+    ):
+        assert text in owner_body, text
+    # the earlier step is cited with its recorded delivery, never as "has received"
+    assert "2026年11月26日 教育劝导：已于" in owner_body and "送达" in owner_body
+    assert "已收到" not in owner_body
     [(path, headers, doc)] = webhook.received
     assert path == "/inspector"
     assert headers["Idempotency-Key"] == f"{ev2.event_id}:opened:inspector"
@@ -216,10 +229,10 @@ def test_enforcement_only_to_inspector_and_case_stored(
     n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
     dev = device(smtp.url())
     n.notify(opened(exceedance(1)), dev)
-    n.notify(opened(exceedance(2, T0 + 2 * DAY)), dev)
+    n.notify(opened(exceedance(2, T0 + 8 * DAY)), dev)
     smtp.wait(2)
     webhook_before = len(webhook.received)
-    ev3 = exceedance(3, T0 + 5 * DAY)
+    ev3 = exceedance(3, T0 + 16 * DAY)
     windows = [
         WindowResult(
             "D1",
@@ -238,15 +251,25 @@ def test_enforcement_only_to_inspector_and_case_stored(
     ledger.add_windows(windows)
     results = n.notify(opened(ev3), dev)
 
-    assert [(r.channel, r.status) for r in results] == [("inspector", "sent")]
-    time.sleep(0.2)
-    assert len(smtp.messages) == 2  # the owner got nothing new
+    # the owner is told the matter went to inspectors (with the right to state and defend); inspectors
+    # get the case
+    assert [(r.channel, r.status) for r in results] == [("owner", "sent"), ("inspector", "sent")]
+    smtp.wait(3)
+    owner_body = plain_body(smtp.messages[2])
+    assert "移交执法告知" in str(smtp.messages[2]["Subject"]) and "陈述、申辩的权利" in owner_body
+    assert "本告知不是行政处罚决定" in owner_body
     assert len(webhook.received) == webhook_before + 1
     _, _, doc = webhook.received[-1]
     assert "执法案件" in doc["title"] and f"case-{ev3.event_id}" in doc["message"]
     assert "监测窗口 3 个，其中超标 3 个；样本 30/30" in doc["message"]
+    assert "2026年12月04日 告诫：已于" in doc["message"]  # the history with its receipts
     [case] = ledger.list_cases(restaurant_id="R1")
     assert case["case_id"] == f"case-{ev3.event_id}" and case["occurrence"] == 3 and case["status"] == "open"
+    assert case["step"]["level"] == "enforcement" and case["step"]["owner_delivery"]["delivered"] is False
+    assert [h["level"] for h in case["history"]] == ["education", "warning"]
+    assert all(h["delivered"] for h in case["history"])
+    assert case["episodes"][0]["events"][0]["rule"] == "gb18483"
+    assert case["episodes"][0]["events"][0]["rule_source"].startswith("GB 18483-2001 第 6 章")
     assert len(case["evidence"]["windows"]) == 3
     assert case["evidence"]["readings"]["max_mg_m3"] == pytest.approx(4.0)
     assert case["evidence"]["readings"]["mean_mg_m3"] == pytest.approx(2.7667, abs=1e-3)
@@ -256,10 +279,12 @@ def test_enforcement_only_to_inspector_and_case_stored(
     ev3.end_ms, ev3.state = ev3.start_ms + 90 * MIN, "closed"
     closed = n.notify(Transition(ev3, "closed", ev3.end_ms), dev)
     assert [(r.channel, r.status) for r in closed] == [("owner", "sent")]
-    smtp.wait(3)
-    assert "已结束" in str(smtp.messages[2]["Subject"]) and "1 小时 30 分钟" in plain_body(smtp.messages[2])
+    smtp.wait(4)
+    assert "已结束" in str(smtp.messages[3]["Subject"]) and "14:00" in plain_body(smtp.messages[3])
     [case] = ledger.list_cases(restaurant_id="R1")
     assert case["end_ms"] == ev3.end_ms and case["status"] == "investigating"
+    receipts = {(r["channel"], r["action"], r["status"]) for r in case["receipts"]}
+    assert {("owner", "opened", "sent"), ("inspector", "opened", "sent")} <= receipts
 
 
 def test_receiver_failing_twice_is_retried_and_recorded(webhook: Webhook, ledger: Ledger) -> None:
@@ -320,7 +345,7 @@ def test_same_transition_twice_and_after_restart_sends_nothing(
     led = Ledger(path)
     n = Notifier(s, led, mqtt)
     n.notify(opened(exceedance(1)), dev)
-    tr = opened(exceedance(2, T0 + DAY))
+    tr = opened(exceedance(2, T0 + 8 * DAY))
     assert {r.status for r in n.notify(tr, dev)} == {"sent"}
     again = n.notify(tr, dev)
     assert [r.status for r in again] == ["already_sent"] * 3
@@ -413,19 +438,28 @@ def test_missing_owner_notify_is_skipped_not_an_error(ledger: Ledger) -> None:
     n = Notifier(settings(), ledger, mqtt)
     ev = Event("off-1", PURIFIER_OFF, "R1", "D1", "朝阳区", T0)
     results = n.notify(opened(ev, 20 * MIN), device(""))
-    assert [(r.channel, r.status) for r in results] == [("owner", "skipped"), ("mqtt", "sent")]
+    # the owner cannot be told: recorded skipped, and inspectors get an owner_unreachable task (here
+    # without inspector targets, recorded skipped too)
+    assert [(r.channel, r.status) for r in results] == [
+        ("owner", "skipped"),
+        ("mqtt", "sent"),
+        ("inspector", "skipped"),
+    ]
     assert "owner_notify" in results[0].error
     [rec] = [r for r in ledger.list_notices(event_id="off-1") if r.channel == "owner"]
     assert (rec.status, rec.target) == ("skipped", "owner:none") and "owner_notify" in rec.error
-    assert "风机运行时油烟净化器处于关闭状态" in mqtt.published[0][1]["body"]
+    assert "排烟风机运行时油烟净化器未开启" in mqtt.published[0][1]["body"]
+    [task] = ledger.list_tasks(restaurant_id="R1")
+    assert task["kind"] == "owner_unreachable" and task["status"] == "open"
 
 
 def test_enforcement_without_inspectors_is_recorded_skipped(ledger: Ledger, webhook: Webhook) -> None:
     n = Notifier(settings(), ledger)
     dev = device(webhook.url("/owner"))
     for i in range(2):
-        n.notify(opened(exceedance(i, T0 + i * DAY)), dev)
-    [res] = n.notify(opened(exceedance(9, T0 + 9 * DAY)), dev)
+        n.notify(opened(exceedance(i, T0 + i * 8 * DAY)), dev)
+    owner, res = n.notify(opened(exceedance(9, T0 + 20 * DAY)), dev)
+    assert owner.status == "sent"
     assert (res.channel, res.status, res.target) == ("inspector", "skipped", "inspector:none")
     assert len(ledger.list_cases()) == 1
 
@@ -442,12 +476,12 @@ def test_purifier_off_offline_closed_go_to_owner_only(webhook: Webhook, ledger: 
     assert n.notify(opened(Event("late-1", LATE_DATA, "R1", "D1", "朝阳区", T0)), dev) == []
     owner = webhook.bodies("/owner")
     assert webhook.bodies("/inspector") == [] and len(owner) == 3
-    assert "净化器未开启" in owner[0]["title"] and "15 分钟" in owner[0]["message"]
+    assert "净化器未开启" in owner[0]["title"] and "教育劝导" in owner[0]["title"]
     assert "监测设备离线" in owner[1]["title"] and "D1" in owner[1]["message"]
-    assert "已结束" in owner[2]["title"] and "2026-11-26 15:00" in owner[2]["message"]
+    assert "已恢复" in owner[2]["title"] and "2026-11-26 15:00" in owner[2]["message"]
     assert "2 小时 30 分钟" in owner[2]["message"]
-    # purifier_off/offline events are stored but do not climb the ladder
-    assert ledger.get_event("off-1").level == "" and ledger.count_exceedances("R1", 0) == 0
+    # purifier_off is an offence on the ladder (大气污染防治法 §118); offline is not
+    assert ledger.get_event("off-1").level == "education" and ledger.get_event("down-1").level == ""
 
 
 def test_english_locale_renders(smtp: SmtpSink, ledger: Ledger) -> None:
@@ -456,21 +490,21 @@ def test_english_locale_renders(smtp: SmtpSink, ledger: Ledger) -> None:
     smtp.wait(1)
     msg = smtp.messages[0]
     body = plain_body(msg)
-    assert str(msg["Subject"]).startswith("[Cooking fume reminder] 老王面馆")
-    assert "This is a reminder, not a penalty notice." in body
-    assert "no penalty is imposed" in body
-    assert "since 2026-11-26 12:30 (Beijing time)" in body and "for 30 min as of 2026-11-26 13:00" in body
-    assert "Peak concentration: 3.46 mg/m³" in body and "Emission limit: 2.00 mg/m³" in body
-    assert "switched on whenever the exhaust fan runs" in body and "010-6512 3456" in body
+    assert str(msg["Subject"]).startswith("[Cooking fume: guidance] 老王面馆")
+    assert "This is guidance (教育劝导), not a penalty decision." in body
+    assert "may go unpunished" in body
+    assert "2026-11-26 12:30 onwards, still ongoing at 2026-11-26 13:00 (Beijing time UTC+08:00)" in body
+    assert "highest window mean 3.46 mg/m³" in body and "Emission limit: 2.00 mg/m³" in body
+    assert "on whenever the exhaust fan runs" in body and "010-6512 3456" in body
 
 
 def test_standard_comes_from_the_profile_lookup(webhook: Webhook, ledger: Ledger) -> None:
     standards = {"db11-1488": "DB11/1488-2018 北京市餐饮业大气污染物排放标准"}
     n = Notifier(settings(), ledger, standard_of=standards.__getitem__)
     n.notify(opened(exceedance(1, profile="db11-1488", limit_mg_m3=1.0)), device(webhook.url("/owner")))
-    n.notify(opened(exceedance(2, T0 + DAY, profile="nosuch")), device(webhook.url("/owner")))
+    n.notify(opened(exceedance(2, T0 + 9 * DAY, profile="nosuch")), device(webhook.url("/owner")))
     first, second = (d["message"] for d in webhook.bodies("/owner"))
-    assert "执行标准：DB11/1488-2018 北京市餐饮业大气污染物排放标准；限值配置：db11-1488" in first
+    assert "执行标准：DB11/1488-2018 北京市餐饮业大气污染物排放标准）" in first
     assert "1.00 mg/m³" in first
     assert "执行标准：nosuch" in second  # unknown profile: its name, and the notice still goes out
 
@@ -479,7 +513,7 @@ def test_display_time_zone_is_a_setting(webhook: Webhook, ledger: Ledger) -> Non
     n = Notifier(settings(display_tz="UTC"), ledger)
     n.notify(opened(exceedance(1)), device(webhook.url("/owner")))
     [doc] = webhook.bodies("/owner")
-    assert "2026-11-26 04:30（UTC）" in doc["message"]
+    assert "2026-11-26 04:30起，至 2026-11-26 05:00 仍在持续（UTC UTC+00:00）" in doc["message"]
 
 
 def test_catch_up_notifies_stored_transitions_that_were_never_notified(
@@ -521,14 +555,15 @@ def test_every_template_renders_every_placeholder(ledger: Ledger, locale: str) -
     for name in TEMPLATE_NAMES:
         title, body = n.render(name, ctx)
         assert title and body and "$" not in title + body, name
-        assert "<restaurant_name>" in title + body and "<start>" in body, name
-        if name != "exceedance_enforcement":  # owners are told whom to call; inspectors are not
+        assert "<restaurant_name>" in title + body, name
+        assert "<start>" in body or "<period>" in body or "<end>" in body, name
+        if name not in ("case", "owner_unreachable"):  # owners are told whom to call; inspectors are not
             assert "<contact_phone>" in body, name
 
 
 def test_context_has_exactly_the_documented_keys(ledger: Ledger) -> None:
     n = Notifier(settings(), ledger)
-    ctx = n._context(opened(exceedance(1)), device(), 1, None)
+    ctx = n._renderer.context(opened(exceedance(1)), device(), {}, None)
     assert set(ctx) == set(_CONTEXT_KEYS)
     readme = (ROOT / "alerts" / "enforcement" / "templates" / "README.md").read_text(encoding="utf-8")
     assert all(k in readme for k in _CONTEXT_KEYS)

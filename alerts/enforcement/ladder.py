@@ -1,18 +1,15 @@
-"""Graduated enforcement: 一次教育劝导、二次告诫、三次运用执法手段.
+"""Graduated enforcement: 一次教育劝导、二次告诫、三次运用执法手段, and the case record of a step.
 
-A restaurant's exceedance episodes are counted over a look-back period (default 365 days); overlapping
-exceedance events of one restaurant (e.g. oil fume and particulate in the same service) are one episode.
-The k-th episode whose start lies within the look-back period before this one's start (counting itself,
-ordered by start time, then event id) gets:
+How events become episodes and episodes steps (correction periods, delivery-aware escalation) is in
+:mod:`alerts.enforcement.episodes`. The levels:
 
-- k = 1: ``education`` (教育劝导) — guidance to the owner. A first minor offence that is corrected in time
-  may go unpunished (首违不罚, Administrative Penalty Law art. 33), so this notice is a reminder, not a penalty;
-- k = 2: ``warning`` (告诫) — a formal warning to the owner, inspectors in copy;
-- k >= 3: ``enforcement`` (执法) — a case for inspectors, with the evidence attached (:func:`build_case`).
+- step 1: ``education`` (教育劝导) — guidance to the owner. A first minor offence corrected in time *may* go
+  unpunished (首违不罚, 行政处罚法 §33), so this notice is guidance, not a penalty;
+- step 2: ``warning`` (告诫) — a formal warning to the owner, inspectors in copy;
+- step >= 3: ``enforcement`` (执法) — a case for inspectors with the evidence attached (:func:`build_case`),
+  and a notice to the owner that the matter went to the inspectors, with the right to state and defend.
 
-The order uses event time (start), not arrival order, and only events already in the ledger: an event
-keeps the level it was first assigned (stored with it), so replays and restarts give the same answer.
-Other event kinds (purifier_off, offline, late_data) get no level.
+offline and late_data events are not offences and get no level.
 """
 
 from __future__ import annotations
@@ -21,86 +18,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from alerts.enforcement.episodes import LADDER_KINDS, LadderPolicy, decide, level_for
 from alerts.ledger import Ledger
-from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, WARNING, Event, WindowResult
-from ingest.timeutil import format_utc, now_ms
+from alerts.model import ENFORCEMENT, Event, WindowResult
+from ingest.timeutil import format_display, now_ms
 
-DAY_MS = 86_400_000
+__all__ = ["DEFAULT_LOOKBACK_DAYS", "LadderPolicy", "assign_level", "build_case", "level_for"]
+
 #: Default look-back period of the ladder, days (a setting: ``[notify] lookback_days``).
 DEFAULT_LOOKBACK_DAYS = 365.0
 
 
-def level_for(occurrence: int) -> str:
-    """Ladder level of the ``occurrence``-th exceedance within the look-back period (1-based)."""
-    if occurrence < 1:
-        raise ValueError(f"occurrence must be >= 1, got {occurrence}")
-    if occurrence == 1:
-        return EDUCATION
-    if occurrence == 2:
-        return WARNING
-    return ENFORCEMENT
-
-
-def occurrence_of(ledger: Ledger, event: Event, lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> int:
-    """Position of ``event``'s episode among its restaurant's exceedance episodes in the look-back period.
-
-    An episode is a run of overlapping exceedance events of one restaurant: oil fume and particulate
-    over the limit during the same dinner service are one offence, not two, so they share one ladder
-    step. Counts episodes of events with start in ``[event.start - lookback, event.start]`` (ties on start
-    broken by event id), so the result depends on event time only. Prefer the value recorded at
-    assignment (:meth:`Ledger.get_occurrence`) once set.
-    """
-    since = event.start_ms - int(lookback_days * DAY_MS)
-    events = [
-        e
-        for e in ledger.list_events(
-            since_ms=since, until_ms=event.start_ms + 1, restaurant_id=event.restaurant_id, kind=EXCEEDANCE
-        )
-        if since <= e.start_ms <= event.start_ms
-    ]
-    if not any(e.event_id == event.event_id for e in events):
-        events.append(event)
-    events.sort(key=lambda e: (e.start_ms, e.event_id))
-    episode = 0
-    episode_end: float = float("-inf")
-    for e in events:
-        if e.start_ms > episode_end:
-            episode += 1
-            episode_end = float("-inf")
-        episode_end = max(episode_end, _known_end(e))
-        if e.event_id == event.event_id:
-            return episode
-    return episode
-
-
-def _known_end(e: Event) -> int:
-    """End of an event as far as known: its end, else (still open) the end of its last evidence window.
-    An event left open by a device that went silent must not swallow every later offence."""
-    if e.end_ms is not None:
-        return e.end_ms
-    ends = [w.get("end_ms") for w in e.evidence if isinstance(w, dict) and w.get("end_ms") is not None]
-    return int(max(ends)) if ends else e.start_ms
-
-
-def assign_level(ledger: Ledger, event: Event, lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> str:
-    """Return (and store) the ladder level of ``event``: education | warning | enforcement, "" for other kinds.
-
-    Stores (upserts) the event, so it counts towards its restaurant's later events. If the ledger already
-    holds a level for it, that level is returned unchanged (stable across replays and restarts). Sets
-    ``event.level`` as a convenience. One transaction: the count and the assignment cannot interleave with
-    another writer.
-    """
-    if event.kind != EXCEEDANCE:
+def assign_level(
+    ledger: Ledger,
+    event: Event,
+    lookback_days: float = DEFAULT_LOOKBACK_DAYS,
+    policy: LadderPolicy | None = None,
+) -> str:
+    """Store ``event``, put it into its episode and return the episode's level (education | warning |
+    enforcement; "" for kinds that are not offences). See :func:`alerts.enforcement.episodes.decide`."""
+    if event.kind not in LADDER_KINDS:
         return ""
-    with ledger.transaction():
-        stored = ledger.upsert_event(event)
-        if stored.level:
-            level = stored.level
-        else:
-            k = occurrence_of(ledger, stored, lookback_days)
-            level = ledger.set_level(event.event_id, level_for(k), k)
-    event.level = level
-    return level
+    decision = decide(ledger, event, policy or LadderPolicy(lookback_days=lookback_days))
+    event.level = decision.level
+    event.episode_id = decision.episode.episode_id
+    return decision.level
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -112,8 +54,10 @@ def case_id_for(event_id: str) -> str:
     return f"case-{event_id}"
 
 
-def window_summary(window: WindowResult | Mapping[str, Any], event: Event | None = None) -> dict[str, Any]:
-    """A finalised window as stored in a case (JSON-ready, times also RFC 3339).
+def window_summary(
+    window: WindowResult | Mapping[str, Any], event: Event | None = None, tz: str = "Asia/Shanghai"
+) -> dict[str, Any]:
+    """A finalised window as stored in a case (JSON-ready; times also as local ISO 8601 with offset).
 
     Accepts a :class:`WindowResult` or a window-summary dict as the detector keeps in ``Event.evidence``
     (which lists only the event's valid windows and may omit ``valid``/``exceeds``/``device_id``): missing
@@ -137,13 +81,17 @@ def window_summary(window: WindowResult | Mapping[str, Any], event: Event | None
         "max_mg_m3": w.get("max_mg_m3"),
         "exceeds": exceeds,
     }
+    if w.get("unconverted"):
+        out["unconverted"] = w["unconverted"]
+    if w.get("dropped"):
+        out["dropped"] = True
     for k in ("start", "end"):
         ms = out[f"{k}_ms"]
-        out[k] = format_utc(int(ms)) if isinstance(ms, int | float) else w.get(k)
+        out[k] = format_display(int(ms), tz) if isinstance(ms, int | float) else w.get(k)
     return out
 
 
-def readings_summary(windows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def readings_summary(windows: Iterable[Mapping[str, Any]], tz: str = "Asia/Shanghai") -> dict[str, Any]:
     """Aggregate of window summaries: counts, samples, sample-weighted mean and overall max (mg/m³)."""
     ws = list(windows)
     valid = [w for w in ws if w.get("valid")]
@@ -170,8 +118,9 @@ def readings_summary(windows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "expected_samples": expected,
         "mean_mg_m3": mean,
         "max_mg_m3": max(maxima) if maxima else None,
-        "first_start": format_utc(min(starts)) if starts else None,
-        "last_end": format_utc(max(ends)) if ends else None,
+        "unconverted_samples": sum(int(w.get("unconverted") or 0) for w in ws),
+        "first_start": format_display(min(starts), tz) if starts else None,
+        "last_end": format_display(max(ends), tz) if ends else None,
     }
 
 
@@ -183,16 +132,27 @@ def build_case(
     lookback_days: float = DEFAULT_LOOKBACK_DAYS,
     readings: Mapping[str, Any] | None = None,
     created_ms: int | None = None,
+    tz: str = "Asia/Shanghai",
+    step: Mapping[str, Any] | None = None,
+    episodes: list[dict[str, Any]] | None = None,
+    receipts: list[dict[str, Any]] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The enforcement case record for ``event`` (stored with :meth:`Ledger.upsert_case`).
 
     ``evidence``: the windows behind the event (WindowResult or window-summary dicts); defaults to
-    ``event.evidence``. ``readings``: an optional summary of the raw readings from the store (count, min,
-    max, ...) merged over the one computed from the windows. ``case_id`` is derived from the event id,
-    so building the case again (replay, close) refreshes the same record.
+    ``event.evidence``. ``readings``: an optional summary of the raw readings from the store merged over
+    the one computed from the windows. ``case_id`` is derived from the event id (the step's lead event),
+    so building the case again (a repeat episode, a close) refreshes the same record.
+
+    The notifier adds what a case file needs: ``step`` (the ladder step: episode, level, deadline,
+    decision), ``episodes`` (every episode of the step with its events, rule, judgement, deciding
+    windows, C/Q/n and fan/purifier states), ``receipts`` (every notice of those episodes: channel,
+    target, status, time) and ``history`` (the earlier steps and whether their notices reached the owner).
+    Times are epoch ms (``*_ms``) plus local ISO 8601 strings in ``tz``.
     """
-    windows = [window_summary(w, event) for w in (event.evidence if evidence is None else evidence)]
-    summary = readings_summary(windows)
+    windows = [window_summary(w, event, tz) for w in (event.evidence if evidence is None else evidence)]
+    summary = readings_summary(windows, tz)
     if readings:
         summary.update(dict(readings))
     return {
@@ -207,15 +167,20 @@ def build_case(
         "district": event.district,
         "pollutant": event.pollutant,
         "profile": event.profile,
+        "rule": event.rule,
         "limit_mg_m3": event.limit_mg_m3,
         "peak_mg_m3": event.peak_mg_m3,
         "mean_mg_m3": event.mean_mg_m3,
         "start_ms": event.start_ms,
         "end_ms": event.end_ms,
-        "start": format_utc(event.start_ms),
-        "end": format_utc(event.end_ms) if event.end_ms is not None else None,
+        "start": format_display(event.start_ms, tz),
+        "end": format_display(event.end_ms, tz) if event.end_ms is not None else None,
         "event_state": event.state,
         "status": "open",
         "created_ms": created_ms if created_ms is not None else now_ms(),
-        "evidence": {"windows": windows, "readings": summary},
+        "evidence": {"windows": windows, "readings": summary, "judgement": event.judgement},
+        "step": dict(step) if step else None,
+        "episodes": episodes or [],
+        "receipts": receipts or [],
+        "history": history or [],
     }

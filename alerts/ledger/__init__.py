@@ -7,6 +7,7 @@ owns the other tables. Modules:
 - :mod:`alerts.ledger.schema`: the tables (SQLAlchemy Core); migrations live in ``fumewatch/db/migrations``
 - :mod:`alerts.ledger.core`: :class:`Ledger` (events, cases, detector state, windows; transactions)
 - :mod:`alerts.ledger.notices`: the exactly-once notice gate (:meth:`Ledger.notice_begin` ...)
+- :mod:`alerts.ledger.episodes`: the ladder's episodes and inspectors' tasks
 - :mod:`alerts.ledger.masking`: :func:`mask_target` / :func:`scrub`: secrets are never stored
 
 docs/ledger.md describes the schema, the migration workflow and the concurrency guarantees.
@@ -14,7 +15,8 @@ docs/ledger.md describes the schema, the migration workflow and the concurrency 
 
 from __future__ import annotations
 
-from alerts.ledger.core import Ledger, _dumps, _where
+from alerts.ledger.core import Ledger, _dumps, _where, asof_ms
+from alerts.ledger.episodes import Episode, episode_id_for
 from alerts.ledger.masking import mask_target, scrub
 from alerts.ledger.notices import FAILED, NOTICE_STATUSES, PENDING, SENT, SKIPPED, NoticeRecord, _split_key
 from alerts.ledger.schema import _EVENT_COLUMNS, _NOTICE_COLUMNS, _WINDOW_COLUMNS, metadata
@@ -28,11 +30,14 @@ __all__ = [
     "_EVENT_COLUMNS",
     "_NOTICE_COLUMNS",
     "_WINDOW_COLUMNS",
+    "Episode",
     "Ledger",
     "NoticeRecord",
     "_dumps",
     "_split_key",
     "_where",
+    "asof_ms",
+    "episode_id_for",
     "mask_target",
     "metadata",
     "scrub",

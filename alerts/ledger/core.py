@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
+from alerts.ledger.episodes import EpisodeStore
 from alerts.ledger.notices import NoticeGate
 from alerts.ledger.schema import (
     _EVENT_COLUMNS,
@@ -57,7 +58,7 @@ def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any
     return and_(true(), *conds)
 
 
-class Ledger(NoticeGate, WindowStore):
+class Ledger(NoticeGate, WindowStore, EpisodeStore):
     """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
     or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
 
@@ -86,7 +87,7 @@ class Ledger(NoticeGate, WindowStore):
             names = set(insp.get_table_names())
             if not {t.name for t in metadata.tables.values()} <= names:
                 return False
-            if "claimed_by" not in {col["name"] for col in insp.get_columns("notices")}:
+            if "asof_ms" not in {col["name"] for col in insp.get_columns("events")}:
                 raise ValueError(
                     f"state database {self.path} predates this release's schema: "
                     f"run `fumewatch db upgrade --state {self.path}`"
@@ -167,10 +168,12 @@ class Ledger(NoticeGate, WindowStore):
     def upsert_event(self, event: Event) -> Event:
         """Insert or update ``event`` by ``event_id`` (idempotent); return the stored record.
 
-        Every field is updated from ``event`` except ``level`` (and the ladder occurrence), which keep the
-        value first assigned: an event passed with an empty level, or a different one, never changes it.
-        A closed event is not reopened by an ``open`` version of it (a stale snapshot, e.g. the ``opened``
-        transition's copy reaching the notifier after the close was stored): that update is ignored.
+        Every field is updated from ``event`` except ``level`` (and the ladder occurrence) and
+        ``episode_id``, which keep the value first assigned: an event passed with an empty level, or a
+        different one, never changes it. A closed event is not reopened by an ``open`` version of it (a
+        stale snapshot, e.g. the ``opened`` transition's copy reaching the notifier after the close was
+        stored), and an open event is not taken back to a snapshot older (in event time, :func:`asof_ms`)
+        than the stored one: those updates are ignored.
         """
         ts = now_ms()
         stmt = self._prepared("upsert_event", self._upsert_event)
@@ -186,11 +189,17 @@ class Ledger(NoticeGate, WindowStore):
         ex = stmt.excluded
         set_: dict[str, Any] = {c: ex[c] for c in _EVENT_COLUMNS if c not in ("event_id", "level")}
         set_["level"] = case((t.level != "", t.level), else_=ex.level)
+        set_["episode_id"] = case((t.episode_id != "", t.episode_id), else_=ex.episode_id)
+        set_["asof_ms"] = ex.asof_ms
         set_["updated_ms"] = ex.updated_ms
         return stmt.on_conflict_do_update(
             index_elements=[t.event_id],
             set_=set_,
-            where=not_(and_(t.state == "closed", ex.state == "open")),
+            # a closed event is never reopened, and an open one never goes back to an older snapshot
+            where=and_(
+                not_(and_(t.state == "closed", ex.state == "open")),
+                or_(ex.state == "closed", t.asof_ms.is_(None), ex.asof_ms >= t.asof_ms),
+            ),
         )
 
     def get_event(self, event_id: str) -> Event | None:
@@ -367,13 +376,29 @@ def _event_cols() -> list[Any]:
     return [events.c[c] for c in _EVENT_COLUMNS]
 
 
+def asof_ms(e: Event) -> int:
+    """The event time an event snapshot reflects: its end, else the latest end or reading time in its
+    evidence, else its start. Snapshots of one open event only grow, so a larger value is newer."""
+    best = e.end_ms if e.end_ms is not None else e.start_ms
+    for w in e.evidence or ():
+        if isinstance(w, dict):
+            for k in ("end_ms", "last_bypass_ms", "last_ms", "detected_ms"):
+                v = w.get(k)
+                if isinstance(v, int) and v > best:
+                    best = v
+    return best
+
+
 def _event_row(e: Event) -> dict[str, Any]:
     row = {c: getattr(e, c) for c in _EVENT_COLUMNS}
     row["evidence"] = _dumps(e.evidence or [])
+    row["judgement"] = _dumps(e.judgement or {})
+    row["asof_ms"] = asof_ms(e)
     return row
 
 
 def _event_from_row(r: Any) -> Event:
     d = dict(zip(_EVENT_COLUMNS, r, strict=True))
     d["evidence"] = json.loads(d["evidence"])
+    d["judgement"] = json.loads(d["judgement"] or "{}")
     return Event(**d)

@@ -3,7 +3,7 @@ detector_state, windows.
 
 Ingest's ``dead_letters`` table is in :mod:`ingest.state_schema`; ``fumewatch/db/migrations`` versions both
 (revision 0001 is the schema the release before Alembic created, 0002 adds the notice claim owner and the
-index the notice listings filter on). A change here needs a migration: see docs/ledger.md.
+index the notice listings filter on, 0003 the judgement rule, episodes and inspectors' tasks). A change here needs a migration: see docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -39,8 +39,56 @@ events = Table(
     Column("evidence", Text, nullable=False, server_default="[]"),
     Column("created_ms", Ms, nullable=False),
     Column("updated_ms", Ms, nullable=False),
+    # 0003: the rule that decided it, how (gb18483 groups), its episode, and the event time its stored
+    # snapshot reflects (an older snapshot of an open event never replaces a newer one)
+    Column("rule", Text, nullable=False, server_default=""),
+    Column("judgement", Text, nullable=False, server_default="{}"),
+    Column("episode_id", Text, nullable=False, server_default=""),
+    Column("asof_ms", Ms),
     Index("events_by_restaurant", "restaurant_id", "kind", "start_ms", "event_id"),
     Index("events_by_start", "start_ms"),
+)
+
+#: 0003. One restaurant's offence: its exceedance and purifier_off events that overlap or touch. The
+#: enforcement ladder counts episodes, never events (docs/domain.md, "Episodes and the ladder").
+episodes = Table(
+    "episodes",
+    metadata,
+    Column("episode_id", Text, primary_key=True),
+    Column("restaurant_id", Text, nullable=False),
+    Column("district", Text, nullable=False, server_default=""),
+    Column("device_id", Text, nullable=False, server_default=""),
+    Column("lead_event_id", Text, nullable=False),
+    Column("start_ms", Ms, nullable=False),
+    Column("end_ms", Ms),  # end as far as known (the latest known end of its events)
+    Column("level", Text, nullable=False),
+    Column("step", Integer, nullable=False),  # position on the ladder: 1 education, 2 warning, >= 3 case
+    # recorded against an earlier step because it started inside that step's correction period
+    Column("repeat", Integer, nullable=False, server_default=text("0")),
+    Column("step_episode_id", Text, nullable=False),  # the step it belongs to (itself unless a repeat)
+    # the step was given again because the previous one's notice never reached the owner
+    Column("reissued", Integer, nullable=False, server_default=text("0")),
+    Column("deadline_ms", Ms, nullable=False),  # correction deadline of its step
+    Column("record", Text, nullable=False, server_default="{}"),  # measures, decisions (JSON)
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    Index("episodes_by_restaurant", "restaurant_id", "start_ms", "episode_id"),
+)
+
+#: 0003. Work for inspectors that is not a case: ``owner_unreachable`` (serve the notice on site).
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("episode_id", Text, nullable=False),
+    Column("restaurant_id", Text, nullable=False),
+    Column("district", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("record", Text, nullable=False, server_default="{}"),
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    Index("tasks_by_restaurant", "restaurant_id", "created_ms"),
 )
 
 cases = Table(
@@ -105,11 +153,13 @@ windows = Table(
     Column("mean_mg_m3", Mg),
     Column("max_mg_m3", Mg),
     Column("exceeds", Integer, nullable=False),
+    # 0003: oil-fume samples that are measured, not reference-converted (flow unknown)
+    Column("unconverted", Integer, nullable=False, server_default=text("0")),
     Index("windows_by_start", "start_ms"),
     sqlite_with_rowid=False,
 )
 
-TABLES = (events, cases, notices, detector_state, windows)
+TABLES = (events, cases, notices, detector_state, windows, episodes, tasks)
 
 _EVENT_COLUMNS = (
     "event_id",
@@ -127,6 +177,9 @@ _EVENT_COLUMNS = (
     "level",
     "state",
     "evidence",
+    "rule",
+    "judgement",
+    "episode_id",
 )
 
 _WINDOW_COLUMNS = tuple(c.name for c in windows.columns)

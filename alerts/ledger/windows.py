@@ -57,6 +57,7 @@ class WindowStore:
                 w.mean_mg_m3,
                 w.max_mg_m3,
                 int(w.exceeds),
+                w.unconverted,
             )
             for w in ws
         ]
@@ -107,6 +108,7 @@ class WindowStore:
                 mean_mg_m3=r[8],
                 max_mg_m3=r[9],
                 exceeds=bool(r[10]),
+                unconverted=r[11],
             )
             for r in self._read(q)  # type: ignore[attr-defined]
         ]

@@ -12,12 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from alerts.enforcement import ladder
+from alerts.enforcement.episodes import LADDER_KINDS, Decision, LadderPolicy, decide, step_episodes
+from alerts.enforcement.notify.facts import ReadingsOf, history, measures, owner_delivery, receipts
 from alerts.enforcement.notify.render import Renderer
 from alerts.enforcement.notify.send import Sender
 from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, NoticeResult, NotifySettings
-from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients
+from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients_for
 from alerts.ledger import FAILED, SENT, SKIPPED, Ledger, NoticeRecord, scrub
-from alerts.model import ENFORCEMENT, EXCEEDANCE, OFFLINE, PURIFIER_OFF, Event, Transition
+from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Event, Transition
+from alerts.rules import rule
 from ingest.registry import Device
 from ingest.timeutil import now_ms
 
@@ -30,7 +33,10 @@ class Notifier:
     ``mqtt_publish(topic, payload)`` must raise when the publish fails (e.g. wait for the broker's ack
     with a timeout); None disables the MQTT copy. ``standard_of(profile_name)`` names the standard a limit
     profile implements (e.g. ``lambda n: profiles.get(n).standard``); it falls back to
-    ``settings.profile_standards``. ``sleep`` is the backoff sleeper (tests pass a fast one).
+    ``settings.profile_standards``. ``sleep`` is the backoff sleeper (tests pass a fast one). ``policy``:
+    the ladder's look-back, correction period and zone; ``readings_of(device_id, since_ms, until_ms)``:
+    the readings store, for the C, Q, n a notice states (None: the notice says they are unavailable);
+    ``contact_of(district)``: (office, phone) named in notices.
     """
 
     def __init__(
@@ -41,10 +47,22 @@ class Notifier:
         *,
         standard_of: Callable[[str], str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        policy: LadderPolicy | None = None,
+        readings_of: ReadingsOf | None = None,
+        contact_of: Callable[[str], tuple[str, str]] | None = None,
+        objection_days: int = 3,
+        ref_flow_per_head_m3_h: float = 2000.0,
     ) -> None:
+        if not settings.display_tz:  # standalone use; the loaded settings fill in the top-level zone
+            settings = settings.model_copy(update={"display_tz": "Asia/Shanghai"})
         self.settings = settings
         self.ledger = ledger
         self.mqtt_publish = mqtt_publish
+        self.policy = policy or LadderPolicy(lookback_days=settings.lookback_days, tz=settings.display_tz)
+        self.readings_of = readings_of
+        self.contact_of = contact_of or (lambda _district: (settings.office, settings.contact_phone))
+        self.objection_days = objection_days
+        self.ref_flow_per_head_m3_h = ref_flow_per_head_m3_h
         self._renderer = Renderer(settings, standard_of=standard_of)
         self._sender = Sender(settings, sleep)
         self.locale = self._renderer.locale
@@ -55,54 +73,36 @@ class Notifier:
     def notify(self, transition: Transition, device: Device | None) -> list[NoticeResult]:
         """Send the notices of ``transition`` (each target at most once, ever); return one result per target.
 
-        Stores the event, assigns its ladder level (exceedances), stores/refreshes the enforcement case, then
-        sends. Failures are recorded and returned, never raised; only a ledger (SQLite) error propagates.
+        Offences (exceedance, purifier_off) go through the ladder first: the event is stored and put into
+        its episode (:func:`alerts.enforcement.episodes.decide`), the step's case is stored or refreshed,
+        then the plan of the table in :mod:`alerts.enforcement.notify` is sent. Failures are recorded and
+        returned, never raised; only a ledger error propagates.
         """
         event = transition.event
-        action = transition.action
-        if action not in ("opened", "closed") or event.kind not in (EXCEEDANCE, PURIFIER_OFF, OFFLINE):
-            return []
-        occurrence: int | None = None
-        if event.kind == EXCEEDANCE:
-            ladder.assign_level(self.ledger, event, self.settings.lookback_days)
-            occurrence = self.ledger.get_occurrence(event.event_id)
-        else:
-            self.ledger.upsert_event(event)
-        level = event.level
-        case: dict[str, Any] | None = None
-        if level == ENFORCEMENT:
-            case = ladder.build_case(
-                event,
-                self._evidence(event, transition.at_ms),
-                occurrence=occurrence,
-                lookback_days=self.settings.lookback_days,
-                created_ms=transition.at_ms,
-            )
-            self.ledger.upsert_case(case)
-        name = self._renderer.template_name(event.kind, action, level)
-        ctx = self._context(transition, device, occurrence, case)
-        title, body = self.render(name, ctx)
-        payload = {
-            "template": name,
-            "locale": self.locale,
-            "kind": event.kind,
-            "action": action,
-            "level": level,
-            "occurrence": occurrence,
-            "restaurant_id": event.restaurant_id,
-            "device_id": event.device_id,
-            "at_ms": transition.at_ms,
-            "title": title,
-            "body": body,
-        }
-        results: list[NoticeResult] = []
-        for channel, url, target in recipients(
-            event.kind, action, level, device, self.settings.inspector_targets
+        if transition.action not in ("opened", "closed") or event.kind not in (
+            EXCEEDANCE,
+            PURIFIER_OFF,
+            OFFLINE,
         ):
-            results.append(self._deliver(transition.key, channel, url, target, payload))
-        if self.mqtt_publish is not None:
-            message = self._renderer.mqtt_message(transition, payload, case)
-            results.append(self._deliver_mqtt(transition.key, event.restaurant_id, message, payload))
+            return []
+        if event.kind not in LADDER_KINDS:
+            self.ledger.upsert_event(event)
+            roles = [OWNER]
+            name = "restored" if transition.action == "closed" else "offline"
+            facts = self._facts(transition, device, None)
+            return self._send_plan(transition, device, [(name, role) for role in roles], facts, None)
+        decision = decide(self.ledger, event, self.policy)
+        event.level, event.episode_id = decision.level, decision.episode.episode_id
+        facts = self._facts(transition, device, decision)
+        self.ledger.update_episode(
+            decision.episode.episode_id, record={f"measures:{event.event_id}": facts["measures"]}
+        )
+        case = self._refresh_case(transition, decision, facts)
+        plan, skip = self._plan(transition, decision)
+        results = [self._skip(transition, role, device, reason, facts) for role, reason in skip]
+        results += self._send_plan(transition, device, plan, facts, case)
+        if transition.action == "opened" and not decision.joined:
+            results += self._check_owner_reached(transition, device, decision, facts)
         return results
 
     def resume_pending(self, devices: DeviceLookup | Callable[[str], Device | None]) -> list[NoticeResult]:
@@ -119,12 +119,10 @@ class Notifier:
         for key, recs in groups.items():
             first = recs[0]
             device = lookup(first.device_id) if first.device_id else None  # type: ignore[operator]
-            event = self.ledger.get_event(first.event_id)
-            kind = event.kind if event else str(first.payload.get("kind", ""))
-            level = str(first.payload.get("level", ""))
             urls = {
                 t: (ch, u)
-                for ch, u, t in recipients(kind, first.action, level, device, self.settings.inspector_targets)
+                for role in (OWNER, INSPECTOR)
+                for ch, u, t in recipients_for(role, device, self.settings.inspector_targets)
                 if u
             }
             for rec in recs:
@@ -181,9 +179,113 @@ class Notifier:
 
     # -- decisions ----------------------------------------------------------------------------------------
 
+    def _plan(self, tr: Transition, d: Decision) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """((template, role) to send, (role, reason) recorded as skipped) for a ladder transition."""
+        ep = d.episode
+        if tr.action == "opened":
+            if d.joined:
+                return [], [
+                    (OWNER, f"part of episode {ep.episode_id}, announced to the owner when it opened")
+                ]
+            if ep.repeat:
+                return [("repeat", OWNER), ("repeat", INSPECTOR)], []
+            return {
+                EDUCATION: [("education", OWNER)],
+                WARNING: [("warning", OWNER), ("warning", INSPECTOR)],
+            }.get(ep.level, [("enforcement", OWNER), ("case", INSPECTOR)]), []
+        others = [
+            e.event_id
+            for e in self.ledger.episode_events([ep.episode_id])
+            if e.state != "closed" and e.event_id != tr.event.event_id
+        ]
+        if others:
+            return [], [
+                (OWNER, f"episode {ep.episode_id} still open ({', '.join(others)}); told when it ends")
+            ]
+        opened = [
+            n
+            for n in self.ledger.notices_for_events(
+                e.event_id for e in self.ledger.episode_events([ep.episode_id])
+            )
+            if n.channel == OWNER and n.action == "opened"
+        ]
+        if not any(n.status == SENT for n in opened):
+            return [], [
+                (OWNER, f"no opened notice of episode {ep.episode_id} reached the owner; no closed notice")
+            ]
+        return [("closed", OWNER)], []
+
+    def _facts(self, tr: Transition, device: Device | None, d: Decision | None) -> dict[str, Any]:
+        tz = self.settings.display_tz
+        ev = tr.event
+        f: dict[str, Any] = {
+            "measures": measures(ev, device, self.readings_of, tr.at_ms, self.ref_flow_per_head_m3_h),
+            "decision": d,
+            "history": [],
+            "delivery": None,
+            "contact": self.contact_of(ev.district or (device.district if device else "")),
+            "objection_days": self.objection_days,
+            "episode_events": [],
+        }
+        if d is not None:
+            lookback_ms = int(self.policy.lookback_days * 86_400_000)
+            f["history"] = history(self.ledger, d.episode, lookback_ms, tz)
+            f["episode_events"] = self.ledger.episode_events([d.episode.episode_id])
+        return f
+
+    def _refresh_case(self, tr: Transition, d: Decision, facts: dict[str, Any]) -> dict[str, Any] | None:
+        """Store (or refresh) the case of an enforcement step with everything a case file needs."""
+        step = d.step
+        if step.level != ENFORCEMENT:
+            return None
+        tz = self.settings.display_tz
+        eps = step_episodes(self.ledger, step)
+        lead = self.ledger.get_event(step.lead_event_id) or tr.event
+        episodes_out = []
+        for p in eps:
+            evs = []
+            for e in self.ledger.episode_events([p.episode_id]):
+                m = p.record.get(f"measures:{e.event_id}") or (
+                    facts["measures"] if e.event_id == tr.event.event_id else None
+                )
+                evs.append(
+                    {
+                        "event_id": e.event_id,
+                        "kind": e.kind,
+                        "pollutant": e.pollutant,
+                        "rule": e.rule,
+                        "rule_title": rule(e.rule).title(self.locale),
+                        "rule_source": rule(e.rule).source,
+                        "state": e.state,
+                        "start_ms": e.start_ms,
+                        "end_ms": e.end_ms,
+                        "limit_mg_m3": e.limit_mg_m3,
+                        "peak_mg_m3": e.peak_mg_m3,
+                        "mean_mg_m3": e.mean_mg_m3,
+                        "windows": [ladder.window_summary(w, e, tz) for w in self._evidence(e, tr.at_ms)],
+                        "judgement": e.judgement,
+                        "bypass": [w for w in e.evidence if "bypass_readings" in w],
+                        "measures": m,
+                    }
+                )
+            episodes_out.append({**p.as_dict(), "events": evs})
+        case = ladder.build_case(
+            lead,
+            self._evidence(lead, tr.at_ms),
+            occurrence=step.step,
+            lookback_days=self.policy.lookback_days,
+            created_ms=step.start_ms,
+            tz=tz,
+            step={**step.as_dict(), "owner_delivery": owner_delivery(self.ledger, step, tz)},
+            episodes=episodes_out,
+            receipts=receipts(self.ledger, [p.episode_id for p in eps], tz),
+            history=facts["history"],
+        )
+        self.ledger.upsert_case(case)
+        return case
+
     def _evidence(self, event: Event, at_ms: int) -> list[Any]:
         """The event's windows from the ledger (store drained windows before notifying), else its evidence."""
-        # windows starting inside [start, end) of a closed event, or before the transition of an open one
         until = event.end_ms if event.end_ms is not None else at_ms
         stored = self.ledger.list_windows(
             device_id=event.device_id,
@@ -191,18 +293,96 @@ class Notifier:
             since_ms=event.start_ms,
             until_ms=until,
         )
-        return list(stored) if stored else list(event.evidence)
+        return list(stored) if stored and event.kind == EXCEEDANCE else list(event.evidence)
+
+    def _check_owner_reached(
+        self, tr: Transition, device: Device | None, d: Decision, facts: dict[str, Any]
+    ) -> list[NoticeResult]:
+        """No owner channel took the step's notice: open an ``owner_unreachable`` task and tell inspectors."""
+        opened = self.ledger.list_notices(key=tr.key, channel=OWNER)
+        if any(n.status == SENT for n in opened):
+            return []
+        ep = d.episode
+        reasons = sorted({n.error for n in opened if n.error}) or ["no owner channel"]
+        self.ledger.add_task(
+            {
+                "task_id": f"owner_unreachable:{ep.episode_id}",
+                "kind": "owner_unreachable",
+                "episode_id": ep.episode_id,
+                "restaurant_id": ep.restaurant_id,
+                "district": ep.district,
+                "device_id": ep.device_id,
+                "level": ep.level,
+                "notice_key": tr.key,
+                "reasons": reasons,
+                "created_ms": tr.at_ms,
+                "action": "serve the notice on site (现场送达) and record the owner's contact",
+            }
+        )
+        facts = {**facts, "unreachable_reasons": reasons}
+        task_tr = Transition(tr.event, "owner_unreachable", tr.at_ms)
+        return self._send_plan(task_tr, device, [("owner_unreachable", INSPECTOR)], facts, None)
 
     # -- rendering ----------------------------------------------------------------------------------------
 
-    def _context(
+    def _send_plan(
         self,
-        transition: Transition,
+        tr: Transition,
         device: Device | None,
-        occurrence: int | None,
+        plan: list[tuple[str, str]],
+        facts: dict[str, Any],
         case: dict[str, Any] | None,
-    ) -> dict[str, str]:
-        return self._renderer.context(transition, device, occurrence, case)
+    ) -> list[NoticeResult]:
+        results: list[NoticeResult] = []
+        first_payload: dict[str, Any] | None = None
+        for name, role in plan:
+            payload = self._payload(tr, device, name, facts, case)
+            first_payload = first_payload or payload
+            for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):
+                results.append(self._deliver(tr.key, channel, url, target, payload))
+        if self.mqtt_publish is not None and tr.action in ("opened", "closed"):
+            payload = first_payload or self._payload(tr, device, None, facts, case)
+            message = self._renderer.mqtt_message(tr, payload, case)
+            results.append(self._deliver_mqtt(tr.key, tr.event.restaurant_id, message, payload))
+        return results
+
+    def _payload(
+        self,
+        tr: Transition,
+        device: Device | None,
+        name: str | None,
+        facts: dict[str, Any],
+        case: dict | None,
+    ) -> dict[str, Any]:
+        event = tr.event
+        d: Decision | None = facts.get("decision")
+        title, body = self.render(name, self._renderer.context(tr, device, facts, case)) if name else ("", "")
+        return {
+            "template": name or "",
+            "locale": self.locale,
+            "kind": event.kind,
+            "action": tr.action,
+            "level": event.level,
+            "occurrence": d.episode.step if d else None,
+            "episode_id": d.episode.episode_id if d else "",
+            "repeat": bool(d and d.episode.repeat),
+            "rule": event.rule,
+            "restaurant_id": event.restaurant_id,
+            "device_id": event.device_id,
+            "at_ms": tr.at_ms,
+            "title": title,
+            "body": body,
+        }
+
+    def _skip(
+        self, tr: Transition, role: str, device: Device | None, reason: str, facts: dict[str, Any]
+    ) -> NoticeResult:
+        payload = self._payload(tr, device, None, facts, None)
+        target = f"{role}:episode"
+        if not self.ledger.notice_skip(tr.key, role, target, reason, payload):
+            return NoticeResult(tr.key, role, target, ALREADY_SENT)
+        log.info("notice key=%s channel=%s status=skipped reason=%r", tr.key, role, reason)
+        return NoticeResult(tr.key, role, target, SKIPPED, 0, reason)
 
     # -- sending ------------------------------------------------------------------------------------------
 

@@ -11,17 +11,24 @@ from typing import Any
 
 from alerts.enforcement.notify.settings import DEFAULT_LOCALE, NotifySettings
 from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, WARNING, Transition
+from alerts.rules import rule
 from ingest.registry import Device
-from ingest.timeutil import format_local, format_utc
+from ingest.timeutil import format_display, format_local, format_utc, now_ms
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+#: Owner notices: education, warning, enforcement (the matter went to inspectors), repeat (inside a
+#: correction period), closed (the episode ended), offline and restored (a monitor outage and its end). Inspectors: warning and repeat (copies), case,
+#: owner_unreachable (serve a notice on site).
 TEMPLATE_NAMES = (
-    "exceedance_education",
-    "exceedance_warning",
-    "exceedance_enforcement",
-    "purifier_off",
-    "offline",
+    "education",
+    "warning",
+    "enforcement",
+    "case",
+    "repeat",
+    "owner_unreachable",
     "closed",
+    "offline",
+    "restored",
 )
 
 
@@ -37,6 +44,30 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "none": "—",
         "owner": "负责人",
         "sender": "城市管理综合执法部门",
+        "offence": {
+            "exceedance": "{pollutant}排放浓度超过排放限值",
+            "purifier_off": "排烟风机运行时油烟净化器未开启（不正常使用油烟净化设施）",
+        },
+        "ongoing": "起，至 {at} 仍在持续",
+        "until": "至 {end}",
+        "c_line": "实测浓度 C：{c} mg/m³（{n_readings} 条数据的平均值）",
+        "q_line": "实测风量 Q：{q} m³/h",
+        "q_unknown": "实测风量 Q：监测设备未上传风量",
+        "n_line": "基准灶头数 n：{n}（基准风量 n×2000 = {ref_flow} m³/h）",
+        "ref_line": "基准风量折算浓度 C折 = C×Q/(n×2000)：{c_ref} mg/m³（逐条折算后取平均）",
+        "ref_unknown": "基准风量折算浓度：无法折算（风量未知），以下判定按实测浓度",
+        "unconverted": "其中 {k} 条数据无风量、未折算，按实测浓度计入并单独标注",
+        "judged": "判定浓度：{mean} mg/m³（峰值窗口均值 {peak} mg/m³）",
+        "not_ref": "（{pollutant}按实测浓度判定，不作基准风量折算）",
+        "no_readings": "原始监测数据：{why}",
+        "fan": "风机：开 {on} 条 / 关 {off} 条 / 未上报 {unknown} 条；净化器：开 {p_on} 条 / 关 {p_off} 条 / 未上报 {p_unknown} 条",
+        "history_none": "  （{lookback} 天内此前无记录）",
+        "history_line": "  · {start} {level}：{delivery}",
+        "delivered": "已于 {at} 送达",
+        "not_delivered": "未能送达负责人（{why}）",
+        "reissued": "（因前次通知未送达而重新发出）",
+        "date_fmt": "%Y年%m月%d日",
+        "event_line": "  · {name}：{start} 至 {end}（{id}）",
     },
     "en": {
         "pollutant": {"oil_fume": "oil fume", "pm": "particulate matter", "nmhc": "non-methane hydrocarbons"},
@@ -53,6 +84,30 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "none": "n/a",
         "owner": "owner",
         "sender": "City Management Bureau",
+        "offence": {
+            "exceedance": "{pollutant} emissions above the emission limit",
+            "purifier_off": "the exhaust fan ran with the fume purifier switched off",
+        },
+        "ongoing": "onwards, still ongoing at {at}",
+        "until": "to {end}",
+        "c_line": "Measured concentration C: {c} mg/m³ (mean of {n_readings} readings)",
+        "q_line": "Measured flow Q: {q} m³/h",
+        "q_unknown": "Measured flow Q: not reported by the monitor",
+        "n_line": "Reference stove heads n: {n} (reference flow n×2000 = {ref_flow} m³/h)",
+        "ref_line": "Reference concentration C_ref = C×Q/(n×2000) (基准风量折算): {c_ref} mg/m³ (converted per reading, then averaged)",
+        "ref_unknown": "Reference concentration: cannot be converted (flow unknown); judged on the measured value",
+        "unconverted": "{k} readings had no flow and were kept as measured, marked as such",
+        "judged": "Judged concentration: {mean} mg/m³ (highest window mean {peak} mg/m³)",
+        "not_ref": "({pollutant} is judged as measured, without reference conversion)",
+        "no_readings": "Raw readings: {why}",
+        "fan": "Fan: on {on} / off {off} / not reported {unknown} readings; purifier: on {p_on} / off {p_off} / not reported {p_unknown}",
+        "history_none": "  (no earlier record within {lookback} days)",
+        "history_line": "  - {start} {level}: {delivery}",
+        "delivered": "delivered {at}",
+        "not_delivered": "not delivered to the owner ({why})",
+        "reissued": " (given again: the earlier notice was not delivered)",
+        "date_fmt": "%Y-%m-%d",
+        "event_line": "  - {name}: {start} to {end} ({id})",
     },
 }
 
@@ -97,25 +152,39 @@ _CONTEXT_KEYS = (
     "start",
     "end",
     "at",
+    "period",
     "tz_label",
     "duration",
     "pollutant",
+    "offence",
+    "kind_name",
     "peak",
     "mean",
     "limit",
     "standard",
     "profile",
+    "rule_title",
+    "rule_source",
+    "measures",
     "contact_phone",
+    "office",
     "level_name",
     "occurrence",
     "lookback_days",
-    "kind_name",
+    "deadline",
+    "step_start",
+    "objection_deadline",
+    "history",
+    "episode_id",
+    "episode_events",
     "case_id",
     "event_id",
     "evidence_windows",
     "evidence_exceeding",
     "evidence_samples",
     "evidence_expected",
+    "owner_delivery",
+    "unreachable_reasons",
     "sender",
 )
 
@@ -146,14 +215,6 @@ class Renderer:
         for name in TEMPLATE_NAMES:
             self.render(name, sample)
 
-    @staticmethod
-    def template_name(kind: str, action: str, level: str) -> str:
-        if action == "closed":
-            return "closed"
-        if kind == EXCEEDANCE:
-            return f"exceedance_{level or EDUCATION}"
-        return kind
-
     def _template(self, name: str, locale: str) -> tuple[string.Template, string.Template]:
         cached = self._templates.get((name, locale))
         if cached is not None:
@@ -171,9 +232,13 @@ class Renderer:
         self,
         transition: Transition,
         device: Device | None,
-        occurrence: int | None,
-        case: dict[str, Any] | None,
+        facts: dict[str, Any] | None = None,
+        case: dict[str, Any] | None = None,
     ) -> dict[str, str]:
+        """The template values of a transition. ``facts`` (from the notifier): ``decision`` (episode and
+        step), ``measures``, ``history``, ``contact`` (office, phone), ``objection_days``,
+        ``episode_events``, ``unreachable_reasons``."""
+        facts = facts or {}
         e = transition.event
         s = self.settings
         texts = _TEXTS.get(self.locale, _TEXTS[DEFAULT_LOCALE])
@@ -184,9 +249,27 @@ class Renderer:
             kind_name = texts["exceedance"].format(pollutant=pollutant)
         else:
             kind_name = texts["kind"].get(e.kind, e.kind)
+        offence = texts["offence"].get(e.kind, kind_name).format(pollutant=pollutant)
         end_ms = e.end_ms if e.end_ms is not None else transition.at_ms
-        duration_ms = (end_ms if transition.action == "closed" else transition.at_ms) - e.start_ms
+        duration_ms = (end_ms if e.end_ms is not None else transition.at_ms) - e.start_ms
+        tz_label = f"{texts['tz'].get(tz, tz)} UTC{format_display(e.start_ms, tz)[-6:]}"
+        start, at = format_local(e.start_ms, tz), format_local(transition.at_ms, tz)
+        period = (
+            f"{start}"
+            + ("" if e.end_ms is None and self.locale == "zh-CN" else " ")
+            + (
+                texts["until"].format(end=format_local(e.end_ms, tz))
+                if e.end_ms is not None
+                else texts["ongoing"].format(at=at)
+            )
+        )
         readings = (case or {}).get("evidence", {}).get("readings", {})
+        d = facts.get("decision")
+        ep = d.episode if d is not None else None
+        step = d.step if d is not None else None
+        office, phone = facts.get("contact") or (s.office, s.contact_phone)
+        date_fmt = texts["date_fmt"]
+        r = rule(e.rule)
         ctx = {
             "restaurant_name": (device.name if device else "") or e.restaurant_id,
             "restaurant_id": e.restaurant_id,
@@ -194,31 +277,130 @@ class Renderer:
             "district": e.district or (device.district if device else "") or none,
             "owner_name": (device.owner_name if device else "") or texts["owner"],
             "device_id": e.device_id,
-            "start": format_local(e.start_ms, tz),
+            "start": start,
             "end": format_local(end_ms, tz),
-            "at": format_local(transition.at_ms, tz),
-            "tz_label": texts["tz"].get(tz, tz),
+            "at": at,
+            "period": period,
+            "tz_label": tz_label,
             "duration": format_duration(duration_ms, self.locale),
             "pollutant": pollutant,
+            "offence": offence,
+            "kind_name": kind_name,
             "peak": _num(e.peak_mg_m3, none),
             "mean": _num(e.mean_mg_m3, none),
             "limit": _num(e.limit_mg_m3, none),
             "standard": self._standard(e.profile) or none,
             "profile": e.profile or none,
-            "contact_phone": s.contact_phone,
+            "rule_title": r.title(self.locale),
+            "rule_source": r.source or none,
+            "measures": self._measures(e, facts.get("measures") or {}, texts),
+            "contact_phone": phone,
+            "office": office or s.sender or texts["sender"],
             "level_name": texts["level"].get(e.level, e.level or none),
-            "occurrence": str(occurrence) if occurrence is not None else none,
+            "occurrence": str(ep.step) if ep is not None else none,
             "lookback_days": f"{s.lookback_days:g}",
-            "kind_name": kind_name,
+            "deadline": format_local(ep.deadline_ms, tz, date_fmt) if ep is not None else none,
+            "step_start": format_local(step.start_ms, tz, date_fmt) if step is not None else none,
+            # the owner's period to state their case runs from when the notice goes out
+            "objection_deadline": format_local(
+                max(transition.at_ms, now_ms()) + int(facts.get("objection_days", 3)) * 86_400_000,
+                tz,
+                date_fmt,
+            ),
+            "history": self._history(facts.get("history") or [], texts, s.lookback_days),
+            "episode_id": ep.episode_id if ep is not None else none,
+            "episode_events": self._episode_events(facts.get("episode_events") or [], texts, tz),
             "case_id": (case or {}).get("case_id", none),
             "event_id": e.event_id,
             "evidence_windows": str(readings.get("windows", 0)),
             "evidence_exceeding": str(readings.get("exceeding_windows", 0)),
             "evidence_samples": str(readings.get("samples", 0)),
             "evidence_expected": str(readings.get("expected_samples", 0)),
+            "owner_delivery": self._delivery(((case or {}).get("step") or {}).get("owner_delivery"), texts),
+            "unreachable_reasons": "; ".join(facts.get("unreachable_reasons") or []) or none,
             "sender": s.sender or texts["sender"],
         }
         return ctx
+
+    def _measures(self, e: Any, m: dict[str, Any], texts: dict[str, Any]) -> str:
+        """The measurement block: C, Q, n, C_ref (or why one is missing), the judged value, fan/purifier."""
+        none = texts["none"]
+        lines = []
+        pollutant = e.pollutant or "oil_fume"
+        if not m.get("readings"):
+            lines.append(texts["no_readings"].format(why=m.get("source", none)))
+        else:
+            lines.append(texts["c_line"].format(c=_num(m.get("c_mg_m3"), none), n_readings=m["readings"]))
+            q = m.get("q_m3_h")
+            lines.append(texts["q_line"].format(q=f"{q:.0f}") if q else texts["q_unknown"])
+            if m.get("n_heads"):
+                lines.append(
+                    texts["n_line"].format(n=m["n_heads"], ref_flow=f"{m.get('ref_flow_m3_h') or 0:.0f}")
+                )
+            if pollutant == "oil_fume":
+                if m.get("c_ref_mg_m3") is not None:
+                    lines.append(texts["ref_line"].format(c_ref=_num(m["c_ref_mg_m3"], none)))
+                else:
+                    lines.append(texts["ref_unknown"])
+                if m.get("unconverted"):
+                    lines.append(texts["unconverted"].format(k=m["unconverted"]))
+            else:
+                lines.append(texts["not_ref"].format(pollutant=texts["pollutant"].get(pollutant, pollutant)))
+            f, p = m.get("fan") or {}, m.get("purifier") or {}
+            lines.append(
+                texts["fan"].format(
+                    on=f.get("on", 0),
+                    off=f.get("off", 0),
+                    unknown=f.get("unknown", 0),
+                    p_on=p.get("on", 0),
+                    p_off=p.get("off", 0),
+                    p_unknown=p.get("unknown", 0),
+                )
+            )
+        if e.kind == EXCEEDANCE:
+            lines.append(texts["judged"].format(mean=_num(e.mean_mg_m3, none), peak=_num(e.peak_mg_m3, none)))
+        return "\n".join(f"  {line}" for line in lines)
+
+    def _history(self, hist: list[dict[str, Any]], texts: dict[str, Any], lookback: float) -> str:
+        if not hist:
+            return texts["history_none"].format(lookback=f"{lookback:g}")
+        out = []
+        for h in hist:
+            level = texts["level"].get(h["level"], h["level"]) + (
+                texts["reissued"] if h.get("reissued") else ""
+            )
+            out.append(
+                texts["history_line"].format(
+                    start=format_local(h["start_ms"], self.settings.display_tz, texts["date_fmt"]),
+                    level=level,
+                    delivery=self._delivery(h, texts),
+                )
+            )
+        return "\n".join(out)
+
+    def _delivery(self, dl: dict[str, Any] | None, texts: dict[str, Any]) -> str:
+        if not dl:
+            return texts["none"]
+        if dl.get("delivered"):
+            return texts["delivered"].format(at=format_local(dl["delivered_ms"], self.settings.display_tz))
+        return texts["not_delivered"].format(why="; ".join(dl.get("errors") or []) or texts["none"])
+
+    def _episode_events(self, events: list[Any], texts: dict[str, Any], tz: str) -> str:
+        out = []
+        for ev in events:
+            p = texts["pollutant"].get(ev.pollutant or "oil_fume", ev.pollutant)
+            name = (
+                texts["exceedance"].format(pollutant=p)
+                if ev.kind == EXCEEDANCE
+                else texts["kind"].get(ev.kind, ev.kind)
+            )
+            end = format_local(ev.end_ms, tz) if ev.end_ms is not None else texts["none"]
+            out.append(
+                texts["event_line"].format(
+                    name=name, start=format_local(ev.start_ms, tz), end=end, id=ev.event_id
+                )
+            )
+        return "\n".join(out) or texts["none"]
 
     def _standard(self, profile: str) -> str:
         if self._standard_of is not None and profile:

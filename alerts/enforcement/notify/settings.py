@@ -29,7 +29,7 @@ class NotifySettings(BaseModel):
     (``FUMEWATCH_NOTIFY_INSPECTOR_TARGETS='["mailtos://user:pw@mail.example.com?to=..."]'``)."""
 
     locale: str = DEFAULT_LOCALE  # "zh-CN" | "en"
-    display_tz: str = "Asia/Shanghai"
+    display_tz: str = ""  # "" = the top-level display_tz (filled in when the settings load)
     inspector_targets: list[str] = Field(default_factory=list, repr=False)
     retries: int = Field(3, ge=0)  # retries after the first attempt: up to retries + 1 attempts per target
     retry_backoff_s: float = Field(2.0, ge=0)  # sleep before retry n: retry_backoff_s * 2**(n-1)

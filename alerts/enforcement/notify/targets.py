@@ -1,7 +1,8 @@
-"""Who is told: the recipients of a transition (owners, inspectors) and the MQTT topic of its copy.
+"""Who is told: the targets of a role (owners, inspectors) and the MQTT topic of a transition's copy.
 
-The table is in :mod:`alerts.enforcement.notify`. Owners' targets are the apprise URLs of the registry's
-``owner_notify``; inspectors' are ``[notify] inspector_targets``.
+Which roles get which notice is the notifier's plan (table in :mod:`alerts.enforcement.notify`). Owners'
+targets are the apprise URLs of the registry's ``owner_notify``; inspectors' are ``[notify]
+inspector_targets``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 
 from alerts.ledger import mask_target
-from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING
 from ingest.registry import Device
 
 OWNER = "owner"
@@ -17,36 +17,27 @@ INSPECTOR = "inspector"
 MQTT = "mqtt"
 
 
-def recipients(
-    kind: str, action: str, level: str, device: Device | None, inspector_targets: list[str]
+def recipients_for(
+    role: str, device: Device | None, inspector_targets: list[str]
 ) -> list[tuple[str, str | None, str]]:
-    """(channel, url or None, masked target id) in a fixed order: owners first, then inspectors."""
-    if action == "closed" or kind in (PURIFIER_OFF, OFFLINE):
-        roles = [OWNER]
-    elif kind == EXCEEDANCE:
-        roles = {EDUCATION: [OWNER], WARNING: [OWNER, INSPECTOR], ENFORCEMENT: [INSPECTOR]}.get(
-            level, [OWNER]
-        )
+    """(channel, url or None, masked target id) of one role, in a fixed order. Two targets that mask
+    alike (same scheme and host) get ``#2``, ``#3``."""
+    if role == OWNER:
+        urls = device.notify_urls if device is not None else []
     else:
-        roles = []
+        urls = [u.strip() for u in inspector_targets if u.strip()]
+    if not urls:
+        return [(role, None, f"{role}:none")]
     out: list[tuple[str, str | None, str]] = []
     seen: set[str] = set()
     counts: Counter[str] = Counter()
-    for role in roles:
-        if role == OWNER:
-            urls = device.notify_urls if device is not None else []
-        else:
-            urls = [u.strip() for u in inspector_targets if u.strip()]
-        if not urls:
-            out.append((role, None, f"{role}:none"))
+    for url in urls:
+        if url in seen:
             continue
-        for url in urls:
-            if url in seen:
-                continue
-            seen.add(url)
-            base = mask_target(url) if "://" in url else "invalid-url"
-            counts[base] += 1
-            out.append((role, url, base if counts[base] == 1 else f"{base}#{counts[base]}"))
+        seen.add(url)
+        base = mask_target(url) if "://" in url else "invalid-url"
+        counts[base] += 1
+        out.append((role, url, base if counts[base] == 1 else f"{base}#{counts[base]}"))
     return out
 
 
