@@ -203,7 +203,7 @@ def test_warning_goes_to_owner_and_inspector_with_copy_note(
     assert len(smtp.messages) == 2
     owner_body = plain_body(smtp.messages[1])
     assert "现予以告诫" in owner_body and "本告诫已抄送辖区执法人员" in owner_body
-    assert "365 天内第 2 次进入执法程序" in owner_body
+    assert "365 天内第 2 步处理（前一步的整改期限已届满）" in owner_body
     # §118 quoted: the facility condition, 责令改正, the fine range
     for text in (
         "不正常使用油烟净化设施",

@@ -69,7 +69,7 @@ def run_demo(args: argparse.Namespace) -> int:
     store = open_store(str(store_path), settings)
     prepare_for_service(str(state_path))  # an embedded SQLite file: created at the newest revision
     state = StateDB(state_path)
-    alerts_ctx = demo_alerts.start(settings, registry, state_path, broker_url)
+    alerts_ctx = demo_alerts.start(settings, registry, state_path, broker_url, store)
     svc = IngestService(
         settings, registry, store, state, on_readings=alerts_ctx.on_readings if alerts_ctx else None
     )

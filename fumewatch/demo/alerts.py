@@ -22,6 +22,7 @@ from alerts.service import AlertsService
 from fumewatch.settings import AppSettings
 from ingest.config import Settings
 from ingest.registry import Registry
+from ingest.store.base import Store
 from ingest.timeutil import format_local
 
 
@@ -57,7 +58,14 @@ class _Receiver:
 
 
 class DemoAlerts:
-    def __init__(self, settings: Settings, registry: Registry, state_path: Path, broker_url: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        state_path: Path,
+        broker_url: str,
+        store: Store | None = None,
+    ) -> None:
         self.receiver = _Receiver()
         base = f"json://127.0.0.1:{self.receiver.port}"
         self.registry = Registry(
@@ -75,7 +83,8 @@ class DemoAlerts:
         data["notify"] = {"inspector_targets": [f"{base}/inspector"], "retries": 1, "retry_backoff_s": 0.2}
         self.settings = AppSettings(**data)
         self.ledger = Ledger(state_path)
-        self.service = AlertsService(self.settings, self.registry, self.ledger, subscribe=False)
+        # the readings store: notices state the measured C, Q and the reference concentration from it
+        self.service = AlertsService(self.settings, self.registry, self.ledger, store=store, subscribe=False)
         self.service.start()
 
     def on_readings(self, readings) -> None:
@@ -139,5 +148,7 @@ class DemoAlerts:
         self.ledger.close()
 
 
-def start(settings: Settings, registry: Registry, state_path: Path, broker_url: str) -> DemoAlerts:
-    return DemoAlerts(settings, registry, state_path, broker_url)
+def start(
+    settings: Settings, registry: Registry, state_path: Path, broker_url: str, store: Store | None = None
+) -> DemoAlerts:
+    return DemoAlerts(settings, registry, state_path, broker_url, store)

@@ -17,7 +17,7 @@ from alerts.enforcement.notify.facts import ReadingsOf, history, measures, owner
 from alerts.enforcement.notify.render import Renderer
 from alerts.enforcement.notify.send import Sender
 from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, NoticeResult, NotifySettings
-from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients_for
+from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients, recipients_for
 from alerts.ledger import FAILED, SENT, SKIPPED, Ledger, NoticeRecord, scrub
 from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Event, Transition
 from alerts.rules import rule
@@ -119,12 +119,7 @@ class Notifier:
         for key, recs in groups.items():
             first = recs[0]
             device = lookup(first.device_id) if first.device_id else None  # type: ignore[operator]
-            urls = {
-                t: (ch, u)
-                for role in (OWNER, INSPECTOR)
-                for ch, u, t in recipients_for(role, device, self.settings.inspector_targets)
-                if u
-            }
+            urls = {t: (ch, u) for ch, u, t in recipients(device, self.settings.inspector_targets) if u}
             for rec in recs:
                 if rec.channel == MQTT:
                     message = rec.payload.get("mqtt_message")

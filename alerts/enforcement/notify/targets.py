@@ -17,28 +17,39 @@ INSPECTOR = "inspector"
 MQTT = "mqtt"
 
 
-def recipients_for(
-    role: str, device: Device | None, inspector_targets: list[str]
-) -> list[tuple[str, str | None, str]]:
-    """(channel, url or None, masked target id) of one role, in a fixed order. Two targets that mask
-    alike (same scheme and host) get ``#2``, ``#3``."""
-    if role == OWNER:
-        urls = device.notify_urls if device is not None else []
-    else:
-        urls = [u.strip() for u in inspector_targets if u.strip()]
-    if not urls:
-        return [(role, None, f"{role}:none")]
+def recipients(device: Device | None, inspector_targets: list[str]) -> list[tuple[str, str | None, str]]:
+    """(channel, url or None, masked target id) of every role, owners first, then inspectors.
+
+    The masked id is what the ledger keys a notice on, so it must be the same whichever roles a notice
+    goes to: it is always derived from this one list. Two targets that mask alike (same scheme and host,
+    e.g. an owner's and the inspectors' hook on one gateway) get ``#2``, ``#3`` in this order.
+    """
     out: list[tuple[str, str | None, str]] = []
     seen: set[str] = set()
     counts: Counter[str] = Counter()
-    for url in urls:
-        if url in seen:
+    for role in (OWNER, INSPECTOR):
+        if role == OWNER:
+            urls = device.notify_urls if device is not None else []
+        else:
+            urls = [u.strip() for u in inspector_targets if u.strip()]
+        if not urls:
+            out.append((role, None, f"{role}:none"))
             continue
-        seen.add(url)
-        base = mask_target(url) if "://" in url else "invalid-url"
-        counts[base] += 1
-        out.append((role, url, base if counts[base] == 1 else f"{base}#{counts[base]}"))
+        for url in urls:
+            if url in seen:
+                continue
+            seen.add(url)
+            base = mask_target(url) if "://" in url else "invalid-url"
+            counts[base] += 1
+            out.append((role, url, base if counts[base] == 1 else f"{base}#{counts[base]}"))
     return out
+
+
+def recipients_for(
+    role: str, device: Device | None, inspector_targets: list[str]
+) -> list[tuple[str, str | None, str]]:
+    """The entries of :func:`recipients` for one role."""
+    return [r for r in recipients(device, inspector_targets) if r[0] == role]
 
 
 def _topic_part(text: str) -> str:
