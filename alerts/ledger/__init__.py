@@ -15,8 +15,9 @@ docs/ledger.md describes the schema, the migration workflow and the concurrency 
 
 from __future__ import annotations
 
-from alerts.ledger.core import Ledger, _dumps, _where, asof_ms
+from alerts.ledger.core import Ledger, _dumps, _where
 from alerts.ledger.episodes import Episode, episode_id_for
+from alerts.ledger.event_rows import asof_ms
 from alerts.ledger.masking import mask_target, scrub
 from alerts.ledger.notices import FAILED, NOTICE_STATUSES, PENDING, SENT, SKIPPED, NoticeRecord, _split_key
 from alerts.ledger.schema import _EVENT_COLUMNS, _NOTICE_COLUMNS, _WINDOW_COLUMNS, metadata

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
 from alerts.ledger.episodes import EpisodeStore
+from alerts.ledger.event_rows import _event_cols, _event_from_row, _event_row
 from alerts.ledger.notices import NoticeGate
 from alerts.ledger.schema import (
     _EVENT_COLUMNS,
@@ -370,35 +371,3 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore):
         )
         rows = self._read(q, {"b_name": name})
         return json.loads(rows[0][0]) if rows else None
-
-
-def _event_cols() -> list[Any]:
-    return [events.c[c] for c in _EVENT_COLUMNS]
-
-
-def asof_ms(e: Event) -> int:
-    """The event time an event snapshot reflects: its end, else the latest end or reading time in its
-    evidence, else its start. Snapshots of one open event only grow, so a larger value is newer."""
-    best = e.end_ms if e.end_ms is not None else e.start_ms
-    for w in e.evidence or ():
-        if isinstance(w, dict):
-            for k in ("end_ms", "last_bypass_ms", "last_ms", "detected_ms"):
-                v = w.get(k)
-                if isinstance(v, int) and v > best:
-                    best = v
-    return best
-
-
-def _event_row(e: Event) -> dict[str, Any]:
-    row = {c: getattr(e, c) for c in _EVENT_COLUMNS}
-    row["evidence"] = _dumps(e.evidence or [])
-    row["judgement"] = _dumps(e.judgement or {})
-    row["asof_ms"] = asof_ms(e)
-    return row
-
-
-def _event_from_row(r: Any) -> Event:
-    d = dict(zip(_EVENT_COLUMNS, r, strict=True))
-    d["evidence"] = json.loads(d["evidence"])
-    d["judgement"] = json.loads(d["judgement"] or "{}")
-    return Event(**d)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, text, true, update
 
+from alerts.ledger.event_rows import _event_cols, _event_from_row
 from alerts.ledger.notices import NoticeRecord
 from alerts.ledger.schema import episodes, events, notices, tasks
 from alerts.model import Event
@@ -148,8 +149,6 @@ class EpisodeStore:
 
     def episode_events(self, episode_ids: Iterable[str]) -> list[Event]:
         """The events of these episodes, by start then id."""
-        from alerts.ledger.core import _event_cols, _event_from_row
-
         ids = list(episode_ids)
         if not ids:
             return []

@@ -11,16 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alerts.enforcement import ladder
-from alerts.enforcement.episodes import LADDER_KINDS, Decision, LadderPolicy, decide, step_episodes
-from alerts.enforcement.notify.facts import ReadingsOf, history, measures, owner_delivery, receipts
+from alerts.enforcement.episodes import LADDER_KINDS, Decision, LadderPolicy, decide
+from alerts.enforcement.notify import case_file
+from alerts.enforcement.notify.facts import ReadingsOf, history, measures
 from alerts.enforcement.notify.render import Renderer
 from alerts.enforcement.notify.send import Sender
 from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, NoticeResult, NotifySettings
 from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients, recipients_for
 from alerts.ledger import FAILED, SENT, SKIPPED, Ledger, NoticeRecord, scrub
-from alerts.model import EDUCATION, ENFORCEMENT, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Event, Transition
-from alerts.rules import rule
+from alerts.model import EDUCATION, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Transition
 from ingest.registry import Device
 from ingest.timeutil import now_ms
 
@@ -229,66 +228,10 @@ class Notifier:
         return f
 
     def _refresh_case(self, tr: Transition, d: Decision, facts: dict[str, Any]) -> dict[str, Any] | None:
-        """Store (or refresh) the case of an enforcement step with everything a case file needs."""
-        step = d.step
-        if step.level != ENFORCEMENT:
-            return None
-        tz = self.settings.display_tz
-        eps = step_episodes(self.ledger, step)
-        lead = self.ledger.get_event(step.lead_event_id) or tr.event
-        episodes_out = []
-        for p in eps:
-            evs = []
-            for e in self.ledger.episode_events([p.episode_id]):
-                m = p.record.get(f"measures:{e.event_id}") or (
-                    facts["measures"] if e.event_id == tr.event.event_id else None
-                )
-                evs.append(
-                    {
-                        "event_id": e.event_id,
-                        "kind": e.kind,
-                        "pollutant": e.pollutant,
-                        "rule": e.rule,
-                        "rule_title": rule(e.rule).title(self.locale),
-                        "rule_source": rule(e.rule).source,
-                        "state": e.state,
-                        "start_ms": e.start_ms,
-                        "end_ms": e.end_ms,
-                        "limit_mg_m3": e.limit_mg_m3,
-                        "peak_mg_m3": e.peak_mg_m3,
-                        "mean_mg_m3": e.mean_mg_m3,
-                        "windows": [ladder.window_summary(w, e, tz) for w in self._evidence(e, tr.at_ms)],
-                        "judgement": e.judgement,
-                        "bypass": [w for w in e.evidence if "bypass_readings" in w],
-                        "measures": m,
-                    }
-                )
-            episodes_out.append({**p.as_dict(), "events": evs})
-        case = ladder.build_case(
-            lead,
-            self._evidence(lead, tr.at_ms),
-            occurrence=step.step,
-            lookback_days=self.policy.lookback_days,
-            created_ms=step.start_ms,
-            tz=tz,
-            step={**step.as_dict(), "owner_delivery": owner_delivery(self.ledger, step, tz)},
-            episodes=episodes_out,
-            receipts=receipts(self.ledger, [p.episode_id for p in eps], tz),
-            history=facts["history"],
+        """Store (or refresh) the case of an enforcement step (:func:`case_file.refresh_case`)."""
+        return case_file.refresh_case(
+            self.ledger, tr, d, facts, tz=self.settings.display_tz, locale=self.locale, policy=self.policy
         )
-        self.ledger.upsert_case(case)
-        return case
-
-    def _evidence(self, event: Event, at_ms: int) -> list[Any]:
-        """The event's windows from the ledger (store drained windows before notifying), else its evidence."""
-        until = event.end_ms if event.end_ms is not None else at_ms
-        stored = self.ledger.list_windows(
-            device_id=event.device_id,
-            pollutant=event.pollutant or None,
-            since_ms=event.start_ms,
-            until_ms=until,
-        )
-        return list(stored) if stored and event.kind == EXCEEDANCE else list(event.evidence)
 
     def _check_owner_reached(
         self, tr: Transition, device: Device | None, d: Decision, facts: dict[str, Any]

@@ -1,0 +1,87 @@
+"""The locale texts notices use outside their templates: names of pollutants, kinds and levels, the lines of
+the measurement block, the history of earlier steps and their delivery (zh-CN first, en kept)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.model import EDUCATION, ENFORCEMENT, WARNING
+
+_TEXTS: dict[str, dict[str, Any]] = {
+    "zh-CN": {
+        "pollutant": {"oil_fume": "油烟", "pm": "颗粒物", "nmhc": "非甲烷总烃"},
+        "kind": {"purifier_off": "净化器未开启", "offline": "监测设备离线", "late_data": "数据迟到"},
+        "exceedance": "{pollutant}超标",
+        "level": {EDUCATION: "教育劝导", WARNING: "告诫", ENFORCEMENT: "执法"},
+        "units": ("天", "小时", "分钟"),
+        "sep": " ",
+        "tz": {"Asia/Shanghai": "北京时间"},
+        "none": "—",
+        "owner": "负责人",
+        "sender": "城市管理综合执法部门",
+        "offence": {
+            "exceedance": "{pollutant}排放浓度超过排放限值",
+            "purifier_off": "排烟风机运行时油烟净化器未开启（不正常使用油烟净化设施）",
+        },
+        "ongoing": "起，至 {at} 仍在持续",
+        "until": "至 {end}",
+        "c_line": "实测浓度 C：{c} mg/m³（{n_readings} 条数据的平均值）",
+        "q_line": "实测风量 Q：{q} m³/h",
+        "q_unknown": "实测风量 Q：监测设备未上传风量",
+        "n_line": "基准灶头数 n：{n}（基准风量 n×2000 = {ref_flow} m³/h）",
+        "ref_line": "基准风量折算浓度 C折 = C×Q/(n×2000)：{c_ref} mg/m³（逐条折算后取平均）",
+        "ref_unknown": "基准风量折算浓度：无法折算（风量未知），以下判定按实测浓度",
+        "unconverted": "其中 {k} 条数据无风量、未折算，按实测浓度计入并单独标注",
+        "judged": "判定浓度：{mean} mg/m³（峰值窗口均值 {peak} mg/m³）",
+        "not_ref": "（{pollutant}按实测浓度判定，不作基准风量折算）",
+        "no_readings": "原始监测数据：{why}",
+        "fan": "风机：开 {on} 条 / 关 {off} 条 / 未上报 {unknown} 条；净化器：开 {p_on} 条 / 关 {p_off} 条 / 未上报 {p_unknown} 条",
+        "history_none": "  （{lookback} 天内此前无记录）",
+        "history_line": "  · {start} {level}：{delivery}",
+        "delivered": "已于 {at} 送达",
+        "not_delivered": "未能送达负责人（{why}）",
+        "reissued": "（因前次通知未送达而重新发出）",
+        "date_fmt": "%Y年%m月%d日",
+        "event_line": "  · {name}：{start} 至 {end}（{id}）",
+    },
+    "en": {
+        "pollutant": {"oil_fume": "oil fume", "pm": "particulate matter", "nmhc": "non-methane hydrocarbons"},
+        "kind": {
+            "purifier_off": "purifier-off incident",
+            "offline": "monitor outage",
+            "late_data": "late data",
+        },
+        "exceedance": "{pollutant} exceedance",
+        "level": {EDUCATION: "education", WARNING: "warning", ENFORCEMENT: "enforcement"},
+        "units": ("d", "h", "min"),
+        "sep": " ",
+        "tz": {"Asia/Shanghai": "Beijing time"},
+        "none": "n/a",
+        "owner": "owner",
+        "sender": "City Management Bureau",
+        "offence": {
+            "exceedance": "{pollutant} emissions above the emission limit",
+            "purifier_off": "the exhaust fan ran with the fume purifier switched off",
+        },
+        "ongoing": "onwards, still ongoing at {at}",
+        "until": "to {end}",
+        "c_line": "Measured concentration C: {c} mg/m³ (mean of {n_readings} readings)",
+        "q_line": "Measured flow Q: {q} m³/h",
+        "q_unknown": "Measured flow Q: not reported by the monitor",
+        "n_line": "Reference stove heads n: {n} (reference flow n×2000 = {ref_flow} m³/h)",
+        "ref_line": "Reference concentration C_ref = C×Q/(n×2000) (基准风量折算): {c_ref} mg/m³ (converted per reading, then averaged)",
+        "ref_unknown": "Reference concentration: cannot be converted (flow unknown); judged on the measured value",
+        "unconverted": "{k} readings had no flow and were kept as measured, marked as such",
+        "judged": "Judged concentration: {mean} mg/m³ (highest window mean {peak} mg/m³)",
+        "not_ref": "({pollutant} is judged as measured, without reference conversion)",
+        "no_readings": "Raw readings: {why}",
+        "fan": "Fan: on {on} / off {off} / not reported {unknown} readings; purifier: on {p_on} / off {p_off} / not reported {p_unknown}",
+        "history_none": "  (no earlier record within {lookback} days)",
+        "history_line": "  - {start} {level}: {delivery}",
+        "delivered": "delivered {at}",
+        "not_delivered": "not delivered to the owner ({why})",
+        "reissued": " (given again: the earlier notice was not delivered)",
+        "date_fmt": "%Y-%m-%d",
+        "event_line": "  - {name}: {start} to {end} ({id})",
+    },
+}
