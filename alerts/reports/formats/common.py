@@ -21,9 +21,9 @@ DEFINITIONS = (
         "period)",
     ),
     (
-        "数据完整率 = 实收数据条数 / 应收数据条数（时段内全部窗口；无任何窗口时为 0）",
-        "Data completeness = samples / expected samples over all windows in the period (0 when there is "
-        "none)",
+        "数据完整率 = 营业时间内实收数据条数 / 应收数据条数（营业时间内每个窗口都应有数据，未收到的窗口按 0 条计）",
+        "Data completeness = samples received / samples expected over every window of business hours in "
+        "the period (a window that never arrived counts with none received)",
     ),
     (
         "净化器未开启、设备离线时长：相应事件截取到报告时段内的分钟数",
