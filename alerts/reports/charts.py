@@ -181,6 +181,8 @@ def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False
     """Draw concentration vs limit around one exceedance event on ``ax``."""
     import matplotlib.dates as mdates
 
+    from alerts.reports.formats.common import local_text
+
     fp = fonts.props(size=7 if compact else 8)
     start, end = _local(np.array([c.start_ms, c.end_ms]), tz)
     ax.axvspan(start, end, color="#f4a261", alpha=0.18, lw=0, label=fonts.label("超标时段", "event"))
@@ -221,6 +223,7 @@ def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"{tz} (UTC{local_text(c.start_ms, tz, '')})", fontsize=7)  # the axis is local time
     ax.xaxis.get_offset_text().set_fontsize(7)
     ax.grid(True, color="#dddddd", lw=0.5)
     # Without a CJK font the (Chinese) name and district would only be "?": the ids identify the event.
@@ -230,7 +233,7 @@ def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False
             " ".join(x for x in who[:2] if x),
             *(x for x in who[2:] if x),
             c.device_id,
-            f"{_local(np.array([c.start_ms]), tz)[0]:%Y-%m-%d %H:%M}",
+            local_text(c.start_ms, tz),
             f"{fonts.label('峰值', 'peak')} {c.peak_mg_m3:.2f} mg/m³",
             *([fonts.label("进行中", "open")] if c.open else []),
         ]

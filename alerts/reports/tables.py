@@ -26,6 +26,9 @@ def _events_frame(
     rows: list[tuple], notices: dict[str, int], registry: Registry, tz: str, open_end: int
 ) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(_EVENT_SQL_COLUMNS))
+    if "rule" not in df:  # a ledger that does not store Event.rule yet: no rule recorded
+        df["rule"] = ""
+    df["rule"] = df["rule"].fillna("").astype(str)
     df["start_ms"] = df["start_ms"].astype("int64")
     df["end_ms"] = df["end_ms"].astype("Int64")
     for col in ("peak_mg_m3", "mean_mg_m3", "limit_mg_m3"):

@@ -6,13 +6,50 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alerts.reports.model import KIND_LABELS, LEVEL_LABELS, STATE_LABELS, Column, Report
-from ingest.timeutil import format_local
+from alerts.reports.model import (
+    KIND_LABELS,
+    LEVEL_LABELS,
+    POLLUTANT_LABELS,
+    RULE_LABELS,
+    STATE_LABELS,
+    Column,
+    Report,
+)
+from ingest.timeutil import ms_to_utc, zone
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
 
 
-_LABELS = {"kind": KIND_LABELS, "level": LEVEL_LABELS, "state": STATE_LABELS}
+_LABELS = {
+    "kind": KIND_LABELS,
+    "level": LEVEL_LABELS,
+    "state": STATE_LABELS,
+    "pollutant": POLLUTANT_LABELS,
+    "rule": RULE_LABELS,
+}
+
+
+def _offset(dt) -> str:  # noqa: ANN001 - an aware datetime or pandas Timestamp
+    """``+08:00`` (the ISO 8601 offset of an aware time)."""
+    z = dt.strftime("%z")
+    return f"{z[:3]}:{z[3:]}"
+
+
+def local_text(ms: int, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """``ms`` in ``tz`` as ``fmt`` followed by its offset: ``2026-11-25 10:00+08:00``."""
+    dt = ms_to_utc(ms).astimezone(zone(tz))
+    return dt.strftime(fmt) + _offset(dt)
+
+
+def zone_text(report: Report) -> str:
+    """The display zone with the offset(s) it has in the period: ``Asia/Shanghai, UTC+08:00`` (a zone
+    that changes offset in the period lists both, ``Europe/Berlin, UTC+01:00/+02:00``)."""
+    tz = report.display_tz
+    offsets = dict.fromkeys(
+        _offset(ms_to_utc(t).astimezone(zone(tz))) for t in (report.since_ms, report.until_ms - 1)
+    )
+    return f"{tz}, UTC{'/'.join(offsets)}"
+
 
 DEFINITIONS = (
     (
@@ -57,10 +94,12 @@ def display_cells(
     bilingual: bool = True,
     cjk: bool = True,
 ) -> list[str]:
-    """One column as display strings (html/pdf)."""
+    """One column as display strings (html/pdf); times in the display zone with their offset
+    (``2026-11-25 10:00+08:00``)."""
     s = df[col.key]
     if col.kind == "time":
-        return s.dt.strftime(time_fmt).where(s.notna(), "").astype(str).tolist()
+        offset = s.dt.strftime("%z").str.replace(r"(\d\d)$", r":\1", regex=True)
+        return (s.dt.strftime(time_fmt) + offset).where(s.notna(), "").astype(str).tolist()
     vals = s.tolist()
     if col.kind == "int":
         return [str(int(v)) for v in vals]
@@ -74,7 +113,7 @@ def display_cells(
 
 def _period_text(report: Report) -> str:
     tz = report.display_tz
-    return f"{format_local(report.since_ms, tz)} – {format_local(report.until_ms, tz)} ({tz})"
+    return f"{local_text(report.since_ms, tz)} – {local_text(report.until_ms, tz)} ({tz})"
 
 
 def _pct(v: float | None) -> str:
