@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from alerts.reports.model import ChartData
+from alerts.reports.timetext import local_text
 
 log = logging.getLogger("fumewatch.reports")
 
@@ -180,8 +181,6 @@ def _local(ms: np.ndarray, tz: str) -> pd.DatetimeIndex:
 def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False) -> None:
     """Draw concentration vs limit around one exceedance event on ``ax``."""
     import matplotlib.dates as mdates
-
-    from alerts.reports.formats.common import local_text
 
     fp = fonts.props(size=7 if compact else 8)
     start, end = _local(np.array([c.start_ms, c.end_ms]), tz)

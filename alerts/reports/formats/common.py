@@ -15,6 +15,7 @@ from alerts.reports.model import (
     Column,
     Report,
 )
+from alerts.reports.timetext import offset_text, local_text
 from ingest.timeutil import ms_to_utc, zone
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
@@ -29,24 +30,12 @@ _LABELS = {
 }
 
 
-def _offset(dt) -> str:  # noqa: ANN001 - an aware datetime or pandas Timestamp
-    """``+08:00`` (the ISO 8601 offset of an aware time)."""
-    z = dt.strftime("%z")
-    return f"{z[:3]}:{z[3:]}"
-
-
-def local_text(ms: int, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """``ms`` in ``tz`` as ``fmt`` followed by its offset: ``2026-11-25 10:00+08:00``."""
-    dt = ms_to_utc(ms).astimezone(zone(tz))
-    return dt.strftime(fmt) + _offset(dt)
-
-
 def zone_text(report: Report) -> str:
     """The display zone with the offset(s) it has in the period: ``Asia/Shanghai, UTC+08:00`` (a zone
     that changes offset in the period lists both, ``Europe/Berlin, UTC+01:00/+02:00``)."""
     tz = report.display_tz
     offsets = dict.fromkeys(
-        _offset(ms_to_utc(t).astimezone(zone(tz))) for t in (report.since_ms, report.until_ms - 1)
+        offset_text(ms_to_utc(t).astimezone(zone(tz))) for t in (report.since_ms, report.until_ms - 1)
     )
     return f"{tz}, UTC{'/'.join(offsets)}"
 
