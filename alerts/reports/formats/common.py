@@ -15,7 +15,7 @@ from alerts.reports.model import (
     Column,
     Report,
 )
-from alerts.reports.timetext import offset_text, local_text
+from alerts.reports.timetext import local_text, offset_text
 from ingest.timeutil import ms_to_utc, zone
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
