@@ -33,6 +33,7 @@ from dashboards.common import (
     ds,
     ident,
     severity_mappings,
+    table_time,
     thresholds,
 )
 from dashboards.influxql import InfluxQL
@@ -259,7 +260,7 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .datasource(src)
         .with_target(InfluxQL(q_latest_event(o)).ref_id("A").table())
         .sort_by([common.TableSortByFieldState().display_name(sev).desc(True)])
-        .override_by_name("Time", display_name(bi("开始", "Start")))
+        .override_by_name("Time", table_time(bi("开始", "Start")))
         .override_by_name(
             "restaurant_id",
             [

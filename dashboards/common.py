@@ -17,7 +17,9 @@ class Options:
     #: uid of the InfluxDB datasource that dashboards/provisioning.py provisions (InfluxQL mode).
     datasource_uid: str = "fumewatch-influxdb"
     datasource_name: str = "FumeWatch InfluxDB"
-    #: Display time zone (CONVENTIONS: Asia/Shanghai by default) and the zone of the daily buckets.
+    #: The dashboards' time zone (Grafana's dashboard ``timezone``: axes, time pickers and table times are
+    #: shown in it whatever the browser's zone) and the zone of the daily buckets. ``fumewatch dashboards``
+    #: passes ``--timezone`` or else the settings' ``display_tz`` (Asia/Shanghai by default).
     timezone: str = "Asia/Shanghai"
     #: "Currently open" panels look this far back: an event that is still open may have started before
     #: the dashboard's time range (a panel time override, shown on the panel as "Last 30 days").
@@ -118,6 +120,17 @@ SEVERITY_THRESHOLDS = ((None, "blue"), (1, "yellow"), (2, "orange"), (3, "red"))
 
 def display_name(name: str) -> list[dm.DynamicConfigValue]:
     return [dm.DynamicConfigValue(id_val="displayName", value=name)]
+
+
+#: Unit of the time column of table panels: Grafana's custom date unit ``time:<moment.js format>``, which
+#: it formats in the dashboard's time zone (``Options.timezone``, never the browser's), with the offset:
+#: 2026-11-20T10:00:00+08:00, the form of the ``fumewatch`` listings.
+TABLE_TIME_UNIT = "time:YYYY-MM-DDTHH:mm:ssZ"
+
+
+def table_time(name: str) -> list[dm.DynamicConfigValue]:
+    """The overrides of a table's time column: its heading and :data:`TABLE_TIME_UNIT`."""
+    return [*display_name(name), dm.DynamicConfigValue(id_val="unit", value=TABLE_TIME_UNIT)]
 
 
 def on_off_mappings() -> list[dm.ValueMapping]:

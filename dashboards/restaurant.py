@@ -35,6 +35,7 @@ from dashboards.common import (
     on_off_mappings,
     restaurant_variable,
     severity_mappings,
+    table_time,
     thresholds,
 )
 from dashboards.influxql import InfluxAnnotation, InfluxQL
@@ -346,7 +347,7 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .datasource(src)
         .with_target(InfluxQL(q_events(o)).ref_id("A").table())
         .sort_by([common.TableSortByFieldState().display_name(bi("开始", "Start")).desc(True)])
-        .override_by_name("Time", display_name(bi("开始", "Start")))
+        .override_by_name("Time", table_time(bi("开始", "Start")))
         .override_by_name(
             "severity",
             [

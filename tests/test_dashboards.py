@@ -944,3 +944,41 @@ def test_every_panel_query_on_real_influxdb_matches_pandas(world: World):
             raise AssertionError(f"{uid} / {pq.source} {pq.panel!r} {pq.ref_id}: {exc}") from exc
     assert all(n > 0 for n in returned_rows.values()), returned_rows
     assert set(returned_rows) == set(checks)
+
+
+# ================================================================================ times in tables
+
+
+def test_table_times_are_in_the_dashboard_zone_with_offset_whatever_the_browser():
+    from dashboards.common import TABLE_TIME_UNIT
+
+    assert TABLE_TIME_UNIT == "time:YYYY-MM-DDTHH:mm:ssZ"  # 2026-11-20T10:00:00+08:00, as the listings
+    tables = 0
+    for doc in dashboards.build_all().values():
+        assert doc["timezone"] == "Asia/Shanghai"  # the display zone, never "browser" or ""
+        for p in doc["panels"]:
+            if p["type"] != "table":
+                continue
+            tables += 1
+            [time_col] = [o for o in p["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Time"]
+            props = {x["id"]: x["value"] for x in time_col["properties"]}
+            assert props == {"displayName": "开始 / Start", "unit": TABLE_TIME_UNIT}
+    assert tables == 2
+
+
+def test_cli_dashboards_default_to_the_display_zone_of_the_settings(tmp_path):
+    (tmp_path / "c.toml").write_text('display_tz = "Asia/Urumqi"\n', encoding="utf-8")
+    out = tmp_path / "grafana"
+    res = run_module("build", "--out", str(out), "--config", str(tmp_path / "c.toml"))
+    assert res.returncode == 0, res.stderr
+    rdoc = json.loads((out / "dashboards" / "fumewatch-restaurant.json").read_text(encoding="utf-8"))
+    assert rdoc["timezone"] == "Asia/Urumqi"
+    daily = next(p for p in rdoc["panels"] if p["title"].startswith("日达标率"))
+    assert "tz('Asia/Urumqi')" in daily["targets"][0]["query"]
+    res = run_module("build", "--out", str(out), "--config", str(tmp_path / "c.toml"), "--timezone", "UTC")
+    assert res.returncode == 0, res.stderr
+    cdoc = json.loads((out / "dashboards" / "fumewatch-city.json").read_text(encoding="utf-8"))
+    assert cdoc["timezone"] == "UTC"  # the flag wins over the file
+    (tmp_path / "bad.toml").write_text('display_tz = "Asia/Shangai"\n', encoding="utf-8")
+    res = run_module("build", "--out", str(out), "--config", str(tmp_path / "bad.toml"))
+    assert res.returncode == 2 and "display_tz: unknown time zone 'Asia/Shangai'" in res.stderr

@@ -10,9 +10,12 @@ Definitions (per restaurant, over the report period ``[since, until)``):
 
 - windows: the oil-fume windows of the restaurant's devices whose start lies in the period;
 - compliance rate = compliant valid windows / valid windows (blank when there is no valid window);
-- data completeness = samples received / samples expected, summed over those windows; a restaurant with
-  no window at all in the period has completeness 0 (expected = its devices x the period's windows x the
-  samples expected per window);
+- data completeness = samples received / samples expected over every window of business hours in the
+  period (``[alerts] business_hours`` in ``business_tz``; the whole day when none are set): each device is
+  expected to fill every epoch-aligned window starting in them (``expected_windows`` = devices x those
+  windows), and a window that never arrived counts its expected samples with none received
+  (:mod:`alerts.reports.expected`). Windows outside business hours count for the compliance rate, not
+  for completeness. Blank when no window is expected (a period outside business hours);
 - purifier-off and offline minutes: the ``purifier_off`` / ``offline`` events clipped to the period (an
   open event counts up to the report time or the period end, whichever is earlier);
 - events per kind: events overlapping the period (same rule as :meth:`alerts.ledger.Ledger.list_events`:
@@ -32,6 +35,7 @@ from alerts.detection.window import DetectorConfig
 from alerts.ledger import Ledger
 from alerts.profiles import Profiles, load_profiles
 from alerts.reports.chart_data import _charts
+from alerts.reports.expected import business_intervals
 from alerts.reports.model import (
     EVENT_COLUMNS,
     KIND_LABELS,
@@ -115,7 +119,8 @@ def build_report(
         if district is None and restaurant_id is None:
             wanted += [x for x in _window_devices(db) if x not in registry and x not in ev_devices]
         wanted = list(dict.fromkeys(wanted))
-        totals = _window_totals(db, wanted, since_ms, until_ms)
+        business = business_intervals(detector.business_hours, detector.business_tz, since_ms, until_ms)
+        totals = _window_totals(db, wanted, since_ms, until_ms, business)
 
     # device -> restaurant: the registry, else the events; windows of devices known to neither are left out
     dev_rest = {d.device_id: d.restaurant_id for d in registry}
@@ -130,7 +135,17 @@ def build_report(
     totals["restaurant_id"] = totals["device_id"].map(dev_rest)
 
     summary = _summary_frame(
-        devices, registry, events, totals, ev_devices, profiles, detector, since_ms, until_ms, open_end
+        devices,
+        registry,
+        events,
+        totals,
+        ev_devices,
+        profiles,
+        detector,
+        since_ms,
+        until_ms,
+        open_end,
+        business,
     )
     charts = (
         _charts(ledger, events, registry, store, max_charts, chart_margin_min, open_end, notes)

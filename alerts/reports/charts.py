@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from alerts.reports.model import ChartData
+from alerts.reports.timetext import local_text
 
 log = logging.getLogger("fumewatch.reports")
 
@@ -221,6 +222,7 @@ def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"{tz} (UTC{local_text(c.start_ms, tz, '')})", fontsize=7)  # the axis is local time
     ax.xaxis.get_offset_text().set_fontsize(7)
     ax.grid(True, color="#dddddd", lw=0.5)
     # Without a CJK font the (Chinese) name and district would only be "?": the ids identify the event.
@@ -230,7 +232,7 @@ def draw_chart(ax, c: ChartData, tz: str, fonts: Fonts, *, compact: bool = False
             " ".join(x for x in who[:2] if x),
             *(x for x in who[2:] if x),
             c.device_id,
-            f"{_local(np.array([c.start_ms]), tz)[0]:%Y-%m-%d %H:%M}",
+            local_text(c.start_ms, tz),
             f"{fonts.label('峰值', 'peak')} {c.peak_mg_m3:.2f} mg/m³",
             *([fonts.label("进行中", "open")] if c.open else []),
         ]

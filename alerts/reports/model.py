@@ -24,7 +24,7 @@ class Column:
     key: str
     zh: str
     en: str
-    kind: str  # text | time | int | min | mg | rate | pct | kind | level | state
+    kind: str  # text | time | int | min | mg | rate | pct | kind | level | state | pollutant | rule
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
@@ -33,7 +33,7 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("district", "所属区", "District", "text"),
     Column("device_id", "监测设备", "Device", "text"),
     Column("kind", "事件类型", "Kind", "kind"),
-    Column("pollutant", "污染物", "Pollutant", "text"),
+    Column("pollutant", "污染物", "Pollutant", "pollutant"),
     Column("start", "开始时间", "Start", "time"),
     Column("end", "结束时间", "End", "time"),
     Column("duration_min", "持续时长(分钟)", "Duration (min)", "min"),
@@ -41,6 +41,7 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("mean_mg_m3", "均值(mg/m³)", "Mean (mg/m³)", "mg"),
     Column("limit_mg_m3", "限值(mg/m³)", "Limit (mg/m³)", "mg"),
     Column("profile", "执行标准", "Profile", "text"),
+    Column("rule", "判定规则", "Rule", "rule"),
     Column("level", "处置等级", "Escalation level", "level"),
     Column("state", "状态", "State", "state"),
     Column("notices_sent", "已发通知数", "Notices sent", "int"),
@@ -61,8 +62,9 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("compliant_windows", "达标窗口数", "Compliant windows", "int"),
     Column("exceeding_windows", "超标窗口数", "Exceeding windows", "int"),
     Column("compliance_rate", "达标率", "Compliance rate", "rate"),
-    Column("samples", "实收数据条数", "Samples", "int"),
-    Column("expected_samples", "应收数据条数", "Expected samples", "int"),
+    Column("expected_windows", "应收窗口数(营业时间)", "Expected windows (business hours)", "int"),
+    Column("samples", "实收数据条数(营业时间)", "Samples (business hours)", "int"),
+    Column("expected_samples", "应收数据条数(营业时间)", "Expected samples (business hours)", "int"),
     Column("completeness", "数据完整率", "Data completeness", "rate"),
     Column("purifier_off_min", "净化器未开启(分钟)", "Purifier off (min)", "min"),
     Column("offline_min", "设备离线(分钟)", "Offline (min)", "min"),
@@ -87,6 +89,16 @@ LEVEL_LABELS = {
     "enforcement": ("执法", "enforcement"),
 }
 STATE_LABELS = {"open": ("进行中", "open"), "closed": ("已结束", "closed")}
+POLLUTANT_LABELS = {"oil_fume": ("油烟", "oil fume"), "pm": ("颗粒物", "PM"), "nmhc": ("非甲烷总烃", "NMHC")}
+#: Short labels of the judgement rules (:mod:`alerts.rules` has their full titles and sources; the
+#: machine formats keep the rule's name). An event from before rules were recorded has none ("").
+RULE_LABELS = {
+    "gb18483": ("GB 18483 数据处理", "GB 18483 data treatment"),
+    "consecutive": ("连续超标筛查", "consecutive windows"),
+    "bypass": ("未开净化器", "purifier bypass"),
+    "offline": ("营业时间离线", "offline in business hours"),
+    "late": ("数据迟到", "late data"),
+}
 
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
 READING_FIELD = {"oil_fume": "oil_fume_ref_mg_m3", "pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"}

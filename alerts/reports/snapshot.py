@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, Connection, and_, case, cast, false, func, literal_column, or_, select
 
 from alerts.ledger import _EVENT_COLUMNS, SENT, Ledger
 from alerts.ledger.schema import events, notices, windows
@@ -29,6 +29,9 @@ _WINDOW_TOTALS = (
     "valid_windows",
     "compliant_windows",
     "exceeding_windows",
+    "business_windows",
+    "business_samples",
+    "business_expected",
 )
 #: Device ids bound per aggregate query (SQLite's old limit is 999 bound parameters a statement).
 _IDS_PER_QUERY = 500
@@ -119,11 +122,20 @@ def _window_devices(db: _Reader) -> list[str]:
     return out
 
 
-def _window_totals(db: _Reader, device_ids: list[str], since_ms: int, until_ms: int) -> pd.DataFrame:
-    """Per device: windows, samples, expected, valid, compliant, exceeding (oil-fume windows in the period).
+def _window_totals(
+    db: _Reader,
+    device_ids: list[str],
+    since_ms: int,
+    until_ms: int,
+    business: list[tuple[int, int]] | None = None,
+) -> pd.DataFrame:
+    """Per device: windows, samples, expected, valid, compliant, exceeding (oil-fume windows in the
+    period), and of them the windows starting in ``business`` (``[start, end)`` intervals,
+    :func:`alerts.reports.expected.business_intervals`) with their samples and expected samples.
 
     One aggregate query per ``_IDS_PER_QUERY`` devices; each device's rows are one primary-key range
     (device, pollutant, start). Sums are cast to BIGINT so that PostgreSQL answers integers, not NUMERIC.
+    The business intervals are inlined integers (not bound parameters: a year is 730 of them).
     """
     cols = ["device_id", *_WINDOW_TOTALS]
     if not device_ids:
@@ -134,6 +146,11 @@ def _window_totals(db: _Reader, device_ids: list[str], since_ms: int, until_ms: 
         return cast(func.sum(expr), BigInteger)
 
     valid = w.valid != 0
+
+    def ms(v: int) -> Any:
+        return literal_column(str(int(v)), BigInteger)
+
+    in_hours = or_(false(), *(and_(w.start_ms >= ms(a), w.start_ms < ms(b)) for a, b in business or ()))
     rows: list[tuple] = []
     for i in range(0, len(device_ids), _IDS_PER_QUERY):
         chunk = device_ids[i : i + _IDS_PER_QUERY]
@@ -146,6 +163,9 @@ def _window_totals(db: _Reader, device_ids: list[str], since_ms: int, until_ms: 
                 total(w.valid),
                 total(case((and_(valid, w.exceeds == 0), 1), else_=0)),
                 total(case((and_(valid, w.exceeds != 0), 1), else_=0)),
+                total(case((in_hours, 1), else_=0)),
+                total(case((in_hours, w.samples), else_=0)),
+                total(case((in_hours, w.expected), else_=0)),
             )
             .where(
                 w.device_id.in_(chunk),

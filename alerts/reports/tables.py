@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 from alerts.detection.window import DetectorConfig
 from alerts.model import EVENT_KINDS, EXCEEDANCE, LEVELS, OFFLINE, PURIFIER_OFF
 from alerts.profiles import DEFAULT_PROFILE, Profile, ProfileError, Profiles
+from alerts.reports.expected import window_starts_in
 from alerts.reports.model import _JUDGED_POLLUTANT, EVENT_COLUMNS, SUMMARY_COLUMNS
 from alerts.reports.snapshot import _EVENT_SQL_COLUMNS, _WINDOW_TOTALS
 from ingest.registry import Device, Registry
@@ -26,6 +26,9 @@ def _events_frame(
     rows: list[tuple], notices: dict[str, int], registry: Registry, tz: str, open_end: int
 ) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(_EVENT_SQL_COLUMNS))
+    if "rule" not in df:  # a ledger that does not store Event.rule yet: no rule recorded
+        df["rule"] = ""
+    df["rule"] = df["rule"].fillna("").astype(str)
     df["start_ms"] = df["start_ms"].astype("int64")
     df["end_ms"] = df["end_ms"].astype("Int64")
     for col in ("peak_mg_m3", "mean_mg_m3", "limit_mg_m3"):
@@ -88,7 +91,10 @@ def _summary_frame(
     since_ms: int,
     until_ms: int,
     open_end: int,
+    business: list[tuple[int, int]],
 ) -> pd.DataFrame:
+    """Per restaurant (definitions in :mod:`alerts.reports.build`); ``business``: the business-hours
+    intervals of the period (:func:`alerts.reports.expected.business_intervals`)."""
     by_rest: dict[str, list[Device]] = {}
     for d in devices:
         by_rest.setdefault(d.restaurant_id, []).append(d)
@@ -146,17 +152,17 @@ def _summary_frame(
             agg[col].reindex(s.index) if agg is not None else pd.Series(index=s.index, dtype="float64")
         ).fillna(0)
         s[col] = s[col].astype("int64")
-    # no window at all in the period: expected = devices x windows of the period x samples per window
-    period_windows = math.ceil((until_ms - since_ms) / detector.window_ms)
-    none = s["windows"] == 0
-    s.loc[none, "expected_samples"] = (
-        s.loc[none, "devices"] * period_windows * detector.expected_samples
-    ).astype("int64")
+    # completeness against every window of business hours, received or not: each device is expected to
+    # fill every epoch-aligned window starting in them; a missing window counts its expected samples
+    s["expected_windows"] = (s["devices"] * window_starts_in(business, detector.window_ms)).astype("int64")
+    missing = (s["expected_windows"] - s["business_windows"]).clip(lower=0)
+    s["samples"] = s["business_samples"]
+    s["expected_samples"] = (s["business_expected"] + missing * detector.expected_samples).astype("int64")
     s["compliance_rate"] = (s["compliant_windows"] / s["valid_windows"].where(s["valid_windows"] > 0)).astype(
         "float64"
     )
-    s["completeness"] = (
-        (s["samples"] / s["expected_samples"].where(s["expected_samples"] > 0)).fillna(0.0).astype("float64")
+    s["completeness"] = (s["samples"] / s["expected_samples"].where(s["expected_samples"] > 0)).astype(
+        "float64"
     )
 
     s["purifier_off_min"] = (

@@ -11,11 +11,14 @@ import orjson
 from alerts.model import EVENT_CSV_COLUMNS
 from fumewatch.cli.common import (
     add_common,
+    add_utc,
     existing_state,
     install_signal_handlers,
     load_registry,
     open_ingest,
+    output_tz,
     period_args,
+    present_times,
     reach_broker,
     settings_from,
     write_rows,
@@ -97,12 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """Events; times in the display zone with offset (JSON adds ``start_ms``/``end_ms``)."""
+    """Events; times in the display zone with offset, or UTC with ``--utc`` (JSON adds ``start_ms``/
+    ``end_ms`` and the evidence and judgement, whose ``*_ms`` times get their text twins too)."""
     from alerts.ledger import Ledger
 
     s = settings_from(args)
-    tz = s.display_tz
-    since_ms, until_ms = period_args(args, tz)
+    tz = output_tz(args, s)
+    since_ms, until_ms = period_args(args, s.display_tz)
     with Ledger(existing_state(s)) as ledger:
         events = ledger.list_events(
             since_ms=since_ms,
@@ -117,13 +121,16 @@ def cmd_events(args: argparse.Namespace) -> int:
             "kind": e.kind,
             "restaurant_id": e.restaurant_id,
             "device_id": e.device_id,
-            "start": format_display(e.start_ms, tz),
-            "end": format_display(e.end_ms, tz) if e.end_ms else "",
+            "start": "",
+            "end": "",
             "peak_mg_m3": None if e.peak_mg_m3 is None else round(e.peak_mg_m3, 3),
             "mean_mg_m3": None if e.mean_mg_m3 is None else round(e.mean_mg_m3, 3),
             "limit_mg_m3": e.limit_mg_m3,
             "profile": e.profile,
+            "rule": e.rule,
             "level": e.level,
+            "start_ms": e.start_ms,
+            "end_ms": e.end_ms,
         }
         if args.format == "json":
             d.update(
@@ -131,10 +138,10 @@ def cmd_events(args: argparse.Namespace) -> int:
                 pollutant=e.pollutant,
                 district=e.district,
                 state=e.state,
-                start_ms=e.start_ms,
-                end_ms=e.end_ms,
+                evidence=e.evidence,
+                judgement=e.judgement,
             )
-        rows.append(d)
+        rows.append(present_times(d, tz))
     write_rows(rows, list(EVENT_CSV_COLUMNS), args.format)
     return 0
 
@@ -143,12 +150,13 @@ CASE_COLUMNS = ("case_id", "restaurant_id", "district", "status", "start", "end"
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    """Cases; ``start``/``end`` in the display zone with offset (JSON keeps the record's ``*_ms``)."""
+    """Cases; ``start``/``end`` in the display zone with offset (or UTC with ``--utc``). JSON is the whole
+    record, every ``*_ms`` time in it (evidence windows, receipts) with its text twin."""
     from alerts.ledger import Ledger
 
     s = settings_from(args)
-    tz = s.display_tz
-    since_ms, until_ms = period_args(args, tz)
+    tz = output_tz(args, s)
+    since_ms, until_ms = period_args(args, s.display_tz)
     with Ledger(existing_state(s)) as ledger:
         cases = ledger.list_cases(
             since_ms=since_ms,
@@ -157,8 +165,9 @@ def cmd_cases(args: argparse.Namespace) -> int:
             district=args.district,
         )
     for c in cases:
-        c["start"] = format_display(c["start_ms"], tz) if c.get("start_ms") else ""
-        c["end"] = format_display(c["end_ms"], tz) if c.get("end_ms") else ""
+        present_times(c, tz)
+        if c.get("end_ms") is None:
+            c["end"] = ""
     if args.format == "json":
         print(orjson.dumps(cases, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -196,8 +205,8 @@ def cmd_notices(args: argparse.Namespace) -> int:
     from alerts.ledger import Ledger
 
     s = settings_from(args)
-    tz = s.display_tz
-    since_ms, until_ms = period_args(args, tz)
+    tz = output_tz(args, s)
+    since_ms, until_ms = period_args(args, s.display_tz)
     action = None
     if args.level == "closed":
         action = "closed"
@@ -235,6 +244,7 @@ def cmd_notices(args: argparse.Namespace) -> int:
                     created_ms=r.created_ms,
                     updated_ms=r.updated_ms,
                 )
+                present_times(row, tz)
             rows.append(row)
     write_rows(rows, NOTICE_COLUMNS, args.format)
     return 0
@@ -275,6 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "events":
             sp.add_argument("--kind", choices=("exceedance", "purifier_off", "offline", "late_data"))
         sp.add_argument("--format", choices=("csv", "json"), default="csv")
+        add_utc(sp)
         sp.set_defaults(func=func)
 
     sp = sub.add_parser("notices", help="list notices sent, failed or skipped")
@@ -285,6 +296,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--level", choices=NOTICE_LEVELS, help="ladder level, closed, or the event kind")
     sp.add_argument("--status", choices=("pending", "sent", "failed", "skipped"))
     sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_utc(sp)
     sp.set_defaults(func=cmd_notices)
 
     sp = sub.add_parser("profiles", help="list the limit profiles and their sources")

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from fumewatch.cli.common import CLIError, tz_arg
+from fumewatch.cli.common import CLIError, add_common, settings_from, tz_arg
 
 TOKEN_ENV = "FUMEWATCH_GRAFANA_TOKEN"
 USER_ENV = "FUMEWATCH_GRAFANA_USER"
@@ -30,8 +30,8 @@ def _options(args: argparse.Namespace):
     kw = {}
     if getattr(args, "datasource_uid", None):
         kw["datasource_uid"] = args.datasource_uid
-    if getattr(args, "timezone", None):
-        kw["timezone"] = args.timezone
+    # the dashboards' zone: --timezone, else the display zone of the settings (--config, FUMEWATCH_DISPLAY_TZ)
+    kw["timezone"] = getattr(args, "timezone", None) or settings_from(args).display_tz
     return Options(**kw)
 
 
@@ -107,6 +107,7 @@ def cmd_queries(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    add_common(p)  # --config: the dashboards' zone defaults to its display_tz
     p.add_argument(
         "--datasource-uid", metavar="UID", help="InfluxDB datasource uid (default fumewatch-influxdb)"
     )
@@ -114,7 +115,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--timezone",
         metavar="TZ",
         type=tz_arg,
-        help="display zone and zone of the daily buckets (Asia/Shanghai)",
+        help="the dashboards' time zone (tables, axes) and zone of the daily buckets; default: display_tz "
+        "of the settings (Asia/Shanghai)",
     )
 
 

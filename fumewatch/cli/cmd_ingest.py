@@ -11,12 +11,15 @@ import orjson
 from fumewatch.cli.common import (
     CLIError,
     add_common,
+    add_utc,
     existing_state,
     install_signal_handlers,
     load_registry,
     open_ingest,
     open_read_store,
+    output_tz,
     period_args,
+    present_times,
     reach_broker,
     settings_from,
     time_arg,
@@ -25,7 +28,6 @@ from fumewatch.cli.common import (
 from fumewatch.services import start_metrics
 from ingest import logs
 from ingest.model import READING_CSV_COLUMNS, round_for_display
-from ingest.timeutil import format_display
 
 log = logging.getLogger("fumewatch.cli")
 
@@ -58,10 +60,11 @@ def _fmt_bool(v: object) -> object:
 
 
 def cmd_readings(args: argparse.Namespace) -> int:
-    """Stored readings; ``time`` is in the display time zone with its offset (JSON adds ``time_ms``)."""
+    """Stored readings; ``time`` is in the display time zone with its offset, or UTC with ``--utc`` (JSON
+    adds ``time_ms``)."""
     s = settings_from(args)
-    tz = s.display_tz
-    since_ms, until_ms = period_args(args, tz)
+    tz = output_tz(args, s)
+    since_ms, until_ms = period_args(args, s.display_tz)
     store = open_read_store(s)
     try:
         rows = store.query(
@@ -73,7 +76,7 @@ def cmd_readings(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for r in rows:
-        r["time"] = format_display(r["time_ms"], tz)
+        present_times(r, tz)
         round_for_display(r)
         if args.format == "csv":
             r["fan_on"] = _fmt_bool(r["fan_on"])
@@ -97,9 +100,12 @@ DEAD_LETTER_COLUMNS = ("received", "reason", "topic", "device_id", "message", "p
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """Refused input; ``received`` in the display zone with offset, or UTC with ``--utc`` (JSON adds
+    ``received_ms``)."""
     from ingest.state import StateDB
 
     s = settings_from(args)
+    tz = output_tz(args, s)
     since_ms, until_ms = period_args(args, s.display_tz)
     st = StateDB(existing_state(s))
     try:
@@ -107,19 +113,22 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     finally:
         st.close()
     rows = [
-        {
-            "received": format_display(d.received_ms, s.display_tz),
-            "reason": d.reason,
-            "topic": d.topic,
-            "device_id": d.device_id,
-            "message": d.detail.get("message", ""),
-            "payload_excerpt": d.payload_excerpt,
-        }
+        present_times(
+            {
+                "received": "",
+                "reason": d.reason,
+                "topic": d.topic,
+                "device_id": d.device_id,
+                "message": d.detail.get("message", ""),
+                "payload_excerpt": d.payload_excerpt,
+                "received_ms": d.received_ms,
+            },
+            tz,
+        )
         for d in items
     ]
-    if args.format == "json":
-        for row, d in zip(rows, items, strict=True):
-            row["received_ms"] = d.received_ms
+    if args.format == "csv":
+        rows = [{c: r[c] for c in DEAD_LETTER_COLUMNS} for r in rows]
     write_rows(rows, DEAD_LETTER_COLUMNS, args.format)
     return 0
 
@@ -216,6 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--since", metavar="T", help="RFC 3339, a date (display time zone) or epoch ms")
     sp.add_argument("--until", metavar="T")
     sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_utc(sp)
     sp.set_defaults(func=cmd_readings)
 
     sp = sub.add_parser("dead-letters", help="list input that was refused, with the reason")
@@ -224,6 +234,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--until", metavar="T")
     sp.add_argument("--reason", help="only this reason code")
     sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_utc(sp)
     sp.set_defaults(func=cmd_dead_letters)
 
     sp = sub.add_parser("simulate", help="simulate restaurant kitchens publishing readings")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import re
 import signal
 import socket
 import sys
@@ -15,11 +16,12 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from ingest.config import ConfigError, Settings, load_settings
-from ingest.timeutil import parse_time
+from ingest.timeutil import format_display, parse_time
 
 log = logging.getLogger("fumewatch.cli")
 
@@ -169,6 +171,53 @@ def period_args(args: argparse.Namespace, tz: str) -> tuple[int | None, int | No
             "(--until is exclusive)"
         )
     return since, until
+
+
+# ---------------------------------------------------------------------- times people read
+#: What ``--utc`` prints in: the same RFC 3339 form as the display zone, with ``+00:00``.
+UTC_ZONE = "UTC"
+_UTC_TEXT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def add_utc(p: argparse.ArgumentParser) -> None:
+    """The ``--utc`` flag of a listing: output times in UTC (``+00:00``) instead of the display zone."""
+    p.add_argument(
+        "--utc",
+        action="store_true",
+        help="print times in UTC (2026-11-20T02:00:00+00:00) instead of the display time zone "
+        "(display_tz); input times are read as without it",
+    )
+
+
+def output_tz(args: argparse.Namespace, settings: Settings) -> str:
+    """The zone a listing prints its times in: UTC with ``--utc``, else ``display_tz``."""
+    return UTC_ZONE if getattr(args, "utc", False) else settings.display_tz
+
+
+def present_times(obj: Any, tz: str) -> Any:
+    """Walk ``obj`` (dicts and lists, as deep as they go) and, for every key ``<name>_ms`` holding an int
+    (epoch ms), set ``<name>`` to that time in ``tz`` with its offset (:func:`format_display`), replacing
+    any stored text; the ``_ms`` key stays for machines. A stored UTC text without an ``_ms`` twin
+    (``"first_start": "2026-11-20T02:00:00Z"``) is rewritten in ``tz`` too, so no bare UTC time reaches
+    a person.
+    Changes ``obj`` in place and returns it."""
+    if isinstance(obj, list):
+        for item in obj:
+            present_times(item, tz)
+    elif isinstance(obj, dict):
+        for key, value in list(obj.items()):
+            if isinstance(value, dict | list):
+                present_times(value, tz)
+            elif (
+                key.endswith("_ms")
+                and len(key) > 3
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
+                obj[key[:-3]] = format_display(value, tz)
+            elif isinstance(value, str) and _UTC_TEXT.match(value):
+                obj[key] = format_display(parse_time(value), tz)
+    return obj
 
 
 def existing_path(path: str, what: str, flag: str, setting: str, *, reads_only: bool = True) -> str:

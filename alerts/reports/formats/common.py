@@ -6,13 +6,39 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alerts.reports.model import KIND_LABELS, LEVEL_LABELS, STATE_LABELS, Column, Report
-from ingest.timeutil import format_local
+from alerts.reports.model import (
+    KIND_LABELS,
+    LEVEL_LABELS,
+    POLLUTANT_LABELS,
+    RULE_LABELS,
+    STATE_LABELS,
+    Column,
+    Report,
+)
+from alerts.reports.timetext import local_text, offset_text
+from ingest.timeutil import ms_to_utc, zone
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
 
 
-_LABELS = {"kind": KIND_LABELS, "level": LEVEL_LABELS, "state": STATE_LABELS}
+_LABELS = {
+    "kind": KIND_LABELS,
+    "level": LEVEL_LABELS,
+    "state": STATE_LABELS,
+    "pollutant": POLLUTANT_LABELS,
+    "rule": RULE_LABELS,
+}
+
+
+def zone_text(report: Report) -> str:
+    """The display zone with the offset(s) it has in the period: ``Asia/Shanghai, UTC+08:00`` (a zone
+    that changes offset in the period lists both, ``Europe/Berlin, UTC+01:00/+02:00``)."""
+    tz = report.display_tz
+    offsets = dict.fromkeys(
+        offset_text(ms_to_utc(t).astimezone(zone(tz))) for t in (report.since_ms, report.until_ms - 1)
+    )
+    return f"{tz}, UTC{'/'.join(offsets)}"
+
 
 DEFINITIONS = (
     (
@@ -21,9 +47,9 @@ DEFINITIONS = (
         "period)",
     ),
     (
-        "数据完整率 = 实收数据条数 / 应收数据条数（时段内全部窗口；无任何窗口时为 0）",
-        "Data completeness = samples / expected samples over all windows in the period (0 when there is "
-        "none)",
+        "数据完整率 = 营业时间内实收数据条数 / 应收数据条数（营业时间内每个窗口都应有数据，未收到的窗口按 0 条计）",
+        "Data completeness = samples received / samples expected over every window of business hours in "
+        "the period (a window that never arrived counts with none received)",
     ),
     (
         "净化器未开启、设备离线时长：相应事件截取到报告时段内的分钟数",
@@ -57,10 +83,12 @@ def display_cells(
     bilingual: bool = True,
     cjk: bool = True,
 ) -> list[str]:
-    """One column as display strings (html/pdf)."""
+    """One column as display strings (html/pdf); times in the display zone with their offset
+    (``2026-11-25 10:00+08:00``)."""
     s = df[col.key]
     if col.kind == "time":
-        return s.dt.strftime(time_fmt).where(s.notna(), "").astype(str).tolist()
+        offset = s.dt.strftime("%z").str.replace(r"(\d\d)$", r":\1", regex=True)
+        return (s.dt.strftime(time_fmt) + offset).where(s.notna(), "").astype(str).tolist()
     vals = s.tolist()
     if col.kind == "int":
         return [str(int(v)) for v in vals]
@@ -74,7 +102,7 @@ def display_cells(
 
 def _period_text(report: Report) -> str:
     tz = report.display_tz
-    return f"{format_local(report.since_ms, tz)} – {format_local(report.until_ms, tz)} ({tz})"
+    return f"{local_text(report.since_ms, tz)} – {local_text(report.until_ms, tz)} ({tz})"
 
 
 def _pct(v: float | None) -> str:

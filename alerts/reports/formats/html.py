@@ -17,9 +17,9 @@ from alerts.reports.formats.common import (
     _pct,
     _period_text,
     display_cells,
+    local_text,
 )
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
-from ingest.timeutil import format_local
 
 _CSS = """
 body{font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",Arial,sans-serif;
@@ -80,7 +80,7 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         ("时段 Period", _period_text(report)),
         ("区 District", report.district or "全部 all"),
         ("餐饮单位 Restaurant", report.restaurant_id or "全部 all"),
-        ("生成时间 Generated", format_local(report.generated_ms, tz, "%Y-%m-%d %H:%M:%S")),
+        ("生成时间 Generated", local_text(report.generated_ms, tz, "%Y-%m-%d %H:%M:%S")),
     ]
     kpis = [
         ("餐饮单位", "restaurants", str(t["restaurants"])),
@@ -107,7 +107,7 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         fonts = find_cjk_font(settings.font_file)
         parts.append("<section><h2>浓度与限值 <span class=en>Concentration vs limit</span></h2>")
         for c in report.charts:
-            alt = f"{c.restaurant_id} {c.name} {format_local(c.start_ms, tz)}"
+            alt = f"{c.restaurant_id} {c.name} {local_text(c.start_ms, tz)}"
             parts.append(
                 f'<figure class=chart><img alt="{esc(alt)}" src="{chart_data_uri(c, tz, fonts)}"></figure>'
             )

@@ -21,6 +21,7 @@ from alerts.reports.formats.common import (
     _period_text,
     _width,
     display_cells,
+    local_text,
 )
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
@@ -50,11 +51,13 @@ _PDF_SUMMARY = (
 )
 _PDF_EVENTS = (
     ("restaurant_id", 8, "编号", "ID"),
-    ("name", 18, "单位名称", "Name"),
+    ("name", 16, "单位名称", "Name"),
     ("district", 8, "所属区", "District"),
-    ("kind", 13, "事件类型", "Kind"),
-    ("start", 11, "开始", "Start"),
-    ("end", 11, "结束", "End"),
+    ("kind", 12, "事件类型", "Kind"),
+    ("pollutant", 8, "污染物", "Pollutant"),
+    ("rule", 12, "判定规则", "Rule"),
+    ("start", 17, "开始", "Start"),
+    ("end", 17, "结束", "End"),
     ("duration_min", 7, "时长(分)", "Minutes"),
     ("peak_mg_m3", 7, "峰值", "Peak"),
     ("mean_mg_m3", 7, "均值", "Mean"),
@@ -243,7 +246,7 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
             (fonts.label("餐饮单位", "Restaurant"), report.restaurant_id or fonts.label("全部", "all")),
             (
                 fonts.label("生成时间", "Generated"),
-                format_local(report.generated_ms, tz, "%Y-%m-%d %H:%M:%S"),
+                local_text(report.generated_ms, tz, "%Y-%m-%d %H:%M:%S"),
             ),
             (fonts.label("餐饮单位数", "Restaurants"), str(t["restaurants"])),
             (fonts.label("总体达标率", "Overall compliance rate"), _pct(t["compliance_rate"])),

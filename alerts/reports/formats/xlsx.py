@@ -17,9 +17,10 @@ from alerts.reports.formats.common import (
     _label,
     _period_text,
     _width,
+    local_text,
+    zone_text,
 )
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
-from ingest.timeutil import format_local
 
 SHEET_EVENTS, SHEET_SUMMARY, SHEET_ABOUT = "超标事件 Exceedances", "汇总 Summary", "报告说明 About"
 
@@ -48,7 +49,9 @@ def _xlsx_values(df: pd.DataFrame, col: Column) -> list[Any]:
     return ["" if v is None else str(v) for v in s.tolist()]
 
 
-def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], tz: str) -> None:
+def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str) -> None:
+    """One table; Excel date-times carry no offset, so the time headings name the zone and its offset
+    (``zone``, :func:`~alerts.reports.formats.common.zone_text`)."""
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
@@ -56,7 +59,7 @@ def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], tz: str) -> Non
     head_fill = PatternFill("solid", fgColor="1F4E78")
     head_align = Alignment(horizontal="center", vertical="center", wrap_text=True)
     thin = Side(style="thin", color="9BB7D4")
-    headers = [f"{c.zh}\n{c.en}" + (f" ({tz})" if c.kind == "time" else "") for c in columns]
+    headers = [f"{c.zh}\n{c.en}" + (f" ({zone})" if c.kind == "time" else "") for c in columns]
     ws.append(headers)
     for cell in ws[1]:
         cell.font, cell.fill, cell.alignment = head_font, head_fill, head_align
@@ -101,8 +104,8 @@ def render_xlsx(report: Report) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = SHEET_EVENTS
-    _xlsx_sheet(ws, report.events, EVENT_COLUMNS, report.display_tz)
-    _xlsx_sheet(wb.create_sheet(SHEET_SUMMARY), report.summary, SUMMARY_COLUMNS, report.display_tz)
+    _xlsx_sheet(ws, report.events, EVENT_COLUMNS, zone_text(report))
+    _xlsx_sheet(wb.create_sheet(SHEET_SUMMARY), report.summary, SUMMARY_COLUMNS, zone_text(report))
     about = wb.create_sheet(SHEET_ABOUT)
     t = report.totals()
     rows: list[tuple[str, Any]] = [
@@ -110,7 +113,7 @@ def render_xlsx(report: Report) -> bytes:
         ("时段 Period", _period_text(report)),
         ("区 District", report.district or "全部 all"),
         ("餐饮单位 Restaurant", report.restaurant_id or "全部 all"),
-        ("生成时间 Generated", format_local(report.generated_ms, report.display_tz, "%Y-%m-%d %H:%M:%S")),
+        ("生成时间 Generated", local_text(report.generated_ms, report.display_tz, "%Y-%m-%d %H:%M:%S")),
         ("餐饮单位数 Restaurants", t["restaurants"]),
         *((f"{KIND_LABELS[k][0]}事件 {KIND_LABELS[k][1]} events", t["events"][k]) for k in EVENT_KINDS),
         ("总体达标率 Overall compliance rate", t["compliance_rate"]),
