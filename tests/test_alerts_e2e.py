@@ -193,6 +193,7 @@ def test_violator_gets_event_and_notices_compliant_gets_none(mosquitto, tmp_path
         "mean_mg_m3",
         "limit_mg_m3",
         "profile",
+        "rule",
         "level",
     ]
     assert [(r["kind"], r["restaurant_id"], r["level"]) for r in rows] == [("exceedance", "R1", "education")]

@@ -268,14 +268,6 @@ def test_open_store_read_only_never_creates_a_database(tmp_path):
 # --utc, the rule column, nested times of cases and events (SQLite and PostgreSQL), invalid zones
 # ---------------------------------------------------------------------------------------------------------
 
-#: The ledger stores ``Event.rule`` and ``Event.judgement`` once the events table has their columns (the
-#: ledger's migration); until then they read back empty and the tests that need them are expected to fail.
-ROUND_TRIPS_RULE = "rule" in __import__("alerts.ledger", fromlist=["_EVENT_COLUMNS"])._EVENT_COLUMNS
-ROUND_TRIPS_JUDGEMENT = "judgement" in __import__("alerts.ledger", fromlist=["_EVENT_COLUMNS"])._EVENT_COLUMNS
-needs_rule = pytest.mark.xfail(
-    not ROUND_TRIPS_RULE, reason="the ledger does not store Event.rule yet", strict=True
-)
-
 
 @pytest.mark.parametrize(
     ("command", "flags", "column", "display", "utc"),
@@ -383,7 +375,6 @@ def test_events_json_shows_evidence_times_and_rule(tmp_path, state_url):
     assert (u["start"], u["evidence"][2]["end"]) == ("2026-11-20T02:00:00+00:00", "2026-11-20T02:30:00+00:00")
 
 
-@needs_rule
 def test_events_rule_round_trips_to_the_listings(tmp_path, state_url):
     _case_world(state_url)
     [e] = rows(run_cli(tmp_path, "events", "--state", state_url))
@@ -392,9 +383,6 @@ def test_events_rule_round_trips_to_the_listings(tmp_path, state_url):
     assert j["rule"] == "gb18483"
 
 
-@pytest.mark.xfail(
-    not ROUND_TRIPS_JUDGEMENT, reason="the ledger does not store Event.judgement yet", strict=True
-)
 def test_events_json_judgement_times_are_shown(tmp_path, state_url):
     _case_world(state_url)
     [j] = json.loads(run_cli(tmp_path, "events", "--state", state_url, "--format", "json").stdout)

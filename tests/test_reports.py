@@ -665,9 +665,6 @@ def test_no_business_hours_in_the_period_gives_no_completeness(world: World) -> 
 # The events table names the pollutant and the rule; every time a person reads carries its offset
 # ---------------------------------------------------------------------------------------------------------
 
-#: The ledger stores ``Event.rule`` once the events table has the column (the ledger's migration).
-ROUND_TRIPS_RULE = "rule" in __import__("alerts.ledger", fromlist=["_EVENT_COLUMNS"])._EVENT_COLUMNS
-
 
 def test_every_format_has_the_pollutant_and_rule_columns(world: World) -> None:
     import orjson
@@ -691,7 +688,6 @@ def test_every_format_has_the_pollutant_and_rule_columns(world: World) -> None:
     assert {"pollutant", "rule"} <= {k for k, *_ in _PDF_EVENTS}
 
 
-@pytest.mark.xfail(not ROUND_TRIPS_RULE, reason="the ledger does not store Event.rule yet", strict=True)
 def test_the_rule_of_each_event_is_shown(world: World) -> None:
     import orjson
 
