@@ -264,3 +264,11 @@ def test_correction_period_escalation_and_unreachable_owner(mosquitto, tmp_path,
     assert out.returncode == 0, out.stderr
     header, first = out.stdout.splitlines()[:2]
     assert "rule" in header.split(",") and ",gb18483," in first and "+08:00" in first
+
+    # the inspectors' task list, as they read it
+    out = run_fumewatch(tmp_path, "tasks", "--state", str(run.state), "--restaurant", "R3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "created,kind,restaurant_id,district,status,level,episode_id,task_id"
+    assert len(lines) == 5 and all(",owner_unreachable,R3,海淀区,open,education," in x for x in lines[1:])
+    assert all("+08:00" in x.split(",")[0] for x in lines[1:])

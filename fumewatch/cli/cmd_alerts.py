@@ -1,4 +1,5 @@
-"""Subcommands of the alerts package: ``alerts``, ``run``, ``events``, ``cases``, ``notices``, ``profiles``."""
+"""Subcommands of the alerts package: ``alerts``, ``run``, ``events``, ``cases``, ``tasks``, ``notices``,
+``profiles``."""
 
 from __future__ import annotations
 
@@ -175,9 +176,22 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``fumewatch notices --level``: the ladder level of an exceedance's opening notice, ``closed`` for the
-#: notice that an event ended, and the event kind for purifier-off and offline notices.
-NOTICE_LEVELS = ("education", "warning", "enforcement", "closed", "purifier_off", "offline")
+#: ``fumewatch notices --level``: the notice's template (alerts/enforcement/templates): education, warning,
+#: enforcement (owner) and case (inspectors), repeat (inside a correction period), owner_unreachable (an
+#: inspectors' task), closed (an episode ended), offline and restored; ``purifier_off`` for notices of
+#: releases before episodes.
+NOTICE_LEVELS = (
+    "education",
+    "warning",
+    "enforcement",
+    "case",
+    "repeat",
+    "owner_unreachable",
+    "closed",
+    "offline",
+    "restored",
+    "purifier_off",
+)
 NOTICE_COLUMNS = (
     "time",
     "level",
@@ -191,13 +205,36 @@ NOTICE_COLUMNS = (
 )
 
 
-def notice_level(action: str, kind: str | None, level: str | None) -> str:
-    """The level shown for a notice (see :data:`NOTICE_LEVELS`)."""
+def notice_level(action: str, kind: str | None, level: str | None, template: str = "") -> str:
+    """The level shown for a notice (see :data:`NOTICE_LEVELS`): its template, else (rows written before
+    templates were recorded per step) the ladder level, ``closed`` or the event kind."""
+    if template:
+        return template
     if action == "closed":
         return "closed"
     if kind and kind != "exceedance":
         return kind
     return level or kind or action
+
+
+TASK_COLUMNS = ("created", "kind", "restaurant_id", "district", "status", "level", "episode_id", "task_id")
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Inspectors' tasks that are not cases (``owner_unreachable``: serve a notice on site)."""
+    from alerts.ledger import Ledger
+
+    s = settings_from(args)
+    tz = output_tz(args, s)
+    with Ledger(existing_state(s)) as ledger:
+        tasks = ledger.list_tasks(restaurant_id=args.restaurant, district=args.district, status=args.status)
+    for t in tasks:
+        present_times(t, tz)
+    if args.format == "json":
+        print(orjson.dumps(tasks, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    write_rows(({c: t.get(c, "") for c in TASK_COLUMNS} for t in tasks), TASK_COLUMNS, "csv")
+    return 0
 
 
 def cmd_notices(args: argparse.Namespace) -> int:
@@ -207,11 +244,7 @@ def cmd_notices(args: argparse.Namespace) -> int:
     s = settings_from(args)
     tz = output_tz(args, s)
     since_ms, until_ms = period_args(args, s.display_tz)
-    action = None
-    if args.level == "closed":
-        action = "closed"
-    elif args.level is not None:
-        action = "opened"
+    action = "closed" if args.level == "closed" else None
     rows = []
     with Ledger(existing_state(s)) as ledger:
         recs = ledger.list_notices(
@@ -232,7 +265,7 @@ def cmd_notices(args: argparse.Namespace) -> int:
                 kind, level = events[r.event_id]
             row = {c: getattr(r, c, "") for c in NOTICE_COLUMNS}
             row["time"] = format_display(r.created_ms, tz) if r.created_ms else ""
-            row["level"] = notice_level(r.action, kind, level)
+            row["level"] = notice_level(r.action, kind, level, str(r.payload.get("template") or ""))
             if args.level is not None and row["level"] != args.level:
                 continue
             if args.format == "json":
@@ -298,6 +331,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--format", choices=("csv", "json"), default="csv")
     add_utc(sp)
     sp.set_defaults(func=cmd_notices)
+
+    sp = sub.add_parser("tasks", help="list inspectors' tasks (owner_unreachable: serve a notice on site)")
+    add_common(sp, state=True)
+    sp.add_argument("--restaurant", metavar="R")
+    sp.add_argument("--district", metavar="D")
+    sp.add_argument("--status", choices=("open", "done"))
+    sp.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_utc(sp)
+    sp.set_defaults(func=cmd_tasks)
 
     sp = sub.add_parser("profiles", help="list the limit profiles and their sources")
     sp.add_argument("--file", help="extra profiles TOML")
