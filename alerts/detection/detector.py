@@ -63,7 +63,7 @@ from dataclasses import asdict
 from alerts.detection.gb18483 import GroupTracker
 from alerts.detection.hours import BusinessHours
 from alerts.detection.incidents import close_late, late, purifier
-from alerts.detection.state import _NEG, _bypass, _Dev
+from alerts.detection.state import _FAR, _NEG, _bypass, _Dev
 from alerts.detection.window import (
     POLLUTANT_INDEX,
     DetectorConfig,
@@ -327,7 +327,7 @@ class Detector:
         wins = st.windows
         while wins and wins[0].start_ms + self._window_ms <= st.wm:
             self._finalise(st, wins.pop(0), out)
-        if st.trackers is not None:
+        if st.wm >= st.svc_due:
             self._end_services(st, out)
         if st.late is not None and st.wm - st.late_wm >= self.config.late_episode_s * 1000:
             close_late(st, out)
@@ -381,6 +381,9 @@ class Detector:
                 if service is None:
                     service = self._business.service_of(ws)
                 out.extend(tr.feed(w, exceeds, meta, self.config, service))
+                due = tr.due_ms(self._window_ms)
+                if due < st.svc_due:
+                    st.svc_due = due
             else:
                 out.extend(tr.feed(w, exceeds, meta, self.config))
             if tr.idle:
@@ -389,13 +392,19 @@ class Detector:
                     st.trackers = None
 
     def _end_services(self, st: _Dev, out: list[Transition]) -> None:
-        """gb18483 trackers whose service the watermark passed: close their event, drop their buffer."""
+        """gb18483 trackers whose service the watermark passed: close their event, drop their buffer; then
+        the next watermark worth a look (``st.svc_due``)."""
         trs = st.trackers
-        assert trs is not None
+        st.svc_due = _FAR
+        if trs is None:
+            return
         for k, tr in enumerate(trs):
-            if isinstance(tr, GroupTracker) and tr.due(st.wm, self._window_ms):
-                out.extend(tr.expire())
-                if tr.idle:
-                    trs[k] = None
+            if isinstance(tr, GroupTracker):
+                if tr.due(st.wm, self._window_ms):
+                    out.extend(tr.expire())
+                    if tr.idle:
+                        trs[k] = None
+                        continue
+                st.svc_due = min(st.svc_due, tr.due_ms(self._window_ms))
         if not any(trs):
             st.trackers = None

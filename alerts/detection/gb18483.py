@@ -190,13 +190,18 @@ class GroupTracker:
         out.append(self._close(w["end_ms"], group))
         return out
 
+    def due_ms(self, window_ms: int) -> int:
+        """The watermark at which the service is over: the end of the last window that can belong to it
+        (the first window boundary at or after the service end). Never for a fresh tracker."""
+        end = self.svc_end
+        if end is None:
+            return 2**62
+        return -(-end // window_ms) * window_ms
+
     def due(self, watermark: int, window_ms: int) -> bool:
         """The service is over for a device at ``watermark``: every window that can belong to it (starting
         before the service end) is finalised."""
-        end = self.svc_end
-        if end is None:
-            return False
-        return watermark >= -(-end // window_ms) * window_ms
+        return watermark >= self.due_ms(window_ms)
 
     def expire(self) -> list[Transition]:
         """The service ended (:meth:`due`): close the open event at the service end, drop the buffer."""

@@ -18,6 +18,7 @@ TRACKERS: dict[str, type[ExceedanceTracker] | type[GroupTracker]] = {
 }
 
 _NEG = -(2**62)  # "no time yet" (JSON-safe, below any real epoch ms)
+_FAR = 2**62  # "never" (above any real epoch ms)
 
 
 class _Dev:
@@ -33,6 +34,7 @@ class _Dev:
         "last_seen",
         "windows",
         "trackers",
+        "svc_due",
         "p_start",
         "p_last",
         "p_count",
@@ -56,6 +58,8 @@ class _Dev:
         # one tracker per judged pollutant (ExceedanceTracker for the consecutive rule, GroupTracker for
         # gb18483), None while idle (nothing pending or buffered, no open event)
         self.trackers: list[ExceedanceTracker | GroupTracker | None] | None = None
+        # watermark at which a gb18483 tracker's service may be over (a lower bound; _FAR: none)
+        self.svc_due = _FAR
         self.p_start: int | None = None
         self.p_last: int | None = None
         self.p_count = 0
@@ -99,6 +103,7 @@ class _Dev:
             self.trackers = [
                 None if p not in s["trackers"] else _tracker(s["trackers"][p]) for _, p, _ in self.judged
             ]
+            self.svc_due = _NEG  # recomputed by the detector's next look at the services
         self.p_start, self.p_last, self.p_count = s["purifier"][:3]
         self.p_event = _unev(s["purifier"][3])
         self.offline = _unev(s["offline"])
