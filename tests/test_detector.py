@@ -39,9 +39,13 @@ def registry() -> Registry:
     return Registry.parse(REGISTRY_CSV)
 
 
+#: The N/M screening rule (the default rule is gb18483, tested in tests/test_gb18483.py).
+NM = DetectorConfig(rule="consecutive")
+
+
 @pytest.fixture
 def det(registry: Registry, profiles: Profiles) -> Detector:
-    return Detector(registry, profiles, DetectorConfig())
+    return Detector(registry, profiles, NM)
 
 
 def reading(
@@ -54,7 +58,7 @@ def reading(
     fan: bool | None = True,
     pur: bool | None = True,
 ) -> Reading:
-    return Reading(t, dev, "", "", oil, oil, False, pm_mg_m3=pm, nmhc_mg_m3=nmhc, fan_on=fan, purifier_on=pur)
+    return Reading(t, dev, "", "", oil, oil, True, pm_mg_m3=pm, nmhc_mg_m3=nmhc, fan_on=fan, purifier_on=pur)
 
 
 def windows(dev: str, start: int, means: list[float | None], per: int = 10, **kw) -> list[Reading]:
@@ -101,7 +105,8 @@ def test_exactly_n_windows_over_opens_one_event(det: Detector) -> None:
     assert ev.end_ms == T0 + 5 * WIN  # end of the last exceeding window
     assert (ev.peak_mg_m3, ev.mean_mg_m3) == (3.0, 3.0)
     assert [w["start_ms"] for w in ev.evidence] == [T0 + 2 * WIN, T0 + 3 * WIN, T0 + 4 * WIN]
-    assert set(ev.evidence[0]) == {"start_ms", "end_ms", "mean_mg_m3", "max_mg_m3", "samples"}
+    assert set(ev.evidence[0]) == {"start_ms", "end_ms", "mean_mg_m3", "max_mg_m3", "samples", "unconverted"}
+    assert ev.rule == "consecutive" and ev.judgement == {"open_after_windows": 3, "close_after_windows": 2}
     # opened when the 3rd exceeding window ended; closed when the 2nd compliant one ended
     assert opened.at_ms == T0 + 5 * WIN and opened.event.end_ms is None and opened.event.state == "open"
     assert closed.at_ms == T0 + 7 * WIN
@@ -195,7 +200,7 @@ def test_out_of_order_within_lateness_is_accepted(registry: Registry, profiles: 
     shuffled = list(rs)
     for i in range(0, len(shuffled) - 1, 2):  # every pair swapped: each reading at most 60 s out of order
         shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
-    a, b = Detector(registry, profiles), Detector(registry, profiles)
+    a, b = Detector(registry, profiles, NM), Detector(registry, profiles, NM)
     ta, tb = run(a, rs), run(b, shuffled)
     assert b.late_readings == 0 and b.readings == len(rs)
     assert [t.event.as_dict() for t in ta] == [t.event.as_dict() for t in tb] and ta
@@ -232,13 +237,13 @@ def test_lateness_boundary(registry: Registry, profiles: Profiles) -> None:
     w0 = windows("k1", T0, [1.0])
     missing = w0.pop(5)  # T0 + 5 min arrives last
     # next window's reading at end + 1:59: watermark T0 + 9:59 < window end -> still accepted
-    inside = Detector(registry, profiles)
+    inside = Detector(registry, profiles, NM)
     inside.process_many([*w0, reading("k1", T0 + WIN + 2 * MIN - 1000, 1.0), missing])
     assert inside.late_readings == 0
     inside.flush()
     assert inside.drain_windows()[0].samples == 10
     # at end + 2:00 the watermark reaches the window end: window 0 is finalised, the straggler is late
-    beyond = Detector(registry, profiles)
+    beyond = Detector(registry, profiles, NM)
     beyond.process_many([*w0, reading("k1", T0 + WIN + 2 * MIN, 1.0)])
     assert beyond.watermark("k1") == T0 + WIN
     assert beyond.drain_windows()[0].samples == 9
@@ -267,7 +272,7 @@ def test_hysteresis_flapping_gives_one_event(det: Detector) -> None:
 
 
 def test_evidence_is_capped_but_peak_and_mean_cover_all(registry: Registry, profiles: Profiles) -> None:
-    det = Detector(registry, profiles, DetectorConfig(max_evidence_windows=4))
+    det = Detector(registry, profiles, DetectorConfig(max_evidence_windows=4, rule="consecutive"))
     trs = run(det, windows("k1", T0, [3.0] * 5 + [5.0, 3.0, 1.0, 1.0]))
     ev = trs[-1].event
     assert len(ev.evidence) == 4 and ev.end_ms == T0 + 7 * WIN
@@ -278,10 +283,16 @@ def test_gap_ends_an_event_only_when_max_gap_is_set(registry: Registry, profiles
     dinner = windows("k1", T0, [3.0] * 4)
     night = windows("k1", T0 + 4 * WIN, [0.2] * 60, fan=False)  # 10 h fan off: invalid windows
     lunch = windows("k1", T0 + 64 * WIN, [3.0] * 3 + [1.0] * 2)
-    default = run(Detector(registry, profiles, DetectorConfig(max_gap_s=None)), dinner + night + lunch)
+    default = run(
+        Detector(registry, profiles, DetectorConfig(max_gap_s=None, rule="consecutive")),
+        dinner + night + lunch,
+    )
     assert [(t.event.start_ms, t.action) for t in default] == [(T0, "opened"), (T0, "closed")]
     assert default[-1].event.end_ms == T0 + 67 * WIN and len(default[-1].event.evidence) == 7
-    split = run(Detector(registry, profiles, DetectorConfig(max_gap_s=3600)), dinner + night + lunch)
+    split = run(
+        Detector(registry, profiles, DetectorConfig(max_gap_s=3600, rule="consecutive")),
+        dinner + night + lunch,
+    )
     assert [(t.event.start_ms, t.action) for t in split] == [
         (T0, "opened"),
         (T0, "closed"),
@@ -439,12 +450,12 @@ def _mixed_series() -> list[Reading]:
 
 def test_snapshot_restore_mid_event_continues_identically(registry: Registry, profiles: Profiles) -> None:
     rs = _mixed_series()
-    whole = Detector(registry, profiles)
+    whole = Detector(registry, profiles, NM)
     t_whole = run(whole, rs)
     w_whole = whole.drain_windows()
 
     cut = next(i for i, r in enumerate(rs) if r.time_ms >= T0 + 5 * WIN + 4 * MIN)  # mid-event, mid-window
-    first = Detector(registry, profiles)
+    first = Detector(registry, profiles, NM)
     t1 = first.process_many(rs[:cut])
     assert {e.kind for e in first.open_events()} == {EXCEEDANCE, PURIFIER_OFF}
     snap = json.loads(json.dumps(first.snapshot()))  # must survive JSON
@@ -457,14 +468,14 @@ def test_snapshot_restore_mid_event_continues_identically(registry: Registry, pr
 
 
 def test_restore_refuses_a_different_window_length(registry: Registry, profiles: Profiles) -> None:
-    snap = Detector(registry, profiles).snapshot()
+    snap = Detector(registry, profiles, NM).snapshot()
     with pytest.raises(ValueError, match="window_s"):
         Detector.restore(registry, profiles, DetectorConfig(window_s=300), snap)
 
 
 def test_replaying_the_same_readings_gives_identical_events(registry: Registry, profiles: Profiles) -> None:
     rs = _mixed_series()
-    a, b = Detector(registry, profiles), Detector(registry, profiles)
+    a, b = Detector(registry, profiles, NM), Detector(registry, profiles, NM)
     ta, tb = run(a, rs), run(b, rs)
     assert ta and [t.event.as_dict() for t in ta] == [t.event.as_dict() for t in tb]
     assert [t.key for t in ta] == [t.key for t in tb]
@@ -474,7 +485,7 @@ def test_replaying_the_same_readings_gives_identical_events(registry: Registry, 
 def test_redelivered_readings_change_nothing(registry: Registry, profiles: Profiles) -> None:
     """An MQTT redelivery after a restart: the same readings again, in the same detector."""
     rs = _mixed_series()
-    det = Detector(registry, profiles)
+    det = Detector(registry, profiles, NM)
     first = det.process_many(rs)
     windows_before = det.drain_windows()
     again = det.process_many(rs)
@@ -486,7 +497,7 @@ def test_redelivered_readings_change_nothing(registry: Registry, profiles: Profi
 
 def test_duplicates_count_once(registry: Registry, profiles: Profiles) -> None:
     rs = _mixed_series()
-    once, twice = Detector(registry, profiles), Detector(registry, profiles)
+    once, twice = Detector(registry, profiles, NM), Detector(registry, profiles, NM)
     t_once = run(once, rs)
     doubled = [r for r in rs for _ in range(2)]
     t_twice = run(twice, doubled)

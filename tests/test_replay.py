@@ -49,6 +49,7 @@ def stream(df: pd.DataFrame, registry: Registry, profiles: Profiles, config: Det
     for row in df.iloc[order].itertuples(index=False, name=None):
         r = dict(zip(cols, row, strict=True))
         oil = float(r["oil_fume_ref_mg_m3"])
+        converted = _none(r.get("ref_converted", True))
         reading = Reading(
             int(r["time_ms"]),
             str(r["device_id"]),
@@ -56,7 +57,7 @@ def stream(df: pd.DataFrame, registry: Registry, profiles: Profiles, config: Det
             "",
             oil,
             oil,
-            False,
+            converted is not False,
             pm_mg_m3=_none(r.get("pm_mg_m3")),
             nmhc_mg_m3=_none(r.get("nmhc_mg_m3")),
             fan_on=_none(r.get("fan_on")),
@@ -111,6 +112,12 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
         purifier_max_gap_s=draw(st.sampled_from([60, 300])),
         max_evidence_windows=draw(st.sampled_from([2, 288])),
         max_gap_s=draw(st.sampled_from([None, None, 0, 600, 1800])),
+        rule=draw(st.sampled_from(["consecutive", "gb18483"])),
+        # T0 is 19:00 in Shanghai: dinner ends inside the frame; the others cut it more often, one of them
+        # off the window boundaries (a window then belongs to the service holding its start)
+        business_hours=draw(
+            st.sampled_from(["10:00-14:00,16:30-21:30", "19:30-20:10,20:40-21:20", "19:37-20:03,21:01-22:13"])
+        ),
     )
     rnd = random.Random(draw(st.integers(0, 2**32 - 1)))  # per-row noise (bulk data stays cheap to draw)
     data = []
@@ -122,6 +129,7 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
         )
         spacing = draw(st.sampled_from([1, 2]))  # in 30-second steps
         keep = draw(st.sampled_from([1.0, 0.9, 0.6]))
+        unconverted = draw(st.sampled_from([0.0, 0.0, 0.3, 1.0]))  # share of readings without conversion
         for step in range(draw(st.integers(0, 60)), 400, spacing):
             if rnd.random() > keep:
                 continue
@@ -136,9 +144,10 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
             pm = rnd.choice([None, 3.0, 5.0, 6.0, 6.0])
             nmhc = rnd.choice([None, 8.0, 10.0, 12.0, 12.0])
             t = T0 + step * 30_000 + rnd.choice([0, 0, 0, 1000])
-            data.append((t, dev, oil, pm, nmhc, fan, pur))
+            conv = rnd.random() >= unconverted
+            data.append((t, dev, oil, pm, nmhc, fan, pur, conv))
             if rnd.random() < 0.05:  # a duplicate (device, time): the first row must win
-                data.append((t, dev, oil * 2, pm, nmhc, not fan, pur))
+                data.append((t, dev, oil * 2, pm, nmhc, not fan, pur, not conv))
     rnd.shuffle(data)
     df = pd.DataFrame(
         data,
@@ -150,6 +159,7 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
             "nmhc_mg_m3",
             "fan_on",
             "purifier_on",
+            "ref_converted",
         ],
     )
     df = df.astype({"time_ms": "int64", "pm_mg_m3": "float64", "nmhc_mg_m3": "float64"})
@@ -164,9 +174,22 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
 @given(frames())
 def test_replay_equals_stream_hypothesis(case: tuple[pd.DataFrame, DetectorConfig]) -> None:
     df, config = case
-    events, _ = assert_same(df, config)
-    for kind in sorted({e.kind for e in events}):
-        event(f"has {kind}")
+    events, windows = assert_same(df, config)
+    for label in sorted({f"{e.kind}:{e.rule}:{e.state}" for e in events}):
+        event(f"has {label}")
+    if any(
+        e.rule == "gb18483" and e.state == "closed" and not e.judgement["groups"][-1]["exceeds"]
+        for e in events
+    ):
+        event("gb18483 closed by a compliant group")
+    if any(
+        e.rule == "gb18483" and e.state == "closed" and e.judgement["groups"][-1]["exceeds"] for e in events
+    ):
+        event("gb18483 closed at the service end")
+    if any(e.judgement.get("no_judgement") for e in events):
+        event("gb18483 group without judgement")
+    if len(windows) and windows["unconverted"].any():
+        event("unconverted samples")
 
 
 # -- random series, bigger ------------------------------------------------------------------------------
@@ -197,10 +220,12 @@ def random_frame(seed: int, n: int) -> pd.DataFrame:
     return pd.concat([df, dup]).sample(frac=1.0, random_state=seed + 1).reset_index(drop=True)
 
 
+@pytest.mark.parametrize("rule", ["consecutive", "gb18483"])
 @pytest.mark.parametrize("seed", range(12))
-def test_replay_equals_stream_random(seed: int) -> None:
+def test_replay_equals_stream_random(seed: int, rule: str) -> None:
     rng = np.random.default_rng(1000 + seed)
     config = DetectorConfig(
+        rule=rule,
         window_s=int(rng.choice([300, 600])),
         open_after_windows=int(rng.integers(1, 4)),
         close_after_windows=int(rng.integers(1, 3)),
@@ -216,7 +241,10 @@ def test_random_series_do_produce_events() -> None:
     kinds: set[str] = set()
     for seed in range(6):
         events, _ = replay_frame(
-            random_frame(seed, 3000), REGISTRY, PROFILES, DetectorConfig(purifier_off_min=2.0)
+            random_frame(seed, 3000),
+            REGISTRY,
+            PROFILES,
+            DetectorConfig(purifier_off_min=2.0, rule="consecutive"),
         )
         kinds |= {e.kind for e in events}
         kinds |= {f"{e.kind}:{e.pollutant}:{e.state}" for e in events}
@@ -225,7 +253,7 @@ def test_random_series_do_produce_events() -> None:
 
 def test_row_order_and_device_dtype_do_not_matter() -> None:
     df = random_frame(3, 3000)
-    config = DetectorConfig(open_after_windows=2)
+    config = DetectorConfig(open_after_windows=2, rule="consecutive")
     base_events, base_windows = replay_frame(df, REGISTRY, PROFILES, config)
     # time order, by device, and categorical device ids
     variants = [
@@ -248,7 +276,7 @@ def test_minimal_columns_and_empty_frame() -> None:
             "oil_fume_ref_mg_m3": [3.0] * 40,
         }
     )
-    events, windows = replay_frame(df, REGISTRY, PROFILES)
+    events, windows = replay_frame(df, REGISTRY, PROFILES, DetectorConfig(rule="consecutive"))
     assert [(e.kind, e.start_ms, e.state) for e in events] == [(EXCEEDANCE, T0, "open")]
     assert len(windows) == 4 and windows["valid"].all()
     events, windows = replay_frame(df.iloc[:0], REGISTRY, PROFILES)

@@ -14,14 +14,24 @@ Per device:
   finalised result. Duplicates (same device, same ``time_ms``, window still open) count once
   (:attr:`Detector.duplicates`), so re-delivered MQTT messages are harmless.
 - **exceedance** per limited pollutant (``oil_fume`` on ``oil_fume_ref_mg_m3``; ``pm``/``nmhc`` where the
-  profile limits them and readings carry them): N/M hysteresis over valid windows
-  (:class:`alerts.detection.window.ExceedanceTracker`): opens after N consecutive valid windows with mean > limit
-  (start = first of them), closes after M consecutive valid compliant ones (end = end of the last
-  exceeding window). Invalid windows and gaps are skipped: they neither count nor reset (unless
-  ``max_gap_s`` is set, see :class:`~alerts.detection.window.DetectorConfig`). ``peak_mg_m3`` = highest window
-  mean, ``mean_mg_m3`` = mean of the exceeding windows' means; the highest single reading is the largest
-  ``max_mg_m3`` of the evidence windows (:func:`alerts.detection.window.max_reading_mg_m3`). Evidence = the
-  exceeding windows' summaries (start_ms, end_ms, mean_mg_m3, max_mg_m3, samples). Id
+  profile limits them and readings carry them), by the device's rule (its profile's ``rule``, else
+  ``DetectorConfig.rule``; ``Event.rule`` records it):
+
+  - ``gb18483`` (default): GB 18483-2001 groups of 5 valid windows of one service
+    (:class:`alerts.detection.gb18483.GroupTracker`, rules in :mod:`alerts.detection.gb18483`). Every
+    valid window is fed (a compliant one can be part of an exceeding group). An open event also closes
+    when the device watermark passes the end of its service (here, in :meth:`_finalise_due`, so also via
+    :meth:`Detector.advance` and :meth:`Detector.flush`), with ``at_ms`` = the service end.
+  - ``consecutive``: N/M hysteresis over valid windows (:class:`alerts.detection.window.ExceedanceTracker`):
+    opens after N consecutive valid windows with mean > limit (start = first of them), closes after M
+    consecutive valid compliant ones (end = end of the last exceeding window). Invalid windows and gaps
+    are skipped: they neither count nor reset (unless ``max_gap_s`` is set, see
+    :class:`~alerts.detection.window.DetectorConfig`). ``peak_mg_m3`` = highest window mean,
+    ``mean_mg_m3`` = mean of the exceeding windows' means.
+
+  The highest single reading is the largest ``max_mg_m3`` of the evidence windows
+  (:func:`alerts.detection.window.max_reading_mg_m3`). Evidence = window summaries (start_ms, end_ms,
+  mean_mg_m3, max_mg_m3, samples, and for oil fume ``unconverted``). Id
   ``exceedance:{device_id}:{pollutant}:{start_ms}``; transitions carry the event-time end of the window
   that decided them (``at_ms``), so replays give identical ids and times. While an event is open the
   transitions say nothing; :meth:`Detector.open_events` shows its current state.
@@ -29,14 +39,14 @@ Per device:
   ``purifier_off_min`` (first to latest bypass reading, no gap over ``purifier_max_gap_s``) open it,
   starting at the first bypass reading; a reading with the purifier on or the fan off closes it (end = that
   reading's time). Readings with either state unknown are ignored, as are out-of-order readings (older than
-  the device's latest). Evidence: first/last bypass time and the number of bypass readings.
+  the device's latest). Evidence: first/last bypass time and the number of bypass readings. Rule ``bypass``.
 - **offline**: from :meth:`Detector.advance` with the wall clock: a registered device without a reading for
   ``offline_min`` minutes *of business hours* (time outside business hours does not count) opens it,
   starting at its last reading (or at the first ``advance`` for a device never heard from); the next reading
-  closes it.
+  closes it. Rule ``offline``.
 - **late_data**: one event per device *episode* of late readings, id from the first late reading's time,
   evidence with the count and time range; it closes when the device watermark has moved
-  ``late_episode_s`` past the last late reading (or at :meth:`Detector.flush`).
+  ``late_episode_s`` past the last late reading (or at :meth:`Detector.flush`). Rule ``late``.
 
 Readings of devices missing from the registry are counted (:attr:`Detector.unregistered`) and ignored.
 ``level`` is left empty: the enforcement ladder is another module's job. Transitions carry copies of the
@@ -50,8 +60,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from alerts.detection.gb18483 import GroupTracker
 from alerts.detection.hours import BusinessHours
-from alerts.detection.state import _NEG, _bypass, _Dev
+from alerts.detection.incidents import close_late, late, purifier
+from alerts.detection.state import _FAR, _NEG, _bypass, _Dev
 from alerts.detection.window import (
     POLLUTANT_INDEX,
     DetectorConfig,
@@ -62,14 +74,18 @@ from alerts.detection.window import (
     summary,
     window_start,
 )
-from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition, WindowResult
+from alerts.model import OFFLINE, Event, Transition, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
+from alerts.rules import GB18483, OFFLINE_RULE
 from ingest.model import Reading
 from ingest.registry import Registry
 
 __all__ = ["Detector", "DetectorConfig", "SNAPSHOT_VERSION"]
 
-SNAPSHOT_VERSION = 1
+#: Version 2 adds the gb18483 trackers (tagged with their ``type``) and the unconverted-sample count of
+#: open windows; version 1 snapshots (untagged N/M trackers) still load.
+SNAPSHOT_VERSION = 2
+_LOADABLE_VERSIONS = (1, 2)
 
 
 class Detector:
@@ -124,7 +140,8 @@ class Detector:
 
         ws = window_start(t, self._window_ms)
         if ws + self._window_ms <= st.wm:
-            self._late(st, t, out)
+            self.late_readings += 1
+            late(st, t, out)
             return out
         wins = st.windows
         if wins and wins[-1].start_ms == ws:
@@ -137,13 +154,14 @@ class Detector:
                 if len(wins) > 1 and wins[-2].start_ms > ws:
                     wins.sort(key=lambda a: a.start_ms)
         fan = None if reading.fan_on is None else bool(reading.fan_on)  # numpy bools too
-        if not acc.add(t, (reading.oil_fume_ref_mg_m3, reading.pm_mg_m3, reading.nmhc_mg_m3), fan):
+        values = (reading.oil_fume_ref_mg_m3, reading.pm_mg_m3, reading.nmhc_mg_m3)
+        if not acc.add(t, values, fan, bool(reading.ref_converted)):
             self.duplicates += 1
             return out
         self.readings += 1
         if t > st.max_t:
             pur = None if reading.purifier_on is None else bool(reading.purifier_on)
-            self._purifier(st, t, fan, pur, out)
+            purifier(st, t, fan, pur, self.config, out)
             st.max_t = t
             wm = t - self._lateness_ms
             if wm > st.wm:
@@ -190,6 +208,7 @@ class Detector:
                 evidence=[
                     {"last_seen_ms": None if st.last_seen == _NEG else st.last_seen, "detected_ms": now_ms}
                 ],
+                rule=OFFLINE_RULE,
                 **st.meta(),
             )
             st.offline = ev
@@ -197,15 +216,16 @@ class Detector:
         return out
 
     def flush(self) -> list[Transition]:
-        """End of stream: finalise every open window (and close late-data episodes). Open exceedance,
-        purifier_off and offline events stay open: nothing says they ended."""
+        """End of stream: finalise every open window (and close late-data episodes, and gb18483
+        exceedances whose service the watermark then passed). Other open exceedance, purifier_off and
+        offline events stay open: nothing says they ended."""
         out: list[Transition] = []
         for st in self._devs.values():
             if st.windows:
                 st.wm = max(st.wm, st.windows[-1].start_ms + self._window_ms)
                 self._finalise_due(st, out)
             if st.late is not None:
-                self._close_late(st, out)
+                close_late(st, out)
         return out
 
     def drain_windows(self) -> list[WindowResult]:
@@ -265,7 +285,7 @@ class Detector:
 
         ``config`` None takes the snapshot's config. Devices no longer in the registry are dropped.
         """
-        if snapshot.get("version") != SNAPSHOT_VERSION:
+        if snapshot.get("version") not in _LOADABLE_VERSIONS:
             raise ValueError(f"detector snapshot version {snapshot.get('version')!r} != {SNAPSHOT_VERSION}")
         snap_cfg = DetectorConfig.from_dict(snapshot["config"])
         config = config or snap_cfg
@@ -300,28 +320,45 @@ class Detector:
             limits = prof.limits_for(device.stove_heads)
             judged = tuple((POLLUTANT_INDEX[p], p, limits[p]) for p in POLLUTANTS if p in limits)
             self._judged[key] = judged
-        st = self._devs[device_id] = _Dev(device, judged, prof.name)
+        st = self._devs[device_id] = _Dev(device, judged, prof.name, prof.rule or self.config.rule)
         return st
 
     def _finalise_due(self, st: _Dev, out: list[Transition]) -> None:
         wins = st.windows
         while wins and wins[0].start_ms + self._window_ms <= st.wm:
             self._finalise(st, wins.pop(0), out)
+        if st.wm >= st.svc_due:
+            self._end_services(st, out)
         if st.late is not None and st.wm - st.late_wm >= self.config.late_episode_s * 1000:
-            self._close_late(st, out)
+            close_late(st, out)
 
     def _finalise(self, st: _Dev, acc: WindowAcc, out: list[Transition]) -> None:
         ws = acc.start_ms
         we = ws + self._window_ms
         dev_id = st.device.device_id
+        service = None
         for k, (i, pollutant, limit) in enumerate(st.judged):
             cnt, total, mx = acc.stats(i)
             if cnt == 0:
                 continue
             mean = total / cnt
             valid, reason, exceeds = judge(acc.n, acc.fan_on, cnt, mean, limit, self._min_samples)
+            unconverted = acc.unconverted if i == 0 else 0
             self._windows_out.append(
-                WindowResult(dev_id, ws, we, cnt, self._expected, valid, reason, mean, mx, exceeds, pollutant)
+                WindowResult(
+                    dev_id,
+                    ws,
+                    we,
+                    cnt,
+                    self._expected,
+                    valid,
+                    reason,
+                    mean,
+                    mx,
+                    exceeds,
+                    pollutant,
+                    unconverted,
+                )
             )
             self.windows_finalised += 1
             if not valid:
@@ -329,74 +366,45 @@ class Detector:
             trs = st.trackers
             tr = None if trs is None else trs[k]
             if tr is None:
-                if not exceeds:
-                    continue  # an idle tracker stays idle on a compliant window
+                if st.rule == GB18483:
+                    tr = GroupTracker()  # a compliant window can be part of an exceeding group
+                elif not exceeds:
+                    continue  # an idle N/M tracker stays idle on a compliant window
+                else:
+                    tr = ExceedanceTracker()
                 if trs is None:
                     trs = st.trackers = [None] * len(st.judged)
-                tr = trs[k] = ExceedanceTracker()
+                trs[k] = tr
             meta = dict(st.meta(), pollutant=pollutant, limit_mg_m3=limit)
-            out.extend(tr.feed(summary(ws, we, mean, mx, cnt), exceeds, meta, self.config))
+            w = summary(ws, we, mean, mx, cnt, unconverted if i == 0 else None)
+            if isinstance(tr, GroupTracker):  # by the tracker: one restored under another rule runs out
+                if service is None:
+                    service = self._business.service_of(ws)
+                out.extend(tr.feed(w, exceeds, meta, self.config, service))
+                due = tr.due_ms(self._window_ms)
+                if due < st.svc_due:
+                    st.svc_due = due
+            else:
+                out.extend(tr.feed(w, exceeds, meta, self.config))
             if tr.idle:
                 trs[k] = None
                 if not any(trs):
                     st.trackers = None
 
-    def _purifier(self, st: _Dev, t: int, fan: bool | None, pur: bool | None, out: list[Transition]) -> None:
-        if fan is True and pur is False:
-            if st.p_event is None:
-                if st.p_start is None or t - st.p_last > self.config.purifier_max_gap_s * 1000:
-                    st.p_start, st.p_count = t, 0
-                st.p_last = t
-                st.p_count += 1
-                if t - st.p_start >= self.config.purifier_off_ms:
-                    st.p_event = Event(
-                        event_id=f"{PURIFIER_OFF}:{st.device.device_id}::{st.p_start}",
-                        kind=PURIFIER_OFF,
-                        start_ms=st.p_start,
-                        state="open",
-                        evidence=[_bypass(st)],
-                        **st.meta(),
-                    )
-                    out.append(Transition(snapshot_event(st.p_event), "opened", t))
-            else:
-                st.p_last = t
-                st.p_count += 1
-        elif pur is True or fan is False:
-            if st.p_event is not None:
-                ev = st.p_event
-                ev.end_ms, ev.state, ev.evidence = t, "closed", [_bypass(st)]
-                st.p_event = None
-                out.append(Transition(snapshot_event(ev), "closed", t))
-            st.p_start, st.p_last, st.p_count = None, None, 0
-
-    def _late(self, st: _Dev, t: int, out: list[Transition]) -> None:
-        self.late_readings += 1
-        st.late_wm = st.wm
-        ev = st.late
-        if ev is None:
-            st.late = Event(
-                event_id=f"{LATE_DATA}:{st.device.device_id}::{t}",
-                kind=LATE_DATA,
-                start_ms=t,
-                state="open",
-                evidence=[{"late_readings": 1, "first_ms": t, "last_ms": t}],
-                **st.meta(),
-            )
-            out.append(Transition(snapshot_event(st.late), "opened", t))
+    def _end_services(self, st: _Dev, out: list[Transition]) -> None:
+        """gb18483 trackers whose service the watermark passed: close their event, drop their buffer; then
+        the next watermark worth a look (``st.svc_due``)."""
+        trs = st.trackers
+        st.svc_due = _FAR
+        if trs is None:
             return
-        e = ev.evidence[0]
-        ev.evidence = [
-            {
-                "late_readings": e["late_readings"] + 1,
-                "first_ms": min(e["first_ms"], t),
-                "last_ms": max(e["last_ms"], t),
-            }
-        ]
-
-    def _close_late(self, st: _Dev, out: list[Transition]) -> None:
-        ev = st.late
-        assert ev is not None
-        ev.end_ms = max(ev.start_ms, ev.evidence[0]["last_ms"])
-        ev.state = "closed"
-        st.late = None
-        out.append(Transition(snapshot_event(ev), "closed", st.wm))
+        for k, tr in enumerate(trs):
+            if isinstance(tr, GroupTracker):
+                if tr.due(st.wm, self._window_ms):
+                    out.extend(tr.expire())
+                    if tr.idle:
+                        trs[k] = None
+                        continue
+                st.svc_due = min(st.svc_due, tr.due_ms(self._window_ms))
+        if not any(trs):
+            st.trackers = None

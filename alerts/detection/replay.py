@@ -1,7 +1,7 @@
 """Vectorised replay: the detector's verdicts over a whole frame of readings at numpy speed.
 
 :func:`replay_frame` gives exactly the ``exceedance`` and ``purifier_off`` events (ids, start, end, peak,
-mean, limit, evidence, state) and the finalised windows that the streaming
+mean, limit, evidence, rule, judgement, state) under both exceedance rules and the finalised windows that the streaming
 :class:`alerts.detection.detector.Detector` gives when fed the same readings in time order followed by
 :meth:`~alerts.detection.detector.Detector.flush` (closed events as their ``closed`` transition carries them, events
 still open as :meth:`~alerts.detection.detector.Detector.open_events` shows them). ``tests/test_replay.py`` checks
@@ -20,6 +20,14 @@ How it stays identical:
   longer silences, and a segment end closes its open event if the device has valid windows later). Only
   the events themselves are built in a Python loop; the event mean is summed in window order like the
   stream's running sum.
+- The ``gb18483`` rule feeds each (device, pollutant)'s valid window summaries, in window order, through
+  the stream's own :class:`alerts.detection.gb18483.GroupTracker` in a Python loop, then closes the events
+  whose service the device's final watermark passed. After the stream's flush that watermark is the end
+  of the device's last window (the window of its latest reading); an event the stream closed earlier,
+  when its watermark first passed the service end, closes with the same fields (end, judgement) since
+  no window of that service can come after.
+- ``ref_converted`` (optional column, default True): the oil-fume samples of rows with False are counted
+  per window (``unconverted``), as the stream counts them.
 
 Not covered here (streaming only): ``offline`` needs the wall clock and business hours, and ``late_data``
 cannot happen in a time-ordered replay. :func:`replay_frame` returns the counts of duplicate and
@@ -31,10 +39,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alerts.detection.replay_events import _exceedances, _purifier_off
+from alerts.detection.hours import BusinessHours
+from alerts.detection.replay_events import _exceedances, _groups, _purifier_off
 from alerts.detection.window import FAN_OFF, INCOMPLETE, DetectorConfig
 from alerts.model import Event, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
+from alerts.rules import GB18483
 from ingest.registry import Registry
 
 __all__ = ["replay_frame", "WINDOW_COLUMNS", "INPUT_COLUMNS"]
@@ -51,6 +61,7 @@ INPUT_COLUMNS = (
     "nmhc_mg_m3",
     "fan_on",
     "purifier_on",
+    "ref_converted",
 )
 _VALUE_COLUMNS = {"oil_fume": "oil_fume_ref_mg_m3", "pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"}
 _REASONS = np.array(["", FAN_OFF, INCOMPLETE], dtype=object)
@@ -63,7 +74,8 @@ def replay_frame(
 
     ``df`` columns: ``time_ms`` (int epoch ms), ``device_id``, ``oil_fume_ref_mg_m3`` and optionally
     ``pm_mg_m3``, ``nmhc_mg_m3`` (NaN/None = not measured), ``fan_on``, ``purifier_on`` (bool, None/NA
-    = unknown). Any row order; a ``category`` dtype ``device_id`` is fastest.
+    = unknown), ``ref_converted`` (bool, default and None/NA True). Any row order; a ``category`` dtype
+    ``device_id`` is fastest.
     """
     config = config or DetectorConfig()
     problems = check_registry(profiles, registry, config.default_profile)
@@ -86,6 +98,7 @@ def replay_frame(
     # per device code: registered?, profile, limits
     registered = np.zeros(n_dev + 1, dtype=bool)  # last slot: code -1 (missing id)
     profile_of = np.empty(n_dev, dtype=object)
+    groups = np.zeros(n_dev + 1, dtype=bool)  # device judged by the gb18483 rule
     limits = {p: np.full(n_dev, np.nan) for p in POLLUTANTS}
     meta: list[dict | None] = [None] * n_dev
     for u, dev_id in enumerate(uniques):
@@ -95,6 +108,7 @@ def replay_frame(
         registered[u] = True
         prof = profiles.for_device(d, config.default_profile)
         profile_of[u] = prof.name
+        groups[u] = (prof.rule or config.rule) == GB18483
         for p, v in prof.limits_for(d.stove_heads).items():
             limits[p][u] = v
         meta[u] = {
@@ -110,6 +124,10 @@ def replay_frame(
             values[p] = _floats(df[col])
     fan = _tristate(df["fan_on"]) if "fan_on" in df.columns else np.full(n_in, -1, dtype=np.int8)
     pur = _tristate(df["purifier_on"]) if "purifier_on" in df.columns else np.full(n_in, -1, dtype=np.int8)
+    # 1 where the oil-fume value is the measured concentration (no reference conversion)
+    raw = (_tristate(df["ref_converted"]) == 0).astype(np.int8) if "ref_converted" in df.columns else None
+    if raw is not None and not raw.any():
+        raw = None
 
     keep = registered[codes]  # code -1 indexes the last slot (False)
     unregistered = int(n_in - np.count_nonzero(keep))
@@ -117,12 +135,14 @@ def replay_frame(
         idx = np.flatnonzero(keep)
         t, codes, fan, pur = t[idx], codes[idx], fan[idx], pur[idx]
         values = {p: v[idx] for p, v in values.items()}
+        raw = None if raw is None else raw[idx]
 
     # -- order by (device, time), stable; drop duplicates (first row wins) -------------------------------
     perm = _device_time_order(codes, t, n_dev)
     if perm is not None:
         t, codes, fan, pur = t[perm], codes[perm], fan[perm], pur[perm]
         values = {p: v[perm] for p, v in values.items()}
+        raw = None if raw is None else raw[perm]
     n = len(t)
     duplicates = 0
     if n > 1:
@@ -132,6 +152,7 @@ def replay_frame(
             k = np.concatenate(([True], ~same))
             t, codes, fan, pur = t[k], codes[k], fan[k], pur[k]
             values = {p: v[k] for p, v in values.items()}
+            raw = None if raw is None else raw[k]
             n = len(t)
 
     events: list[Event] = []
@@ -150,6 +171,13 @@ def replay_frame(
         fan_on = np.add.reduceat((fan != 0).astype(np.int32), gstart)
         fan_ok = 2 * fan_on > gsize
         sums, counts, maxs = _window_sums(values, gstart, gsize)
+        g_raw = np.zeros(len(gstart), dtype=np.int64)
+        if raw is not None:  # unconverted oil-fume samples
+            g_raw = np.add.reduceat((raw * ~np.isnan(values["oil_fume"])).astype(np.int64), gstart)
+        # the stream's watermark after flush: the end of each device's last window
+        last_row = np.append(gstart[1:], n)[np.append(g_code[1:] != g_code[:-1], True)] - 1
+        final_wm = dict(zip(codes[last_row].tolist(), (ws[last_row] + W).tolist(), strict=True))
+        business = BusinessHours(config.business_hours, config.business_tz)
 
         for p in POLLUTANTS:
             if p not in values:
@@ -167,6 +195,7 @@ def replay_frame(
             valid = ok & complete
             exceeds = valid & (mean > lim)
             reason = np.where(~ok, 1, np.where(~complete, 2, 0)).astype(np.int8)
+            unconv = g_raw[sel] if p == "oil_fume" else np.zeros(len(sel), dtype=np.int64)
             frames.append(
                 pd.DataFrame(
                     {
@@ -181,24 +210,22 @@ def replay_frame(
                         "max_mg_m3": maxs[p][sel],
                         "exceeds": exceeds,
                         "pollutant": p,
+                        "unconverted": unconv,
                     }
                 )
             )
-            v = np.flatnonzero(valid)
-            events.extend(
-                _exceedances(
-                    p,
-                    g_code[sel][v],
-                    g_ws[sel][v],
-                    mean[v],
-                    maxs[p][sel][v],
-                    c[v],
-                    exceeds[v],
-                    lim[v],
-                    meta,
-                    config,
-                )
-            )
+            gb = groups[g_code[sel]]
+            v_raw = unconv if p == "oil_fume" else None
+            for rule_gb in (False, True):
+                v = np.flatnonzero(valid & (gb == rule_gb))
+                if len(v) == 0:
+                    continue
+                args = (p, g_code[sel][v], g_ws[sel][v], mean[v], maxs[p][sel][v], c[v])
+                raw_v = None if v_raw is None else v_raw[v]
+                if rule_gb:
+                    events.extend(_groups(*args, raw_v, lim[v], meta, config, final_wm, business))
+                else:
+                    events.extend(_exceedances(*args, raw_v, exceeds[v], lim[v], meta, config))
         events.extend(_purifier_off(t, codes, fan, pur, meta, config))
 
     events.sort(key=lambda e: (e.start_ms, e.event_id))

@@ -1,14 +1,18 @@
-"""The events of a replay, vectorised: N/M hysteresis over the valid windows (``exceedance``) and bypass
-runs over the readings (``purifier_off``), the same rules as the streaming detector (see
-:mod:`alerts.detection.replay` for how the two stay identical).
+"""The events of a replay: N/M hysteresis over the valid windows (``exceedance``, rule ``consecutive``,
+vectorised), GB 18483-2001 groups (``exceedance``, rule ``gb18483``, the stream's GroupTracker in a loop
+over the valid windows) and bypass runs over the readings (``purifier_off``, vectorised), the same rules
+as the streaming detector (see :mod:`alerts.detection.replay` for how the two stay identical).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from alerts.detection.window import DetectorConfig, exceedance_id, summary
+from alerts.detection.gb18483 import GroupTracker
+from alerts.detection.hours import BusinessHours
+from alerts.detection.window import DetectorConfig, exceedance_id, snapshot_event, summary
 from alerts.model import EXCEEDANCE, PURIFIER_OFF, Event
+from alerts.rules import BYPASS, CONSECUTIVE
 
 
 def _exceedances(
@@ -18,12 +22,14 @@ def _exceedances(
     mean: np.ndarray,
     mx: np.ndarray,
     samples: np.ndarray,
+    raw: np.ndarray | None,
     exceeds: np.ndarray,
     lim: np.ndarray,
     meta: list[dict | None],
     config: DetectorConfig,
 ) -> list[Event]:
-    """N/M hysteresis over the valid windows (ordered by device, start) of one pollutant."""
+    """N/M hysteresis over the valid windows (ordered by device, start) of one pollutant; ``raw``: the
+    windows' unconverted samples (oil fume), None for pm/nmhc."""
     m = len(code)
     if m == 0 or not exceeds.any():
         return []
@@ -69,10 +75,16 @@ def _exceedances(
         last_end = int(ws[idx[-1]]) + W
         k = config.max_evidence_windows
         ev_idx = idx[:k]
+        ev_raw = [None] * len(ev_idx) if raw is None else raw[ev_idx].tolist()
         evidence = [
-            summary(w, w + W, mu, xx, n)
-            for w, mu, xx, n in zip(
-                ws[ev_idx].tolist(), means[:k], mx[ev_idx].tolist(), samples[ev_idx].tolist(), strict=True
+            summary(w, w + W, mu, xx, n, u)
+            for w, mu, xx, n, u in zip(
+                ws[ev_idx].tolist(),
+                means[:k],
+                mx[ev_idx].tolist(),
+                samples[ev_idx].tolist(),
+                ev_raw,
+                strict=True,
             )
         ]
         start = int(ws[a])
@@ -94,9 +106,57 @@ def _exceedances(
                 profile=md["profile"],
                 state="closed" if closed else "open",
                 evidence=evidence,
+                rule=CONSECUTIVE,
+                judgement={"open_after_windows": N, "close_after_windows": M},
             )
         )
     return out
+
+
+def _groups(
+    pollutant: str,
+    code: np.ndarray,
+    ws: np.ndarray,
+    mean: np.ndarray,
+    mx: np.ndarray,
+    samples: np.ndarray,
+    raw: np.ndarray | None,
+    lim: np.ndarray,
+    meta: list[dict | None],
+    config: DetectorConfig,
+    final_wm: dict[int, int],
+    business: BusinessHours,
+) -> list[Event]:
+    """gb18483 groups over the valid windows (ordered by device, start) of one pollutant: each device's
+    windows through a :class:`GroupTracker`, then the service end for the device's final watermark."""
+    m = len(code)
+    if m < 5:
+        return []
+    W = config.window_ms
+    found: dict[str, Event] = {}
+    codes, starts, means = code.tolist(), ws.tolist(), mean.tolist()
+    maxs, counts, lims = mx.tolist(), samples.tolist(), lim.tolist()
+    raws = [None] * m if raw is None else raw.tolist()
+    bounds = np.flatnonzero(np.concatenate(([True], code[1:] != code[:-1], [True])))
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if b - a < 5:
+            continue  # fewer than 5 valid windows in all: no group
+        c = codes[a]
+        md = meta[c]
+        assert md is not None
+        info = dict(md, pollutant=pollutant, limit_mg_m3=float(lims[a]))
+        tr = GroupTracker()
+        for j in range(a, b):
+            s = starts[j]
+            w = summary(s, s + W, means[j], maxs[j], counts[j], raws[j])
+            for t in tr.feed(w, False, info, config, business.service_of(s)):
+                found[t.event.event_id] = t.event
+        if tr.due(final_wm[c], W):
+            for t in tr.expire():
+                found[t.event.event_id] = t.event
+        elif tr.event is not None:
+            found[tr.event.event_id] = snapshot_event(tr.event)
+    return list(found.values())
 
 
 def _purifier_off(
@@ -163,6 +223,7 @@ def _purifier_off(
                 profile=md["profile"],
                 state="closed" if closed else "open",
                 evidence=[evidence],
+                rule=BYPASS,
             )
         )
     return out

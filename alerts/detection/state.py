@@ -4,11 +4,21 @@ its part of the detector's snapshot.
 
 from __future__ import annotations
 
+from alerts.detection.gb18483 import GroupTracker
 from alerts.detection.window import ExceedanceTracker, WindowAcc
 from alerts.model import Event
+from alerts.rules import CONSECUTIVE, GB18483
 from ingest.registry import Device
 
+#: Tracker class by the ``type`` tag of its snapshot state (an untagged state is an ExceedanceTracker's,
+#: from a snapshot taken before the gb18483 rule existed).
+TRACKERS: dict[str, type[ExceedanceTracker] | type[GroupTracker]] = {
+    CONSECUTIVE: ExceedanceTracker,
+    GB18483: GroupTracker,
+}
+
 _NEG = -(2**62)  # "no time yet" (JSON-safe, below any real epoch ms)
+_FAR = 2**62  # "never" (above any real epoch ms)
 
 
 class _Dev:
@@ -18,11 +28,13 @@ class _Dev:
         "device",
         "judged",
         "profile",
+        "rule",
         "wm",
         "max_t",
         "last_seen",
         "windows",
         "trackers",
+        "svc_due",
         "p_start",
         "p_last",
         "p_count",
@@ -32,16 +44,22 @@ class _Dev:
         "late_wm",
     )
 
-    def __init__(self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str) -> None:
+    def __init__(
+        self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str, rule: str = GB18483
+    ) -> None:
         self.device = device
         self.judged = judged  # ((accumulator slot, pollutant, limit), ...), shared between devices
         self.profile = profile
+        self.rule = rule  # exceedance rule: the profile's, else the config's
         self.wm = _NEG
         self.max_t = _NEG  # latest event time accepted into a window
         self.last_seen = _NEG  # latest event time of any reading (late and duplicates too): offline
         self.windows: list[WindowAcc] = []  # open windows, by start
-        # one ExceedanceTracker per judged pollutant, None while idle (no pending run, no open event)
-        self.trackers: list[ExceedanceTracker | None] | None = None
+        # one tracker per judged pollutant (ExceedanceTracker for the consecutive rule, GroupTracker for
+        # gb18483), None while idle (nothing pending or buffered, no open event)
+        self.trackers: list[ExceedanceTracker | GroupTracker | None] | None = None
+        # watermark at which a gb18483 tracker's service may be over (a lower bound; _FAR: none)
+        self.svc_due = _FAR
         self.p_start: int | None = None
         self.p_last: int | None = None
         self.p_count = 0
@@ -83,14 +101,19 @@ class _Dev:
         self.windows = sorted((WindowAcc.from_state(w) for w in s["windows"]), key=lambda a: a.start_ms)
         if s["trackers"]:
             self.trackers = [
-                None if p not in s["trackers"] else ExceedanceTracker.from_state(s["trackers"][p])
-                for _, p, _ in self.judged
+                None if p not in s["trackers"] else _tracker(s["trackers"][p]) for _, p, _ in self.judged
             ]
+            self.svc_due = _NEG  # recomputed by the detector's next look at the services
         self.p_start, self.p_last, self.p_count = s["purifier"][:3]
         self.p_event = _unev(s["purifier"][3])
         self.offline = _unev(s["offline"])
         self.late = _unev(s["late"])
         self.late_wm = s["late_wm"]
+
+
+def _tracker(s: dict) -> ExceedanceTracker | GroupTracker:
+    """A tracker back from its state, by its ``type`` tag (none: an ExceedanceTracker)."""
+    return TRACKERS[s.get("type", CONSECUTIVE)].from_state(s)
 
 
 def _bypass(st: _Dev) -> dict:

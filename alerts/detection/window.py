@@ -14,7 +14,13 @@ Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.r
 - Validity: the fan was on in a strict majority of the window's readings (``fan_on`` None counts as on,
   since many monitors do not report it) -> else ``fan_off``; and the pollutant has at least
   ``ceil(min_valid_share * window_s / expected_interval_s)`` samples -> else ``incomplete``.
-- Exceedance hysteresis (:class:`ExceedanceTracker`): an event opens when ``open_after_windows`` (N)
+- Reference conversion: an oil-fume sample whose reading has ``ref_converted`` False carries the measured
+  concentration (flow unknown). The window counts those samples (``WindowResult.unconverted``, and
+  ``"unconverted"`` in the oil-fume window summaries of ``Event.evidence``), so a mean over converted and
+  unconverted samples is never shown unmarked.
+- Exceedance rules (``DetectorConfig.rule``, a profile's ``rule``): ``gb18483`` groups of 5 valid windows
+  of one service (:class:`alerts.detection.gb18483.GroupTracker`), or the ``consecutive`` screening rule:
+- Exceedance hysteresis (:class:`ExceedanceTracker`, rule ``consecutive``): an event opens when ``open_after_windows`` (N)
   consecutive *valid* windows have a mean strictly above the limit; it closes after
   ``close_after_windows`` (M) consecutive valid compliant windows. Invalid windows and gaps (no window at
   all) are skipped: they neither advance nor reset either counter, so a night with the fan off or a data
@@ -30,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from alerts.detection.hours import parse_business_hours
 from alerts.model import EXCEEDANCE, Event, Transition
-from alerts.rules import EXCEEDANCE_RULES
+from alerts.rules import CONSECUTIVE, EXCEEDANCE_RULES
 from ingest.timeutil import zone
 
 #: Invalid-window reasons (``WindowResult.invalid_reason``).
@@ -159,7 +165,8 @@ class WindowAcc:
     """Running state of one open window of one device: counts, sequential sums, maxima, sample times.
 
     Compact on purpose (the detector holds one or two per device for 100,000 devices): ``v`` is one
-    ``array('d')`` of ``[count x3, sum x3, max x3]`` in :data:`POLLUTANT_INDEX` order.
+    ``array('d')`` of ``[count x3, sum x3, max x3, unconverted oil-fume samples]`` in
+    :data:`POLLUTANT_INDEX` order.
     """
 
     __slots__ = ("start_ms", "n", "fan_on", "v", "times")
@@ -168,13 +175,20 @@ class WindowAcc:
         self.start_ms = start_ms
         self.n = 0  # distinct readings
         self.fan_on = 0  # readings with fan_on True or None
-        self.v = array("d", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, _NEG_INF, _NEG_INF, _NEG_INF))
+        self.v = array("d", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, _NEG_INF, _NEG_INF, _NEG_INF, 0.0))
         self.times = array("q")
 
     def add(
-        self, time_ms: int, values: tuple[float | None, float | None, float | None], fan: bool | None
+        self,
+        time_ms: int,
+        values: tuple[float | None, float | None, float | None],
+        fan: bool | None,
+        converted: bool = True,
     ) -> bool:
-        """Add one reading; False (nothing changed) when a reading with this ``time_ms`` was already added."""
+        """Add one reading; False (nothing changed) when a reading with this ``time_ms`` was already added.
+
+        ``converted`` False (``Reading.ref_converted``): the oil-fume value is the measured concentration;
+        counted in :attr:`unconverted` when it is a sample."""
         times = self.times
         if times and time_ms <= times[-1] and time_ms in times:
             return False
@@ -190,7 +204,14 @@ class WindowAcc:
                 v[3 + i] += x  # sequential, in arrival order (= event-time order when fed in order)
                 if x > v[6 + i]:
                     v[6 + i] = x
+                if i == 0 and not converted:
+                    v[9] += 1.0
         return True
+
+    @property
+    def unconverted(self) -> int:
+        """Oil-fume samples of readings without reference conversion."""
+        return int(self.v[9])
 
     def stats(self, i: int) -> tuple[int, float, float]:
         """(samples, sum, max) of pollutant slot ``i``."""
@@ -207,6 +228,7 @@ class WindowAcc:
             list(v[3:6]),
             [None if m == _NEG_INF else m for m in v[6:9]],
             self.times.tolist(),
+            int(v[9]),
         ]
 
     @classmethod
@@ -214,7 +236,8 @@ class WindowAcc:
         acc = cls(s[0])
         acc.n, acc.fan_on = s[1], s[2]
         maxs = [_NEG_INF if m is None else float(m) for m in s[5]]
-        acc.v = array("d", [float(c) for c in s[3]] + [float(x) for x in s[4]] + maxs)
+        unconverted = float(s[7]) if len(s) > 7 else 0.0  # older snapshots did not count them
+        acc.v = array("d", [float(c) for c in s[3]] + [float(x) for x in s[4]] + maxs + [unconverted])
         acc.times = array("q", s[6])
         return acc
 
@@ -230,9 +253,15 @@ def judge(
     return True, "", mean > limit
 
 
-def summary(start_ms: int, end_ms: int, mean: float, max_: float, samples: int) -> dict:
-    """A window summary as kept in ``Event.evidence``."""
-    return {"start_ms": start_ms, "end_ms": end_ms, "mean_mg_m3": mean, "max_mg_m3": max_, "samples": samples}
+def summary(
+    start_ms: int, end_ms: int, mean: float, max_: float, samples: int, unconverted: int | None = None
+) -> dict:
+    """A window summary as kept in ``Event.evidence``; ``unconverted`` (oil fume only, else None: no key)
+    counts its samples without reference conversion."""
+    w = {"start_ms": start_ms, "end_ms": end_ms, "mean_mg_m3": mean, "max_mg_m3": max_, "samples": samples}
+    if unconverted is not None:
+        w["unconverted"] = unconverted
+    return w
 
 
 def max_reading_mg_m3(event: Event) -> float | None:
@@ -246,8 +275,13 @@ def exceedance_id(device_id: str, pollutant: str, start_ms: int) -> str:
 
 
 def snapshot_event(ev: Event) -> Event:
-    """A copy to hand out in a :class:`Transition`, so later updates do not change what was emitted."""
-    return Event(**{f.name: getattr(ev, f.name) for f in fields(Event)} | {"evidence": list(ev.evidence)})
+    """A copy to hand out in a :class:`Transition`, so later updates do not change what was emitted
+    (evidence and the judgement's lists grow in place while an event is open)."""
+    judgement = {k: list(v) if isinstance(v, list) else v for k, v in ev.judgement.items()}
+    return Event(
+        **{f.name: getattr(ev, f.name) for f in fields(Event)}
+        | {"evidence": list(ev.evidence), "judgement": judgement}
+    )
 
 
 @dataclass(slots=True)
@@ -259,8 +293,11 @@ class ExceedanceTracker:
     mean, ``mean_mg_m3`` the mean of the exceeding windows' means (sequential sum / count), ``end_ms`` the
     end of the last exceeding window; the evidence lists the exceeding windows only (at most
     ``max_evidence_windows``). With ``max_gap_s`` set, a longer silence between valid windows ends the
-    open event and the pending run.
+    open event and the pending run. Events carry ``rule="consecutive"`` and ``judgement =
+    {"open_after_windows": N, "close_after_windows": M}``.
     """
+
+    TYPE = CONSECUTIVE  # tag of the snapshot state
 
     pending: list[dict] = field(default_factory=list)
     event: Event | None = None
@@ -275,11 +312,18 @@ class ExceedanceTracker:
         """No pending run and no open event: equivalent to a fresh tracker."""
         return self.event is None and not self.pending
 
-    def feed(self, w: dict, exceeds: bool, meta: dict, config: DetectorConfig) -> list[Transition]:
+    def feed(
+        self,
+        w: dict,
+        exceeds: bool,
+        meta: dict,
+        config: DetectorConfig,
+        service: tuple[int, int, bool] | None = None,
+    ) -> list[Transition]:
         """Feed one valid window summary; returns the ``opened``/``closed`` transitions it caused.
 
         ``meta`` supplies the event fields that do not come from windows (device_id, restaurant_id,
-        district, pollutant, limit_mg_m3, profile).
+        district, pollutant, limit_mg_m3, profile). ``service`` is not used by this rule.
         """
         out: list[Transition] = []
         gap_s = config.max_gap_s
@@ -307,6 +351,11 @@ class ExceedanceTracker:
                 start_ms=start,
                 state="open",
                 evidence=[],
+                rule=CONSECUTIVE,
+                judgement={
+                    "open_after_windows": config.open_after_windows,
+                    "close_after_windows": config.close_after_windows,
+                },
                 **meta,
             )
             self.event, self.sum_means, self.n_means, self.under = ev, 0.0, 0, 0
@@ -345,6 +394,7 @@ class ExceedanceTracker:
 
     def to_state(self) -> dict:
         return {
+            "type": self.TYPE,
             "pending": list(self.pending),
             "event": None if self.event is None else self.event.as_dict(),
             "sum_means": self.sum_means,

@@ -1,0 +1,80 @@
+"""Per-reading incidents of the streaming detector (:class:`alerts.detection.detector.Detector`):
+``purifier_off`` (fan on, purifier off, rule ``bypass``) and ``late_data`` episodes (rule ``late``). The
+rules are described in :mod:`alerts.detection.detector`.
+"""
+
+from __future__ import annotations
+
+from alerts.detection.state import _bypass, _Dev
+from alerts.detection.window import DetectorConfig, snapshot_event
+from alerts.model import LATE_DATA, PURIFIER_OFF, Event, Transition
+from alerts.rules import BYPASS, LATE_RULE
+
+
+def purifier(
+    st: _Dev, t: int, fan: bool | None, pur: bool | None, config: DetectorConfig, out: list[Transition]
+) -> None:
+    """The bypass run of one device's reading at ``t`` (in event-time order): opens or closes ``purifier_off``."""
+    if fan is True and pur is False:
+        if st.p_event is None:
+            if st.p_start is None or t - st.p_last > config.purifier_max_gap_s * 1000:
+                st.p_start, st.p_count = t, 0
+            st.p_last = t
+            st.p_count += 1
+            if t - st.p_start >= config.purifier_off_ms:
+                st.p_event = Event(
+                    event_id=f"{PURIFIER_OFF}:{st.device.device_id}::{st.p_start}",
+                    kind=PURIFIER_OFF,
+                    start_ms=st.p_start,
+                    state="open",
+                    evidence=[_bypass(st)],
+                    rule=BYPASS,
+                    **st.meta(),
+                )
+                out.append(Transition(snapshot_event(st.p_event), "opened", t))
+        else:
+            st.p_last = t
+            st.p_count += 1
+    elif pur is True or fan is False:
+        if st.p_event is not None:
+            ev = st.p_event
+            ev.end_ms, ev.state, ev.evidence = t, "closed", [_bypass(st)]
+            st.p_event = None
+            out.append(Transition(snapshot_event(ev), "closed", t))
+        st.p_start, st.p_last, st.p_count = None, None, 0
+
+
+def late(st: _Dev, t: int, out: list[Transition]) -> None:
+    """A late reading at ``t``: opens the device's ``late_data`` episode or adds to it."""
+    st.late_wm = st.wm
+    ev = st.late
+    if ev is None:
+        st.late = Event(
+            event_id=f"{LATE_DATA}:{st.device.device_id}::{t}",
+            kind=LATE_DATA,
+            start_ms=t,
+            state="open",
+            evidence=[{"late_readings": 1, "first_ms": t, "last_ms": t}],
+            rule=LATE_RULE,
+            **st.meta(),
+        )
+        out.append(Transition(snapshot_event(st.late), "opened", t))
+        return
+    e = ev.evidence[0]
+    ev.evidence = [
+        {
+            "late_readings": e["late_readings"] + 1,
+            "first_ms": min(e["first_ms"], t),
+            "last_ms": max(e["last_ms"], t),
+        }
+    ]
+
+
+def close_late(st: _Dev, out: list[Transition]) -> None:
+    """End the device's ``late_data`` episode (at its watermark)."""
+    ev = st.late
+    assert ev is not None
+    ev.end_ms = max(ev.start_ms, ev.evidence[0]["last_ms"])
+    ev.state = "closed"
+    st.late = None
+    out.append(Transition(snapshot_event(ev), "closed", st.wm))
