@@ -278,7 +278,11 @@ def test_enforcement_only_to_inspector_and_case_stored(
     ledger.set_case_status(case["case_id"], "investigating")
     ev3.end_ms, ev3.state = ev3.start_ms + 90 * MIN, "closed"
     closed = n.notify(Transition(ev3, "closed", ev3.end_ms), dev)
-    assert [(r.channel, r.status) for r in closed] == [("owner", "sent")]
+    # the event's own closed transition records where the owner is told: the episode's one closed notice
+    assert [(r.channel, r.status, r.key) for r in closed] == [
+        ("owner", "skipped", f"{ev3.event_id}:closed"),
+        ("owner", "sent", f"{ev3.event_id}:episode_closed"),
+    ]
     smtp.wait(4)
     assert "已结束" in str(smtp.messages[3]["Subject"]) and "14:00" in plain_body(smtp.messages[3])
     [case] = ledger.list_cases(restaurant_id="R1")

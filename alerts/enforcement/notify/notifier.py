@@ -26,6 +26,11 @@ from ingest.timeutil import now_ms
 log = logging.getLogger("alerts.enforcement.notify")
 
 
+def episode_closed_key(ep: Any) -> str:
+    """Notice key of an episode's one closed notice (its lead event, action ``episode_closed``)."""
+    return f"{ep.lead_event_id}:episode_closed"
+
+
 class Notifier:
     """Decide, render, send and record notices for event transitions.
 
@@ -207,7 +212,12 @@ class Notifier:
             return [], [
                 (OWNER, f"no opened notice of episode {ep.episode_id} reached the owner; no closed notice")
             ]
-        return [("closed", OWNER)], []
+        # one closed notice per episode, however many of its events end together (a service end closes
+        # them in one batch): it goes through the gate under the episode's lead event, and each event's
+        # own closed transition records where the owner was told
+        return [("closed", OWNER)], [
+            (OWNER, f"the owner is told in the episode's notice {episode_closed_key(ep)}")
+        ]
 
     def _facts(self, tr: Transition, device: Device | None, d: Decision | None) -> dict[str, Any]:
         tz = self.settings.display_tz
@@ -273,11 +283,13 @@ class Notifier:
     ) -> list[NoticeResult]:
         results: list[NoticeResult] = []
         first_payload: dict[str, Any] | None = None
+        d: Decision | None = facts.get("decision")
         for name, role in plan:
             payload = self._payload(tr, device, name, facts, case)
             first_payload = first_payload or payload
+            key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
             for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):
-                results.append(self._deliver(tr.key, channel, url, target, payload))
+                results.append(self._deliver(key, channel, url, target, payload))
         if self.mqtt_publish is not None and tr.action in ("opened", "closed"):
             payload = first_payload or self._payload(tr, device, None, facts, case)
             message = self._renderer.mqtt_message(tr, payload, case)
