@@ -98,10 +98,10 @@ def alert_latency(
     opens an exceedance, to the notice row in the state DB (claimed, then sent to a real local webhook
     through apprise ``json://``).
 
-    Every device gets three 10-minute windows of readings; ``n_events`` of them exceed 2.0 mg/m3 in all
-    three (N = 3 opens the event). The trigger reading of an exceeding device, at window end + allowed
-    lateness, is fed together with a batch of ordinary readings of other devices, one trigger every
-    ``spacing_s``."""
+    Every device gets K 10-minute windows of readings, K = 5 under the default gb18483 rule (a group of 5
+    valid windows decides) or N under the consecutive rule; ``n_events`` of them exceed 2.0 mg/m3 in all
+    K. The trigger reading of an exceeding device, at window end + allowed lateness, is fed together with
+    a batch of ordinary readings of other devices, one trigger every ``spacing_s``."""
     import receivers  # tests/receivers.py (bench.common puts tests/ on sys.path)
 
     from alerts.ledger import Ledger
@@ -136,20 +136,21 @@ def alert_latency(
         hot = devs[::step][:n_events]
         hot_set = set(hot)
         svc.start()
-        # three full windows for everybody, plus window 4 up to just before the deciding watermark
-        for k in range(3 * 10 + 2):
+        k_windows = 5 if cfg.rule == "gb18483" else cfg.open_after_windows
+        # K full windows for everybody, plus window K+1 up to just before the deciding watermark
+        for k in range(k_windows * 10 + 2):
             t = T0 + k * MIN_MS
-            svc.feed([_reading(d, t, 3.5 if d in hot_set and k < 30 else 0.6) for d in devs])
+            svc.feed([_reading(d, t, 3.5 if d in hot_set and k < k_windows * 10 else 0.6) for d in devs])
         svc.commit()
         svc.wait_notices()
-        trigger_t = T0 + 3 * W + late  # watermark = trigger_t - lateness = end of window 3
+        trigger_t = T0 + k_windows * W + late  # watermark = trigger_t - lateness = end of window K
         others = [d for d in devs if d not in hot_set]
         fed_ms: dict[str, int] = {}
         for j, d in enumerate(hot):
             batch = [_reading(d, trigger_t, 0.6)]
             # ordinary traffic in the same batch: other devices' readings still inside window 4
             batch += [
-                _reading(o, T0 + 30 * MIN_MS + (j % 2) * MIN_MS + 1 + j, 0.6)
+                _reading(o, T0 + k_windows * 10 * MIN_MS + (j % 2) * MIN_MS + 1 + j, 0.6)
                 for o in others[j::n_events][:50]
             ]
             fed_ms[d] = now_ms()

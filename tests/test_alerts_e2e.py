@@ -161,8 +161,12 @@ def test_violator_gets_event_and_notices_compliant_gets_none(mosquitto, tmp_path
     exc = [e for e in events if e.kind == "exceedance"]
     assert len(exc) == 1, events
     e = exc[0]
-    assert (e.restaurant_id, e.level, e.state) == ("R1", "education", "closed")
-    assert e.start_ms == lunch + 10 * MIN and e.end_ms == lunch + 70 * MIN
+    assert (e.restaurant_id, e.level, e.state, e.rule) == ("R1", "education", "closed", "gb18483")
+    # GB 18483-2001 data treatment: the first exceeding group of 5 windows is minutes 0-50 (0.8 and four
+    # 2.5: mean 2.16); the last is minutes 30-80 (four 2.5 and 0.8); minutes 40-90 average 1.82, which
+    # closes it. The event runs from the first group's start to the last group's end.
+    assert e.start_ms == lunch and e.end_ms == lunch + 80 * MIN
+    assert [g["mean_mg_m3"] for g in e.judgement["groups"]][:1] == [pytest.approx(2.16)]
     assert e.peak_mg_m3 == pytest.approx(2.5) and e.limit_mg_m3 == 2.0 and e.profile == "gb18483"
     assert not [ev for ev in events if ev.restaurant_id == "R2"]
     subjects = [m["Subject"] for m in smtp.messages]
@@ -197,7 +201,8 @@ def test_violator_gets_event_and_notices_compliant_gets_none(mosquitto, tmp_path
         "level",
     ]
     assert [(r["kind"], r["restaurant_id"], r["level"]) for r in rows] == [("exceedance", "R1", "education")]
-    assert rows[0]["start"] == "2026-11-26T11:10:00+08:00"  # display time zone, with its offset
+    assert rows[0]["start"] == "2026-11-26T11:00:00+08:00"  # display time zone, with its offset
+    assert rows[0]["rule"] == "gb18483"
 
 
 def test_simulated_violators_and_compliant_kitchens(tmp_path):
@@ -287,8 +292,8 @@ def test_alerts_killed_mid_event_restarts_without_duplicates(mosquitto, tmp_path
     try:
         wait_for(lambda: (tmp_path / "state.db").exists(), 20, "alerts started")
         time.sleep(1.5)  # subscribed
-        # 40 minutes over the limit: the event opens (3 windows) and stays open.
-        publish(mosquitto.url, series("D1", lunch, 45, 2.6))
+        # 55 minutes over the limit: the event opens (a group of 5 windows) and stays open.
+        publish(mosquitto.url, series("D1", lunch, 55, 2.6))
         wait_for(lambda: len(webhook.bodies("/owner/R1")) >= 1, 30, "education notice")
         # Kill once the ledger has recorded the notice as sent. (Killed between the receiver's 200 and
         # that record, the notice is resent once with the same notice_key for the receiver to drop:
@@ -297,8 +302,8 @@ def test_alerts_killed_mid_event_restarts_without_duplicates(mosquitto, tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # While it is down the kitchen keeps emitting, then complies: the broker keeps the messages.
-        publish(mosquitto.url, series("D1", lunch + 45 * MIN, 20, 2.6))
-        publish(mosquitto.url, series("D1", lunch + 65 * MIN, 40, 0.5))
+        publish(mosquitto.url, series("D1", lunch + 55 * MIN, 10, 2.6))
+        publish(mosquitto.url, series("D1", lunch + 65 * MIN, 60, 0.5))
         proc = start_alerts_process(mosquitto, tmp_path, reg, webhook.url("/inspector"))
         wait_for(lambda: len(webhook.bodies("/owner/R1")) >= 2, 40, "closing note after restart")
         time.sleep(1.0)
@@ -313,8 +318,10 @@ def test_alerts_killed_mid_event_restarts_without_duplicates(mosquitto, tmp_path
     assert len(bodies) == 2 and len(set(keys)) == 2, bodies  # one opened, one closed: nothing twice
     with Ledger(tmp_path / "state.db") as ledger:
         [e] = ledger.list_events(kind="exceedance")
-        # over for minutes 0-64: the window [60, 70) averages 1.55, so the last exceeding window ends at 60
-        assert e.state == "closed" and e.start_ms == lunch and e.end_ms == lunch + 60 * MIN
+        # over for minutes 0-64, window [60, 70) averages 1.55; the groups of 5 windows ending at 70, 80
+        # and 90 min still exceed (windows below 1/4 of the largest dropped), 100 cannot be judged (3 of
+        # its 5 dropped), 110 is compliant: the event ends with the last exceeding group, at 90 min
+        assert e.state == "closed" and e.start_ms == lunch and e.end_ms == lunch + 90 * MIN
         assert e.level == "education"
         assert not ledger.list_events(kind="late_data")
 
@@ -358,4 +365,5 @@ def test_run_with_influxdb_writes_windows_and_events_for_grafana(mosquitto, infl
     assert sorted(round(r["rate"], 3) for r in comp) == [0.556, 1.0]
     [ev] = influx_db.points('SELECT * FROM "fume_event" WHERE "kind" = \'exceedance\'')
     assert ev["restaurant_id"] == "R1" and ev["state"] == "closed" and ev["open"] == 0
-    assert ev["level"] == "education" and ev["severity"] == 1 and ev["duration_s"] == 40 * 60
+    # gb18483: minutes 0-50 (four windows at 2.5, one at 0.8) is the one exceeding group; 10-60 closes it
+    assert ev["level"] == "education" and ev["severity"] == 1 and ev["duration_s"] == 50 * 60

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -102,10 +103,12 @@ class DemoAlerts:
         tz = self.settings.display_tz
         events = self.ledger.list_events()
         names = {d.restaurant_id: d.name for d in self.registry}
+        repeats = {p.episode_id: p.repeat for p in self.ledger.list_episodes()}
         t = Table(
-            title="Events (detector: 10-min windows, 3 over opens, 2 compliant close)", title_justify="left"
+            title="Events (GB 18483-2001 rule: groups of 5 valid 10-min windows of one service)",
+            title_justify="left",
         )
-        for col in ("restaurant", "kind", "start", "end", "peak / limit mg/m3", "level", "state"):
+        for col in ("restaurant", "kind", "start", "end", "peak / limit mg/m3", "rule", "level", "state"):
             t.add_column(col)
         for e in sorted(events, key=lambda e: (e.start_ms, e.restaurant_id)):
             if e.kind == "late_data":
@@ -117,7 +120,8 @@ class DemoAlerts:
                 format_local(e.start_ms, tz, "%m-%d %H:%M"),
                 format_local(e.end_ms, tz, "%H:%M") if e.end_ms else "open",
                 peak,
-                e.level,
+                e.rule,
+                e.level + (" (repeat)" if repeats.get(e.episode_id) else ""),
                 e.state,
                 style="red" if e.level == "enforcement" else ("yellow" if e.level == "warning" else None),
             )
@@ -138,13 +142,23 @@ class DemoAlerts:
             first = shown[0]
             console.print(
                 Panel(
-                    f"{first.get('title', '')}\n\n{first.get('body', '')}",
+                    escape(f"{first.get('title', '')}\n\n{first.get('body', '')}"),
                     title="a notice as an owner receives it",
                 )
             )
+        episodes = self.ledger.list_episodes()
+        steps = sum(1 for p in episodes if not p.repeat)
+        console.print(
+            f"Episodes (one restaurant's overlapping offences count once): {len(episodes)}; "
+            f"{steps} ladder steps, {len(episodes) - steps} repeats inside a correction period "
+            f"({self.settings.alerts.correction_days:g} days) that do not escalate."
+        )
         cases = self.ledger.list_cases()
-        if cases:
-            console.print(f"Enforcement cases for inspectors: {len(cases)} (fumewatch cases --state ...)")
+        tasks = self.ledger.list_tasks()
+        console.print(
+            f"Enforcement cases for inspectors: {len(cases)}; owner_unreachable tasks: {len(tasks)} "
+            "(fumewatch cases / tasks --state ...)"
+        )
         self.ledger.close()
 
 

@@ -82,6 +82,7 @@ _CONTEXT_KEYS = (
     "peak",
     "mean",
     "limit",
+    "limit_line",
     "standard",
     "profile",
     "rule_title",
@@ -211,6 +212,13 @@ class Renderer:
             "mean": _num(e.mean_mg_m3, none),
             "limit": _num(e.limit_mg_m3, none),
             "standard": self._standard(e.profile) or none,
+            "limit_line": (
+                texts["limit_line"].format(
+                    limit=_num(e.limit_mg_m3, none), standard=self._standard(e.profile) or none
+                )
+                if e.kind == EXCEEDANCE
+                else texts["bypass_line"].format(standard=self._standard(e.profile) or none)
+            ),
             "profile": e.profile or none,
             "rule_title": r.title(self.locale),
             "rule_source": r.source or none,

@@ -42,6 +42,8 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "not_delivered": "未能送达负责人（{why}）",
         "reissued": "（因前次通知未送达而重新发出）",
         "date_fmt": "%Y年%m月%d日",
+        "limit_line": "排放限值：{limit} mg/m³（执行标准：{standard}）",
+        "bypass_line": "执行标准：{standard}；排烟风机运行期间须同时开启油烟净化设施",
         "event_line": "  · {name}：{start} 至 {end}（{id}）",
     },
     "en": {
@@ -82,6 +84,8 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "not_delivered": "not delivered to the owner ({why})",
         "reissued": " (given again: the earlier notice was not delivered)",
         "date_fmt": "%Y-%m-%d",
+        "limit_line": "Emission limit: {limit} mg/m³ (standard: {standard})",
+        "bypass_line": "Standard: {standard}; the purifier must run whenever the exhaust fan runs",
         "event_line": "  - {name}: {start} to {end} ({id})",
     },
 }
