@@ -26,6 +26,10 @@ from ingest.timeutil import now_ms
 log = logging.getLogger("alerts.enforcement.notify")
 
 
+#: Owner notices that inspectors get a copy of (same text, the title marked as a copy).
+COPIED_TO_INSPECTORS = ("warning", "repeat")
+
+
 def episode_closed_key(ep: Any) -> str:
     """Notice key of an episode's one closed notice (its lead event, action ``episode_closed``)."""
     return f"{ep.lead_event_id}:episode_closed"
@@ -286,6 +290,8 @@ class Notifier:
         d: Decision | None = facts.get("decision")
         for name, role in plan:
             payload = self._payload(tr, device, name, facts, case)
+            if role == INSPECTOR and name in COPIED_TO_INSPECTORS:  # the owner's text, marked as a copy
+                payload = {**payload, "title": self._renderer.copy_title(payload["title"])}
             first_payload = first_payload or payload
             key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
             for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):

@@ -251,6 +251,10 @@ class Renderer:
         }
         return ctx
 
+    def copy_title(self, title: str) -> str:
+        """An owner notice's title as the inspectors' copy carries it."""
+        return _TEXTS.get(self.locale, _TEXTS[DEFAULT_LOCALE])["copy"] + title
+
     def _measures(self, e: Any, m: dict[str, Any], texts: dict[str, Any]) -> str:
         """The measurement block: C, Q, n, C_ref (or why one is missing), the judged value, fan/purifier."""
         none = texts["none"]
