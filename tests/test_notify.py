@@ -224,7 +224,7 @@ def test_warning_goes_to_owner_and_inspector_with_copy_note(
 
 
 def test_enforcement_only_to_inspector_and_case_stored(
-    smtp: SmtpSink, webhook: Webhook, ledger: Ledger
+    smtp: SmtpSink, webhook: Webhook, ledger: Ledger, state_url: str
 ) -> None:
     n = Notifier(settings(inspector_targets=[webhook.url("/inspector")]), ledger)
     dev = device(smtp.url())
@@ -249,6 +249,15 @@ def test_enforcement_only_to_inspector_and_case_stored(
         for i, m in enumerate((2.5, 3.0, 2.8))
     ]
     ledger.add_windows(windows)
+    # two messages of the monitor refused by ingest while the event ran: the case's data flags
+    from ingest.model import DeadLetter
+    from ingest.state import StateDB
+
+    state = StateDB(ledger.path if "://" not in ledger.path else state_url)
+    state.add_dead_letters(
+        [DeadLetter(ev3.start_ms + k * MIN, "fume/v1/D1/reading", "bad_crc", "##...", "D1") for k in (3, 7)]
+    )
+    state.close()
     results = n.notify(opened(ev3), dev)
 
     # the owner is told the matter went to inspectors (with the right to state and defend); inspectors
@@ -269,6 +278,8 @@ def test_enforcement_only_to_inspector_and_case_stored(
     assert [h["level"] for h in case["history"]] == ["education", "warning"]
     assert all(h["delivered"] for h in case["history"])
     assert case["episodes"][0]["events"][0]["rule"] == "gb18483"
+    assert case["episodes"][0]["events"][0]["dead_letters"] == {"bad_crc": 2}
+    assert "数据标记：期间该设备有 2 条报文被拒收（bad_crc 2）" in doc["message"]
     assert case["episodes"][0]["events"][0]["rule_source"].startswith("GB 18483-2001 第 6 章")
     assert len(case["evidence"]["windows"]) == 3
     assert case["evidence"]["readings"]["max_mg_m3"] == pytest.approx(4.0)

@@ -166,6 +166,22 @@ class EpisodeStore:
             return []
         return self._notices(notices.c.event_id.in_(ids))  # type: ignore[attr-defined]
 
+    def dead_letter_counts(self, device_id: str, since_ms: int, until_ms: int) -> dict[str, int]:
+        """Refused messages of ``device_id`` received in ``[since_ms, until_ms)`` (by arrival time: a refused
+        message has no trusted reading time), by reason: the device's data flags for a case file."""
+        from ingest.state_schema import dead_letters
+
+        d = dead_letters.c
+        q = (
+            select(d.reason, func.count())
+            .where(d.device_id == device_id, d.received_ms >= since_ms, d.received_ms < until_ms)
+            .group_by(d.reason)
+        )
+        try:
+            return {str(r): int(n) for r, n in self._read(q)}  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a ledger without ingest's table (tools, tests): no flags known
+            return {}
+
     # -- tasks --------------------------------------------------------------------------------------------
 
     def add_task(self, task: dict[str, Any]) -> bool:

@@ -56,6 +56,9 @@ def refresh_case(
                     "judgement": e.judgement,
                     "bypass": [w for w in e.evidence if "bypass_readings" in w],
                     "measures": m,
+                    # messages of the device ingest refused while the event ran, by reason
+                    "dead_letters": p.record.get(f"dead_letters:{e.event_id}")
+                    or (facts.get("dead_letters") if e.event_id == tr.event.event_id else None),
                 }
             )
         episodes_out.append({**p.as_dict(), "events": evs})

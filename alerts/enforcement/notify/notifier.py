@@ -103,7 +103,11 @@ class Notifier:
         event.level, event.episode_id = decision.level, decision.episode.episode_id
         facts = self._facts(transition, device, decision)
         self.ledger.update_episode(
-            decision.episode.episode_id, record={f"measures:{event.event_id}": facts["measures"]}
+            decision.episode.episode_id,
+            record={
+                f"measures:{event.event_id}": facts["measures"],
+                f"dead_letters:{event.event_id}": facts["dead_letters"],
+            },
         )
         case = self._refresh_case(transition, decision, facts)
         plan, skip = self._plan(transition, decision)
@@ -228,6 +232,10 @@ class Notifier:
         ev = tr.event
         f: dict[str, Any] = {
             "measures": measures(ev, device, self.readings_of, tr.at_ms, self.ref_flow_per_head_m3_h),
+            # the device's data flags: messages ingest refused while the event ran (by arrival time)
+            "dead_letters": self.ledger.dead_letter_counts(
+                ev.device_id, ev.start_ms, (ev.end_ms if ev.end_ms is not None else tr.at_ms) + 1
+            ),
             "decision": d,
             "history": [],
             "delivery": None,

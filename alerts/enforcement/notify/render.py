@@ -222,7 +222,9 @@ class Renderer:
             "profile": e.profile or none,
             "rule_title": r.title(self.locale),
             "rule_source": r.source or none,
-            "measures": self._measures(e, facts.get("measures") or {}, texts),
+            "measures": self._measures(
+                e, facts.get("measures") or {}, texts, facts.get("dead_letters") or {}
+            ),
             "contact_phone": phone,
             "office": office or s.sender or texts["sender"],
             "level_name": texts["level"].get(e.level, e.level or none),
@@ -255,7 +257,9 @@ class Renderer:
         """An owner notice's title as the inspectors' copy carries it."""
         return _TEXTS.get(self.locale, _TEXTS[DEFAULT_LOCALE])["copy"] + title
 
-    def _measures(self, e: Any, m: dict[str, Any], texts: dict[str, Any]) -> str:
+    def _measures(
+        self, e: Any, m: dict[str, Any], texts: dict[str, Any], flags: dict[str, int] | None = None
+    ) -> str:
         """The measurement block: C, Q, n, C_ref (or why one is missing), the judged value, fan/purifier."""
         none = texts["none"]
         lines = []
@@ -288,6 +292,12 @@ class Renderer:
                     p_on=p.get("on", 0),
                     p_off=p.get("off", 0),
                     p_unknown=p.get("unknown", 0),
+                )
+            )
+        if flags:
+            lines.append(
+                texts["flags"].format(
+                    n=sum(flags.values()), reasons=", ".join(f"{r} {k}" for r, k in sorted(flags.items()))
                 )
             )
         if e.kind == EXCEEDANCE:
