@@ -832,6 +832,7 @@ def test_case_section_lists_the_case_with_windows_measures_rule_and_receipts(cas
         ("inspector", "sent"),
     }
     assert all("token" not in r["target"] and "/owner" not in r["target"] for r in case["receipts"])
+    assert case["owner_delivered"] is True  # from the receipts as they are now, not the record's refresh
 
     html = render(rep, "html").decode()
     for text in (

@@ -8,7 +8,9 @@ earlier steps), its events (rule and source, limit, C, Q, n, C_ref, fan/purifier
 windows) and its receipts (every notice of the step's episodes). A case stored before the case file
 existed has no ``step``/``episodes``/``receipts``: its own windows stand in for the events, and
 ``missing`` names what was not recorded; nothing is made up. Targets are masked and errors scrubbed once
-more here (:func:`alerts.ledger.masking.mask_target` is idempotent).
+more here (:func:`alerts.ledger.masking.mask_target` is idempotent). The receipts are read from the
+notices table when the report is built (:func:`alerts.reports.snapshot._read_cases`), since the stored
+record dates from its last refresh; the owner delivery follows them.
 """
 
 from __future__ import annotations
@@ -207,7 +209,10 @@ def case_view(record: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, 
         missing.append("receipts")
     if "history" not in record or (not record.get("history") and not step):
         missing.append("history")
-    delivery = (step or {}).get("owner_delivery") or {}
+    delivery = dict((step or {}).get("owner_delivery") or {})
+    owner = [r for r in receipts if (r["channel"], r["action"], r["status"]) == ("owner", "opened", "sent")]
+    if step and owner:  # the stored delivery dates from the case's last refresh; the receipts are current
+        delivery.update(delivered=True, delivered_ms=min(r["time_ms"] for r in owner))
     rid = record.get("restaurant_id", "")
     return {
         "case_id": record.get("case_id", ""),

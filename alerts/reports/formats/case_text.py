@@ -61,8 +61,7 @@ def case_header(case: Mapping[str, Any], tz: str, cjk: bool = True) -> list[Row]
         rows.append(
             ("此前处置", "Earlier step", f"{lab('level', h['level'])} {_t(h['start_ms'], tz, '?')} · {got}")
         )
-    if case["missing"]:
-        rows.append(("未记录", "Not recorded", missing_text(case["missing"], cjk=cjk)))
+    rows += [("未记录", "Not recorded", missing_text([m], cjk=cjk)) for m in case["missing"]]
     return rows
 
 

@@ -23,26 +23,26 @@ from alerts.reports.model import Report
 #: Column widths (half-width characters) of the per-case tables, by key.
 _WIDTHS = {
     "device_id": 8,
-    "start": 18,
-    "end": 18,
+    "start": 23,
+    "end": 23,
     "mean_mg_m3": 8,
     "max_mg_m3": 8,
     "samples": 6,
     "expected": 6,
     "valid": 5,
-    "invalid_reason": 12,
+    "invalid_reason": 11,
     "exceeds": 5,
-    "in_group": 8,
-    "unconverted": 7,
-    "time": 18,
-    "event_id": 30,
+    "in_group": 11,
+    "unconverted": 9,
+    "time": 23,
+    "event_id": 40,
     "action": 9,
     "channel": 9,
-    "target": 26,
+    "target": 24,
     "template": 12,
     "status": 8,
     "attempts": 6,
-    "error": 24,
+    "error": 20,
 }
 _TOP, _BOTTOM, _PITCH = 0.90, 0.05, 0.0205
 _X0, _X1 = 0.035, 0.965
@@ -144,6 +144,7 @@ class _Flow:
                 )
 
         self.room(3)
+        self.y -= _PITCH * 0.4
         header()
         for i in range(len(df)):
             if not self.room():
