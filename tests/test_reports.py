@@ -720,3 +720,208 @@ def test_report_times_are_in_the_display_zone_with_offset(world: World) -> None:
     assert about["时段 Period"].startswith("2026-11-25 00:00+08:00")
     utc = build(world, max_charts=0, display_tz="UTC")
     assert "2026-11-25 02:00+00:00" in render(utc, "html").decode()  # e1 10:00 local is 02:00 UTC
+
+
+# ---------------------------------------------------------------------------------------------------------
+# enforcement cases
+# ---------------------------------------------------------------------------------------------------------
+
+NT0 = 1795667400000  # 2026-11-26 12:30 in Asia/Shanghai (tests/test_notify.py's T0)
+DAY = 86_400_000
+CASE_SINCE = parse_time("2026-12-01T00:00:00+08:00")
+CASE_UNTIL = parse_time("2027-01-01T00:00:00+08:00")
+
+
+def _case_device(owner: str) -> Device:
+    return Device(
+        "R1", "老王面馆", "朝阳区", "D1", 2, address="朝阳路 1 号", owner_name="王先生", owner_notify=owner
+    )
+
+
+def _case_readings(device_id: str, since_ms: int, until_ms: int) -> list[dict]:
+    """27 readings with a flow (converted), 3 without (unconverted); fan on, purifier off/unknown."""
+    out = []
+    for i in range(30):
+        flow = 4500.0 if i < 27 else None
+        out.append(
+            {
+                "ts_ms": since_ms + i * M,
+                "oil_fume_mg_m3": 2.6,
+                "flow_m3_h": flow,
+                "ref_converted": flow is not None,
+                "oil_fume_ref_mg_m3": 2.925 if flow else None,
+                "fan_on": True,
+                "purifier_on": False if i < 20 else None,
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def case_world(state_url: str, webhook) -> Iterator[tuple[Ledger, Registry]]:
+    """A real case file: the real Notifier run for education, warning (8 days later) and enforcement
+    (16 days later) of one restaurant, notices delivered to a real webhook receiver."""
+    pytest.importorskip("apprise", reason="apprise not installed")
+    from alerts.enforcement.notify import Notifier, NotifySettings
+    from alerts.model import Transition
+
+    led = Ledger(state_url)
+    settings = NotifySettings(
+        retry_backoff_s=0.01, timeout_s=3, inspector_targets=[webhook.url("/inspector")]
+    )
+    n = Notifier(settings, led, readings_of=_case_readings)
+    dev = _case_device(webhook.url("/owner"))
+
+    def exc(start: int) -> Event:
+        return Event(
+            event_id=f"exceedance:D1:oil_fume:{start}",
+            kind=EXCEEDANCE,
+            restaurant_id="R1",
+            device_id="D1",
+            district="朝阳区",
+            start_ms=start,
+            pollutant="oil_fume",
+            peak_mg_m3=3.456,
+            mean_mg_m3=2.714,
+            limit_mg_m3=2.0,
+            profile="gb18483",
+            rule="gb18483",
+        )
+
+    for k in (0, 8):
+        e = exc(NT0 + k * DAY)
+        n.notify(Transition(e, "opened", e.start_ms + 30 * M), dev)
+    ev3 = exc(NT0 + 16 * DAY)
+    led.add_windows(
+        [
+            WindowResult(
+                "D1", ev3.start_ms + i * W, ev3.start_ms + (i + 1) * W, 10, 10, True, "", m, m + 1, True
+            )
+            for i, m in enumerate((2.5, 3.0, 2.8))
+        ]
+    )
+    n.notify(Transition(ev3, "opened", ev3.start_ms + 30 * M), dev)
+    try:
+        yield led, Registry([dev])
+    finally:
+        led.close()
+
+
+def _case_report(led: Ledger, reg: Registry, **kw):
+    return build_report(led, reg, CASE_SINCE, CASE_UNTIL, display_tz=TZ, now=CASE_UNTIL, max_charts=0, **kw)
+
+
+def test_case_section_lists_the_case_with_windows_measures_rule_and_receipts(case_world) -> None:
+    import orjson
+    from openpyxl import load_workbook
+
+    from alerts.reports.formats import SHEET_CASES
+
+    led, reg = case_world
+    rep = _case_report(led, reg)
+    [case] = rep.cases
+    assert case["case_id"].startswith("case-exceedance:D1") and case["level"] == "enforcement"
+    assert case["step"] == 3 and case["missing"] == [] and case["name"] == "老王面馆"
+    [e] = case["events"]
+    assert e["rule"] == "gb18483" and e["rule_source"].startswith("GB 18483-2001")
+    assert [w["mean_mg_m3"] for w in e["windows"]] == [2.5, 3.0, 2.8]
+    m = e["measures"]
+    assert (m["q_m3_h"], m["n_heads"], m["unconverted"]) == (4500.0, 2, 3)
+    assert {(r["channel"], r["status"]) for r in case["receipts"]} >= {
+        ("owner", "sent"),
+        ("inspector", "sent"),
+    }
+    assert all("token" not in r["target"] and "/owner" not in r["target"] for r in case["receipts"])
+    assert case["owner_delivered"] is True  # from the receipts as they are now, not the record's refresh
+
+    html = render(rep, "html").decode()
+    for text in (
+        "执法案件",
+        case["case_id"],
+        "2026-12-12 12:30+08:00",  # the case / first window start, local with the offset
+        "2026-12-12 12:40+08:00",
+        "GB 18483 数据处理",
+        "GB 18483-2001",
+        "4500 m³/h",
+        "基准风量折算浓度",
+        "2.925 mg/m³",
+        "3 条无风量未折算",
+        "风机",
+        "开 on 30",
+        "通知回执",
+        "sent",
+        "json://127.0.0.1",
+        "教育劝导 education",  # the earlier steps
+    ):
+        assert text in html, text
+
+    doc = orjson.loads(render(rep, "json"))
+    assert doc["totals"]["cases"] == 1 and doc["cases"][0]["case_id"] == case["case_id"]
+    assert [w["start"] for w in doc["case_windows"]][0] == "2026-12-12T12:30:00+08:00"
+    assert doc["case_windows"][0]["samples"] == 10 and doc["case_windows"][0]["exceeds"] == "yes"
+    assert doc["case_events"][0]["q_m3_h"] == 4500.0 and doc["case_events"][0]["n_heads"] == 2
+    assert {r["status"] for r in doc["case_receipts"]} >= {"sent"}
+
+    windows = parse_csv(render(rep, "csv", table="case_windows"))
+    assert [r["mean_mg_m3"] for r in windows] == ["2.5", "3.0", "2.8"]
+    assert windows[0]["start"] == "2026-12-12T12:30:00+08:00" and windows[0]["samples"] == "10"
+    receipts = parse_csv(render(rep, "csv", table="case_receipts"))
+    assert {r["channel"] for r in receipts} >= {"owner", "inspector"}
+
+    wb = load_workbook(io.BytesIO(render(rep, "xlsx")))
+    assert set(SHEET_CASES.values()) <= set(wb.sheetnames)
+    ws = wb[SHEET_CASES["case_windows"]]
+    assert ws.max_row == 4 and ws["A1"].value.startswith("案件编号")
+    head = [c.value.split("\n")[0] for c in ws[1]]
+    assert ws.cell(2, head.index("窗口开始") + 1).value.isoformat() == "2026-12-12T12:30:00"
+    ce = wb[SHEET_CASES["case_events"]]
+    ch = [c.value.split("\n")[0] for c in ce[1]]
+    assert ce.cell(2, ch.index("基准灶头数 n") + 1).value == 2
+
+    pdf = render(rep, "pdf")
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type /Page\b(?!s)", pdf)) >= 4
+
+
+def test_report_without_cases_says_there_are_none(world: World) -> None:
+    import orjson
+    from openpyxl import load_workbook
+
+    rep = build(world, max_charts=0)
+    assert rep.cases == []
+    assert "本时段无执法案件 No enforcement cases in this period" in render(rep, "html").decode()
+    doc = orjson.loads(render(rep, "json"))
+    assert doc["cases"] == [] and doc["case_receipts"] == [] and doc["totals"]["cases"] == 0
+    assert parse_csv(render(rep, "csv", table="cases")) == []
+    about = {
+        r[0].value: r[1].value
+        for r in load_workbook(io.BytesIO(render(rep, "xlsx")))["报告说明 About"].iter_rows()
+    }
+    assert about["执法案件 Enforcement cases"].startswith("本时段无执法案件")
+    assert render(rep, "pdf").startswith(b"%PDF")
+
+
+def test_an_old_case_without_the_case_file_renders_and_says_what_is_missing(world: World) -> None:
+    import orjson
+
+    from alerts.enforcement.ladder import build_case
+
+    e6 = world.ledger.get_event("e6")
+    record = build_case(e6, occurrence=3, tz=TZ)
+    for key in ("step", "episodes", "receipts", "history"):  # a record from before the case file
+        record.pop(key)
+    world.ledger.upsert_case(record)
+    rep = build(world, max_charts=0)
+    [case] = rep.cases
+    assert case["missing"] == ["step", "episodes", "measures", "receipts", "history"]
+    assert len(case["events"][0]["windows"]) == 6  # its own evidence windows stand in
+    html = render(rep, "html").decode()
+    assert "未记录 Not recorded" in html and "notice receipts" in html and "C, Q, n" in html
+    assert "2026-11-25 12:00+08:00" in html
+    doc = orjson.loads(render(rep, "json"))
+    assert (
+        doc["case_events"][0]["c_mg_m3"] is None
+        and doc["case_events"][0]["c_ref_note"] == "未记录 not recorded"
+    )
+    assert render(rep, "pdf", settings=ReportSettings(font_file="none")).startswith(b"%PDF")
+    assert render(rep, "xlsx")[:2] == b"PK"
+    assert parse_csv(render(rep, "csv", table="cases"))[0]["missing"].startswith("处置环节")

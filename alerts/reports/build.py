@@ -20,7 +20,9 @@ Definitions (per restaurant, over the report period ``[since, until)``):
   open event counts up to the report time or the period end, whichever is earlier);
 - events per kind: events overlapping the period (same rule as :meth:`alerts.ledger.Ledger.list_events`:
   ``start < until`` and ``end >= since`` or still open);
-- notices sent: notice-ledger rows with status ``sent`` for those events (every channel and transition).
+- notices sent: notice-ledger rows with status ``sent`` for those events (every channel and transition);
+- cases: the enforcement case records overlapping the period (same rule, same filters; the case file of
+  :mod:`alerts.reports.cases`).
 
 The pieces are sibling modules: :mod:`alerts.reports.model` (columns, labels, :class:`Report`,
 :class:`ChartData`), :mod:`alerts.reports.snapshot` (the read transaction and its queries,
@@ -34,6 +36,7 @@ from __future__ import annotations
 from alerts.detection.window import DetectorConfig
 from alerts.ledger import Ledger
 from alerts.profiles import Profiles, load_profiles
+from alerts.reports.cases import case_views
 from alerts.reports.chart_data import _charts
 from alerts.reports.expected import business_intervals
 from alerts.reports.model import (
@@ -49,6 +52,7 @@ from alerts.reports.model import (
     ReportError,
 )
 from alerts.reports.snapshot import (
+    _read_cases,
     _read_events,
     _snapshot,
     _window_devices,
@@ -121,6 +125,7 @@ def build_report(
         wanted = list(dict.fromkeys(wanted))
         business = business_intervals(detector.business_hours, detector.business_tz, since_ms, until_ms)
         totals = _window_totals(db, wanted, since_ms, until_ms, business)
+        case_records = _read_cases(db, since_ms, until_ms, restaurant_id, district)
 
     # device -> restaurant: the registry, else the events; windows of devices known to neither are left out
     dev_rest = {d.device_id: d.restaurant_id for d in registry}
@@ -163,6 +168,7 @@ def build_report(
         summary=summary,
         charts=charts,
         notes=notes,
+        cases=case_views(case_records, registry),
     )
 
 

@@ -24,7 +24,8 @@ class Column:
     key: str
     zh: str
     en: str
-    kind: str  # text | time | int | min | mg | rate | pct | kind | level | state | pollutant | rule
+    kind: str  # text | time | int | num | flow | min | mg | rate | pct | kind | level | state | pollutant
+    # | rule | yesno
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
@@ -150,6 +151,8 @@ class Report:
     summary: pd.DataFrame
     charts: list[ChartData] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The enforcement cases overlapping the period, as :func:`alerts.reports.cases.case_view` shows them.
+    cases: list[dict[str, Any]] = field(default_factory=list)
 
     def totals(self) -> dict[str, Any]:
         """Headline numbers: restaurants, events per kind, overall compliance rate and completeness."""
@@ -163,4 +166,5 @@ class Report:
             "compliance_rate": (int(s["compliant_windows"].sum()) / valid) if valid else None,
             "completeness": (int(s["samples"].sum()) / expected) if expected else None,
             "restaurants_with_exceedance": int((s["exceedance_events"] > 0).sum()) if len(s) else 0,
+            "cases": len(self.cases),
         }

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Connection, and_, case, cast, false, func, literal_column, or_, select
 
 from alerts.ledger import _EVENT_COLUMNS, SENT, Ledger
-from alerts.ledger.schema import events, notices, windows
+from alerts.ledger.schema import cases, events, notices, windows
 from alerts.reports.model import _JUDGED_POLLUTANT, ReportError
 from ingest.registry import Registry
 
@@ -176,3 +176,45 @@ def _window_totals(
             .group_by(w.device_id)
         )
     return pd.DataFrame(rows, columns=cols)
+
+
+def _read_cases(
+    db: _Reader, since_ms: int, until_ms: int, restaurant_id: str | None, district: str | None
+) -> list[dict[str, Any]]:
+    """The case records overlapping the period, as :meth:`Ledger.list_cases` returns them (the record with
+    the stored status), read in the report's snapshot."""
+    import json
+
+    c = cases.c
+    conds: list[Any] = [or_(c.end_ms.is_(None), c.end_ms >= since_ms), c.start_ms < until_ms]
+    if restaurant_id is not None:
+        conds.append(c.restaurant_id == restaurant_id)
+    if district is not None:
+        conds.append(c.district == district)
+    q = select(c.record, c.status).where(and_(*conds)).order_by(c.start_ms, c.case_id)
+    out = [{**json.loads(record), "status": status} for record, status in db.rows(q)]
+    for rec in out:  # the record's receipts date from its last refresh: read the notices as they are now
+        ids = sorted({e["event_id"] for p in rec.get("episodes") or [] for e in p.get("events") or []})
+        if ids:
+            rec["receipts"] = _receipts(db, ids)
+    return out
+
+
+def _receipts(db: _Reader, event_ids: list[str]) -> list[dict[str, Any]]:
+    """The notices of these events, shaped as the case file's receipts."""
+    import json
+
+    n = notices.c
+    cols = (n.key, n.event_id, n.action, n.channel, n.target, n.status, n.attempts, n.error, n.payload)
+    q = select(*cols, n.created_ms, n.updated_ms).where(n.event_id.in_(event_ids[:_IDS_PER_QUERY]))
+    out = []
+    for key, ev, action, channel, target, status, attempts, error, payload, created, updated in db.rows(q):
+        template = (json.loads(payload or "{}") or {}).get("template", "")
+        out.append(
+            {
+                **dict(key=key, event_id=ev, action=action, channel=channel, target=target, status=status),
+                **dict(attempts=attempts, error=error, template=template),
+                **dict(created_ms=created, updated_ms=updated),
+            }
+        )
+    return out

@@ -3,7 +3,8 @@
 - ``csv``: ONE table per file, UTF-8 with BOM (Excel then shows Chinese names correctly), CRLF lines,
   header = the machine keys of :data:`~alerts.reports.model.EVENT_COLUMNS` /
   :data:`~alerts.reports.model.SUMMARY_COLUMNS` (stable for scripts; the same keys as json). ``table``
-  picks the table: ``events`` (default) or ``summary``. Times are RFC 3339 in the display time zone
+  picks the table: ``events`` (default), ``summary`` or a case table (``cases``, ``case_events``,
+  ``case_windows``, ``case_receipts``, :data:`~alerts.reports.cases.CASE_TABLES`). Times are RFC 3339 in the display time zone
   (``2026-11-26T12:00:00+08:00``), rates are fractions (0.953), an open event has an empty end.
   ``fumewatch report --format csv --out X.csv`` writes both: ``X.csv`` (events) and ``X.summary.csv``.
 - ``xlsx``: sheets ``超标事件 Exceedances``, ``汇总 Summary`` and ``报告说明 About``; bilingual styled header,
@@ -11,9 +12,9 @@
   time zone.
 - ``html``: one self-contained file (inline CSS, charts as base64 PNG ``data:`` URIs), bilingual headings.
 - ``pdf``: matplotlib ``PdfPages``: cover (period, filters, totals), summary pages, event pages (at most
-  ``pdf_max_event_rows``), chart pages.
+  ``pdf_max_event_rows``), chart pages, case pages (:mod:`~alerts.reports.formats.pdf_cases`).
 - ``json``: ``{"since", "until", "display_tz", "district", "restaurant", "generated", "totals",
-  "events": [...], "summary": [...]}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
+  "events": [...], "summary": [...], "cases", "case_events", "case_windows", "case_receipts"}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
 
 One module per format family, all on :mod:`~alerts.reports.formats.common` (titles, definitions, cell
 text): ``machine`` (csv, json), ``xlsx``, ``html``, ``pdf``. This package dispatches (:func:`render`) and
@@ -22,17 +23,18 @@ names the download (:func:`filename`).
 
 from __future__ import annotations
 
+from alerts.reports.cases import CASE_TABLES
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import DEFINITIONS, TITLE_EN, TITLE_ZH, display_cells
 from alerts.reports.formats.html import render_html
 from alerts.reports.formats.machine import iso_local, machine_frame, render_csv, render_json, report_dict
 from alerts.reports.formats.pdf import render_pdf
-from alerts.reports.formats.xlsx import SHEET_ABOUT, SHEET_EVENTS, SHEET_SUMMARY, render_xlsx
+from alerts.reports.formats.xlsx import SHEET_ABOUT, SHEET_CASES, SHEET_EVENTS, SHEET_SUMMARY, render_xlsx
 from alerts.reports.model import Report
 from ingest.timeutil import format_local
 
 FORMATS = ("csv", "xlsx", "html", "pdf", "json")
-TABLES = ("events", "summary")
+TABLES = ("events", "summary", *CASE_TABLES)
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -50,7 +52,7 @@ def render(
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; use events or summary")
+        raise ValueError(f"unknown table {table!r}; use one of {', '.join(TABLES)}")
     if fmt == "csv":
         return render_csv(report, table)
     if fmt == "json":
@@ -71,7 +73,7 @@ def filename(report: Report, fmt: str, table: str = "events") -> str:
         if extra:
             parts.append("".join(ch for ch in extra if ch.isalnum() or ch in "-_"))
     stem = "_".join(p for p in parts if p)
-    return f"{stem}{'.summary' if fmt == 'csv' and table == 'summary' else ''}.{fmt}"
+    return f"{stem}{f'.{table}' if fmt == 'csv' and table != 'events' else ''}.{fmt}"
 
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "FORMATS",
     "MEDIA_TYPES",
     "SHEET_ABOUT",
+    "SHEET_CASES",
     "SHEET_EVENTS",
     "SHEET_SUMMARY",
     "TABLES",

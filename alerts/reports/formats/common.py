@@ -27,6 +27,7 @@ _LABELS = {
     "state": STATE_LABELS,
     "pollutant": POLLUTANT_LABELS,
     "rule": RULE_LABELS,
+    "yesno": {"yes": ("是", "yes"), "no": ("否", "no")},
 }
 
 
@@ -92,8 +93,15 @@ def display_cells(
     vals = s.tolist()
     if col.kind == "int":
         return [str(int(v)) for v in vals]
-    if col.kind in ("mg", "min", "rate", "pct"):
-        fmt = {"mg": "{:.3f}", "min": "{:.1f}", "rate": "{:.1%}", "pct": "{:g}"}[col.kind]
+    if col.kind in ("mg", "min", "rate", "pct", "num", "flow"):
+        fmt = {
+            "mg": "{:.3f}",
+            "min": "{:.1f}",
+            "rate": "{:.1%}",
+            "pct": "{:g}",
+            "num": "{:g}",
+            "flow": "{:.0f}",
+        }[col.kind]
         return ["" if v is None or v != v else fmt.format(v) for v in vals]
     if col.kind in _LABELS:
         return [_label(col.kind, str(v), bilingual, cjk) for v in vals]
@@ -113,4 +121,4 @@ def _width(text: str) -> int:
     return sum(2 if ord(ch) >= 0x2E80 else 1 for ch in text)
 
 
-_NUMERIC = {"int", "min", "mg", "rate", "pct"}
+_NUMERIC = {"int", "num", "flow", "min", "mg", "rate", "pct"}

@@ -19,6 +19,7 @@ from alerts.reports.formats.common import (
     display_cells,
     local_text,
 )
+from alerts.reports.formats.html_cases import CASE_CSS, cases_html
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 
 _CSS = """
@@ -86,12 +87,13 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         ("餐饮单位", "restaurants", str(t["restaurants"])),
         ("总体达标率", "compliance rate", _pct(t["compliance_rate"])),
         ("数据完整率", "data completeness", _pct(t["completeness"])),
+        ("执法案件", "enforcement cases", str(t["cases"])),
         *((KIND_LABELS[k][0], f"{KIND_LABELS[k][1]} events", str(t["events"][k])) for k in EVENT_KINDS),
     ]
     parts = [
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{TITLE_ZH} {esc(_period_text(report))}</title><style>{_CSS}</style></head><body>",
+        f"<title>{TITLE_ZH} {esc(_period_text(report))}</title><style>{_CSS}{CASE_CSS}</style></head><body>",
         f"<header><h1>{TITLE_ZH} <span class=en>{TITLE_EN}</span></h1><dl class=meta>",
         *(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in meta),
         "</dl></header><section class=kpis>",
@@ -102,6 +104,7 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         "</section><section><h2>超标事件 <span class=en>Exceedance and other events</span></h2>",
         _html_table(report.events, EVENT_COLUMNS),
         "</section>",
+        cases_html(report, _html_table),
     ]
     if report.charts:
         fonts = find_cjk_font(settings.font_file)

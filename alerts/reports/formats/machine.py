@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from alerts.reports.cases import CASE_TABLES, case_tables
 from alerts.reports.model import EVENT_COLUMNS, SUMMARY_COLUMNS, Column, Report
 
-_ROUND = {"mg": 4, "min": 1, "rate": 4, "pct": 1}
+_ROUND = {"mg": 4, "min": 1, "rate": 4, "pct": 1, "flow": 1}
 
 
 def _iso(s: pd.Series) -> pd.Series:
@@ -28,6 +29,9 @@ def machine_frame(df: pd.DataFrame, columns: Sequence[Column], extra: Sequence[s
         s = df[c.key]
         if c.kind == "time":
             out[c.key] = _iso(s)
+        elif c.kind == "num":  # nullable counts: ints where whole, None where not recorded
+            vals = [None if pd.isna(v) else int(v) if float(v).is_integer() else float(v) for v in s]
+            out[c.key] = pd.Series(vals, index=df.index, dtype=object)
         elif c.kind in _ROUND:
             out[c.key] = s.astype("float64").round(_ROUND[c.kind])
         else:
@@ -38,7 +42,10 @@ def machine_frame(df: pd.DataFrame, columns: Sequence[Column], extra: Sequence[s
 
 
 def render_csv(report: Report, table: str = "events") -> bytes:
-    df, cols = (report.events, EVENT_COLUMNS) if table == "events" else (report.summary, SUMMARY_COLUMNS)
+    if table in CASE_TABLES:
+        df, cols = case_tables(report.cases, report.display_tz)[table], CASE_TABLES[table]
+    else:
+        df, cols = (report.events, EVENT_COLUMNS) if table == "events" else (report.summary, SUMMARY_COLUMNS)
     m = machine_frame(df, cols)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
@@ -77,7 +84,18 @@ def report_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "events": _records(ev),
         "summary": _records(machine_frame(report.summary, SUMMARY_COLUMNS)),
+        **_case_records(report),
     }
+
+
+def _case_records(report: Report) -> dict[str, list[dict[str, Any]]]:
+    """The case tables (``cases``, ``case_events``, ``case_windows``, ``case_receipts``) with their times
+    as epoch ms too."""
+    out = {}
+    for name, df in case_tables(report.cases, report.display_tz).items():
+        extra = [k for k in df.columns if k.endswith("_ms")]
+        out[name] = _records(machine_frame(df, CASE_TABLES[name], extra=extra))
+    return out
 
 
 def render_json(report: Report) -> bytes:

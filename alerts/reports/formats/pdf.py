@@ -1,4 +1,5 @@
-"""pdf (matplotlib ``PdfPages``): cover, summary pages, event pages and chart pages."""
+"""pdf (matplotlib ``PdfPages``): cover, summary pages, event pages, case pages
+(:mod:`~alerts.reports.formats.pdf_cases`) and chart pages."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from alerts.reports.formats.common import (
     TITLE_ZH,
     _pct,
     _period_text,
-    _width,
     display_cells,
     local_text,
 )
+from alerts.reports.formats.pdf_cases import pdf_cases
+from alerts.reports.formats.pdf_text import _A4_LANDSCAPE, _clip, _core_text_class
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from ingest.timeutil import format_local
 
@@ -30,7 +32,6 @@ from ingest.timeutil import format_local
 NO_CJK_FONT_NOTE = (
     f"No Chinese font installed (Debian: apt-get install {CJK_FONT_PACKAGE}): Chinese text is shown as '?'."
 )
-_A4_LANDSCAPE = (11.69, 8.27)
 _ROWS_PER_PAGE = 38
 
 #: PDF table columns: (key, width in half-width characters, short Chinese heading, short English heading).
@@ -67,44 +68,7 @@ _PDF_EVENTS = (
 )
 
 
-def _clip(text: str, width: int) -> str:
-    if _width(text) <= width:
-        return text
-    out, w = [], 0
-    for ch in text:
-        cw = 2 if ord(ch) >= 0x2E80 else 1
-        if w + cw > width - 1:
-            break
-        out.append(ch)
-        w += cw
-    return "".join(out) + "…"
-
-
 _PDF_LOCK = threading.Lock()
-
-
-def _core_text_class():
-    """A matplotlib ``Text`` typeset with the PDF core font Helvetica (AFM metrics, not embedded).
-
-    matplotlib's PDF backend lays TrueType text out glyph by glyph in Python (about 0.1 ms per
-    character); a core font is written as one string, about 5x faster per table cell. Table cells that are
-    pure ASCII (ids, numbers, times) use it, Chinese cells keep the CJK TrueType font. The backend reads
-    ``pdf.use14corefonts`` when it draws and measures each text, so it is switched on just for these
-    texts; :data:`_PDF_LOCK` keeps two PDF renders in one process from seeing each other's switch.
-    """
-    import matplotlib as mpl
-    from matplotlib.text import Text
-
-    class CoreText(Text):
-        def draw(self, renderer) -> None:
-            old = mpl.rcParams["pdf.use14corefonts"]
-            mpl.rcParams["pdf.use14corefonts"] = True
-            try:
-                super().draw(renderer)
-            finally:
-                mpl.rcParams["pdf.use14corefonts"] = old
-
-    return CoreText
 
 
 def _pdf_page_head(fig, fonts, title: str, report: Report, page: str) -> None:
@@ -251,6 +215,7 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
             (fonts.label("餐饮单位数", "Restaurants"), str(t["restaurants"])),
             (fonts.label("总体达标率", "Overall compliance rate"), _pct(t["compliance_rate"])),
             (fonts.label("总体数据完整率", "Overall data completeness"), _pct(t["completeness"])),
+            (fonts.label("执法案件", "Enforcement cases"), str(t["cases"])),
             *(
                 (fonts.label(KIND_LABELS[k][0] + "事件", KIND_LABELS[k][1] + " events"), str(t["events"][k]))
                 for k in EVENT_KINDS
@@ -290,6 +255,8 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
         _pdf_tables(
             pdf, report, fonts, fonts.label("事件", "Events"), events, _PDF_EVENTS, by_key_e, time_fmt
         )
+
+        pdf_cases(pdf, report, fonts, _pdf_page_head)
 
         charts = report.charts
         for p in range(0, len(charts), 2):

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from alerts.model import EVENT_KINDS
+from alerts.reports.cases import CASE_TABLES, case_tables
 from alerts.reports.formats.common import (
     _LABELS,
     DEFINITIONS,
@@ -23,6 +24,13 @@ from alerts.reports.formats.common import (
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 
 SHEET_EVENTS, SHEET_SUMMARY, SHEET_ABOUT = "超标事件 Exceedances", "汇总 Summary", "报告说明 About"
+#: The case sheets, one per flat case table (:data:`~alerts.reports.cases.CASE_TABLES`).
+SHEET_CASES = {
+    "cases": "执法案件 Cases",
+    "case_events": "案件事件 Case events",
+    "case_windows": "案件窗口 Case windows",
+    "case_receipts": "通知回执 Receipts",
+}
 
 
 _XLSX_FORMATS = {
@@ -32,6 +40,8 @@ _XLSX_FORMATS = {
     "mg": "0.000",
     "rate": "0.0%",
     "pct": "0",
+    "flow": "0",
+    "num": "General",
 }
 
 
@@ -42,8 +52,13 @@ def _xlsx_values(df: pd.DataFrame, col: Column) -> list[Any]:
         return [None if pd.isna(v) else v.to_pydatetime() for v in naive]
     if col.kind == "int":
         return [int(v) for v in s.tolist()]
-    if col.kind in ("mg", "min", "rate", "pct"):
+    if col.kind in ("mg", "min", "rate", "pct", "flow"):
         return [None if v is None or v != v else float(v) for v in s.tolist()]
+    if col.kind == "num":
+        return [
+            None if v is None or v != v else (int(v) if float(v).is_integer() else float(v))
+            for v in s.tolist()
+        ]
     if col.kind in _LABELS:
         return [_label(col.kind, str(v)) for v in s.tolist()]
     return ["" if v is None else str(v) for v in s.tolist()]
@@ -106,6 +121,8 @@ def render_xlsx(report: Report) -> bytes:
     ws.title = SHEET_EVENTS
     _xlsx_sheet(ws, report.events, EVENT_COLUMNS, zone_text(report))
     _xlsx_sheet(wb.create_sheet(SHEET_SUMMARY), report.summary, SUMMARY_COLUMNS, zone_text(report))
+    for name, df in case_tables(report.cases, report.display_tz).items():
+        _xlsx_sheet(wb.create_sheet(SHEET_CASES[name]), df, CASE_TABLES[name], zone_text(report))
     about = wb.create_sheet(SHEET_ABOUT)
     t = report.totals()
     rows: list[tuple[str, Any]] = [
@@ -118,6 +135,7 @@ def render_xlsx(report: Report) -> bytes:
         *((f"{KIND_LABELS[k][0]}事件 {KIND_LABELS[k][1]} events", t["events"][k]) for k in EVENT_KINDS),
         ("总体达标率 Overall compliance rate", t["compliance_rate"]),
         ("总体数据完整率 Overall data completeness", t["completeness"]),
+        ("执法案件 Enforcement cases", t["cases"] or "本时段无执法案件 no enforcement cases in this period"),
         ("", ""),
         *((zh, en) for zh, en in DEFINITIONS),
         *(("注 Note", note) for note in report.notes),
