@@ -272,9 +272,13 @@ def test_enforcement_only_to_inspector_and_case_stored(
     assert "执法案件" in doc["title"] and f"case-{ev3.event_id}" in doc["message"]
     assert "监测窗口 3 个，其中超标 3 个；样本 30/30" in doc["message"]
     assert "2026年12月04日 告诫：已于" in doc["message"]  # the history with its receipts
+    assert "本次告知负责人：已于" in doc["message"]  # the owner's notice of this step, sent just before
     [case] = ledger.list_cases(restaurant_id="R1")
     assert case["case_id"] == f"case-{ev3.event_id}" and case["occurrence"] == 3 and case["status"] == "open"
-    assert case["step"]["level"] == "enforcement" and case["step"]["owner_delivery"]["delivered"] is False
+    # stored after the sends: the owner's notice of this step is in the case with its receipt
+    assert case["step"]["level"] == "enforcement" and case["step"]["owner_delivery"]["delivered"] is True
+    step_receipts = [r for r in case["receipts"] if r["key"] == f"{ev3.event_id}:opened"]
+    assert {(r["channel"], r["status"]) for r in step_receipts} == {("owner", "sent"), ("inspector", "sent")}
     assert [h["level"] for h in case["history"]] == ["education", "warning"]
     assert all(h["delivered"] for h in case["history"])
     assert case["episodes"][0]["events"][0]["rule"] == "gb18483"

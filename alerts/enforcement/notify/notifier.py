@@ -115,6 +115,8 @@ class Notifier:
         results += self._send_plan(transition, device, plan, facts, case)
         if transition.action == "opened" and not decision.joined:
             results += self._check_owner_reached(transition, device, decision, facts)
+        if case is not None:  # again, now with the receipts of what was just sent
+            self._refresh_case(transition, decision, facts)
         return results
 
     def resume_pending(self, devices: DeviceLookup | Callable[[str], Device | None]) -> list[NoticeResult]:
@@ -297,6 +299,8 @@ class Notifier:
         first_payload: dict[str, Any] | None = None
         d: Decision | None = facts.get("decision")
         for name, role in plan:
+            if name == "case" and d is not None:  # the owner's notice of this step went out just before
+                case = self._refresh_case(tr, d, facts) or case
             payload = self._payload(tr, device, name, facts, case)
             if role == INSPECTOR and name in COPIED_TO_INSPECTORS:  # the owner's text, marked as a copy
                 payload = {**payload, "title": self._renderer.copy_title(payload["title"])}
