@@ -282,7 +282,7 @@ def test_missing_or_wrong_token_is_401_without_echo(api: Api, path: str) -> None
         ("/api/v1/reports/exceedances", {**PERIOD, "format": "docx"}, "unknown format"),
         ("/api/v1/reports/exceedances", {**PERIOD, "district": "火星区"}, "unknown district"),
         ("/api/v1/reports/exceedances", {**PERIOD, "restaurant": "R404"}, "unknown restaurant"),
-        ("/api/v1/reports/exceedances", {**PERIOD, "table": "cases"}, "unknown table"),
+        ("/api/v1/reports/exceedances", {**PERIOD, "table": "charts"}, "unknown table"),
         ("/api/v1/reports/exceedances", {"since": "2020-01-01", "until": "2026-01-01"}, "period longer than"),
         ("/api/v1/events", {**PERIOD, "kind": "fire"}, "unknown kind"),
         ("/api/v1/events", {**PERIOD, "limit": "-3"}, "limit must be"),
@@ -389,3 +389,11 @@ def test_tokens_only_from_the_environment(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "1 API token(s) shorter than 16 characters" in err and "'short'" not in err
+
+
+def test_report_serves_the_case_tables_as_csv(api: Api) -> None:
+    """The enforcement cases' csv tables are served too (only the header here: no case in the period)."""
+    for table in ("cases", "case_events", "case_windows", "case_receipts"):
+        r = api.get("/api/v1/reports/exceedances", **PERIOD, format="csv", table=table)
+        assert r.status_code == 200, r.text
+        assert f".{table}.csv" in r.headers["content-disposition"]

@@ -925,3 +925,37 @@ def test_an_old_case_without_the_case_file_renders_and_says_what_is_missing(worl
     assert render(rep, "pdf", settings=ReportSettings(font_file="none")).startswith(b"%PDF")
     assert render(rep, "xlsx")[:2] == b"PK"
     assert parse_csv(render(rep, "csv", table="cases"))[0]["missing"].startswith("处置环节")
+
+
+def test_cli_csv_writes_the_case_tables_next_to_the_events(case_world, tmp_path: Path) -> None:
+    """``fumewatch report --format csv -o r.csv`` as a user runs it: with cases in the period it also
+    writes r.cases.csv, r.case_events.csv, r.case_windows.csv and r.case_receipts.csv."""
+    led, reg = case_world
+    regfile = tmp_path / "registry.csv"
+    reg.write_csv(regfile)
+    out = tmp_path / "r.csv"
+    from servers import run_fumewatch
+
+    r = run_fumewatch(
+        tmp_path,
+        "report",
+        "--state",
+        led.path,
+        "--registry",
+        str(regfile),
+        "--since",
+        str(CASE_SINCE),
+        "--until",
+        str(CASE_UNTIL),
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    for table in ("summary", "cases", "case_events", "case_windows", "case_receipts"):
+        assert (tmp_path / f"r.{table}.csv").exists(), (table, r.stderr)
+    [case] = parse_csv((tmp_path / "r.cases.csv").read_bytes())
+    assert case["level"] == "enforcement"
+    windows = parse_csv((tmp_path / "r.case_windows.csv").read_bytes())
+    assert len(windows) == 3 and all("+08:00" in w["start"] for w in windows)

@@ -82,6 +82,7 @@ def create_app(
     from alerts.profiles import load_profiles
     from alerts.reports.build import ReportError, build_report, check_filters
     from alerts.reports.formats import MEDIA_TYPES, filename, iso_local, render, report_dict
+    from alerts.reports.formats import TABLES as REPORT_TABLES
     from ingest.timeutil import parse_time
 
     if not tokens:
@@ -228,8 +229,8 @@ def create_app(
         fmt = format.strip().lower()
         if fmt not in API_FORMATS:
             raise BadRequest(f"unknown format {_show(format)}; use one of {', '.join(API_FORMATS)}")
-        if table not in ("events", "summary"):
-            raise BadRequest(f"unknown table {_show(table)}; use events or summary")
+        if table not in REPORT_TABLES:
+            raise BadRequest(f"unknown table {_show(table)}; use one of {', '.join(REPORT_TABLES)}")
         s, u = period(since, until)
         district, restaurant = filters(district, restaurant)
         if not reports_gate.acquire(timeout=30):

@@ -20,6 +20,8 @@ from fumewatch.settings import AppSettings
 from ingest.config import IngestSettings
 
 CLI_FORMATS = ("csv", "xlsx", "html", "pdf", "json")
+#: The csv files of the enforcement cases next to ``X.csv`` (``X.cases.csv`` ...), when there are cases.
+CASE_TABLES = ("cases", "case_events", "case_windows", "case_receipts")
 
 
 def open_report_store(explicit: str | None, settings: AppSettings):
@@ -50,10 +52,10 @@ def _write(out: str, data: bytes) -> None:
         raise
 
 
-def summary_path(out: str) -> str:
-    """Where ``--format csv`` writes the summary table: ``X.csv`` -> ``X.summary.csv``."""
+def summary_path(out: str, table: str = "summary") -> str:
+    """Where ``--format csv`` writes another table: ``X.csv`` -> ``X.summary.csv``, ``X.cases.csv`` ..."""
     p = Path(out)
-    return str(p.with_name(f"{p.stem}.summary{p.suffix or '.csv'}"))
+    return str(p.with_name(f"{p.stem}.{table}{p.suffix or '.csv'}"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -98,8 +100,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write(args.out, data)
         written = [args.out]
         if fmt == "csv" and args.out != "-":
-            written.append(summary_path(args.out))
-            _write(written[-1], render(report, "csv", table="summary"))
+            # one table per file: the summary, and the enforcement cases' tables when there are cases
+            extra = ("summary",) + (CASE_TABLES if report.cases else ())
+            for table in extra:
+                written.append(summary_path(args.out, table))
+                _write(written[-1], render(report, "csv", table=table))
     except ReportError as exc:
         raise CLIError(str(exc)) from None
     finally:
@@ -134,7 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         metavar="FILE",
-        help="output file ('-' = stdout); csv also writes FILE.summary.csv",
+        help="output file ('-' = stdout); csv also writes FILE.summary.csv and, with cases, FILE.cases.csv, "
+        "FILE.case_events.csv, FILE.case_windows.csv, FILE.case_receipts.csv",
     )
     sp.add_argument("--max-charts", type=int, metavar="N", help="html/pdf: chart the N highest exceedances")
     sp.set_defaults(func=cmd_report)
