@@ -149,9 +149,25 @@ def test_extends_own_name_starts_from_packaged(tmp_path) -> None:
     assert bj.standard == "DB11/1488-2018"
 
 
+def test_a_profile_chooses_its_rule_and_correction_period(tmp_path) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text(
+        '[screening]\nextends = "gb18483"\nrule = "consecutive"\ncorrection_days = 3\n'
+        '[strict]\nextends = "screening"\nrule = "gb18483"\n',
+        encoding="utf-8",
+    )
+    profiles = load_profiles(f)
+    screening, strict = profiles.get("screening"), profiles.get("strict")
+    assert (screening.rule, screening.correction_days) == ("consecutive", 3.0)
+    assert (strict.rule, strict.correction_days) == ("gb18483", 3.0)  # inherited, then overridden
+    assert (profiles.get("gb18483").rule, profiles.get("gb18483").correction_days) == ("", None)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        ('[a]\nrule = "fastest"\n', "rule 'fastest' is not one of gb18483, consecutive"),
+        ("[a]\ncorrection_days = 0\n", "correction_days"),
         ("[a.limits.oil_fume]\nall = 1.0\n", "source"),
         ('[a.limits.oil_fume]\nall = -1.0\nsource = "s"\n', "positive"),
         ('[a.limits.benzene]\nall = 1.0\nsource = "s"\n', "unknown pollutant"),
