@@ -77,6 +77,25 @@ def wait_port(host: str, port: int, timeout: float = 10.0, *, interval_s: float 
             time.sleep(interval_s)
 
 
+def publish_mqtt(url: str, items: list[tuple[str, bytes]], timeout_s: float = 10.0) -> None:
+    """Publish ``(topic, payload)`` pairs at QoS 1 to the broker at ``mqtt://host:port`` as a monitor
+    would, waiting for every PUBACK."""
+    import paho.mqtt.client as mqtt
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
+    )
+    c.connect(host, int(port))
+    c.loop_start()
+    try:
+        for info in [c.publish(t, p, qos=1) for t, p in items]:
+            info.wait_for_publish(timeout_s)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
 def wait_for(
     pred: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval_s: float = 0.05
 ) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from servers import publish_mqtt as publish
 from servers import wait_for
 
 from alerts.ledger import Ledger
@@ -72,22 +73,6 @@ def write_registry(tmp_path: Path, rows: list[str]) -> Path:
         encoding="utf-8",
     )
     return p
-
-
-def publish(url: str, items: list[tuple[str, bytes]]) -> None:
-    host, port = url.removeprefix("mqtt://").split(":")
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
-    )
-    c.connect(host, int(port))
-    c.loop_start()
-    try:
-        infos = [c.publish(t, p, qos=1) for t, p in items]
-        for i in infos:
-            i.wait_for_publish(10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
 
 
 def reading(

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
 from receivers import free_port
+from servers import publish_mqtt as publish
 from servers import run_fumewatch, wait_for
 
 from alerts.ledger import Ledger
@@ -71,21 +71,6 @@ def reading(device: str, t: int, oil: float, pm: float | None = None, purifier: 
     if pm is not None:
         doc["pm"] = pm
     return (f"fume/v1/{device}/reading", orjson.dumps(doc))
-
-
-def publish(url: str, items: list[tuple[str, bytes]]) -> None:
-    host, port = url.removeprefix("mqtt://").split(":")
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
-    )
-    c.connect(host, int(port))
-    c.loop_start()
-    try:
-        for info in [c.publish(t, p, qos=1) for t, p in items]:
-            info.wait_for_publish(10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
 
 
 class Run:

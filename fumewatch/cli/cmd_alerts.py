@@ -9,6 +9,7 @@ import threading
 
 import orjson
 
+from alerts.enforcement.notify.render import TEMPLATE_NAMES
 from alerts.model import EVENT_CSV_COLUMNS
 from fumewatch.cli.common import (
     add_common,
@@ -180,18 +181,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
 #: enforcement (owner) and case (inspectors), repeat (inside a correction period), owner_unreachable (an
 #: inspectors' task), closed (an episode ended), offline and restored; ``purifier_off`` for notices of
 #: releases before episodes.
-NOTICE_LEVELS = (
-    "education",
-    "warning",
-    "enforcement",
-    "case",
-    "repeat",
-    "owner_unreachable",
-    "closed",
-    "offline",
-    "restored",
-    "purifier_off",
-)
+NOTICE_LEVELS = (*TEMPLATE_NAMES, "purifier_off")
 NOTICE_COLUMNS = (
     "time",
     "level",
