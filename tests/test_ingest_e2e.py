@@ -322,6 +322,11 @@ def test_embedded_amqtt_broker_with_mqtt311(tmp_path, registry_file):
         state = StateDB(settings.ingest.state)
         svc = IngestService(settings, Registry.load(registry_file), store, state)
         svc.start()
+        # amqtt may drop the first connection attempt under load (the client retries after its back-off):
+        # publish only once ingest is connected and has asked for its subscription, or the broker, which
+        # has no session for it yet, has nobody to queue the readings for
+        wait_for(lambda: svc.connected, timeout=30, what="ingest connected to amqtt")
+        time.sleep(0.5)
         host, port = broker.url.removeprefix("mqtt://").split(":")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub311", protocol=mqtt.MQTTv311)
         pub.connect(host, int(port))
