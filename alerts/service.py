@@ -38,6 +38,8 @@ from ingest.timeutil import now_ms
 log = logging.getLogger("fumewatch.alerts")
 
 STATE_NAME = "detector"
+#: A marker on the notice queue: drain what is pending (see ``AlertsService._notice_loop``).
+DRAIN = Transition.__new__(Transition)
 
 
 class AlertsService:
@@ -76,7 +78,7 @@ class AlertsService:
         self._last_commit = time.monotonic()
         self._max_event_ms = 0
         self._stop = threading.Event()
-        self._notice_q: queue.Queue[Transition | None] = queue.Queue()
+        self._notice_q: queue.Queue[Transition | None] = queue.Queue()  # transitions, DRAIN, None = stop
         self._threads: list[threading.Thread] = []
         self.transitions_total = 0
         self.notices: dict[str, int] = {}
@@ -106,6 +108,7 @@ class AlertsService:
                 },
             ),
             readings_of=self._readings_of if store is not None else None,
+            mqtt_connected=self._mqtt_connected,
             contact_of=settings.district_contact,
             objection_days=a.objection_days,
             ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
@@ -113,6 +116,9 @@ class AlertsService:
         self._open_sig: dict[str, tuple] = {}  # event id -> what the ledger last got of an open event
 
     # ------------------------------------------------------------------ start-up
+    def _mqtt_connected(self) -> bool:
+        return self.client is not None and self.client.is_connected()
+
     def _readings_of(self, device_id: str, since_ms: int, until_ms: int) -> list[dict]:
         assert self.store is not None
         return self.store.query(device_id=device_id, since_ms=since_ms, until_ms=until_ms)
@@ -162,9 +168,9 @@ class AlertsService:
         return len(fed)
 
     def start(self) -> None:
-        # Notices left half-done by a crash first, then events stored but never notified.
-        self.notifier.resume_pending(self.registry)
-        self.notifier.catch_up(self.registry)
+        # Notices left pending by a crash first (MQTT ones once connected), then transitions of the outbox
+        # whose notices never finished.
+        self.notifier.drain(self.registry)
         if not (self._subscribe and self._restored):
             # Over MQTT with saved state the broker redelivers what was not acknowledged; otherwise
             # (first start, or readings handed over in-process) the store holds what the state missed.
@@ -276,6 +282,7 @@ class AlertsService:
             prefix = self.settings.mqtt.topic_prefix.strip("/")
             client.subscribe([(f"{prefix}/+/reading", 1), (f"{prefix}/+/hj212", 1)])
         log.info("event=broker_connected client_id=%s", self.settings.alerts.client_id)
+        self._notice_q.put(DRAIN)  # MQTT alerts left pending while disconnected go out now
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -311,6 +318,8 @@ class AlertsService:
                     self.ledger.upsert_event(tr.event)
                 for ev in grown:
                     self.ledger.upsert_event(ev)
+                # the durable outbox: "event stored" implies "will be notified", whatever crashes next
+                self.ledger.add_outbox(transitions)
                 self.ledger.save_state(STATE_NAME, snap)
             self._dirty = False
             self._last_commit = time.monotonic()
@@ -362,13 +371,25 @@ class AlertsService:
                 log.exception("event=alerts_tick_failed")
 
     def _notice_loop(self) -> None:
+        """Notices, one transition at a time in commit order; every ``[notify] drain_interval_s`` (and on
+        each MQTT connect) a drain resends what is pending: MQTT alerts that waited for the connection,
+        notices put back by ``fumewatch notices retry``, outbox transitions whose notifying failed."""
+        every = self.settings.notify.drain_interval_s
         while True:
-            tr = self._notice_q.get()
+            try:
+                tr = self._notice_q.get(timeout=every)
+            except queue.Empty:
+                self._notice_q.put(DRAIN)  # a periodic drain, through the queue like any other item
+                continue
             try:
                 if tr is None:
                     return
+                if tr is DRAIN:
+                    for res in self.notifier.drain(self.registry):
+                        self.notices[res.status] = self.notices.get(res.status, 0) + 1
+                    continue
                 device = self.registry.get(tr.event.device_id)
-                for res in self.notifier.notify(tr, device):
+                for res in self.notifier.notify_recorded(tr, device):
                     self.notices[res.status] = self.notices.get(res.status, 0) + 1
                 if self._sink is not None and tr.event.level:
                     self._to_influx([event_line(tr.event)])  # now with its ladder level

@@ -27,6 +27,9 @@ from ingest.state_schema import metadata as ingest_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 V01 = ROOT / "tests" / "data" / "state-v0.1.db"
+#: The newest revision (fumewatch/db/migrations/versions).
+HEAD = "0004"
+
 TABLES = ("dead_letters", "events", "cases", "notices", "detector_state", "windows")
 
 
@@ -76,14 +79,17 @@ def _diffs(state: str) -> list:
 
 def test_upgrade_from_empty_matches_the_schema_modules(empty_state: str) -> None:
     assert db.upgrade(empty_state) == (None, db.head())
-    assert db.current_revision(empty_state) == db.head() == "0003"
+    assert db.current_revision(empty_state) == db.head() == HEAD
     assert _diffs(empty_state) == []  # the migrations build exactly what alerts/ingest's schema modules say
     assert db.upgrade(empty_state) == (db.head(), db.head())  # idempotent
     db.check(empty_state)
-    # down to 0001 and up again (0003's downgrade drops episodes, tasks and its columns; 0002's its column
-    # and index)
+    # down to 0001 and up again (0004's downgrade drops the outbox; 0003's episodes, tasks and its columns;
+    # 0002's its column and index)
     engine = make_engine(empty_state)
     with engine.connect() as conn:
+        command.downgrade(db.alembic_config(conn), "0003")
+        conn.commit()
+        assert "outbox" not in set(inspect(conn).get_table_names())
         command.downgrade(db.alembic_config(conn), "0002")
         conn.commit()
         assert not {"episodes", "tasks"} & set(inspect(conn).get_table_names())
@@ -94,10 +100,10 @@ def test_upgrade_from_empty_matches_the_schema_modules(empty_state: str) -> None
     engine.dispose()
     assert db.current_revision(empty_state) == "0001"
     with pytest.raises(
-        db.StateDBError, match=r"at revision 0001, this release needs 0003: run `fumewatch db upgrade"
+        db.StateDBError, match=rf"at revision 0001, this release needs {HEAD}: run `fumewatch db upgrade"
     ):
         db.check(empty_state)
-    assert db.upgrade(empty_state) == ("0001", "0003")
+    assert db.upgrade(empty_state) == ("0001", HEAD)
     assert _diffs(empty_state) == []
 
 
@@ -123,7 +129,7 @@ def test_v01_database_upgrades_with_its_data_intact(tmp_path: Path) -> None:
     }
     with pytest.raises(db.StateDBError, match="revision none"):
         db.check(str(path))  # read-only commands refuse it until it is upgraded
-    assert db.upgrade(str(path)) == (None, "0003")
+    assert db.upgrade(str(path)) == (None, HEAD)
     assert _counts(path) == before
     # ... and the schema a fresh database has, but for one SQLite legacy: 0.1 wrote `x TEXT PRIMARY KEY`,
     # which SQLite does not make NOT NULL (every row has a value; the Ledger always writes one)
@@ -155,7 +161,7 @@ def test_v01_database_upgrades_with_its_data_intact(tmp_path: Path) -> None:
     assert state.dead_letters(reason="bad_json")[0].detail == {"message": "Expecting value"}
     state.close()
     r = fumewatch("db", "current", "--state", str(path))
-    assert r.returncode == 0 and r.stdout.strip() == "0003 (head)", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == f"{HEAD} (head)", r.stderr
 
 
 def test_db_commands_on_sqlite(tmp_path: Path) -> None:
@@ -165,9 +171,9 @@ def test_db_commands_on_sqlite(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.startswith("none: tables of a release before Alembic"), r.stderr
     one_line_error(fumewatch("events", "--state", str(path)), "revision none", "fumewatch db upgrade --state")
     r = fumewatch("db", "upgrade", "--state", str(path))
-    assert r.returncode == 0 and r.stdout.strip() == f"state database {path}: none -> 0003 (head)", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == f"state database {path}: none -> {HEAD} (head)", r.stderr
     r = fumewatch("db", "upgrade", "--state", str(path))
-    assert r.stdout.strip() == f"state database {path}: already at 0003 (head)"
+    assert r.stdout.strip() == f"state database {path}: already at {HEAD} (head)"
     r = fumewatch("events", "--state", str(path))
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stderr
 
@@ -176,10 +182,10 @@ def test_db_commands_on_postgresql(pg_empty_url: str) -> None:
     r = fumewatch("db", "current", "--state", pg_empty_url)
     assert r.returncode == 0 and r.stdout.startswith("none: empty database"), r.stderr
     r = fumewatch("db", "upgrade", "--state", pg_empty_url.replace("postgresql://", "postgresql+psycopg://"))
-    assert r.returncode == 0 and r.stdout.strip().endswith(": none -> 0003 (head)"), r.stderr
+    assert r.returncode == 0 and r.stdout.strip().endswith(f": none -> {HEAD} (head)"), r.stderr
     # a password in the environment is used (trust auth here ignores it); never in the URL
     r = fumewatch("db", "current", "--state", pg_empty_url, env={"FUMEWATCH_STATE_PASSWORD": "s3cret"})
-    assert r.returncode == 0 and r.stdout.strip() == "0003 (head)", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == f"{HEAD} (head)", r.stderr
     with_pw = pg_empty_url.replace("postgres@", "postgres:s3cret@")
     r = fumewatch("db", "current", "--state", with_pw)
     one_line_error(r, "must not contain a password", "FUMEWATCH_STATE_PASSWORD")
@@ -211,7 +217,7 @@ def test_service_refuses_an_outdated_postgresql_database(
     r = fumewatch(*args, "--broker", "mqtt://127.0.0.1:1")
     one_line_error(
         r,
-        "state database at revision 0001, this release needs 0003: run `fumewatch db upgrade --state postgresql://",
+        f"state database at revision 0001, this release needs {HEAD}: run `fumewatch db upgrade --state postgresql://",
     )
     assert db.current_revision(pg_empty_url) == "0001"  # checked, never migrated by a service
 
@@ -220,7 +226,7 @@ def test_service_upgrades_an_embedded_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     shutil.copy(V01, path)
     db.prepare_for_service(str(path))  # what ingest / alerts / run do first
-    assert db.current_revision(str(path)) == "0003" and _counts(path)["notices"] == 4
+    assert db.current_revision(str(path)) == HEAD and _counts(path)["notices"] == 4
 
 
 @pytest.mark.parametrize(
@@ -249,7 +255,7 @@ def test_read_only_command_refuses_an_old_sqlite_revision(tmp_path: Path) -> Non
     path = tmp_path / "state.db"
     db.upgrade(str(path), "0001")
     for cmd in ("events", "cases", "notices", "dead-letters"):
-        one_line_error(fumewatch(cmd, "--state", str(path)), "at revision 0001, this release needs 0003")
+        one_line_error(fumewatch(cmd, "--state", str(path)), f"at revision 0001, this release needs {HEAD}")
     assert db.current_revision(str(path)) == "0001"
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from alerts.ledger.episodes import EpisodeStore
 from alerts.ledger.event_rows import _event_cols, _event_from_row, _event_row
 from alerts.ledger.notices import NoticeGate
+from alerts.ledger.outbox import OutboxStore
 from alerts.ledger.schema import (
     _EVENT_COLUMNS,
     cases,
@@ -59,7 +60,7 @@ def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any
     return and_(true(), *conds)
 
 
-class Ledger(NoticeGate, WindowStore, EpisodeStore):
+class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
     """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
     or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
 

@@ -159,7 +159,26 @@ windows = Table(
     sqlite_with_rowid=False,
 )
 
-TABLES = (events, cases, notices, detector_state, windows, episodes, tasks)
+#: 0004. The durable outbox of transitions: written in the transaction that stores the transition's event
+#: (with the detector snapshot), done once the notifier has planned and sent (or recorded) every target.
+#: Start-up resumes every pending row, so a transition is never left with no notice.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("key", Text, primary_key=True),  # the transition key, ``event_id:action``
+    Column("event_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("at_ms", Ms, nullable=False),
+    Column("event", Text, nullable=False),  # the event as the transition carried it (JSON)
+    Column("status", Text, nullable=False, server_default="pending"),  # pending | done
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("created_ms", Ms, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    Index("outbox_by_status", "status", "created_ms"),
+)
+
+TABLES = (events, cases, notices, detector_state, windows, episodes, tasks, outbox)
 
 _EVENT_COLUMNS = (
     "event_id",

@@ -228,10 +228,19 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_notices(args: argparse.Namespace) -> int:
-    """Notices with their created time (display zone, offset) and level; filters on all of them."""
+    """Notices with their created time (display zone, offset) and level; filters on all of them.
+    ``fumewatch notices retry``: put failed notices back to pending for the alerts service to resend."""
     from alerts.ledger import Ledger
 
     s = settings_from(args)
+    if args.action == "retry":
+        with Ledger(existing_state(s)) as ledger:
+            n = ledger.retry_failed_notices(key=args.key, restaurant_id=args.restaurant)
+        print(
+            f"{n} failed notice(s) put back to pending: the alerts service resends them within "
+            f"[notify] drain_interval_s ({s.notify.drain_interval_s:g} s), or at its next start"
+        )
+        return 0
     tz = output_tz(args, s)
     since_ms, until_ms = period_args(args, s.display_tz)
     action = "closed" if args.level == "closed" else None
@@ -311,8 +320,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_utc(sp)
         sp.set_defaults(func=func)
 
-    sp = sub.add_parser("notices", help="list notices sent, failed or skipped")
+    sp = sub.add_parser(
+        "notices", help="list notices sent, failed or skipped; `notices retry` resends failed ones"
+    )
+    sp.add_argument(
+        "action", nargs="?", choices=("list", "retry"), default="list", help="list (default) or retry failed"
+    )
     add_common(sp, state=True)
+    sp.add_argument("--key", metavar="K", help="retry: only the notices of this transition key")
     sp.add_argument("--since", metavar="T", help="created at or after T (RFC 3339, a date, or epoch ms)")
     sp.add_argument("--until", metavar="T", help="created before T")
     sp.add_argument("--restaurant", metavar="R")

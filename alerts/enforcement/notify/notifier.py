@@ -18,7 +18,7 @@ from alerts.enforcement.notify.render import Renderer
 from alerts.enforcement.notify.send import Sender
 from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, NoticeResult, NotifySettings
 from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, _topic_part, recipients, recipients_for
-from alerts.ledger import FAILED, SENT, SKIPPED, Ledger, NoticeRecord, scrub
+from alerts.ledger import FAILED, PENDING, SENT, SKIPPED, Ledger, NoticeRecord, scrub
 from alerts.model import EDUCATION, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Transition
 from ingest.registry import Device
 from ingest.timeutil import now_ms
@@ -60,6 +60,7 @@ class Notifier:
         contact_of: Callable[[str], tuple[str, str]] | None = None,
         objection_days: int = 3,
         ref_flow_per_head_m3_h: float = 2000.0,
+        mqtt_connected: Callable[[], bool] | None = None,
     ) -> None:
         if not settings.display_tz:  # standalone use; the loaded settings fill in the top-level zone
             settings = settings.model_copy(update={"display_tz": "Asia/Shanghai"})
@@ -70,6 +71,7 @@ class Notifier:
         self.readings_of = readings_of
         self.contact_of = contact_of or (lambda _district: (settings.office, settings.contact_phone))
         self.objection_days = objection_days
+        self.mqtt_connected = mqtt_connected or (lambda: True)
         self.ref_flow_per_head_m3_h = ref_flow_per_head_m3_h
         self._renderer = Renderer(settings, standard_of=standard_of)
         self._sender = Sender(settings, sleep)
@@ -138,7 +140,10 @@ class Notifier:
                 if rec.channel == MQTT:
                     message = rec.payload.get("mqtt_message")
                     if isinstance(message, dict):
-                        results.append(self._deliver_mqtt(key, first.restaurant_id, message, rec.payload))
+                        if not self.mqtt_connected():  # left pending: sent by a drain once connected
+                            results.append(NoticeResult(key, MQTT, rec.target, PENDING, rec.attempts))
+                            continue
+                        results.append(self._deliver_mqtt(key, rec.target, message, rec.payload))
                         continue
                 elif rec.target in urls:
                     channel, url = urls[rec.target]
@@ -149,6 +154,32 @@ class Notifier:
                 log.warning("notice_resume key=%s target=%s status=failed reason=%r", key, rec.target, reason)
                 results.append(NoticeResult(key, rec.channel, rec.target, FAILED, rec.attempts, reason))
         return results
+
+    def drain_outbox(self, devices: DeviceLookup | Callable[[str], Device | None]) -> list[NoticeResult]:
+        """Notify every transition of the durable outbox not yet done (a crash between the commit that
+        stored it and the end of its notices), oldest first; each is marked done once all its targets
+        have their notice rows. Idempotent: targets already sent are not sent again."""
+        lookup = devices.get if hasattr(devices, "get") else devices
+        results: list[NoticeResult] = []
+        for tr in self.ledger.pending_outbox():
+            results += self.notify_recorded(tr, lookup(tr.event.device_id))  # type: ignore[operator]
+        return results
+
+    def notify_recorded(self, tr: Transition, device: Device | None) -> list[NoticeResult]:
+        """:meth:`notify` a transition of the outbox and mark it done (or record why not: it stays
+        pending, for the next drain)."""
+        try:
+            results = self.notify(tr, device)
+        except Exception as exc:
+            self.ledger.outbox_done(tr.key, error=f"{type(exc).__name__}: {scrub(str(exc))}"[:500])
+            raise
+        self.ledger.outbox_done(tr.key)
+        return results
+
+    def drain(self, devices: DeviceLookup | Callable[[str], Device | None]) -> list[NoticeResult]:
+        """What start-up and the periodic drain do: resend pending notices (MQTT ones only while
+        connected; failed ones put back by ``fumewatch notices retry``), then the outbox."""
+        return self.resume_pending(devices) + self.drain_outbox(devices)
 
     def catch_up(
         self, devices: DeviceLookup | Callable[[str], Device | None], now: int | None = None
@@ -295,23 +326,51 @@ class Notifier:
         facts: dict[str, Any],
         case: dict[str, Any] | None,
     ) -> list[NoticeResult]:
-        results: list[NoticeResult] = []
-        first_payload: dict[str, Any] | None = None
+        """Claim every target of the plan (and the MQTT alert) as ``pending`` in one transaction, then send
+        them one by one: a crash at any point leaves the unsent ones pending, for start-up to resume."""
         d: Decision | None = facts.get("decision")
+        items: list[
+            tuple[str, str, str, str | None, str, dict[str, Any]]
+        ] = []  # name, key, channel, url, ...
+        first_payload: dict[str, Any] | None = None
         for name, role in plan:
-            if name == "case" and d is not None:  # the owner's notice of this step went out just before
-                case = self._refresh_case(tr, d, facts) or case
             payload = self._payload(tr, device, name, facts, case)
             if role == INSPECTOR and name in COPIED_TO_INSPECTORS:  # the owner's text, marked as a copy
                 payload = {**payload, "title": self._renderer.copy_title(payload["title"])}
             first_payload = first_payload or payload
             key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
             for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):
-                results.append(self._deliver(key, channel, url, target, payload))
+                items.append((name, key, channel, url, target, payload))
+        mqtt: tuple[str, dict[str, Any], dict[str, Any]] | None = None
         if self.mqtt_publish is not None and tr.action in ("opened", "closed"):
             payload = first_payload or self._payload(tr, device, None, facts, case)
-            message = self._renderer.mqtt_message(tr, payload, case)
-            results.append(self._deliver_mqtt(tr.key, tr.event.restaurant_id, message, payload))
+            mqtt = (
+                self._mqtt_target(tr.event.restaurant_id),
+                self._renderer.mqtt_message(tr, payload, case),
+                payload,
+            )
+        results: list[NoticeResult] = []
+        claimed: list[bool] = []
+        with self.ledger.transaction():
+            for _, key, channel, url, target, payload in items:
+                claimed.append(url is None or self.ledger.notice_begin(key, channel, target, payload))
+            mqtt_claimed = mqtt is not None and self.ledger.notice_begin(
+                tr.key, MQTT, mqtt[0], {**mqtt[2], "mqtt_message": mqtt[1]}
+            )
+        for (name, key, channel, url, target, payload), ok in zip(items, claimed, strict=True):
+            if not ok:
+                results.append(NoticeResult(key, channel, target, ALREADY_SENT))
+                continue
+            if name == "case" and d is not None:  # the owner's notice of this step went out just before
+                case = self._refresh_case(tr, d, facts) or case
+                payload = self._payload(tr, device, name, facts, case)
+                self.ledger.notice_begin(key, channel, target, payload)  # our own claim: the final text
+            results.append(self._deliver(key, channel, url, target, payload, claimed=True))
+        if mqtt is not None:
+            if mqtt_claimed:
+                results.append(self._deliver_mqtt(tr.key, mqtt[0], mqtt[1], claimed=True))
+            else:
+                results.append(NoticeResult(tr.key, MQTT, mqtt[0], ALREADY_SENT))
         return results
 
     def _payload(
@@ -355,7 +414,14 @@ class Notifier:
     # -- sending ------------------------------------------------------------------------------------------
 
     def _deliver(
-        self, key: str, channel: str, url: str | None, target: str, payload: dict[str, Any]
+        self,
+        key: str,
+        channel: str,
+        url: str | None,
+        target: str,
+        payload: dict[str, Any],
+        *,
+        claimed: bool = False,
     ) -> NoticeResult:
         if url is None:
             reason = (
@@ -373,7 +439,7 @@ class Notifier:
                 reason,
             )
             return NoticeResult(key, channel, target, SKIPPED, 0, reason)
-        if not self.ledger.notice_begin(key, channel, target, payload):
+        if not claimed and not self.ledger.notice_begin(key, channel, target, payload):
             return NoticeResult(key, channel, target, ALREADY_SENT)
         notice_id = f"{key}:{channel}"
         sender = self._sender.apprise_for(url, notice_id)
@@ -398,14 +464,28 @@ class Notifier:
         )
         return NoticeResult(key, channel, target, status, attempts, scrub(error))
 
+    def _mqtt_target(self, restaurant_id: str) -> str:
+        return f"mqtt:{self.settings.mqtt_topic_prefix.rstrip('/')}/alerts/{_topic_part(restaurant_id)}"
+
     def _deliver_mqtt(
-        self, key: str, restaurant_id: str, message: dict[str, Any], payload: dict[str, Any]
+        self,
+        key: str,
+        target: str,
+        message: dict[str, Any],
+        payload: dict[str, Any] | None = None,
+        *,
+        claimed: bool = False,
     ) -> NoticeResult:
-        topic = f"{self.settings.mqtt_topic_prefix.rstrip('/')}/alerts/{_topic_part(restaurant_id)}"
-        target = f"mqtt:{topic}"
-        record = {**payload, "mqtt_message": message}
-        if not self.ledger.notice_begin(key, MQTT, target, record):
+        """Publish the MQTT alert. Only while connected: otherwise the row stays ``pending`` (claimed) and
+        :meth:`drain` sends it once the client is connected, so a publish queued by a disconnected client
+        is never recorded failed and then sent twice."""
+        topic = target.removeprefix("mqtt:")
+        if not claimed and not self.ledger.notice_begin(
+            key, MQTT, target, {**(payload or {}), "mqtt_message": message}
+        ):
             return NoticeResult(key, MQTT, target, ALREADY_SENT)
+        if not self.mqtt_connected():
+            return NoticeResult(key, MQTT, target, PENDING, 0, "MQTT not connected; sent once it is")
         data = json.dumps(message, ensure_ascii=False).encode("utf-8")
         publish = self.mqtt_publish
         assert publish is not None

@@ -42,6 +42,9 @@ class NotifySettings(BaseModel):
     mqtt_topic_prefix: str = "fume/v1"
     templates_dir: str = ""  # "" = the built-in alerts/enforcement/templates
     catch_up_max_age_s: float = Field(6 * 3600.0, ge=0)  # see Notifier.catch_up
+    # How often the alerts service resends pending notices (MQTT alerts once connected, notices put back by
+    # `fumewatch notices retry`) and outbox transitions whose notifying failed, seconds.
+    drain_interval_s: float = Field(30.0, gt=0)
     profile_standards: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROFILE_STANDARDS))
 
 
