@@ -21,13 +21,13 @@ import paho.mqtt.client as mqtt
 
 from alerts.config import AlertsAppSettings
 from alerts.detection.detector import Detector
-from alerts.detection.window import window_start
 from alerts.enforcement.episodes import LadderPolicy
 from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
 from alerts.model import Transition
 from alerts.profiles import Profiles, load_profiles
+from alerts.warmup import unseen
 from ingest.model import Reading
 from ingest.pipeline import Pipeline
 from ingest.registry import Registry
@@ -142,27 +142,12 @@ class AlertsService:
         return Detector(self.registry, self.profiles, self._cfg)
 
     def warm_up(self, until_ms: int | None = None) -> int:
-        """Feed the detector the store's readings it has not yet counted (after a restart, or a first start).
-
-        Only readings in windows the detector has not finalised are fed, so a warm-up never creates
-        ``late_data`` and never counts a reading twice.
-        """
+        """Feed the detector the store's readings it has not yet counted (:func:`alerts.warmup.unseen`)."""
         if self.store is None or self.settings.alerts.warmup_hours <= 0:
             return 0
         end = until_ms if until_ms is not None else now_ms()
         since = end - int(self.settings.alerts.warmup_hours * 3600_000)
-        try:
-            rows = self.store.query(since_ms=since, until_ms=end + 1)
-        except Exception as exc:  # the store may be down; the stream still works
-            log.warning("event=warmup_failed error=%s", str(exc)[:200])
-            return 0
-        wms = self._cfg.window_ms
-        fed: list[Reading] = []
-        for row in rows:
-            wm = self.detector.watermark(row["device_id"])
-            if wm is not None and window_start(row["time_ms"], wms) + wms <= wm:
-                continue
-            fed.append(_reading_from_row(row))
+        fed = unseen(self.store, self.detector, self._cfg.window_ms, since, end)
         self.feed(fed)
         log.info("event=detector_warmup readings=%d since_ms=%d", len(fed), since)
         return len(fed)
@@ -417,21 +402,3 @@ class AlertsService:
         info.wait_for_publish(timeout=self.settings.notify.timeout_s)
         if not info.is_published():
             raise RuntimeError(f"MQTT publish to {topic} not acknowledged")
-
-
-def _reading_from_row(row: dict) -> Reading:
-    return Reading(
-        time_ms=int(row["time_ms"]),
-        device_id=row["device_id"],
-        restaurant_id=row["restaurant_id"],
-        district=row.get("district") or "",
-        oil_fume_mg_m3=row["oil_fume_mg_m3"],
-        oil_fume_ref_mg_m3=row["oil_fume_ref_mg_m3"],
-        ref_converted=bool(row.get("ref_converted")),
-        pm_mg_m3=row.get("pm_mg_m3"),
-        nmhc_mg_m3=row.get("nmhc_mg_m3"),
-        flow_m3_h=row.get("flow_m3_h"),
-        fan_on=row.get("fan_on"),
-        purifier_on=row.get("purifier_on"),
-        source=row.get("source") or "json",
-    )
