@@ -156,6 +156,7 @@ class AlertsService:
         # Notices left pending by a crash first (MQTT ones once connected), then transitions of the outbox
         # whose notices never finished.
         self.notifier.drain(self.registry)
+        self.notifier.catch_up(self.registry)  # events stored before the outbox existed
         if not (self._subscribe and self._restored):
             # Over MQTT with saved state the broker redelivers what was not acknowledged; otherwise
             # (first start, or readings handed over in-process) the store holds what the state missed.

@@ -206,3 +206,73 @@ def test_warning_reaches_every_target_once_through_a_kill(mosquitto, tmp_path, w
         assert not [n for n in led.list_notices() if n.status in ("pending", "failed")]
     out = run_fumewatch(tmp_path, "notices", "--state", str(state), "--status", "failed")
     assert out.returncode == 0 and out.stdout.strip().count("\n") == 0, out.stdout  # the header only
+
+
+def test_outbox_transition_with_no_notice_is_notified_once(tmp_path, webhook):
+    """A transition recorded with its event whose notifier never ran (crash in between) is notified by the
+    drain, once, and marked done; a second drain sends nothing."""
+    from alerts.enforcement.notify import Notifier, NotifySettings
+    from alerts.model import Event, Transition
+    from ingest.registry import Device
+
+    led = Ledger(tmp_path / "state.db")
+    ev = Event(
+        "exceedance:D1:oil_fume:1",
+        "exceedance",
+        "R1",
+        "D1",
+        "朝阳区",
+        T0,
+        pollutant="oil_fume",
+        peak_mg_m3=3.0,
+        mean_mg_m3=2.5,
+        limit_mg_m3=2.0,
+        profile="gb18483",
+        rule="gb18483",
+    )
+    tr = Transition(ev, "opened", T0 + 50 * MIN)
+    with led.transaction():
+        led.upsert_event(ev)
+        led.add_outbox([tr])
+    n = Notifier(NotifySettings(retries=0), led)
+    dev = {"D1": Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=webhook.url("/owner"))}
+    assert [(r.channel, r.status) for r in n.drain(dev.get)] == [("owner", "sent")]
+    assert led.outbox_status(tr.key) == "done" and led.pending_outbox() == []
+    assert n.drain(dev.get) == [] and n.catch_up(dev.get, now=T0 + 60 * MIN) == []
+    assert len(webhook.bodies("/owner")) == 1
+    led.close()
+
+
+def test_notices_retry_puts_failed_ones_back(tmp_path, webhook):
+    """`fumewatch notices retry` as a user runs it: failed rows become pending; the next drain sends them."""
+    from alerts.enforcement.notify import Notifier, NotifySettings
+    from alerts.model import Event, Transition
+    from ingest.registry import Device
+
+    webhook.script["/owner"] = [503]
+    led = Ledger(tmp_path / "state.db")
+    ev = Event(
+        "exceedance:D1:oil_fume:2",
+        "exceedance",
+        "R1",
+        "D1",
+        "朝阳区",
+        T0,
+        pollutant="oil_fume",
+        peak_mg_m3=3.0,
+        mean_mg_m3=2.5,
+        limit_mg_m3=2.0,
+        profile="gb18483",
+        rule="gb18483",
+    )
+    dev = {"D1": Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=webhook.url("/owner"))}
+    n = Notifier(NotifySettings(retries=0), led)
+    results = n.notify(Transition(ev, "opened", T0 + 50 * MIN), dev["D1"])
+    assert [r.status for r in results if r.channel == "owner"] == ["failed"]
+    out = run_fumewatch(tmp_path, "notices", "--state", str(tmp_path / "state.db"), "--status", "failed")
+    assert out.returncode == 0 and out.stdout.count("\n") == 2, out.stdout  # header + the failed row
+    out = run_fumewatch(tmp_path, "notices", "retry", "--state", str(tmp_path / "state.db"))
+    assert out.returncode == 0 and out.stdout.startswith("1 failed notice(s) put back to pending"), out
+    assert [(r.channel, r.status) for r in n.drain(dev.get)] == [("owner", "sent")]
+    assert len(webhook.bodies("/owner")) == 1
+    led.close()

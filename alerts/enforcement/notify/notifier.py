@@ -150,12 +150,13 @@ class Notifier(Delivery):
     def catch_up(
         self, devices: DeviceLookup | Callable[[str], Device | None], now: int | None = None
     ) -> list[NoticeResult]:
-        """Notify transitions stored in the ledger that never reached the notifier (crash in between).
+        """Notify transitions of events stored before the outbox existed (revision 0004) that never reached
+        the notifier. Transitions the outbox knows are its business (:meth:`drain_outbox`), whatever their
+        notice rows: a transition with only some targets recorded is finished there, never taken as done.
 
         For events overlapping the last ``catch_up_max_age_s`` (open ones included): an ``opened`` or
-        (closed events) ``closed`` transition without any notice row is notified now. Pair it with storing
-        events in the same transaction as the detector snapshot, so "event stored" implies "will be
-        notified". Call at start-up after :meth:`resume_pending`.
+        (closed events) ``closed`` transition with no outbox row and no notice row is notified now. Call
+        at start-up after :meth:`drain`.
         """
         lookup = devices.get if hasattr(devices, "get") else devices
         t = now if now is not None else now_ms()
@@ -170,7 +171,7 @@ class Notifier(Delivery):
             actions = ["opened"] + (["closed"] if e.state == "closed" else [])
             for action in actions:
                 tr = Transition(e, action, e.end_ms if (action == "closed" and e.end_ms) else t)
-                if tr.key not in done:
+                if tr.key not in done and self.ledger.outbox_status(tr.key) is None:
                     log.info("notice_catch_up key=%s", tr.key)
                     results += self.notify(tr, lookup(e.device_id))  # type: ignore[operator]
         return results
