@@ -1,0 +1,149 @@
+"""Dead letters are bounded: a per-device (and overall) rate cap with counted, summarised overflow,
+hard size bounds per row and retention; and the issue-11 ingest cases end to end (duplicates, batches)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingest.config import DeadLetterSettings, load_settings
+from ingest.model import DeadLetter
+from ingest.pipeline import Pipeline
+from ingest.registry import Registry
+from ingest.state import MAX_EXCERPT_CHARS, OVERFLOW, StateDB
+
+MINUTE = 60_000
+T0 = (1_800_000_000_000 // MINUTE) * MINUTE  # a minute boundary
+
+REGISTRY_CSV = (
+    "restaurant_id,name,district,device_id,stove_heads,hj212_pw\nR1,A,D,DEV-1,2,\nR2,B,D,DEV-2,2,\n"
+)
+
+
+def dead(ms: int, device: str = "DEV-1", reason: str = "bad_ts", excerpt: str = "x") -> DeadLetter:
+    return DeadLetter(ms, f"fume/v1/{device}/reading", reason, excerpt, device, {"message": "m"})
+
+
+def state(tmp_path: Path, **limits) -> StateDB:
+    return StateDB(tmp_path / "state.db", DeadLetterSettings(**limits))
+
+
+def test_cap_per_device_counts_and_summarises_the_overflow(tmp_path: Path) -> None:
+    st = state(tmp_path, max_per_device_per_minute=5)
+    try:
+        st.add_dead_letters([dead(T0 + i, reason="bad_ts" if i % 2 else "missing_ts") for i in range(20)])
+        st.add_dead_letters([dead(T0 + 100 + i, device="DEV-2") for i in range(3)])
+        assert len(st.dead_letters()) == 8  # 5 of DEV-1, 3 of DEV-2
+        assert st.dropped_by_reason == {"bad_ts": 8, "missing_ts": 7}
+        assert st.flush_overflow(T0 + 30_000) == 0  # the minute has not ended: nothing yet
+        assert st.flush_overflow(T0 + MINUTE + 1000) == 1
+        summary = st.dead_letters(reason=OVERFLOW)
+        assert len(summary) == 1
+        s = summary[0]
+        assert s.device_id == "DEV-1" and s.received_ms == T0 + MINUTE - 1
+        assert s.detail["dropped"] == 15 and s.detail["by_reason"] == {"bad_ts": 8, "missing_ts": 7}
+        assert s.detail["cap"] == 5 and s.detail["minute_start_ms"] == T0
+        # the next minute starts afresh
+        st.add_dead_letters([dead(T0 + MINUTE + i) for i in range(5)])
+        assert len(st.dead_letters(since_ms=T0 + MINUTE, reason="bad_ts")) == 5
+        assert st.overflow_summaries == 1
+    finally:
+        st.close()
+
+
+def test_rolling_into_the_next_minute_writes_the_summary_and_close_writes_a_pending_one(tmp_path):
+    st = state(tmp_path, max_per_device_per_minute=2)
+    st.add_dead_letters([dead(T0 + i) for i in range(4)])
+    st.add_dead_letters([dead(T0 + MINUTE + i) for i in range(3)])  # minute 2 closes minute 1
+    assert [d.detail["dropped"] for d in st.dead_letters(reason=OVERFLOW)] == [2]
+    st.close()  # stopping mid-minute: the pending summary is still written
+    st = state(tmp_path)
+    try:
+        assert [d.detail["dropped"] for d in st.dead_letters(reason=OVERFLOW)] == [2, 1]
+    finally:
+        st.close()
+
+
+def test_cap_over_all_devices(tmp_path: Path) -> None:
+    st = state(tmp_path, max_per_device_per_minute=0, max_per_minute=10)
+    try:
+        st.add_dead_letters([dead(T0 + i, device=f"ghost-{i}", reason="unknown_device") for i in range(500)])
+        st.flush_overflow()
+        rows = st.dead_letters()
+        assert len(rows) == 11
+        assert rows[-1].reason == OVERFLOW and rows[-1].device_id == "" and rows[-1].detail["dropped"] == 490
+    finally:
+        st.close()
+
+
+def test_each_row_is_bounded(tmp_path: Path) -> None:
+    st = state(tmp_path)
+    try:
+        big = DeadLetter(T0, "t", "bad_ts", "y" * 100_000, "DEV-1", {"message": "m" * 100_000})
+        st.add_dead_letters([big])
+        (d,) = st.dead_letters()
+        assert len(d.payload_excerpt) == MAX_EXCERPT_CHARS
+        assert d.detail["truncated"] is True and len(d.detail["message"]) <= 1024
+    finally:
+        st.close()
+
+
+def test_retention_deletes_old_rows_in_batches_and_counts_them(tmp_path: Path) -> None:
+    st = state(tmp_path, retention_days=30, purge_batch_rows=7, max_per_device_per_minute=0, max_per_minute=0)
+    try:
+        now = T0 + 100 * 86_400_000
+        old = [dead(now - 31 * 86_400_000 - i) for i in range(50)]
+        young = [dead(now - 29 * 86_400_000 + i) for i in range(5)]
+        st.add_dead_letters(sorted(old + young, key=lambda d: d.received_ms))
+        assert st.purge_expired(now) == 50
+        assert st.purged == 50
+        assert len(st.dead_letters()) == 5
+        assert st.purge_expired(now) == 0
+    finally:
+        st.close()
+    st = state(tmp_path, retention_days=0)
+    try:
+        assert st.purge_expired(now + 10**12) == 0  # 0 = keep forever
+    finally:
+        st.close()
+
+
+def test_flood_of_100k_invalid_messages_is_capped_counted_and_bounded(tmp_path: Path) -> None:
+    """100k refused messages of one device in a few seconds (the issue's 100k in 3 s): the state DB holds
+    the cap's worth per minute plus one summary per minute, and every refused message is counted."""
+    reg = tmp_path / "registry.csv"
+    reg.write_text(REGISTRY_CSV, encoding="utf-8")
+    pipe = Pipeline(load_settings(None), Registry.load(reg))
+    st = state(tmp_path, max_per_device_per_minute=100)
+    payload = b'{"ts": "yesterday", "oil_fume": 1}' + b" " * 200
+    try:
+        received = T0 + 50_000  # the flood crosses one minute boundary
+        for start in range(0, 100_000, 500):
+            batch = []
+            for i in range(start, start + 500):
+                batch.extend(pipe.handle("fume/v1/DEV-1/reading", payload, received + i // 5).dead)
+            st.add_dead_letters(batch)
+        st.flush_overflow()
+        rows = st.dead_letters()
+        summaries = [d for d in rows if d.reason == OVERFLOW]
+        assert len(rows) == 2 * 100 + 2 and len(summaries) == 2
+        assert sum(d.detail["dropped"] for d in summaries) == 100_000 - 200
+        assert st.dropped_by_reason == {"bad_ts": 100_000 - 200}
+    finally:
+        st.close()
+    size = sum(os.path.getsize(p) for p in tmp_path.glob("state.db*"))
+    assert size < 1_000_000, size
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_a_reader_starts_no_maintenance(tmp_path: Path, n: int) -> None:
+    st = state(tmp_path)
+    try:
+        st.add_dead_letters([dead(T0)] * n)
+        assert (st._maint is not None) == bool(n)
+    finally:
+        st.close()
+    assert orjson.dumps(1)
