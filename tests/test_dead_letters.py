@@ -147,3 +147,38 @@ def test_a_reader_starts_no_maintenance(tmp_path: Path, n: int) -> None:
     finally:
         st.close()
     assert orjson.dumps(1)
+
+
+# ---------------------------------------------------------------- first stored value wins (SQLite store)
+def test_sqlite_store_keeps_the_first_value_and_reports_a_different_one(tmp_path: Path) -> None:
+    from ingest.model import Reading
+    from ingest.store.sqlite import SQLiteStore
+
+    def r(t: int, oil: float, interval_s: int = 0) -> Reading:
+        x = Reading(t, "DEV-1", "R1", "D", oil, oil, False, 1.0, None, None, True, None, "json")
+        x.interval_s = interval_s
+        return x
+
+    store = SQLiteStore(str(tmp_path / "f.db"))
+    seen: list = []
+    store.on_conflict = seen.extend
+    durable: list = []
+    store.set_on_durable(durable.extend)
+    try:
+        store.write([(1, [r(T0, 1.0), r(T0 + MINUTE, 2.0)])])
+        assert seen == []
+        # an identical repeat (redelivery) is silent; a different value for T0 is refused, in another
+        # batch or within one; the hourly table has the same rule
+        store.write([(2, [r(T0, 1.0), r(T0, 9.0), r(T0 + 2 * MINUTE, 3.0), r(T0 + 2 * MINUTE, 4.0)])])
+        store.write([(3, [r(T0, 5.0, 3600)]), (4, [r(T0, 6.0, 3600)])])
+        assert [(x.time_ms, x.oil_fume_mg_m3, stored["oil_fume_mg_m3"]) for x, stored in seen] == [
+            (T0, 9.0, 1.0),
+            (T0 + 2 * MINUTE, 4.0, 3.0),
+            (T0, 6.0, 5.0),
+        ]
+        assert seen[0][1]["fan_on"] is True
+        assert durable == [1, 2, 3, 4]
+        assert [row["oil_fume_mg_m3"] for row in store.query()] == [1.0, 2.0, 3.0]
+        assert [row["oil_fume_mg_m3"] for row in store.query(hourly=True)] == [5.0]
+    finally:
+        store.close()
