@@ -4,6 +4,7 @@ hard size bounds per row and retention; and the issue-11 ingest cases end to end
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import orjson
@@ -182,3 +183,130 @@ def test_sqlite_store_keeps_the_first_value_and_reports_a_different_one(tmp_path
         assert [row["oil_fume_mg_m3"] for row in store.query(hourly=True)] == [5.0]
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- the real `fumewatch ingest` process
+def _ingest_process(mosquitto, tmp_path: Path, env: dict | None = None):
+    import subprocess
+    import sys
+
+    reg = tmp_path / "registry.csv"
+    reg.write_text(REGISTRY_CSV, encoding="utf-8")
+    argv = ["ingest", "--broker", mosquitto.url, "--registry", str(reg), "--client-id", tmp_path.name[-20:]]
+    argv += ["--store", str(tmp_path / "fume.db"), "--state", str(tmp_path / "state.db")]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
+    base["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fumewatch", *argv],
+        cwd=tmp_path,
+        env={**base, "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.1", **(env or {})},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc) -> str:
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err
+
+
+@pytest.mark.integration
+def test_ingest_process_duplicates_and_per_item_verdicts(mosquitto, tmp_path: Path) -> None:
+    """Over a real Mosquitto into the real `fumewatch ingest`: a conflicting duplicate is refused (the
+    first value stays), an identical repeat is silent, an array with a NaN and a 1e400 item stores the
+    8 others, and an HJ 212 message of 3 frames with one in GBK stores the 2 others."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from servers import publish_mqtt, wait_for
+
+    from ingest import hj212
+    from ingest.store import open_store
+    from ingest.timeutil import now_ms
+
+    t = (now_ms() // MINUTE - 30) * MINUTE
+    first = orjson.dumps({"ts": t, "oil_fume": 1.0})
+    items = [b'{"ts": %d, "oil_fume": %d.25}' % (t + (i + 1) * MINUTE, i) for i in range(10)]
+    items[2] = b'{"ts": %d, "oil_fume": NaN}' % (t + 3 * MINUTE)
+    items[6] = b'{"ts": %d, "oil_fume": 1e400}' % (t + 7 * MINUTE)
+    local = datetime.fromtimestamp((t - 10 * MINUTE) / 1000, ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    frame = hj212.build_data_frame(mn="DEV-2", data_time_local=local, values={"a34041": 0.7}, pw="")
+    later = hj212.build_data_frame(
+        mn="DEV-2",
+        data_time_local=local + timedelta(minutes=1),
+        values={"a34041": 0.8},
+        pw="",
+    )
+    seg = f"QN=1;ST=22;CN=2051;PW=;MN=DEV-2;Flag=5;CP=&&DataTime={local:%Y%m%d%H%M%S};备注=油烟&&".encode(
+        "gbk"
+    )
+    gbk = b"##%04d" % len(seg) + seg + b"%04X\r\n" % hj212.crc16(seg)
+    proc = _ingest_process(mosquitto, tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "state.db").exists(), timeout=20, what="ingest started")
+        time.sleep(1.0)
+        publish_mqtt(
+            mosquitto.url,
+            [
+                ("fume/v1/DEV-1/reading", first),
+                ("fume/v1/DEV-1/reading", orjson.dumps({"ts": t, "oil_fume": 2.0})),
+                ("fume/v1/DEV-1/reading", first),  # identical repeat: silent
+                ("fume/v1/DEV-1/reading", b"[" + b",".join(items) + b"]"),
+                ("fume/v1/DEV-2/hj212", frame.encode() + gbk + later.encode()),
+            ],
+        )
+        st = StateDB(tmp_path / "state.db")
+        try:
+            wait_for(lambda: len(st.dead_letters()) >= 4, timeout=20, what="4 dead letters")
+        finally:
+            st.close()
+        time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    store = open_store(str(tmp_path / "fume.db"))
+    try:
+        dev1 = store.query(device_id="DEV-1")
+        assert len(dev1) == 1 + 8 and dev1[0]["time_ms"] == t and dev1[0]["oil_fume_mg_m3"] == 1.0
+        assert [r["oil_fume_mg_m3"] for r in store.query(device_id="DEV-2")] == [0.7, 0.8]
+    finally:
+        store.close()
+    st = StateDB(tmp_path / "state.db")
+    try:
+        dead = st.dead_letters()
+    finally:
+        st.close()
+    got = sorted((d.reason, d.detail.get("index")) for d in dead)
+    assert got == [("bad_encoding", 1), ("conflicting_duplicate", None), ("not_finite", 2), ("not_finite", 6)]
+    (dup,) = [d for d in dead if d.reason == "conflicting_duplicate"]
+    assert dup.device_id == "DEV-1" and dup.topic == "fume/v1/DEV-1/reading"
+    assert dup.detail["stored"]["oil_fume_mg_m3"] == 1.0 and dup.detail["refused"]["oil_fume_mg_m3"] == 2.0
+
+
+@pytest.mark.integration
+def test_ingest_process_flood_is_capped_and_summarised(mosquitto, tmp_path: Path) -> None:
+    from servers import publish_mqtt, wait_for
+
+    n = 3000
+    proc = _ingest_process(mosquitto, tmp_path, {"FUMEWATCH_DEADLETTERS_MAX_PER_DEVICE_PER_MINUTE": "20"})
+    try:
+        wait_for(lambda: (tmp_path / "state.db").exists(), timeout=20, what="ingest started")
+        time.sleep(1.0)
+        publish_mqtt(mosquitto.url, [("fume/v1/DEV-1/reading", b'{"ts": "soon", "oil_fume": 1}')] * n)
+        time.sleep(1.0)
+    finally:
+        err = _stop(proc)  # a clean stop writes the summary of the minute in progress
+    assert "dead_letter_overflow" in err
+    st = StateDB(tmp_path / "state.db")
+    try:
+        dead = st.dead_letters()
+    finally:
+        st.close()
+    written = [d for d in dead if d.reason == "bad_ts"]
+    summaries = [d for d in dead if d.reason == OVERFLOW]
+    assert 20 <= len(written) <= 60 and 1 <= len(summaries) <= 3
+    assert len(written) + sum(d.detail["dropped"] for d in summaries) == n
