@@ -121,6 +121,19 @@ class IngestSettings(BaseModel):
     dead_letter_excerpt_bytes: int = Field(256, ge=16)
 
 
+class DeadLetterSettings(BaseModel):
+    # Dead letters written per device per minute; beyond it they are counted by device and reason and
+    # summarised in one `dead_letter_overflow` dead letter per device when the minute ends. 0 = no cap.
+    max_per_device_per_minute: int = Field(100, ge=0)
+    # Dead letters written per minute over all devices (topics naming ever new devices). 0 = no cap.
+    max_per_minute: int = Field(2000, ge=0)
+    # Dead letters older than this many days are deleted by the running service. 0 = kept forever.
+    retention_days: float = Field(90.0, ge=0)
+    # Seconds between two retention passes, and rows deleted per statement of a pass.
+    purge_interval_s: float = Field(600.0, gt=0)
+    purge_batch_rows: int = Field(5000, ge=1)
+
+
 class ValidationSettings(BaseModel):
     max_future_skew_s: float = Field(300.0, ge=0)
     max_age_days: float = Field(400.0, gt=0)
@@ -205,6 +218,7 @@ class Settings(BaseSettings):
     display_tz: str = "Asia/Shanghai"
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
+    deadletters: DeadLetterSettings = DeadLetterSettings()
     validation: ValidationSettings = ValidationSettings()
     gb18483: GB18483Settings = GB18483Settings()
     influx: InfluxSettings = InfluxSettings()

@@ -18,7 +18,15 @@ from ingest.config import Settings
 from ingest.model import DeadLetter, Reading
 from ingest.registry import Device, Registry
 from ingest.timeutil import zone
-from ingest.untrusted import Reject, _dumpable, _json_time, _short, _topic_device
+from ingest.untrusted import (
+    _INVALID,
+    Reject,
+    _item_excerpt,
+    _json_time,
+    _lenient_json,
+    _short,
+    _topic_device,
+)
 
 _NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
 _SWITCH = ("fan", "purifier")
@@ -121,16 +129,21 @@ class Pipeline:
             # Checked before parsing: an array with far too many objects is refused without building it
             # (generous bound: items may hold nested objects); the exact count is checked after parsing.
             raise Reject("batch_too_large", f"more than {self._max_batch} readings in one message")
+        lenient = False
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise Reject("invalid_json", f"not valid JSON: {exc}") from None
+            # orjson refuses NaN/Infinity tokens and numbers beyond a double (1e400): parse those once
+            # more leniently, so that the one bad item of a batch is refused alone (not_finite), not all.
+            doc, lenient = _lenient_json(payload), True
+            if doc is _INVALID:
+                raise Reject("invalid_json", f"not valid JSON: {exc}") from None
         items = doc if isinstance(doc, list) else [doc]
         if len(items) > self._max_batch:
             raise Reject("batch_too_large", f"{len(items)} readings exceed the {self._max_batch} limit")
         if not items:
             raise Reject("empty_batch", "empty JSON array")
-        fast = self._json_fast(device, items, received_ms)
+        fast = None if lenient else self._json_fast(device, items, received_ms)
         if fast is not None:
             out.readings.extend(fast)
             return
@@ -149,7 +162,7 @@ class Pipeline:
                 switches = {k: item.get(k) for k in _SWITCH}
                 out.readings.append(self._reading(device, time_ms, values, switches, received_ms, "json"))
             except Reject as r:
-                excerpt = orjson.dumps(item)[: self._excerpt] if _dumpable(item) else payload
+                excerpt = _item_excerpt(item, lenient, payload)[: self._excerpt]
                 out.dead.append(
                     self._dead(topic, excerpt, received_ms, r, device_id=device.device_id, index=index)
                 )
@@ -218,15 +231,16 @@ class Pipeline:
     def _handle_hj212(
         self, device: Device, topic: str, payload: bytes, received_ms: int, out: Outcome
     ) -> None:
-        try:
-            text = payload.decode("ascii")
-        except UnicodeDecodeError:
-            raise Reject("bad_encoding", "HJ 212 frames must be ASCII") from None
+        # Split before checking the encoding: one frame in GBK (a vendor's Chinese text) is refused alone.
+        # Bytes >= 0x80 decode to lone surrogates and encode back to themselves; "##" stays ASCII.
+        text = payload.decode("ascii", "surrogateescape")
         frames = hj212.split_frames(text)
         if not frames:
             raise Reject("empty", "no HJ 212 frame in payload")
         for index, raw in enumerate(frames):
             try:
+                if not raw.isascii():
+                    raise Reject("bad_encoding", "HJ 212 frames must be ASCII")
                 try:
                     frame = hj212.parse_frame(raw)
                 except hj212.HJ212Error as e:
@@ -275,7 +289,7 @@ class Pipeline:
                 out.dead.append(
                     self._dead(
                         topic,
-                        raw.encode("ascii", "replace"),
+                        raw.encode("ascii", "surrogateescape"),
                         received_ms,
                         r,
                         device_id=device.device_id,

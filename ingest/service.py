@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.config import Settings
+from ingest.duplicates import ConflictSink
 from ingest.model import DeadLetter, Reading
 from ingest.pipeline import Pipeline
 from ingest.registry import Registry
@@ -149,6 +150,8 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         store.set_on_durable(self._on_durable)
+        self._conflicts = ConflictSink(state, self.stats, self._lock, m.topic_prefix)
+        store.on_conflict = self._conflicts  # used by stores that report them (ingest.duplicates)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -380,6 +383,7 @@ class IngestService:
                     self.stats.acked += 1
                 if readings:
                     ready.extend(readings)
+            ready = self._conflicts.drop(ready)
         if ready and self._on_readings is not None:
             try:
                 self._on_readings(ready)

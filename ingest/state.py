@@ -8,16 +8,29 @@ The schema is :mod:`ingest.state_schema`; the command line migrates it (``fumewa
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import orjson
 from sqlalchemy import func, inspect, select
 
+from ingest.config import DeadLetterSettings
 from ingest.db import begin_write, display, make_engine
 from ingest.model import DeadLetter
 from ingest.state_schema import dead_letters, metadata
+
+log = logging.getLogger("fumewatch.ingest")
+
+#: Reason of the dead letter that summarises what a minute's cap held back.
+OVERFLOW = "dead_letter_overflow"
+MINUTE_MS = 60_000
+#: Hard bounds of one stored dead letter, whatever its producer cut: excerpt characters, detail bytes.
+MAX_EXCERPT_CHARS = 1024
+MAX_DETAIL_BYTES = 2048
+_ALL = "*"  # the overflow bucket of the cap over all devices
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -36,12 +49,29 @@ class StateDB:
     """Dead letters in the state database at ``path`` (an SQLite path or a postgresql:// URL).
 
     The table is created when missing (an unmigrated database; ``fumewatch db upgrade`` versions it).
+
+    Writes are bounded (``[deadletters]``): at most ``max_per_device_per_minute`` per device and
+    ``max_per_minute`` over all devices are written per minute of ``received_ms``; the rest are counted
+    (``dropped_by_reason``) and summarised in one :data:`OVERFLOW` dead letter per device when the minute
+    ends, so nothing disappears silently. A writer (the first :meth:`add_dead_letters`) starts a
+    maintenance thread that writes those summaries and deletes rows older than ``retention_days``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, limits: DeadLetterSettings | None = None) -> None:
         self.path = display(path)
+        self.limits = limits or DeadLetterSettings()
         self._engine = make_engine(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._minute = -1  # the minute (received_ms // 60000) the counts below are for
+        self._written: dict[str, int] = {}  # device -> dead letters written this minute
+        self._written_all = 0
+        self._over: dict[str, dict[str, int]] = {}  # device (or _ALL) -> reason -> held back this minute
+        self.dropped_by_reason: dict[str, int] = {}  # held back by the caps since start, by reason
+        self.overflow_summaries = 0
+        self.purged = 0  # rows deleted by retention since start
+        self._last_purge = float("-inf")
+        self._maint: threading.Thread | None = None
+        self._closing = threading.Event()
         with self._engine.connect() as conn:
             present = inspect(conn).has_table("dead_letters")
         if not present:
@@ -51,6 +81,81 @@ class StateDB:
                 conn.commit()
 
     def add_dead_letters(self, items: list[DeadLetter]) -> None:
+        """Write ``items`` within the caps (the rest counted, summarised when their minute ends)."""
+        if not items:
+            return
+        with self._lock:
+            if self._maint is None and not self._closing.is_set():
+                self._maint = threading.Thread(target=self._maintain, name="dead-letters", daemon=True)
+                self._maint.start()
+            keep = self._admit(items)
+            self._insert(keep)
+
+    def _admit(self, items: list[DeadLetter]) -> list[DeadLetter]:
+        per_device, per_all = self.limits.max_per_device_per_minute, self.limits.max_per_minute
+        keep: list[DeadLetter] = []
+        for d in items:
+            minute = d.received_ms // MINUTE_MS
+            if minute > self._minute:
+                keep.extend(self._close_minute())
+                self._minute = minute
+            device = d.device_id
+            n = self._written.get(device, 0)
+            if d.reason == OVERFLOW or (
+                (not per_device or n < per_device) and not (per_all and self._written_all >= per_all)
+            ):
+                self._written[device] = n + 1
+                self._written_all += 1
+                keep.append(d)
+                continue
+            bucket = device if per_device and n >= per_device else _ALL
+            by_reason = self._over.setdefault(bucket, {})
+            by_reason[d.reason] = by_reason.get(d.reason, 0) + 1
+            self.dropped_by_reason[d.reason] = self.dropped_by_reason.get(d.reason, 0) + 1
+        return keep
+
+    def _close_minute(self) -> list[DeadLetter]:
+        """The summaries of the minute being counted (then forgotten): one per device that overflowed."""
+        out = []
+        start = self._minute * MINUTE_MS
+        for device, by_reason in self._over.items():
+            n = sum(by_reason.values())
+            cap = self.limits.max_per_minute if device == _ALL else self.limits.max_per_device_per_minute
+            who = "all devices" if device == _ALL else f"device {device!r}"
+            out.append(
+                DeadLetter(
+                    received_ms=start + MINUTE_MS - 1,
+                    topic="",
+                    reason=OVERFLOW,
+                    payload_excerpt="",
+                    device_id="" if device == _ALL else device,
+                    detail={
+                        "message": f"{n} more dead letters of {who} in this minute were not written "
+                        f"(cap {cap} per minute); counted by reason in by_reason",
+                        "dropped": n,
+                        "by_reason": dict(sorted(by_reason.items())),
+                        "minute_start_ms": start,
+                        "cap": cap,
+                    },
+                )
+            )
+            log.warning("event=dead_letter_overflow device=%s dropped=%d", device, n)
+        self.overflow_summaries += len(out)
+        self._over, self._written, self._written_all = {}, {}, 0
+        return out
+
+    def flush_overflow(self, now_ms: int | None = None) -> int:
+        """Write the summaries of a minute that has ended (every pending one when ``now_ms`` is None)."""
+        with self._lock:
+            if not self._over:
+                return 0
+            if now_ms is not None and now_ms // MINUTE_MS <= self._minute:
+                return 0
+            out = self._close_minute()
+            self._insert(out)
+            return len(out)
+
+    def _insert(self, items: list[DeadLetter]) -> None:
         if not items:
             return
         rows = [
@@ -59,8 +164,8 @@ class StateDB:
                 "topic": d.topic,
                 "device_id": d.device_id,
                 "reason": d.reason,
-                "payload_excerpt": d.payload_excerpt,
-                "detail": orjson.dumps(d.detail).decode(),
+                "payload_excerpt": d.payload_excerpt[:MAX_EXCERPT_CHARS],
+                "detail": _detail_text(d.detail),
             }
             for d in items
         ]
@@ -68,6 +173,41 @@ class StateDB:
             begin_write(conn)
             conn.execute(dead_letters.insert(), rows)
             conn.commit()
+
+    def purge_expired(self, now_ms: int | None = None) -> int:
+        """Delete dead letters older than ``retention_days``, ``purge_batch_rows`` per transaction (other
+        writers wait for one batch, not for all); returns the number deleted."""
+        days = self.limits.retention_days
+        if not days:
+            return 0
+        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        cutoff = now - int(days * 86_400_000)
+        t = dead_letters.c
+        batch = select(t.id).where(t.received_ms < cutoff).limit(self.limits.purge_batch_rows)
+        total = 0
+        while True:
+            with self._lock, self._engine.connect() as conn:
+                begin_write(conn)
+                n = conn.execute(dead_letters.delete().where(t.id.in_(batch))).rowcount
+                conn.commit()
+            total += n
+            self.purged += n
+            if n < self.limits.purge_batch_rows or self._closing.is_set():
+                break
+        if total:
+            log.info("event=dead_letters_purged rows=%d older_than_days=%s", total, days)
+        return total
+
+    def _maintain(self) -> None:
+        """Overflow summaries a second after their minute ends; retention every ``purge_interval_s``."""
+        while not self._closing.wait(1.0):
+            try:
+                self.flush_overflow(time.time_ns() // 1_000_000 - 1000)
+                if time.monotonic() - self._last_purge >= self.limits.purge_interval_s:
+                    self._last_purge = time.monotonic()
+                    self.purge_expired()
+            except Exception:  # the database is away: try again next time, the service goes on
+                log.exception("event=dead_letter_maintenance_failed")
 
     def dead_letters(
         self, since_ms: int | None = None, until_ms: int | None = None, reason: str | None = None
@@ -103,5 +243,19 @@ class StateDB:
         return {r[0]: r[1] for r in rows}
 
     def close(self) -> None:
+        self._closing.set()
+        if self._maint is not None:
+            self._maint.join(timeout=10)
         with self._lock:
-            self._engine.dispose()
+            try:
+                self.flush_overflow()  # a stop mid-minute still writes what the cap held back
+            finally:
+                self._engine.dispose()
+
+
+def _detail_text(detail: dict) -> str:
+    text = orjson.dumps(detail).decode()
+    if len(text) <= MAX_DETAIL_BYTES:
+        return text
+    message = str(detail.get("message", ""))[: MAX_DETAIL_BYTES // 2]
+    return orjson.dumps({"message": message, "truncated": True}).decode()

@@ -4,6 +4,7 @@ bounded helpers for values straight off the wire (JSON timestamps, text of arbit
 
 from __future__ import annotations
 
+import json
 import math
 import reprlib
 from datetime import datetime
@@ -66,3 +67,36 @@ def _dumpable(item: object) -> bool:
 def _topic_device(topic: str) -> str:
     parts = topic.split("/")
     return parts[-2] if len(parts) >= 2 else ""
+
+
+#: What :func:`_lenient_json` returns for text that is not JSON even for the standard library.
+_INVALID = object()
+
+
+def _parse_int(text: str) -> int | float:
+    # As orjson: integers beyond 64 bits become floats (a float() of a 400-digit int would raise later).
+    return int(text) if len(text) <= 18 else float(text)
+
+
+_LENIENT = json.JSONDecoder(parse_int=_parse_int)
+
+
+def _lenient_json(payload: bytes) -> object:
+    """JSON that orjson refused, parsed by the standard library, which also takes ``NaN``,
+    ``Infinity``, ``-Infinity`` and reads ``1e400`` as infinity (the validator then refuses those items
+    one by one). Strict UTF-8 as orjson; :data:`_INVALID` when it is still not JSON."""
+    try:
+        return _LENIENT.decode(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _INVALID
+
+
+def _item_excerpt(item: object, lenient: bool, payload: bytes) -> bytes:
+    """The JSON text of one refused item (NaN written as NaN when it was parsed leniently), or the
+    message's own bytes when the item cannot be written back."""
+    if not lenient:
+        return orjson.dumps(item) if _dumpable(item) else payload
+    try:
+        return json.dumps(item, allow_nan=True, ensure_ascii=False).encode("utf-8", "backslashreplace")
+    except (TypeError, ValueError, RecursionError):
+        return payload

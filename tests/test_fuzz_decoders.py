@@ -24,6 +24,7 @@ from ingest import hj212
 from ingest.config import DEFAULT_FACTORS, Settings
 from ingest.pipeline import Outcome, Pipeline
 from ingest.registry import Registry
+from ingest.untrusted import _INVALID, _lenient_json
 
 REGISTRY_CSV = """restaurant_id,name,district,device_id,stove_heads,hj212_pw
 r1,Noodle House,Xuhui,dev1,2,
@@ -108,9 +109,11 @@ def check_json_accounting(p: Pipeline, payload: bytes, out: Outcome) -> None:
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        assert whole_message_rejected(out)
-        assert out.dead[0].reason in {"invalid_json", "batch_too_large"}
-        return
+        doc = _lenient_json(payload)  # NaN, Infinity and 1e400 items are refused one by one
+        if doc is _INVALID:
+            assert whole_message_rejected(out)
+            assert out.dead[0].reason in {"invalid_json", "batch_too_large"}
+            return
     items = doc if isinstance(doc, list) else [doc]
     if not items or len(items) > s.max_batch_readings:
         assert whole_message_rejected(out)
@@ -130,19 +133,19 @@ def check_hj212_accounting(p: Pipeline, payload: bytes, out: Outcome) -> None:
     if len(payload) > p.settings.ingest.max_payload_bytes:
         assert whole_message_rejected(out) and out.dead[0].reason == "payload_too_large"
         return
-    try:
-        text = payload.decode("ascii")
-    except UnicodeDecodeError:
-        assert whole_message_rejected(out) and out.dead[0].reason == "bad_encoding"
-        return
-    frames = hj212.split_frames(text)
+    # Frames are split first and each judged alone: a non-ASCII frame is its own bad_encoding.
+    frames = hj212.split_frames(payload.decode("ascii", "surrogateescape"))
     if not frames:
         assert whole_message_rejected(out) and out.dead[0].reason == "empty"
         return
     assert len(out.readings) + len(out.dead) + out.ignored == len(frames)
     check_item_indexes(out, len(frames))
+    limit = p.settings.ingest.dead_letter_excerpt_bytes
     for d in out.dead:
-        assert d.payload_excerpt == frames[d.detail["index"]][: p.settings.ingest.dead_letter_excerpt_bytes]
+        raw = frames[d.detail["index"]]
+        assert (d.reason == "bad_encoding") == (not raw.isascii())
+        excerpt = raw.encode("ascii", "surrogateescape")[:limit].decode("utf-8", "backslashreplace")
+        assert d.payload_excerpt == excerpt
 
 
 def run(p: Pipeline, topic: str, payload: bytes) -> Outcome:

@@ -159,11 +159,43 @@ def test_json_missing_oil_fume(pipe: Pipeline) -> None:
     only_dead(out, topic, "missing_field")
 
 
-@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"])
-def test_json_nonfinite_tokens_are_invalid_json(pipe: Pipeline, token: bytes) -> None:
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1e400"])
+def test_json_nonfinite_tokens_are_not_finite(pipe: Pipeline, token: bytes) -> None:
     raw = b'{"ts": %d, "oil_fume": %s}' % (T0_MS, token)
     topic, out = send_json(pipe, None, raw=raw)
-    only_dead(out, topic, "invalid_json")
+    d = only_dead(out, topic, "not_finite")
+    assert d.payload_excerpt.startswith('{"ts"')
+
+
+def test_json_batch_with_nonfinite_items_keeps_the_neighbours(pipe: Pipeline) -> None:
+    """One NaN and one 1e400 in an array of 10: the 8 others are readings, each bad item its own dead
+    letter with its index (orjson refuses the whole text; the lenient parse judges item by item)."""
+    items = [b'{"ts": %d, "oil_fume": %d.5}' % (T0_MS - i * 60_000, i) for i in range(10)]
+    items[3] = b'{"ts": %d, "oil_fume": NaN}' % (T0_MS - 3 * 60_000)
+    items[7] = b'{"ts": %d, "oil_fume": 1e400, "pm": 1}' % (T0_MS - 7 * 60_000)
+    topic, out = send_json(pipe, None, raw=b"[" + b",".join(items) + b"]")
+    assert [r.time_ms for r in out.readings] == [T0_MS - i * 60_000 for i in (0, 1, 2, 4, 5, 6, 8, 9)]
+    assert [r.oil_fume_mg_m3 for r in out.readings] == [0.5, 1.5, 2.5, 4.5, 5.5, 6.5, 8.5, 9.5]
+    assert [(d.reason, d.detail["index"]) for d in out.dead] == [("not_finite", 3), ("not_finite", 7)]
+    for d in out.dead:
+        check_dead(d, topic, "not_finite")
+    assert "NaN" in out.dead[0].payload_excerpt and "Infinity" in out.dead[1].payload_excerpt
+
+
+def test_json_lenient_parse_refuses_what_is_still_not_json(pipe: Pipeline) -> None:
+    for raw in (b'[{"ts": 1, "oil_fume": NaN}', b'{"oil_fume": nan}', b"[NaN, \xff]", b"[" * 5000):
+        topic, out = send_json(pipe, None, raw=raw)
+        only_dead(out, topic, "invalid_json")
+
+
+def test_json_oversize_string_refuses_only_its_item(pipe: Pipeline) -> None:
+    items = [reading(ts=T0_MS - i * 60_000) for i in range(3)]
+    items[1]["device_id"] = "x" * 200_000
+    topic, out = send_json(pipe, items)
+    assert [r.time_ms for r in out.readings] == [T0_MS, T0_MS - 120_000]
+    d = out.dead[0]
+    assert len(out.dead) == 1 and d.reason == "device_mismatch" and d.detail["index"] == 1
+    check_dead(d, topic, "device_mismatch")
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "1.2", "", [1.2], {"v": 1.2}])
@@ -622,12 +654,29 @@ def test_hj212_empty(pipe: Pipeline, payload: bytes) -> None:
 
 
 def test_hj212_non_ascii_payload(pipe: Pipeline) -> None:
-    topic, out = send_hj(pipe, "油烟".encode() + data_frame().encode())
-    d = only_dead(out, topic, "bad_encoding")
-    assert d.payload_excerpt.startswith("油烟##")
-    topic, out = send_hj(pipe, b"\xff" + data_frame().encode())
-    d = only_dead(out, topic, "bad_encoding")
-    assert d.payload_excerpt.startswith("\\xff##")
+    """Non-ASCII text before the first frame is its own bad frame; the frame after it is kept."""
+    for junk, shown in (("油烟".encode(), "油烟"), (b"\xff", "\\xff")):
+        topic, out = send_hj(pipe, junk + data_frame().encode())
+        assert len(out.readings) == 1 and len(out.dead) == 1
+        d = out.dead[0]
+        check_dead(d, topic, "bad_encoding")
+        assert d.detail["index"] == 0 and d.payload_excerpt == shown
+
+
+def test_hj212_one_gbk_frame_refuses_only_itself(pipe: Pipeline) -> None:
+    """Three frames in one message, the middle one GBK-encoded (a vendor's Chinese note): 2 readings."""
+    good = [data_frame(qn_time_local=T0_LOCAL), data_frame(values={"a34041": 2.5})]
+    seg = (
+        "QN=20260509120000000;ST=22;CN=2051;PW=123456;MN=hj1;Flag=5;CP=&&DataTime=20260509120000;备注=油烟&&"
+    )
+    gbk = seg.encode("gbk")
+    bad = b"##%04d" % len(gbk) + gbk + b"%04X\r\n" % hj212.crc16(gbk)
+    topic, out = send_hj(pipe, good[0].encode() + bad + good[1].encode())
+    assert [r.oil_fume_mg_m3 for r in out.readings] == [1.2, 2.5]
+    assert len(out.dead) == 1
+    d = out.dead[0]
+    check_dead(d, topic, "bad_encoding")
+    assert d.detail["index"] == 1 and d.payload_excerpt.startswith("##") and "\\x" in d.payload_excerpt
 
 
 def test_hj212_unknown_device(pipe: Pipeline) -> None:

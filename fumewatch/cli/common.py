@@ -293,4 +293,4 @@ def open_ingest(settings: Settings, connect_timeout: float | None):
     reach_broker(settings, connect_timeout)
     prepare_for_service(settings.ingest.state)
     store = open_store(settings.ingest.store, settings)
-    return registry, store, StateDB(settings.ingest.state)
+    return registry, store, StateDB(settings.ingest.state, settings.deadletters)

@@ -1,8 +1,9 @@
-"""Embedded SQLite store: one file, WAL, idempotent on (device_id, time_ms).
+"""Embedded SQLite store: one file, WAL, idempotent on (device_id, time_ms): the first stored value wins
+(``ON CONFLICT DO NOTHING``); a later different one is reported to ``on_conflict`` (ingest.duplicates).
 
 Write path (BENCHMARKS.md has the measurements behind each choice):
 
-- Rows go in as multi-row ``INSERT OR REPLACE ... VALUES (...),(...)`` statements of up to 256 rows: one
+- Rows go in as multi-row ``INSERT ... VALUES (...),(...)`` statements of up to 256 rows: one
   statement is one ``sqlite3_step``, during which the sqlite3 module releases the GIL once, so the MQTT
   thread keeps decoding while SQLite works. ``executemany`` releases and re-takes the GIL for every row,
   and under contention each re-take waits for the other thread.
@@ -17,7 +18,9 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+from collections.abc import Callable
 
+from ingest.duplicates import first_wins_conflicts
 from ingest.model import Reading
 from ingest.state import connect
 from ingest.store.base import Batch, Store
@@ -129,12 +132,19 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._chunk = _chunk_rows(self._conn)
         self._statements: dict[tuple[str, int], str] = {}
+        #: Called with (refused reading, stored row) pairs: the first stored value for a (device, time) wins
+        #: (ingest.duplicates); set by the ingest service, which dead-letters them.
+        self.on_conflict: Callable[[list[tuple[Reading, dict]]], None] | None = None
 
     def _statement(self, table: str, rows: int) -> str:
         sql = self._statements.get((table, rows))
         if sql is None:
             one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
-            sql = f"INSERT OR REPLACE INTO {table} ({','.join(_COLUMNS)}) VALUES " + ",".join([one] * rows)
+            sql = (
+                f"INSERT INTO {table} ({','.join(_COLUMNS)}) VALUES "
+                + ",".join([one] * rows)
+                + " ON CONFLICT (device_id, time_ms) DO NOTHING"
+            )
             self._statements[(table, rows)] = sql
         return sql
 
@@ -153,18 +163,26 @@ class SQLiteStore(Store):
         if any(r.interval_s >= 3600 for r in rows):  # HJ 212 hourly means (CN 2061) have their own table
             hourly = [r for r in rows if r.interval_s >= 3600]
             rows = [r for r in rows if r.interval_s < 3600]
+        conflicts: list[tuple[Reading, dict]] = []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN")
             try:
+                before = conn.total_changes
                 if rows:
                     self._insert_rows(TABLE, rows)
                 if hourly:
                     self._insert_rows(HOURLY_TABLE, hourly)
+                if conn.total_changes - before < len(rows) + len(hourly):  # some were already stored
+                    conflicts = first_wins_conflicts(conn, TABLE, rows) + first_wins_conflicts(
+                        conn, HOURLY_TABLE, hourly
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        if conflicts and self.on_conflict is not None:
+            self.on_conflict(conflicts)  # dead letters, committed before the messages are acknowledged
         self._on_durable([t for t, _ in batch])
 
     def query(
