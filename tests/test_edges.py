@@ -9,15 +9,22 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from test_acl import DEPLOY_CONF, ENV, PREFIX, REGISTRY_CSV, DeployedMosquitto, Peer, read_csv
 
-from ingest import acl
+from ingest import acl, logs
+from ingest.masking import mask_url
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOLS = pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["mqtt5", "mqtt311"])
@@ -142,3 +149,109 @@ def test_oversize_packet_disconnects_and_is_not_delivered(peers, protocol) -> No
 # ---------------------------------------------------------------------------------------------------------
 # secrets in URLs: `fumewatch config` and log lines
 # ---------------------------------------------------------------------------------------------------------
+
+
+SECRETS = ("mqtt-Sx1", "pg-Sx2", "influx-Sx3", "mail-Sx4", "wecom-Sx5", "tg-Sx6", "env-Sx7")
+
+
+def run_fumewatch(
+    tmp: Path, *argv: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUMEWATCH_")}
+    env.update(env_extra or {})
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-c", "from fumewatch.cli import main; raise SystemExit(main())", *argv]
+    return subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+
+
+def test_config_masks_secrets_inside_urls_from_toml_and_env(tmp_path: Path) -> None:
+    conf = tmp_path / "fumewatch.toml"
+    conf.write_text(
+        """
+[mqtt]
+broker = "mqtts://ingest:mqtt-Sx1@broker.example.com:8883"
+[ingest]
+store = "postgresql://fumewatch:pg-Sx2@db.example.com:5432/fumewatch?sslmode=require"
+[influx]
+url = "http://influxdb:8086/?token=influx-Sx3&org=fw"
+[notify]
+inspector_targets = ["mailtos://inspector:mail-Sx4@smtp.example.com?to=a@b.cn", "wecombot://wecom-Sx5"]
+""",
+        encoding="utf-8",
+    )
+    env = {
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": '["tgram://123456:tg-Sx6/987", "wecombot://wecom-Sx5"]',
+        "FUMEWATCH_INFLUX_URL": "https://reader:env-Sx7@influx.example.com:8086",
+    }
+    proc = run_fumewatch(tmp_path, "config", "--config", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    doc = orjson.loads(proc.stdout)
+    assert doc["mqtt"]["broker"] == "mqtts://ingest:***@broker.example.com:8883"
+    assert (
+        doc["ingest"]["store"] == "postgresql://fumewatch:***@db.example.com:5432/fumewatch?sslmode=require"
+    )
+    assert doc["influx"]["url"] == "http://influxdb:8086/?token=***&org=fw"
+    assert doc["notify"]["inspector_targets"] == ["mailtos://***@smtp.example.com", "wecombot://***"]
+    proc2 = run_fumewatch(tmp_path, "config", "--config", str(conf), env_extra=env)
+    assert proc2.returncode == 0, proc2.stderr
+    doc2 = orjson.loads(proc2.stdout)
+    assert doc2["influx"]["url"] == "https://reader:***@influx.example.com:8086"
+    assert doc2["notify"]["inspector_targets"] == ["tgram://***", "wecombot://***"]
+    for out in (proc.stdout + proc.stderr, proc2.stdout + proc2.stderr):
+        for secret in SECRETS:
+            assert secret not in out
+
+
+def test_a_refused_setting_does_not_echo_the_password(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[mqtt]\nbroker = "mqtt://ingest:mqtt-Sx1@broker.example.com:99999"\n', encoding="utf-8")
+    proc = run_fumewatch(tmp_path, "config", "--config", str(conf))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "mqtt://ingest:***@broker.example.com:99999" in proc.stderr
+    assert "mqtt-Sx1" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["kv", "json"])
+def test_every_log_line_masks_urls_and_tokens(fmt: str) -> None:
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup("INFO", fmt, stream=buf)
+        log = logging.getLogger("fumewatch.test")
+        log.info("event=connect broker=mqtt://ingest:mqtt-Sx1@broker.example.com:1883 state=%s", "ok")
+        log.warning("event=store url=%s", "postgresql://fw:pg-Sx2@db/fumewatch")
+        log.info("event=notify target=mailtos://inspector:mail-Sx4@smtp.example.com?to=a@b.cn")
+        log.info("event=notify target=wecombot://wecom-Sx5 next=tgram://123:tg-Sx6/9")
+        log.info("event=influx url=http://influxdb:8086/write?org=fw&token=influx-Sx3 password=env-Sx7")
+        try:
+            raise ConnectionError("cannot reach mqtt://u:mqtt-Sx1@h:1883 (Authorization: Bearer env-Sx7)")
+        except ConnectionError:
+            log.exception("event=error")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    text = buf.getvalue()
+    for secret in SECRETS:
+        assert secret not in text, (secret, text)
+    assert "mqtt://ingest:***@broker.example.com:1883" in text and "state=ok" in text
+    assert "postgresql://fw:***@db/fumewatch" in text
+    assert "mailtos://***@smtp.example.com" in text and "wecombot://***" in text
+    assert "http://influxdb:8086/write?org=fw&token=***" in text
+
+
+@pytest.mark.parametrize(
+    "url, masked",
+    [
+        ("mqtt://mosquitto:1883", "mqtt://mosquitto:1883"),  # nothing secret: unchanged
+        ("mqtt://u:p/w@host:1883", "mqtt://u:***@host:1883"),  # an unencoded "/" in the password
+        ("https://h.example.com/api?sig=abc&x=1", "https://h.example.com/api?sig=***&x=1"),
+        ("json://127.0.0.1:8080/hook?token=abc", "json://127.0.0.1:8080/***"),
+        ("discord://1234/TOKEN", "discord://***/***"),
+        ("dingtalk://TOKEN@13800000000", "dingtalk://***@***"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_url(masked) == masked  # idempotent
