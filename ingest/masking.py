@@ -7,8 +7,9 @@ Used by every log line (:mod:`ingest.logs`) and by ``fumewatch config``. Two kin
   parameter whose name says secret (``?token=***``, ``&password=***``, ``api_key``, ``sig`` ...);
 - any other scheme (apprise notice targets: ``mailtos://user:pw@host``, ``wecombot://KEY``,
   ``tgram://BOT:TOKEN/CHAT``, ``discord://ID/TOKEN``) carries its tokens anywhere in the URL: only the
-  scheme and a host that looks like one (a dotted name, ``localhost``, an IP address) stay, the rest is
-  ``***`` (``mailtos://***@smtp.example.com/***``, ``wecombot://***``).
+  scheme and a host that looks like one (a dotted name, ``localhost``, an IP address, or a word shorter
+  than ``MIN_TOKEN_CHARS``) stay, the rest is ``***`` (``mailtos://***@smtp.example.com/***``,
+  ``wecombot://***``).
 
 Idempotent (masking masked text changes nothing). ``ingest`` may not import ``alerts``; the ledger's
 ``alerts.ledger.masking`` (which stores only scheme + host) keeps its own stricter rule.
@@ -27,6 +28,9 @@ INFRA_SCHEMES = frozenset(
     }
 )  # fmt: skip
 MASK = "***"
+#: A "host" of another scheme shorter than this is shown (``htp://x`` in an error message): apprise keys
+#: and tokens are far longer (WeCom keys are UUIDs, DingTalk tokens 64 hex digits, Telegram's ~46).
+MIN_TOKEN_CHARS = 8
 
 _URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s'\"<>]*)")
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|token|secret|key|auth|sig|cred|session")
@@ -53,13 +57,14 @@ def mask_url(url: str) -> str:
     hostport, tail = (after[: cut.start()], after[cut.start() :]) if cut else (after, "")
     netloc = f"{userinfo}{at}{hostport}"
     if scheme.lower() in INFRA_SCHEMES:
-        if at:
+        if at and "[" not in userinfo:  # not the "[user:pass@]host" of a usage text
             user, colon, _ = userinfo.partition(":")
             netloc = f"{user}:{MASK}@{hostport}" if colon else netloc
         return f"{scheme}://{netloc}{_mask_query(tail)}"
     # another scheme (apprise): tokens may sit in the user info, the "host" and the path
     hp = _HOST_PORT.match(hostport)
-    host = hostport if hp and (_looks_like_host(hp.group(1)) or hostport == MASK) else MASK
+    shown = hp and (_looks_like_host(hp.group(1)) or hostport == MASK or len(hostport) < MIN_TOKEN_CHARS)
+    host = hostport if shown else MASK
     if not hostport:
         host = ""
     out = f"{scheme}://{MASK + '@' if at else ''}{host}"

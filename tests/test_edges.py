@@ -247,9 +247,11 @@ def test_every_log_line_masks_urls_and_tokens(fmt: str) -> None:
         ("mqtt://u:p/w@host:1883", "mqtt://u:***@host:1883"),  # an unencoded "/" in the password
         ("https://h.example.com/api?sig=abc&x=1", "https://h.example.com/api?sig=***&x=1"),
         ("json://127.0.0.1:8080/hook?token=abc", "json://127.0.0.1:8080/***"),
-        ("discord://1234/TOKEN", "discord://***/***"),
+        ("discord://1122334455667788/TOKEN", "discord://***/***"),
         ("dingtalk://TOKEN@13800000000", "dingtalk://***@***"),
         ("not a url", "not a url"),
+        ("htp://x", "htp://x"),  # a mistyped broker URL stays readable in the error message
+        ("mqtt://[user:pass@]host[:port]", "mqtt://[user:pass@]host[:port]"),  # a usage text
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
