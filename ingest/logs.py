@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 
 import orjson
 
-_SECRET = re.compile(
-    r"(?i)((?:password|passwd|token|secret|authorization)[=:]\s*)(\S+)|(://[^:/@\s]+:)([^@\s]+)(@)"
-)
+from ingest.masking import mask_text
 
 
 def redact(text: str) -> str:
-    """Mask values that look like passwords or tokens, including user:pass@ in URLs."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(1):
-            return f"{m.group(1)}***"
-        return f"{m.group(3)}***{m.group(5)}"
-
-    return _SECRET.sub(sub, text)
+    """Mask passwords and tokens: user:***@ in URLs, apprise tokens, ``password=``-style values."""
+    return mask_text(text)
 
 
 class KVFormatter(logging.Formatter):

@@ -323,19 +323,62 @@ def test_logs_have_access_lines_but_never_tokens(api: Api) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_repeated_failures_get_429(data: tuple[Path, Path, Path]) -> None:
+def test_repeated_failures_get_429_but_never_for_the_right_token(data: tuple[Path, Path, Path]) -> None:
     srv = start_api(*data, FUMEWATCH_API_AUTH_FAIL_LIMIT="3", FUMEWATCH_API_AUTH_FAIL_WINDOW_S="60")
     try:
         for _ in range(3):
             assert srv.get("/api/v1/events", token=WRONG, **PERIOD).status_code == 401
         r = srv.get("/api/v1/events", token=WRONG, **PERIOD)
         assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+        assert r.json()["error"] == "too_many_requests" and "retry after" in r.json()["detail"]
         assert WRONG not in r.text
-        assert srv.get("/api/v1/events", **PERIOD).status_code == 429  # blocked IP: the right token too
+        assert srv.get("/api/v1/events", token=None, **PERIOD).status_code == 429  # no token: throttled
+        # the right token from the same (throttled) client always passes, and does not lift the limit
+        assert srv.get("/api/v1/events", **PERIOD).status_code == 200
+        assert srv.get("/api/v1/events", token=TOKEN2, **PERIOD).status_code == 200
+        assert srv.get("/api/v1/events", token=WRONG, **PERIOD).status_code == 429
         assert httpx.get(srv.url + "/healthz").status_code == 200  # health stays open
     finally:
         stop_api(srv)
     assert "event=http" in srv.log.read_text() and WRONG not in srv.log.read_text()
+
+
+def _get_from(srv: Api, forwarded_for: str, token: str | None) -> httpx.Response:
+    headers = {"X-Forwarded-For": forwarded_for}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.get(srv.url + "/api/v1/events", params=PERIOD, headers=headers, timeout=30)
+
+
+def test_behind_a_proxy_failures_count_per_real_client(data: tuple[Path, Path, Path]) -> None:
+    """With forwarded_allow_ips = the proxy, X-Forwarded-For names the client: one client's failures
+    do not throttle another. Without it, every client shares the proxy's IP (one limit for all), and a
+    right token still passes."""
+    limits = {"FUMEWATCH_API_AUTH_FAIL_LIMIT": "2", "FUMEWATCH_API_AUTH_FAIL_WINDOW_S": "60"}
+    srv = start_api(*data, FUMEWATCH_API_FORWARDED_ALLOW_IPS="127.0.0.1", **limits)
+    try:
+        for _ in range(2):
+            assert _get_from(srv, "203.0.113.7", WRONG).status_code == 401
+        assert _get_from(srv, "203.0.113.7", WRONG).status_code == 429
+        assert _get_from(srv, "198.51.100.9", WRONG).status_code == 401  # another client: its own count
+        assert _get_from(srv, "203.0.113.7", TOKEN).status_code == 200
+        time.sleep(0.2)
+        text = srv.log.read_text(encoding="utf-8")
+        assert "client=203.0.113.7" in text and "client=198.51.100.9" in text
+    finally:
+        stop_api(srv)
+
+    srv = start_api(*data, **limits)  # no forwarded_allow_ips: X-Forwarded-For is not believed
+    try:
+        for _ in range(2):
+            assert _get_from(srv, "203.0.113.7", WRONG).status_code == 401
+        assert _get_from(srv, "198.51.100.9", WRONG).status_code == 429  # everyone is 127.0.0.1 here
+        assert _get_from(srv, "198.51.100.9", TOKEN).status_code == 200  # ... but the right token passes
+        time.sleep(0.2)
+        text = srv.log.read_text(encoding="utf-8")
+        assert "client=203.0.113.7" not in text and "client=127.0.0.1" in text
+    finally:
+        stop_api(srv)
 
 
 def test_failure_limiter_window_and_memory_bound() -> None:

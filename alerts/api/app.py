@@ -131,29 +131,30 @@ def create_app(
         path = request.url.path
         reason = ""
         if path.startswith("/api/"):
-            wait = limiter.retry_after(client)
+            # The token is checked first: a right token always passes, even from a client (or a reverse
+            # proxy that all clients share) that is throttled for failures. Only failures are limited.
+            verdict = checker.check(request.headers.get("authorization"))
+            wait = None if verdict == "ok" else limiter.retry_after(client)
             if wait is not None:
                 reason = "rate_limited"
                 resp = error(
                     429,
                     "too_many_requests",
-                    "too many failed authentications; retry later",
+                    f"too many failed authentications from this client; retry after {wait} s",
                     {"Retry-After": str(wait)},
                 )
-            else:
-                verdict = checker.check(request.headers.get("authorization"))
-                if verdict != "ok":
-                    limiter.failed(client)
-                    reason = f"auth_{verdict}"
-                    challenge = 'Bearer realm="fumewatch"' + (
-                        ', error="invalid_token"' if verdict == "invalid" else ""
-                    )
-                    resp = error(
-                        401,
-                        "unauthorized",
-                        "missing or invalid bearer token",
-                        {"WWW-Authenticate": challenge},
-                    )
+            elif verdict != "ok":
+                limiter.failed(client)
+                reason = f"auth_{verdict}"
+                challenge = 'Bearer realm="fumewatch"' + (
+                    ', error="invalid_token"' if verdict == "invalid" else ""
+                )
+                resp = error(
+                    401,
+                    "unauthorized",
+                    "missing or invalid bearer token",
+                    {"WWW-Authenticate": challenge},
+                )
         if not reason:
             try:
                 resp = await call_next(request)

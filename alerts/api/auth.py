@@ -1,4 +1,9 @@
-"""Authentication: the constant-time bearer-token check and the per-client limit on failed attempts."""
+"""Authentication: the constant-time bearer-token check and the per-client limit on failed attempts.
+
+The guard (alerts/api/app.py) checks the token first: a right token always passes; only a missing or wrong
+one counts in :class:`FailureLimiter` and, past the limit, gets 429 with Retry-After. So failures from one
+IP (or from every client behind a proxy without ``[api] forwarded_allow_ips``) never lock out a right token.
+"""
 
 from __future__ import annotations
 

@@ -44,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIError as exc:
-        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
+        print(f"fumewatch {args.command}: {logs.redact(str(exc))}", file=sys.stderr)  # no secrets
         return 2
     except (RegistryError, InfluxQLError, FileNotFoundError, ValueError) as exc:
-        print(f"fumewatch {args.command}: {exc}", file=sys.stderr)
+        print(f"fumewatch {args.command}: {logs.redact(str(exc))}", file=sys.stderr)  # no secrets
         return 2
     except BrokenPipeError:
         return 0

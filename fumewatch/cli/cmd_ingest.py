@@ -188,25 +188,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _mask_url_password(url: str) -> str:
-    """``mqtt://user:pw@host:1883`` -> ``mqtt://user:***@host:1883`` (a URL without a password unchanged)."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostport = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hostport}"
-
-
 def cmd_config(args: argparse.Namespace) -> int:
     """Every section's effective settings; secrets masked (tokens, passwords, credentials in URLs)."""
     from alerts.ledger import mask_target
+    from ingest.masking import mask_tree
 
     s = settings_from(args)
     doc = orjson.loads(s.model_dump_json())  # SecretStr fields dump as '**********'
-    # URLs may carry credentials: the broker's user:pass@, notice targets' tokens
-    doc["mqtt"]["broker"] = _mask_url_password(doc["mqtt"]["broker"])
+    # notice targets are apprise URLs: only scheme + host, as the ledger stores them
     if "notify" in doc:
         doc["notify"]["inspector_targets"] = [mask_target(t) for t in doc["notify"]["inspector_targets"]]
+    # every other string (broker, store, influx url, district targets...): passwords in URLs, secret
+    # query values and apprise tokens masked
+    doc = mask_tree(doc)
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     return 0
 
