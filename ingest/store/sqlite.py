@@ -20,7 +20,7 @@ import threading
 
 from ingest.model import Reading
 from ingest.state import connect
-from ingest.store.base import Batch, Store
+from ingest.store.base import Batch, Store, rollback
 
 _COLUMNS = (
     "device_id",
@@ -162,8 +162,8 @@ class SQLiteStore(Store):
                 if hourly:
                     self._insert_rows(HOURLY_TABLE, hourly)
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException:  # e.g. "database or disk is full": nothing was written, the caller retries
+                rollback(conn)
                 raise
         self._on_durable([t for t, _ in batch])
 
