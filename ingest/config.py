@@ -119,6 +119,9 @@ class IngestSettings(BaseModel):
     max_payload_bytes: int = Field(256 * 1024, ge=64)
     max_batch_readings: int = Field(1000, ge=1)
     dead_letter_excerpt_bytes: int = Field(256, ge=16)
+    # Back-off of transient store write errors (disk full, locked, InfluxDB buffer full).
+    store_retry_min_s: float = Field(0.5, gt=0)
+    store_retry_max_s: float = Field(30.0, gt=0)
 
 
 class DeadLetterSettings(BaseModel):
@@ -171,6 +174,8 @@ class InfluxSettings(BaseModel):
     # "" = influx-buffer.db next to the state database.
     buffer_file: str = ""
     buffer_max_points: int = Field(2_000_000, ge=1000)
+    # The drain's back-off ceiling while InfluxDB is unreachable (1 s doubling up to this).
+    buffer_retry_max_s: float = Field(30.0, gt=0)
 
     @property
     def query_database(self) -> str:
@@ -198,6 +203,10 @@ class MetricsSettings(BaseModel):
     # GET /healthz and /metrics (Prometheus) of the running service; port 0 = off.
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
+    # /healthz 503: a store made no progress this long while readings wait for it.
+    store_stall_s: float = Field(60.0, gt=0)
+    # /healthz 503: the broker has been unreachable this long.
+    broker_unreachable_s: float = Field(60.0, gt=0)
 
 
 class LoggingSettings(BaseModel):

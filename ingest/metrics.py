@@ -2,6 +2,11 @@
 
 Metrics are read from the services' counters when Prometheus scrapes (a custom collector), so the
 message hot path pays nothing for them. Off unless ``[metrics] port`` is set.
+
+Ingest's /healthz answers 503 when it cannot make progress (:func:`ingest_problems`, docs/reliability.md):
+``store_stalled`` (the writer has failed or hung for ``[metrics] store_stall_s`` while messages wait),
+``buffer_full`` / ``buffer_stuck`` (the InfluxDB disk buffer), ``worker_dead`` (a thread that must run is
+gone) and ``broker_unreachable`` (for longer than ``[metrics] broker_unreachable_s``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,37 @@ class IngestCollector(Collector):
         yield GaugeMetricFamily(
             "fumewatch_mqtt_connected", "1 when connected to the broker", value=int(self.svc.connected)
         )
+        problems = ingest_problems(self.svc)
+        store_ok = not any(p["check"] in STORE_CHECKS for p in problems)
+        yield GaugeMetricFamily(
+            "fumewatch_store_healthy", "1 while the stores make progress (see /healthz)", value=int(store_ok)
+        )
+        yield GaugeMetricFamily("fumewatch_healthy", "1 when /healthz answers 200", value=int(not problems))
+        errors = CounterMetricFamily(
+            "fumewatch_store_write_errors", "Store write errors by writer and kind", labels=["writer", "kind"]
+        )
+        rejected = CounterMetricFamily(
+            "fumewatch_store_rejected_points",
+            "Readings a store rejected for good (kept as dead letters)",
+            labels=["writer"],
+        )
+        stuck = GaugeMetricFamily(
+            "fumewatch_store_stuck_seconds",
+            "How long a writer has failed or hung (0 = progressing)",
+            labels=["writer"],
+        )
+        for h in writers(self.svc):
+            for kind in ("permanent", "transient"):
+                errors.add_metric([h.name, kind], h.errors.get(kind, 0))
+            rejected.add_metric([h.name], h.rejected_points)
+            stuck.add_metric([h.name], h.stuck_for())
+        yield errors
+        yield rejected
+        yield stuck
+        alive = GaugeMetricFamily("fumewatch_worker_alive", "1 while the thread runs", labels=["thread"])
+        for name, ok in sorted(workers(self.svc).items()):
+            alive.add_metric([name], int(ok))
+        yield alive
 
 
 class AlertsCollector(Collector):
@@ -134,12 +170,62 @@ def buffered(service) -> int:
     return int(value) if value is not None else int(service.store.backlog)
 
 
+STORE_CHECKS = {"store_stalled", "buffer_full", "buffer_stuck"}
+
+
+def writers(service) -> list:
+    """The WriteHealth of the service's writer and of the store's own writers (the InfluxDB drain)."""
+    own = getattr(service, "writer", None)
+    return ([own.health] if own is not None else []) + list(service.store.write_health())
+
+
+def workers(service) -> dict[str, bool]:
+    fn = getattr(service, "workers", None)
+    return fn() if fn is not None else {}
+
+
+def ingest_problems(service) -> list[dict]:
+    """Why ingest cannot make progress right now; [] when it can."""
+    m = service.settings.metrics
+    out: list[dict] = [{"check": "worker_dead", "thread": n} for n, ok in workers(service).items() if not ok]
+    down = service.broker_down_for() if hasattr(service, "broker_down_for") else 0.0
+    if down > m.broker_unreachable_s:
+        out.append({"check": "broker_unreachable", "for_s": round(down, 1)})
+    writer = getattr(service, "writer", None)
+    if writer is not None:
+        stuck = writer.health.stuck_for()
+        waiting = writer.holding + buffered(service)
+        if waiting and stuck > m.store_stall_s:
+            out.append(
+                {
+                    "check": "store_stalled",
+                    "store": service.store.kind,
+                    "stuck_for_s": round(stuck, 1),
+                    "waiting_messages": waiting,
+                    "error": writer.health.last_error,
+                }
+            )
+    out.extend({"store": service.store.kind, **p} for p in service.store.problems(m.store_stall_s))
+    return out
+
+
+def _describe(p: dict) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in p.items() if k != "check" and v not in ("", None))
+    return f"{p['check']} ({extra})" if extra else p["check"]
+
+
 def ingest_health(service) -> HealthCheck:
     def check() -> tuple[bool, dict]:
-        return service.connected, {
+        problems = ingest_problems(service)
+        return not problems, {
+            "reason": "; ".join(_describe(p) for p in problems),
+            "problems": problems,
             "mqtt_connected": service.connected,
             "buffered_readings": buffered(service),
+            "store_backlog": int(service.store.backlog),
             "readings_stored": service.stats.readings_stored,
+            "workers": workers(service),
+            "writers": [h.snapshot() for h in writers(service)],
         }
 
     return check

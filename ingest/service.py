@@ -9,6 +9,8 @@ broker redelivers what was not acknowledged, and the stores are idempotent on (d
 Store writes run on their own thread (``ingest-writer``), so the network thread keeps receiving and
 decoding while SQLite works (it releases the GIL) or InfluxDB answers; batches that queue up meanwhile
 are written together, in one bigger transaction. Nothing is logged per message (BENCHMARKS.md).
+
+Store faults (retries, set-aside, back-pressure, /healthz): :mod:`ingest.store.writer`, docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ingest.pipeline import Pipeline
 from ingest.registry import Registry
 from ingest.state import StateDB
 from ingest.store.base import Store
-from ingest.store.influx_buffer import BufferFull
+from ingest.store.writer import StoreWriter
 from ingest.timeutil import now_ms
 
 log = logging.getLogger("fumewatch.ingest")
@@ -127,6 +129,7 @@ class IngestService:
         self._buf_readings = 0
         self._buf_since = 0.0
         self._dead: list[DeadLetter] = []
+        self._disconnected_since: float | None = time.monotonic()
         self._tokens: dict[int, tuple[int, int, list[Reading] | None]] = {}
         self._seq = itertools.count(1)
         self._stop = threading.Event()
@@ -152,6 +155,15 @@ class IngestService:
         store.set_on_durable(self._on_durable)
         self._conflicts = ConflictSink(state, self.stats, self._lock, m.topic_prefix)
         store.on_conflict = self._conflicts  # used by stores that report them (ingest.duplicates)
+        store.set_on_rejected(state.add_dead_letters)
+        self.writer = StoreWriter(
+            store,
+            state.add_dead_letters,
+            self._on_durable,
+            retry_min_s=settings.ingest.store_retry_min_s,
+            retry_max_s=settings.ingest.store_retry_max_s,
+            stopping=self._stop.is_set,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -224,6 +236,7 @@ class IngestService:
             log.error("event=broker_refused reason=%s", reason_code)
             return
         self.stats.connects += 1
+        self._disconnected_since = None
         client.subscribe([(t, self._qos) for t in self.topics])
         self._connected.set()
         log.info(
@@ -234,6 +247,8 @@ class IngestService:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
+        if self._disconnected_since is None:
+            self._disconnected_since = time.monotonic()
         if not self._stop.is_set():
             log.warning("event=broker_disconnected reason=%s (reconnecting)", reason_code)
 
@@ -283,9 +298,12 @@ class IngestService:
     # ------------------------------------------------------------------ flushing and acks
     def _flush_loop(self) -> None:
         while not self._stop.wait(self._flush_interval / 2):
-            with self._lock:
-                if self._buf and time.monotonic() - self._buf_since >= self._flush_interval:
-                    self._flush_locked()
+            try:
+                with self._lock:
+                    if self._buf and time.monotonic() - self._buf_since >= self._flush_interval:
+                        self._flush_locked()
+            except Exception:  # never die: the buffered messages stay unacknowledged, retried next tick
+                log.exception("event=flush_failed")
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Hand the buffered readings to the store now and wait until the store has taken them."""
@@ -302,72 +320,50 @@ class IngestService:
         buf, self._buf = self._buf, []
         dead, self._dead = self._dead, []
         self._buf_readings = 0
-        if dead:
-            self.state.add_dead_letters(dead)  # committed before the messages behind them are acked
         batch = []
         keep = self._on_readings is not None
         for mid, readings in buf:
             seq = next(self._seq)
             self._tokens[seq] = (mid, len(readings), readings if keep else None)
             batch.append((seq, readings))
-        if self._writer is not None and self._writer.is_alive():
-            self._writes.put(batch)
-        else:  # not started (or stopped): write here
-            self._write(batch)
+        if self._writer is not None:  # even a dead writer (/healthz says so): never block the caller
+            self._writes.put((batch, dead))
+        else:  # not started: write here
+            self._write(batch, dead)
 
     def _write_loop(self) -> None:
         q = self._writes
         while True:
             item = q.get()
-            batch: list = []
-            while True:  # take what queued up meanwhile: one bigger transaction
-                if item is None:
-                    self._write(batch)
-                    return
-                if isinstance(item, threading.Event):
-                    self._write(batch)
-                    batch = []
-                    item.set()
-                else:
-                    batch.extend(item)
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-            self._write(batch)
-
-    def _write(self, batch: list) -> None:
-        """Hand a batch to the store; while the store refuses (InfluxDB buffer full, disk full, a bug),
-        keep it and retry with back-off. Nothing is acknowledged meanwhile, so the broker stops sending
-        after Receive Maximum messages and holds the rest: explicit back-pressure, nothing lost."""
-        if not batch:
-            return
-        delay, logged = 0.5, False
-        while True:
+            batch, dead = [], []
             try:
-                self.store.write(batch)
-                if logged:
-                    log.info("event=store_accepting_again messages=%d", len(batch))
-                return
-            except BufferFull as exc:
-                if not logged:
-                    log.error(
-                        "event=influx_buffer_full messages=%d detail=%s (not acknowledging)", len(batch), exc
-                    )
-            except Exception:
-                if not logged:
-                    log.exception(
-                        "event=store_write_failed messages=%d (retrying, not acknowledging)", len(batch)
-                    )
-            logged = True
-            if self._stop.is_set():
-                # Stopping: leave them unacknowledged; the broker redelivers them to the next start.
-                with self._lock:
-                    for seq, _ in batch:
-                        self._tokens.pop(seq, None)
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                while True:  # take what queued up meanwhile: one bigger transaction
+                    if item is None:
+                        self._write(batch, dead)
+                        return
+                    if isinstance(item, threading.Event):
+                        self._write(batch, dead)
+                        batch, dead = [], []
+                        item.set()
+                    else:
+                        batch.extend(item[0])
+                        dead.extend(item[1])
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                self._write(batch, dead)
+            except Exception as exc:  # a bug: count it, keep the thread; the messages stay unacknowledged
+                self.writer.health.failure("transient", exc)
+                log.exception("event=writer_error messages=%d (not acknowledged)", len(batch))
+
+    def _write(self, batch: list, dead: list) -> None:
+        """Until the store took it; nothing is acknowledged meanwhile (back-pressure: the broker holds them)."""
+        if not self.writer.write(batch, dead):
+            # Stopping: leave them unacknowledged; the broker redelivers them to the next start.
+            with self._lock:
+                for seq, _ in batch:
+                    self._tokens.pop(seq, None)
 
     def _on_durable(self, tokens: list) -> None:
         ready: list[Reading] = []
@@ -395,6 +391,19 @@ class IngestService:
         """Readings received but not yet durable in the store (the service buffer and writes in flight)."""
         with self._lock:
             return self._buf_readings + sum(n for _, n, _ in self._tokens.values())
+
+    def broker_down_for(self) -> float:
+        """Seconds since the broker connection was lost (or since start, before the first); 0 when up."""
+        since = None if self._connected.is_set() else self._disconnected_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def workers(self) -> dict[str, bool]:
+        """Threads that must be alive while the service runs (name -> alive), the store's included."""
+        if self._stop.is_set() or self._writer is None:
+            return {}
+        net = getattr(self.client, "_thread", None)
+        threads = {t.name: t.is_alive() for t in (self._writer, self._timer) if t is not None}
+        return {**threads, "mqtt-network": net is not None and net.is_alive(), **self.store.workers()}
 
     # ------------------------------------------------------------------ helpers for demo/tests
     def wait_idle(self, quiet_s: float = 1.0, timeout_s: float = 60.0) -> bool:

@@ -173,6 +173,9 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(make_mosquitto, 
         assert "fumewatch_readings_stored_total" in text and "fumewatch_mqtt_connected 1.0" in text
         health = orjson.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1])
         assert health["status"] == "ok" and health["mqtt_connected"] is True
+        assert health["problems"] == [] and health["reason"] == ""
+        assert all(health["workers"].values()) and "ingest-writer" in health["workers"]
+        assert 'fumewatch_worker_alive{thread="ingest-writer"} 1.0' in text
     finally:
         if pub is not None:
             pub.close()

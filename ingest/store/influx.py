@@ -26,58 +26,17 @@ import orjson
 import urllib3
 
 from ingest.config import InfluxSettings
-from ingest.model import Reading
 from ingest.store.base import Batch, Store
+from ingest.store.faults import PERMANENT, classify, split_rejected
+from ingest.store.line_protocol import (  # noqa: F401 (re-exported: alerts.influx_sink uses them)
+    _escape_str_field,
+    _escape_tag,
+    quote_ident,
+    quote_literal,
+    to_line,
+)
 
 log = logging.getLogger("fumewatch.store.influx")
-
-_FIELDS_FLOAT = ("oil_fume_mg_m3", "oil_fume_ref_mg_m3", "pm_mg_m3", "nmhc_mg_m3", "flow_m3_h")
-
-
-def _escape_tag(v: str) -> str:
-    return (
-        v.replace("\\", "\\\\")
-        .replace(",", "\\,")
-        .replace("=", "\\=")
-        .replace(" ", "\\ ")
-        .replace("\n", "\\n")
-    )
-
-
-def _escape_str_field(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def to_line(r: Reading, measurement: str) -> str:
-    tags = (
-        f"{measurement},device_id={_escape_tag(r.device_id)},district={_escape_tag(r.district)},"
-        f"restaurant_id={_escape_tag(r.restaurant_id)}"
-    )
-    fields = [
-        f"oil_fume_mg_m3={r.oil_fume_mg_m3!r}",
-        f"oil_fume_ref_mg_m3={r.oil_fume_ref_mg_m3!r}",
-        f"ref_converted={1 if r.ref_converted else 0}i",
-    ]
-    if r.pm_mg_m3 is not None:
-        fields.append(f"pm_mg_m3={r.pm_mg_m3!r}")
-    if r.nmhc_mg_m3 is not None:
-        fields.append(f"nmhc_mg_m3={r.nmhc_mg_m3!r}")
-    if r.flow_m3_h is not None:
-        fields.append(f"flow_m3_h={r.flow_m3_h!r}")
-    if r.fan_on is not None:
-        fields.append(f"fan_on={1 if r.fan_on else 0}i")
-    if r.purifier_on is not None:
-        fields.append(f"purifier_on={1 if r.purifier_on else 0}i")
-    fields.append(f'source="{_escape_str_field(r.source)}"')
-    return f"{tags} {','.join(fields)} {r.time_ms}"
 
 
 class _Token:
@@ -130,6 +89,8 @@ class InfluxStore(Store):
                     self._post_sync,
                     max_points=settings.buffer_max_points,
                     batch_points=settings.batch_size,
+                    retry_max_s=settings.buffer_retry_max_s,
+                    reject=self._reject_lines,
                 )
 
     # ------------------------------------------------------------------ writing
@@ -255,9 +216,42 @@ class InfluxStore(Store):
 
     def _on_error(self, conf: tuple, data: bytes | str, exc: Exception) -> None:
         raw = data.encode() if isinstance(data, str) else data
+        if classify(exc) == PERMANENT:  # find the rejected points off the WriteApi's thread
+            threading.Thread(target=self._resolve_rejected, args=(raw,), name="influx-reject").start()
+            return
         self._settle(raw, False)
         # The MQTT messages behind these points stay unacknowledged: the broker redelivers them.
         log.error("event=influx_write_failed points=%d error=%s", raw.count(b"\n") + 1, _short(exc))
+
+    def _resolve_rejected(self, raw: bytes) -> None:
+        """Without the disk buffer: bisect a rejected batch, dead-letter the bad points, settle the rest."""
+        lines = raw.decode().split("\n")
+        try:
+            self._reject_lines(split_rejected(lines, self._post_sync))
+        except Exception as exc:
+            self._settle(raw, False)
+            log.error("event=influx_write_failed points=%d error=%s", len(lines), _short(exc))
+            return
+        done = self._settle(raw, True)
+        if done:
+            self._on_durable(done)
+
+    def _reject_lines(self, rejected: list[tuple[str, str]]) -> None:
+        from ingest.store.influx_buffer import dead_letters
+
+        if rejected:
+            self._on_rejected(dead_letters(rejected, self.url))
+
+    def problems(self, stall_s: float) -> list[dict]:
+        return self._buffer.problems(stall_s) if self._buffer is not None else []
+
+    def workers(self) -> dict[str, bool]:
+        if self._buffer is None:
+            return {}
+        return {self._buffer._thread.name: self._buffer._thread.is_alive()}
+
+    def write_health(self) -> list:
+        return [self._buffer.health] if self._buffer is not None else []
 
     @property
     def backlog(self) -> int:

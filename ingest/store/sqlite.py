@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ingest.duplicates import first_wins_conflicts
 from ingest.model import Reading
 from ingest.state import connect
-from ingest.store.base import Batch, Store
+from ingest.store.base import Batch, Store, rollback
 
 _COLUMNS = (
     "device_id",
@@ -178,8 +178,8 @@ class SQLiteStore(Store):
                         conn, HOURLY_TABLE, hourly
                     )
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException:  # e.g. "database or disk is full": nothing was written, the caller retries
+                rollback(conn)
                 raise
         if conflicts and self.on_conflict is not None:
             self.on_conflict(conflicts)  # dead letters, committed before the messages are acknowledged
