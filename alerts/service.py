@@ -29,9 +29,9 @@ from alerts.model import Transition
 from alerts.profiles import Profiles, load_profiles
 from alerts.warmup import unseen
 from ingest.model import Reading
+from ingest.mqtt_client import connect_properties, make_client
 from ingest.pipeline import Pipeline
 from ingest.registry import Registry
-from ingest.service import connect_properties, make_client
 from ingest.store.base import Store
 from ingest.timeutil import now_ms
 

@@ -23,8 +23,9 @@ import pytest
 
 from ingest import acl
 from ingest.config import load_settings
+from ingest.mqtt_client import make_client
 from ingest.registry import Registry
-from ingest.service import IngestService, make_client
+from ingest.service import IngestService
 from ingest.state import StateDB
 from ingest.store import open_store
 from ingest.timeutil import now_ms
