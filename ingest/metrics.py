@@ -45,6 +45,20 @@ class IngestCollector(Collector):
         for reason, n in sorted(dict(st.dead_by_reason).items()):
             dead.add_metric([reason], n)
         yield dead
+        state = self.svc.state
+        dropped = CounterMetricFamily(
+            "fumewatch_dead_letters_dropped",
+            "Dead letters held back by the rate caps (summarised in dead_letter_overflow rows), by reason",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(getattr(state, "dropped_by_reason", {})).items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield CounterMetricFamily(
+            "fumewatch_dead_letters_purged",
+            "Dead letters deleted by retention",
+            value=getattr(state, "purged", 0),
+        )
         yield CounterMetricFamily(
             "fumewatch_hj212_ignored_frames", "HJ 212 frames of other CN codes", value=st.ignored_frames
         )

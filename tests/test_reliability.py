@@ -171,6 +171,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(make_mosquitto, 
         assert status == 200
         text = body.decode()
         assert "fumewatch_readings_stored_total" in text and "fumewatch_mqtt_connected 1.0" in text
+        assert "fumewatch_dead_letters_purged_total 0.0" in text  # retention ran nothing yet
         health = orjson.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1])
         assert health["status"] == "ok" and health["mqtt_connected"] is True
         assert health["problems"] == [] and health["reason"] == ""
