@@ -212,24 +212,11 @@ def test_outbox_transition_with_no_notice_is_notified_once(tmp_path, webhook):
     """A transition recorded with its event whose notifier never ran (crash in between) is notified by the
     drain, once, and marked done; a second drain sends nothing."""
     from alerts.enforcement.notify import Notifier, NotifySettings
-    from alerts.model import Event, Transition
+    from alerts.model import Transition
     from ingest.registry import Device
 
     led = Ledger(tmp_path / "state.db")
-    ev = Event(
-        "exceedance:D1:oil_fume:1",
-        "exceedance",
-        "R1",
-        "D1",
-        "朝阳区",
-        T0,
-        pollutant="oil_fume",
-        peak_mg_m3=3.0,
-        mean_mg_m3=2.5,
-        limit_mg_m3=2.0,
-        profile="gb18483",
-        rule="gb18483",
-    )
+    ev = _exceedance("exceedance:D1:oil_fume:1")
     tr = Transition(ev, "opened", T0 + 50 * MIN)
     with led.transaction():
         led.upsert_event(ev)
@@ -246,13 +233,30 @@ def test_outbox_transition_with_no_notice_is_notified_once(tmp_path, webhook):
 def test_notices_retry_puts_failed_ones_back(tmp_path, webhook):
     """`fumewatch notices retry` as a user runs it: failed rows become pending; the next drain sends them."""
     from alerts.enforcement.notify import Notifier, NotifySettings
-    from alerts.model import Event, Transition
+    from alerts.model import Transition
     from ingest.registry import Device
 
     webhook.script["/owner"] = [503]
     led = Ledger(tmp_path / "state.db")
-    ev = Event(
-        "exceedance:D1:oil_fume:2",
+    ev = _exceedance("exceedance:D1:oil_fume:2")
+    dev = {"D1": Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=webhook.url("/owner"))}
+    n = Notifier(NotifySettings(retries=0), led)
+    results = n.notify(Transition(ev, "opened", T0 + 50 * MIN), dev["D1"])
+    assert [r.status for r in results if r.channel == "owner"] == ["failed"]
+    out = run_fumewatch(tmp_path, "notices", "--state", str(tmp_path / "state.db"), "--status", "failed")
+    assert out.returncode == 0 and out.stdout.count("\n") == 2, out.stdout  # header + the failed row
+    out = run_fumewatch(tmp_path, "notices", "retry", "--state", str(tmp_path / "state.db"))
+    assert out.returncode == 0 and out.stdout.startswith("1 failed notice(s) put back to pending"), out
+    assert [(r.channel, r.status) for r in n.drain(dev.get)] == [("owner", "sent")]
+    assert len(webhook.bodies("/owner")) == 1
+    led.close()
+
+
+def _exceedance(event_id: str):
+    from alerts.model import Event
+
+    return Event(
+        event_id,
         "exceedance",
         "R1",
         "D1",
@@ -265,14 +269,3 @@ def test_notices_retry_puts_failed_ones_back(tmp_path, webhook):
         profile="gb18483",
         rule="gb18483",
     )
-    dev = {"D1": Device("R1", "老王面馆", "朝阳区", "D1", 2, owner_notify=webhook.url("/owner"))}
-    n = Notifier(NotifySettings(retries=0), led)
-    results = n.notify(Transition(ev, "opened", T0 + 50 * MIN), dev["D1"])
-    assert [r.status for r in results if r.channel == "owner"] == ["failed"]
-    out = run_fumewatch(tmp_path, "notices", "--state", str(tmp_path / "state.db"), "--status", "failed")
-    assert out.returncode == 0 and out.stdout.count("\n") == 2, out.stdout  # header + the failed row
-    out = run_fumewatch(tmp_path, "notices", "retry", "--state", str(tmp_path / "state.db"))
-    assert out.returncode == 0 and out.stdout.startswith("1 failed notice(s) put back to pending"), out
-    assert [(r.channel, r.status) for r in n.drain(dev.get)] == [("owner", "sent")]
-    assert len(webhook.bodies("/owner")) == 1
-    led.close()
