@@ -227,7 +227,8 @@ def parse_sim(stdout: str) -> tuple[int, int, int]:
 
 def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    work = Path(tempfile.mkdtemp(prefix="fumewatch-chaos-"))
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fumewatch-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
     log(f"workdir {work}")
     hook = Webhook()
     broker = BrokerProc(work / "broker")
@@ -250,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
     alerts = Service("alerts", ["alerts", *common, "--client-id", "chaos-alerts"], alerts_env, work)
     sink = AlertSink(broker.url)
     victims: dict[str, Service | BrokerProc] = {"ingest": ingest, "alerts": alerts, "broker": broker}
+    chosen = sorted(args.victims.split(",")) if args.victims else sorted(victims)
+    if unknown := set(chosen) - set(victims):
+        raise SystemExit(f"--victims: unknown {sorted(unknown)} (choose from {sorted(victims)})")
     kills: list[dict] = []
     sim: subprocess.Popen | None = None
     t_start = time.monotonic()
@@ -298,7 +302,9 @@ def run(args: argparse.Namespace) -> int:
                 slept += 0.25
             if sim.poll() is not None or time.monotonic() >= chaos_end:
                 break
-            name = rng.choice(sorted(victims))
+            if args.max_kills is not None and len(kills) >= args.max_kills:
+                continue
+            name = rng.choice(chosen)
             down = rng.uniform(args.min_down_s, args.max_down_s)
             at = round(time.monotonic() - t_start, 1)
             victims[name].kill()
@@ -334,7 +340,11 @@ def run(args: argparse.Namespace) -> int:
             if snap != last:
                 last, last_change = snap, time.monotonic()
             pending = any(st == "pending" for st, _ in snap[2]) or any(st == "pending" for st, _ in snap[3])
-            if snap[0] + snap[1] >= readings + faults and not pending and time.monotonic() - last_change > 15:
+            if (
+                snap[0] + snap[1] >= readings + faults
+                and not pending
+                and time.monotonic() - last_change > args.quiet_s
+            ):
                 break
             time.sleep(1)
         wall = time.monotonic() - t_start
@@ -363,8 +373,8 @@ def run(args: argparse.Namespace) -> int:
     }
     ok = table["ok"]
     print(render(table))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(args.json) if args.json else RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=2, ensure_ascii=False), encoding="utf-8")
     log(f"saved {out}")
     return 0 if ok else 1
@@ -488,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-down-s", type=float, default=1.0, help="shortest downtime of a killed process")
     p.add_argument("--max-down-s", type=float, default=5.0)
     p.add_argument("--settle-s", type=float, default=180.0, help="longest catch-up after the simulator")
+    p.add_argument("--quiet-s", type=float, default=15.0, help="catch-up ends after this long without change")
+    p.add_argument("--victims", default="", help="comma list of ingest,alerts,broker (default: all)")
+    p.add_argument("--max-kills", type=int, default=None, help="stop killing after this many")
+    p.add_argument("--workdir", default="", help="keep the run's files here (default: a new temp dir)")
+    p.add_argument("--json", default="", help="save the table here (default: bench/results/chaos-*.json)")
     return run(p.parse_args(argv))
 
 
