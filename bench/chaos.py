@@ -39,7 +39,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from receivers import Webhook  # noqa: E402
-from servers import MosquittoServer  # noqa: E402
+from servers import InfluxDB1Server, MosquittoServer, V2WriteRelay  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 DAY_MS = 86_400_000
@@ -151,6 +151,46 @@ class BrokerProc:
         self.server.stop()
 
 
+class InfluxProc:
+    """influxd 1.6 behind tests/servers.py's /api/v2/write relay; the relay stays up, influxd is killed."""
+
+    DB = "chaos"
+
+    def __init__(self, workdir: Path) -> None:
+        self.server = InfluxDB1Server(workdir)
+        self.relay: V2WriteRelay | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.server.start(timeout=60)
+        self.starts += 1
+        if self.relay is None:
+            self.server.create_database(self.DB)
+            self.relay = V2WriteRelay(self.server.url).start()
+
+    def alive(self) -> bool:
+        return self.server.is_running
+
+    def kill(self) -> None:
+        proc = self.server._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        self.server.stop(timeout=1)
+
+    def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        self.server.stop()
+
+    def count(self) -> int:
+        try:
+            rows = self.server.points(self.DB, 'SELECT COUNT("oil_fume_mg_m3") FROM "fume_reading"')
+        except (OSError, RuntimeError, KeyError):
+            return 0
+        return int(rows[0]["count"]) if rows else 0
+
+
 class AlertSink:
     """Subscriber of fume/v1/alerts/# on a persistent session (QoS 1), so broker restarts lose nothing."""
 
@@ -235,12 +275,21 @@ def run(args: argparse.Namespace) -> int:
     broker.start()
     reg = write_registry(work, args.restaurants, args.seed, hook)
     store, state = work / "fume.db", work / "state.db"
-    inspector = hook.url("/inspector")
-    common = ["--broker", broker.url, "--store", str(store), "--registry", str(reg), "--state", str(state)]
+    influx = InfluxProc(work / "influxdb") if args.store == "influx" else None
     env = base_env()
-    ingest = Service("ingest", ["ingest", *common, "--client-id", "chaos-ingest"], env, work)
+    if influx is not None:
+        influx.start()
+        store_arg = influx.relay.url
+        env.update(FUMEWATCH_INFLUX_BUCKET=InfluxProc.DB, FUMEWATCH_INFLUX_ORG="chaos")
+    else:
+        store_arg = str(store)
+    inspector = hook.url("/inspector")
+    common = ["--broker", broker.url, "--store", store_arg, "--registry", str(reg), "--state", str(state)]
+    ingest_env = {**env, "FUMEWATCH_INFLUX_BUFFER_FILE": str(work / "ingest-influx-buffer.db")}
+    ingest = Service("ingest", ["ingest", *common, "--client-id", "chaos-ingest"], ingest_env, work)
     alerts_env = {
         **env,
+        "FUMEWATCH_INFLUX_BUFFER_FILE": str(work / "alerts-influx-buffer.db"),
         "FUMEWATCH_ALERTS_CLOCK": "event",
         "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.5",
         "FUMEWATCH_ALERTS_ADVANCE_INTERVAL_S": "0.5",
@@ -250,7 +299,14 @@ def run(args: argparse.Namespace) -> int:
     }
     alerts = Service("alerts", ["alerts", *common, "--client-id", "chaos-alerts"], alerts_env, work)
     sink = AlertSink(broker.url)
-    victims: dict[str, Service | BrokerProc] = {"ingest": ingest, "alerts": alerts, "broker": broker}
+    victims: dict[str, Service | BrokerProc | InfluxProc] = {
+        "ingest": ingest,
+        "alerts": alerts,
+        "broker": broker,
+    }
+    if influx is not None:
+        victims["influxd"] = influx
+    count_stored = influx.count if influx is not None else lambda: stored_count(store)
     chosen = sorted(args.victims.split(",")) if args.victims else sorted(victims)
     if unknown := set(chosen) - set(victims):
         raise SystemExit(f"--victims: unknown {sorted(unknown)} (choose from {sorted(victims)})")
@@ -318,8 +374,7 @@ def run(args: argparse.Namespace) -> int:
         if rc_sim != 0:
             log(f"simulate exited {rc_sim}: {(work / 'simulate.log').read_text()[-800:]}")
             return 2
-        readings, messages, faults = parse_sim("".join(sim_out))
-        published = messages  # every message the broker acknowledged (valid readings and faults)
+        readings, _messages, faults = parse_sim("".join(sim_out))
         log(f"simulator: {readings} readings + {faults} fault messages, all acknowledged")
 
         # ---- catch up: every published message stored or dead-lettered, outbox drained, notices quiet
@@ -329,8 +384,10 @@ def run(args: argparse.Namespace) -> int:
         quiet_deadline = time.monotonic() + args.settle_s
         last, last_change = None, time.monotonic()
         while time.monotonic() < quiet_deadline:
+            if influx is not None and not influx.alive():
+                influx.start()
             snap = (
-                stored_count(store),
+                count_stored(),
                 dead_count(state),
                 sqlite_rows(state, "SELECT status, COUNT(*) FROM outbox GROUP BY status"),
                 sqlite_rows(state, "SELECT status, COUNT(*) FROM notices GROUP BY status"),
@@ -348,6 +405,7 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(1)
         wall = time.monotonic() - t_start
+        stored_final = count_stored()
     finally:
         if sim is not None and sim.poll() is None:
             sim.kill()
@@ -355,9 +413,11 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(1)
         sink.close()
         broker.stop()
+        if influx is not None:
+            influx.stop()
         hook.close()
     log(f"stopped: {rc}")
-    table = reconcile(store, state, hook, sink, readings, faults, published)
+    table = reconcile(store if influx is None else None, stored_final, state, hook, sink, readings, faults)
     table["run"] = {
         "minutes": args.minutes,
         "restaurants": args.restaurants,
@@ -365,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         "speed": args.speed,
         "simulated_hours": round(hours, 2),
         "inject_faults": args.inject_faults,
-        "store": "sqlite",
+        "store": args.store,
         "wall_s": round(wall, 1),
         "kills": kills,
         "kills_by_victim": {v: sum(k["victim"] == v for k in kills) for v in sorted(victims)},
@@ -381,12 +441,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reconcile(
-    store: Path, state: Path, hook: Webhook, sink: AlertSink, readings: int, faults: int, published: int
+    store: Path | None, stored: int, state: Path, hook: Webhook, sink: AlertSink, readings: int, faults: int
 ) -> dict:
-    stored = stored_count(store)
-    distinct = sqlite_rows(store, "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, time_ms FROM readings)")[
-        0
-    ][0]
+    """``store``: the SQLite store (rows counted again, distinct device+time); None for InfluxDB, where
+    ``stored`` is the point count (a point with the same series and time overwrites: duplicates cannot
+    exist there, so they are not counted)."""
+    published = readings + faults
+    if store is not None:
+        stored = stored_count(store)
+        q = "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, time_ms FROM readings)"
+        distinct = sqlite_rows(store, q)[0][0]
+    else:
+        distinct = stored
     dead = dead_count(state)
     dead_dup = sqlite_rows(
         state,
@@ -399,7 +465,7 @@ def reconcile(
         "published_fault_messages": faults,
         "stored": distinct,
         "dead_lettered": dead,
-        "duplicated_rows": stored - distinct,
+        "duplicated_rows": stored - distinct if store is not None else None,  # InfluxDB: n/a
         "duplicated_dead_letters": dead_dup,
         "missing": published - distinct - dead,
     }
@@ -464,7 +530,7 @@ def render(table: dict) -> str:
         "",
         "readings    published  stored  dead-lettered  duplicated  missing",
         f"            {r['published']:>9}  {r['stored']:>6}  {r['dead_lettered']:>13}  "
-        f"{r['duplicated_rows']:>10}  {r['missing']:>7}",
+        f"{'n/a' if r['duplicated_rows'] is None else r['duplicated_rows']:>10}  {r['missing']:>7}",
         f"            ({r['published_readings']} readings + {r['published_fault_messages']} fault messages; "
         f"repeated dead letters {r['duplicated_dead_letters']})",
         "",
@@ -492,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restaurants", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--speed", type=float, default=600.0, help="simulated seconds per second")
+    p.add_argument(
+        "--store", choices=("sqlite", "influx"), default="sqlite", help="influx: influxd 1.6 via the relay"
+    )
     p.add_argument("--no-faults", dest="inject_faults", action="store_false", help="no --inject-faults")
     p.add_argument("--min-gap-s", type=float, default=10.0, help="shortest time between two kills")
     p.add_argument("--max-gap-s", type=float, default=30.0)
@@ -499,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-down-s", type=float, default=5.0)
     p.add_argument("--settle-s", type=float, default=180.0, help="longest catch-up after the simulator")
     p.add_argument("--quiet-s", type=float, default=15.0, help="catch-up ends after this long without change")
-    p.add_argument("--victims", default="", help="comma list of ingest,alerts,broker (default: all)")
+    p.add_argument("--victims", default="", help="comma list of ingest,alerts,broker,influxd (default: all)")
     p.add_argument("--max-kills", type=int, default=None, help="stop killing after this many")
     p.add_argument("--workdir", default="", help="keep the run's files here (default: a new temp dir)")
     p.add_argument("--json", default="", help="save the table here (default: bench/results/chaos-*.json)")
