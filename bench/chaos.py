@@ -325,9 +325,8 @@ def run(args: argparse.Namespace) -> int:
 
         hours = args.minutes * 60 * args.speed / 3600
         now_ms = int(time.time() * 1000)
-        start_ms = (
-            now_ms - int(hours * 3600_000) - 2 * DAY_MS + TZ_OFFSET_MS
-        ) // DAY_MS * DAY_MS - TZ_OFFSET_MS
+        day0 = (now_ms - int(hours * 3600_000) - 2 * DAY_MS + TZ_OFFSET_MS) // DAY_MS * DAY_MS - TZ_OFFSET_MS
+        start_ms = day0 + int(args.start_hour * 3600_000)  # local time of day: services come early
         start_iso = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC).isoformat()
         sim_argv = [
             "simulate", "--broker", broker.url, "--registry", str(reg), "--start", str(start_ms),
@@ -557,10 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--restaurants", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=600.0, help="simulated seconds per second")
+    p.add_argument("--speed", type=float, default=150.0, help="simulated seconds per second")
     p.add_argument(
         "--store", choices=("sqlite", "influx"), default="sqlite", help="influx: influxd 1.6 via the relay"
     )
+    p.add_argument("--start-hour", type=float, default=10.0, help="simulated start, local hour of day")
     p.add_argument("--no-faults", dest="inject_faults", action="store_false", help="no --inject-faults")
     p.add_argument("--min-gap-s", type=float, default=10.0, help="shortest time between two kills")
     p.add_argument("--max-gap-s", type=float, default=30.0)
