@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench clean migration
+.PHONY: venv demo test lint bench chaos clean migration
 
 venv: $(STAMP)
 
@@ -39,6 +39,9 @@ migration: venv
 
 bench: venv
 	$(VENV)/bin/python bench/run.py
+
+chaos: venv
+	$(VENV)/bin/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
