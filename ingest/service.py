@@ -102,6 +102,8 @@ class IngestService:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._subscribed = threading.Event()  # the broker acknowledged our subscriptions (SUBACK)
         store.set_on_durable(self._on_durable)
         self._conflicts = ConflictSink(state, self.stats, self._lock, m.topic_prefix)
         store.on_conflict = self._conflicts  # used by stores that report them (ingest.duplicates)
@@ -145,7 +147,11 @@ class IngestService:
         self.client.loop_start()
         self._timer = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
         self._timer.start()
-        if wait_connected_s and not self._connected.wait(wait_connected_s):
+        # ready = connected AND subscribed: on a first start (no broker session yet) a message published
+        # before the SUBACK has nobody to go to
+        if wait_connected_s and not (
+            self._connected.wait(wait_connected_s) and self._subscribed.wait(wait_connected_s)
+        ):
             log.warning("event=broker_not_connected_yet waited_s=%.0f (will keep retrying)", wait_connected_s)
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -195,8 +201,15 @@ class IngestService:
             ",".join(self.topics),
         )
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(rc) for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if refused:
+            log.error("event=subscribe_refused reasons=%s (check the broker ACL)", ",".join(refused))
+        self._subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         if self._disconnected_since is None:
             self._disconnected_since = time.monotonic()
         if not self._stop.is_set():
