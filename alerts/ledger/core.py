@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
 from alerts.ledger.episodes import EpisodeStore
-from alerts.ledger.event_rows import _event_cols, _event_from_row, _event_row
+from alerts.ledger.event_rows import _dumps, _event_cols, _event_from_row, _event_row
 from alerts.ledger.notices import NoticeGate
 from alerts.ledger.outbox import OutboxStore
 from alerts.ledger.schema import (
@@ -42,10 +42,6 @@ from alerts.ledger.windows import WindowStore
 from alerts.model import EXCEEDANCE, Event
 from ingest.db import begin_write, display, is_sqlite, make_engine
 from ingest.timeutil import now_ms
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any) -> ColumnElement[bool]:

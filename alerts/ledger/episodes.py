@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, text, true, update
 
-from alerts.ledger.event_rows import _event_cols, _event_from_row
+from alerts.ledger.event_rows import _dumps, _event_cols, _event_from_row
 from alerts.ledger.notices import NoticeRecord
 from alerts.ledger.schema import episodes, events, notices, tasks
 from alerts.model import Event
@@ -235,10 +235,6 @@ class EpisodeStore:
 
     def count_tasks(self) -> int:
         return int(self._read(select(func.count()).select_from(tasks))[0][0])  # type: ignore[attr-defined]
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _episode_select() -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from alerts.ledger.event_rows import _dumps
 from alerts.ledger.notices import FAILED, PENDING
 from alerts.ledger.schema import notices, outbox
 from alerts.model import Event, Transition
@@ -33,9 +34,7 @@ class OutboxStore:
                 "event_id": tr.event.event_id,
                 "action": tr.action,
                 "at_ms": tr.at_ms,
-                "event": json.dumps(
-                    tr.event.as_dict(), ensure_ascii=False, separators=(",", ":"), default=str
-                ),
+                "event": _dumps(tr.event.as_dict()),
                 "status": PENDING,
                 "attempts": 0,
                 "error": "",
