@@ -96,9 +96,6 @@ def test_list_events_filters_with_overlap(ledger: Ledger) -> None:
     assert ids(ledger.list_events(kind=OFFLINE)) == ["after"]
     assert ids(ledger.list_events(state="open")) == ["open"]
     assert ids(ledger.list_events(until_ms=T0 - 10 * H)) == []  # until is exclusive
-    assert ledger.count_exceedances("R1", T0 - 5 * H) == 2
-    assert ledger.count_exceedances("R1", 0) == 3
-    assert ledger.count_exceedances("R1", 0, until_ms=T0 - 5 * H) == 2
 
 
 def test_state_round_trip(ledger: Ledger, state_url: str) -> None:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, inspect, not_, or_, select, true, update
+from sqlalchemy import Connection, and_, bindparam, case, inspect, not_, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
@@ -39,7 +39,7 @@ from alerts.ledger.schema import (
     metadata,
 )
 from alerts.ledger.windows import WindowStore
-from alerts.model import EXCEEDANCE, Event
+from alerts.model import Event
 from ingest.db import begin_write, display, is_sqlite, make_engine
 from ingest.timeutil import now_ms
 
@@ -225,30 +225,6 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
         )
         q = select(*_event_cols()).where(where).order_by(events.c.start_ms, events.c.event_id)
         return [_event_from_row(r) for r in self._read(q)]
-
-    def count_exceedances(
-        self,
-        restaurant_id: str,
-        since_ms: int,
-        until_ms: int | None = None,
-        up_to_event_id: str | None = None,
-    ) -> int:
-        """Exceedance events of ``restaurant_id`` starting at or after ``since_ms``.
-
-        With ``until_ms``: only those starting at or before it; with ``up_to_event_id`` too, events starting
-        exactly at ``until_ms`` count only up to that id (the ladder's stable order: start, then id).
-        """
-        t = events.c
-        q = select(func.count()).where(
-            t.restaurant_id == restaurant_id, t.kind == EXCEEDANCE, t.start_ms >= since_ms
-        )
-        if until_ms is not None and up_to_event_id is not None:
-            q = q.where(
-                or_(t.start_ms < until_ms, and_(t.start_ms == until_ms, t.event_id <= up_to_event_id))
-            )
-        elif until_ms is not None:
-            q = q.where(t.start_ms <= until_ms)
-        return int(self._read(q)[0][0])
 
     def set_level(self, event_id: str, level: str, occurrence: int | None = None) -> str:
         """Assign ``level`` (and the ladder occurrence) unless one is already set; return the stored level."""
