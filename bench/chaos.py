@@ -285,11 +285,10 @@ def run(args: argparse.Namespace) -> int:
         store_arg = str(store)
     inspector = hook.url("/inspector")
     common = ["--broker", broker.url, "--store", store_arg, "--registry", str(reg), "--state", str(state)]
-    ingest_env = {**env, "FUMEWATCH_INFLUX_BUFFER_FILE": str(work / "ingest-influx-buffer.db")}
-    ingest = Service("ingest", ["ingest", *common, "--client-id", "chaos-ingest"], ingest_env, work)
+    # default file layout: ingest's buffer and first-wins index next to the state, alerts' *-derived.db
+    ingest = Service("ingest", ["ingest", *common, "--client-id", "chaos-ingest"], env, work)
     alerts_env = {
         **env,
-        "FUMEWATCH_INFLUX_BUFFER_FILE": str(work / "alerts-influx-buffer.db"),
         "FUMEWATCH_ALERTS_CLOCK": "event",
         "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.5",
         "FUMEWATCH_ALERTS_ADVANCE_INTERVAL_S": "0.5",

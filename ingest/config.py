@@ -176,6 +176,11 @@ class InfluxSettings(BaseModel):
     buffer_max_points: int = Field(2_000_000, ge=1000)
     # The drain's back-off ceiling while InfluxDB is unreachable (1 s doubling up to this).
     buffer_retry_max_s: float = Field(30.0, gt=0)
+    # First stored value wins (ingest/store/first_wins.py): the measured values admitted per (device,
+    # time) are remembered this long in a small SQLite file; older readings are checked against InfluxDB.
+    first_wins_hours: float = Field(48.0, gt=0)
+    # "" = influx-first-wins.db next to the state database.
+    first_wins_file: str = ""
 
     @property
     def query_database(self) -> str:

@@ -5,8 +5,9 @@ An identical repeat (an MQTT redelivery, a monitor resending its buffer) is sile
 names both, so the store, the reports and the detector (which keeps the first value per (device, time)
 in a window) never disagree about what was measured. The SQLite store inserts with ``ON CONFLICT DO
 NOTHING`` and, when a batch inserted fewer rows than it holds, asks :func:`first_wins_conflicts` which
-readings differ from what is stored; the ingest service dead-letters them with
-:func:`conflict_dead_letter` before it acknowledges their messages.
+readings differ from what is stored; the InfluxDB store, which would keep the last value, asks its
+:class:`~ingest.store.first_wins.FirstWinsIndex` before writing. The ingest service dead-letters the
+refused readings with :func:`conflict_dead_letter` before it acknowledges their messages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,27 @@ def measured(r: Reading) -> tuple:
     return (r.oil_fume_mg_m3, r.pm_mg_m3, r.nmhc_mg_m3, r.flow_m3_h, r.fan_on, r.purifier_on)
 
 
+def stored_rows(
+    conn: sqlite3.Connection, table: str, readings: list[Reading], extra: tuple[str, ...] = ()
+) -> dict[tuple[str, int], dict]:
+    """{(device_id, time_ms): {measured and ``extra`` columns}} of the rows of ``table`` that hold the
+    (device, time) of ``readings``."""
+    stored: dict[tuple[str, int], dict] = {}
+    names = (*MEASURED, *extra)
+    cols = ",".join(names)
+    for i in range(0, len(readings), _KEYS_PER_QUERY):
+        part = readings[i : i + _KEYS_PER_QUERY]
+        keys = ",".join(["(?,?)"] * len(part))
+        args = [v for r in part for v in (r.device_id, r.time_ms)]
+        q = f"SELECT device_id, time_ms, {cols} FROM {table} WHERE (device_id, time_ms) IN (VALUES {keys})"
+        for row in conn.execute(q, args):
+            stored[(row[0], row[1])] = {
+                k: bool(v) if k in ("fan_on", "purifier_on") and v is not None else v
+                for k, v in zip(names, row[2:], strict=True)
+            }
+    return stored
+
+
 def first_wins_conflicts(
     conn: sqlite3.Connection, table: str, readings: list[Reading]
 ) -> list[tuple[Reading, dict]]:
@@ -38,24 +60,15 @@ def first_wins_conflicts(
     with other measured values. Run after the insert, in its transaction: a reading the insert stored
     matches itself, one it skipped is compared with the row that was there first (or came first in the
     batch)."""
-    stored: dict[tuple[str, int], tuple] = {}
-    cols = ",".join(MEASURED)
-    for i in range(0, len(readings), _KEYS_PER_QUERY):
-        part = readings[i : i + _KEYS_PER_QUERY]
-        keys = ",".join(["(?,?)"] * len(part))
-        args = [v for r in part for v in (r.device_id, r.time_ms)]
-        q = f"SELECT device_id, time_ms, {cols} FROM {table} WHERE (device_id, time_ms) IN (VALUES {keys})"
-        for row in conn.execute(q, args):
-            stored[(row[0], row[1])] = tuple(
-                v if k not in ("fan_on", "purifier_on") or v is None else bool(v)
-                for k, v in zip(MEASURED, row[2:], strict=True)
-            )
-    out = []
-    for r in readings:
-        first = stored.get((r.device_id, r.time_ms))
-        if first is not None and first != measured(r):
-            out.append((r, dict(zip(MEASURED, first, strict=True))))
-    return out
+    stored = stored_rows(conn, table, readings)
+    return [
+        (r, first) for r in readings if (first := stored.get((r.device_id, r.time_ms))) and differs(r, first)
+    ]
+
+
+def differs(r: Reading, first: dict) -> bool:
+    """Whether ``r`` measured something else than the ``first`` stored values."""
+    return tuple(first[k] for k in MEASURED) != measured(r)
 
 
 def conflict_dead_letter(reading: Reading, stored: dict, topic_prefix: str, received_ms: int) -> DeadLetter:
@@ -103,8 +116,14 @@ class ConflictSink:
             self._refused.update(id(r) for r, _ in pairs)
 
     def drop(self, readings: list[Reading]) -> list[Reading]:
-        """``readings`` without the refused ones (called with the lock held, right after the store)."""
+        """``readings`` without the refused ones (called with the lock held, when their messages are
+        durable: right after the write for SQLite and the InfluxDB disk buffer, later without it)."""
         if not self._refused:
             return readings
-        refused, self._refused = self._refused, set()
-        return [r for r in readings if id(r) not in refused]
+        keep = []
+        for r in readings:
+            if id(r) in self._refused:
+                self._refused.discard(id(r))  # the service still holds r until now: its id was not reused
+            else:
+                keep.append(r)
+        return keep

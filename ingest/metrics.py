@@ -97,6 +97,18 @@ class IngestCollector(Collector):
         yield errors
         yield rejected
         yield stuck
+        first = getattr(self.svc.store, "_first", None)  # InfluxDB's first-wins index (store/first_wins.py)
+        if first is not None:
+            yield CounterMetricFamily(
+                "fumewatch_first_wins_lookups",
+                "Readings older than the first-wins index checked against InfluxDB",
+                value=first.looked_up,
+            )
+            yield CounterMetricFamily(
+                "fumewatch_first_wins_unchecked",
+                "Readings that needed that check while InfluxDB could not answer (judged by the index alone)",
+                value=first.unchecked,
+            )
         alive = GaugeMetricFamily("fumewatch_worker_alive", "1 while the thread runs", labels=["thread"])
         for name, ok in sorted(workers(self.svc).items()):
             alive.add_metric([name], int(ok))

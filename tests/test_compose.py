@@ -385,6 +385,7 @@ def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatc
 
     assert state_url(s.ingest.state).password is None  # accepted: a URL without a password
     assert s.influx.buffer_file == "/var/lib/fumewatch/influx-buffer.db"  # on the fumewatch-data volume
+    assert s.influx.first_wins_file == "/var/lib/fumewatch/influx-first-wins.db"
     assert (s.influx.org, s.influx.bucket, s.influx.token.get_secret_value()) == ("city", "fume", "t0k")
     assert s.influx.query_database == "fume"  # = the DBRP database the influxdb init script maps
     assert s.notify.inspector_targets == ["json://inspector.example/hook"]

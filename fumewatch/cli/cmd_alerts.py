@@ -49,7 +49,7 @@ def _open(settings: AppSettings, *, need_store: bool):
     prepare_for_service(settings.ingest.state)
     ledger = Ledger(settings.ingest.state)
     # Writable: with InfluxDB the alerts service also writes windows and events for the dashboards.
-    store = open_store(settings.ingest.store, settings) if need_store else None
+    store = open_store(settings.ingest.store, settings, readings=False) if need_store else None
     return registry, ledger, store
 
 

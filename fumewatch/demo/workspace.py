@@ -19,7 +19,7 @@ MARKER = ".fumewatch-demo"
 STORE, STATE, REGISTRY = "fumewatch.db", "state.db", "registry.csv"
 DEMO_FILES = tuple(
     [f"{db}{suffix}" for db in (STORE, STATE) for suffix in ("", "-wal", "-shm")]
-    + [REGISTRY, "influx-buffer.db"]
+    + [REGISTRY, "influx-buffer.db", "influx-buffer-derived.db", "influx-first-wins.db"]
 )
 
 

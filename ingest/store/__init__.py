@@ -15,8 +15,13 @@ from ingest.config import Settings
 from ingest.store.base import Store
 
 
-def open_store(spec: str, settings: Settings | None = None, *, read_only: bool = False) -> Store:
-    """The store ``spec`` names. ``read_only``: a SQLite file must exist (FileNotFoundError otherwise)."""
+def open_store(
+    spec: str, settings: Settings | None = None, *, read_only: bool = False, readings: bool = True
+) -> Store:
+    """The store ``spec`` names. ``read_only``: a SQLite file must exist (FileNotFoundError otherwise).
+    ``readings=False``: the caller writes only derived rows (the alerts service), so an InfluxDB store
+    keeps no first-wins index (ingest/store/first_wins.py) and buffers in ``*-derived.db`` (one drain
+    per buffer file: the ingest and alerts processes must not share one)."""
     settings = settings or Settings()
     s = spec.strip()
     if s.startswith(("http://", "https://")):
@@ -25,12 +30,26 @@ def open_store(spec: str, settings: Settings | None = None, *, read_only: bool =
         from ingest.db import is_url
         from ingest.store.influx import InfluxStore
 
-        buffer_path = None
-        if settings.influx.buffer and not read_only:
+        def beside_state(name: str) -> str:
             state = settings.ingest.state
-            beside = "data/influx-buffer.db" if is_url(state) else Path(state).with_name("influx-buffer.db")
-            buffer_path = settings.influx.buffer_file or str(beside)
-        return InfluxStore(s, settings.influx, read_only=read_only, buffer_path=buffer_path)
+            return f"data/{name}" if is_url(state) else str(Path(state).with_name(name))
+
+        buffer_path = first_wins_path = None
+        if not read_only and readings:
+            first_wins_path = settings.influx.first_wins_file or beside_state("influx-first-wins.db")
+        if not read_only and settings.influx.buffer:
+            buffer_path = settings.influx.buffer_file or beside_state("influx-buffer.db")
+            if not readings:  # a buffer file has one drain: the alerts service's rows get their own
+                p = Path(buffer_path)
+                buffer_path = str(p.with_name(f"{p.stem}-derived{p.suffix}"))
+        return InfluxStore(
+            s,
+            settings.influx,
+            read_only=read_only,
+            buffer_path=buffer_path,
+            first_wins_path=first_wins_path,
+            skew_s=settings.validation.max_future_skew_s,
+        )
     if s.startswith("sqlite:///"):
         s = s[len("sqlite:///") :]
     if s.endswith((".db", ".sqlite", ".sqlite3")):

@@ -19,13 +19,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from dataclasses import replace
 
 import urllib3
 
 from ingest.config import InfluxSettings
+from ingest.duplicates import MEASURED
+from ingest.model import Reading
 from ingest.store.base import Batch, Store
 from ingest.store.faults import PERMANENT, classify, split_rejected
+from ingest.store.first_wins import TAGS
 from ingest.store.influx_query import InfluxQLError, InfluxReader  # noqa: F401 (InfluxQLError: the CLI)
 from ingest.store.line_protocol import (  # noqa: F401 (re-exported: alerts.influx_sink uses them)
     _escape_str_field,
@@ -50,7 +54,14 @@ class InfluxStore(InfluxReader, Store):
     kind = "influxdb"
 
     def __init__(
-        self, url: str, settings: InfluxSettings, *, read_only: bool = False, buffer_path: str | None = None
+        self,
+        url: str,
+        settings: InfluxSettings,
+        *,
+        read_only: bool = False,
+        buffer_path: str | None = None,
+        first_wins_path: str | None = None,
+        skew_s: float = 300.0,
     ) -> None:
         super().__init__()
         self.url = url.rstrip("/")
@@ -74,8 +85,21 @@ class InfluxStore(InfluxReader, Store):
         self._client = None
         self._write_api = None
         self._buffer = None
+        self._first = None
+        #: Called with (refused reading, first admitted values) pairs (ingest.duplicates.ConflictSink).
+        self.on_conflict: Callable[[list[tuple[Reading, dict]]], None] | None = None
         if not read_only:
             self._open_writer()
+            if first_wins_path:
+                from ingest.store.first_wins import FirstWinsIndex
+
+                self._first = FirstWinsIndex(
+                    first_wins_path,
+                    horizon_h=settings.first_wins_hours,
+                    skew_s=skew_s,
+                    lookup=self._stored,
+                    lookup_required=not buffer_path,  # the disk buffer takes readings while InfluxDB is down
+                )
             if buffer_path:
                 from ingest.store.influx_buffer import DiskBuffer
 
@@ -131,9 +155,55 @@ class InfluxStore(InfluxReader, Store):
 
     _sync_api = None
 
+    def _admit(self, batch: Batch) -> Batch:
+        """``batch`` without the readings that contradict a first admitted value (reported to
+        ``on_conflict``, which dead-letters them before any of their messages is acknowledged)."""
+        if self._first is None:
+            return batch
+        verdict = self._first.admit([r for _, rs in batch for r in rs])
+        if not verdict.conflicts and not verdict.tags:
+            return batch
+        if verdict.conflicts and self.on_conflict is not None:
+            self.on_conflict(verdict.conflicts)
+        refused = {id(r) for r, _ in verdict.conflicts}
+        tags = verdict.tags
+
+        def admitted(r: Reading) -> Reading:
+            if id(r) not in tags:
+                return r
+            restaurant, district = tags[id(r)]  # a repeat: rewritten in the series it was first stored in
+            return replace(r, restaurant_id=restaurant, district=district)
+
+        return [(t, [admitted(r) for r in rs if id(r) not in refused]) for t, rs in batch]
+
+    def _stored(self, readings: list[Reading], hourly: bool) -> dict[tuple[str, int], dict]:
+        """What InfluxDB holds for the (device, time) of ``readings``: the FirstWinsIndex's lookup for
+        readings older than it remembers. One InfluxQL query per device."""
+        m = f"{self.measurement}_hourly" if hourly else self.measurement
+        spans: dict[str, list[int]] = {}
+        for r in readings:
+            span = spans.setdefault(r.device_id, [r.time_ms, r.time_ms])
+            span[0], span[1] = min(span[0], r.time_ms), max(span[1], r.time_ms)
+        wanted = {(r.device_id, r.time_ms) for r in readings}
+        cols = ",".join((*MEASURED, "restaurant_id", "district"))
+        out: dict[tuple[str, int], dict] = {}
+        for device, (lo, hi) in spans.items():
+            q = (
+                f"SELECT {cols} FROM {quote_ident(m)} WHERE device_id = {quote_literal(device)} "
+                f"AND time >= {lo}ms AND time <= {hi}ms"
+            )
+            for s in self.influxql(q):
+                idx = {c: i for i, c in enumerate(s["columns"])}
+                for v in s["values"]:
+                    key = (device, int(v[idx["time"]]))
+                    if key in wanted and key not in out:
+                        out[key] = {c: v[idx[c]] if c in idx else None for c in (*MEASURED, *TAGS)}
+        return out
+
     def write(self, batch: Batch) -> None:
         if self._write_api is None:
             raise RuntimeError("store opened read-only")
+        batch = self._admit(batch)
         if self._buffer is not None:
             # Durable once on disk: acknowledge now, the drain thread delivers in order.
             hourly = f"{self.measurement}_hourly"
@@ -281,6 +351,9 @@ class InfluxStore(InfluxReader, Store):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._first is not None:
+            self._first.close()
+            self._first = None
         self._http.clear()
 
 
