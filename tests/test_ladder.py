@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from alerts.casework import Casework
 from alerts.enforcement.episodes import DAY_MS, LadderPolicy, decide, level_for
 from alerts.enforcement.ladder import assign_level, build_case, readings_summary, window_summary
 from alerts.ledger import Ledger
@@ -253,7 +254,9 @@ def test_cases_upsert_and_list(ledger: Ledger) -> None:
     ledger.upsert_case(build_case(e, _windows(e), occurrence=3, created_ms=T0))
     [c] = ledger.list_cases()
     assert c["created_ms"] == T0 and c["status"] == "open"
-    ledger.set_case_status(c["case_id"], "closed")
+    Casework(ledger).act(
+        c["case_id"], "close", {"outcome": "dismissed", "dismiss_reason": "other"}, actor="t", note="test"
+    )
     e.end_ms = e.start_ms + 7_200_000
     ledger.upsert_case(build_case(e, _windows(e), occurrence=3, created_ms=T0 + 99))
     [c] = ledger.list_cases(restaurant_id="R1", status="closed")

@@ -44,8 +44,9 @@ for i in range(n):
     if role == "refresh":  # the notifier refreshing the case as the event goes on
         led.upsert_case({"case_id": "C1", "event_id": "e1", "restaurant_id": "R1", "device_id": "D1",
                          "start_ms": 1, "end_ms": 1000 + i, "refresh": i})
-    else:  # an inspector moving the case on
-        led.set_case_status("C1", f"s{i}")
+    else:  # an inspector moving the case on (alerts.casework: version-checked, audited)
+        from alerts.casework import Casework
+        Casework(led).act("C1", "assign", {"assignee": f"s{i}"}, actor="inspector")
 led.close()
 print("ok")
 """
@@ -110,17 +111,20 @@ def test_pending_claim_of_a_live_process_is_honoured_and_of_a_dead_one_taken_ove
 
 def test_two_processes_updating_one_case_lose_nothing(state_url: str) -> None:
     """The notifier refreshing a case while an inspector moves it on: each write locks the row it read,
-    so no committed state ever mixes one writer's stale read into the other's write."""
+    so no committed state ever mixes one writer's stale read into the other's write, and every action
+    is in the audit trail."""
     base = {"case_id": "C1", "event_id": "e1", "restaurant_id": "R1", "device_id": "D1", "start_ms": 1}
     seen: list[tuple] = []
     with Ledger(state_url) as led:
         led.upsert_case(base)
-        q = text("SELECT status, record, end_ms FROM cases")
+        q = text("SELECT version, record, end_ms FROM cases")
+        trail = text("SELECT COUNT(*) FROM case_actions")
 
         def watch() -> None:  # every committed state: the record JSON agrees with the columns
-            status, record, end_ms = led._read(q)[0]  # noqa: SLF001
+            version, record, end_ms = led._read(q)[0]  # noqa: SLF001
+            actions = led._read(trail)[0][0]  # noqa: SLF001  (read after: at least as many)
             doc = json.loads(record)
-            seen.append((status, doc["status"], end_ms, doc.get("end_ms")))
+            seen.append((version, min(actions, version), end_ms, doc.get("end_ms")))
 
         n = 150
         outs = _race(_CASE_WRITER, [state_url, "refresh", str(n)], [state_url, "status", str(n)], watch=watch)
@@ -129,6 +133,7 @@ def test_two_processes_updating_one_case_lose_nothing(state_url: str) -> None:
         [case] = led.list_cases()
     torn = [s for s in seen if s[0] != s[1] or s[2] != s[3]]
     assert len(seen) > 20 and not torn, torn[:5]
-    assert (
-        case["status"] == f"s{n - 1}" and case["end_ms"] == 1000 + n - 1
-    )  # neither writer's last update lost
+    assert (case["assignee"], case["status"], case["version"]) == (f"s{n - 1}", "assigned", n + 1)
+    assert case["end_ms"] == 1000 + n - 1  # neither writer's last update lost
+    with Ledger(state_url) as led:
+        assert [a["seq"] for a in led.case_actions("C1")] == list(range(1, n + 2))

@@ -28,7 +28,7 @@ from ingest.state_schema import metadata as ingest_metadata
 ROOT = Path(__file__).resolve().parents[1]
 V01 = ROOT / "tests" / "data" / "state-v0.1.db"
 #: The newest revision (fumewatch/db/migrations/versions).
-HEAD = "0004"
+HEAD = "0005"
 
 TABLES = ("dead_letters", "events", "cases", "notices", "detector_state", "windows")
 
@@ -149,6 +149,9 @@ def test_v01_database_upgrades_with_its_data_intact(tmp_path: Path) -> None:
         assert len(closed.evidence) == 5
         [case] = led.list_cases()
         assert case["status"] == "assigned" and case["occurrence"] == 3
+        # 0005: the case has a version and its trail starts with its opening
+        assert (case["version"], case["case_type"]) == (1, "enforcement")
+        assert [a["action"] for a in led.case_actions(case["case_id"])] == ["open"]
         assert {r.status for r in led.list_notices()} == {"sent", "failed", "skipped", "pending"}
         [pending] = led.pending_notices()
         assert led.notice_begin(pending.key, "owner", pending.target, pending.payload) is True  # resent

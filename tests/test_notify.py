@@ -22,6 +22,7 @@ import pytest
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd not installed (test extra)")
 pytest.importorskip("apprise", reason="apprise not installed")
 
+from alerts.casework import Casework  # noqa: E402
 from alerts.enforcement.notify import (  # noqa: E402
     TEMPLATE_NAMES,
     Notifier,
@@ -290,7 +291,7 @@ def test_enforcement_only_to_inspector_and_case_stored(
     assert case["evidence"]["readings"]["mean_mg_m3"] == pytest.approx(2.7667, abs=1e-3)
 
     # closing: the owner gets a short note, the case gets the end time, the case status is kept
-    ledger.set_case_status(case["case_id"], "investigating")
+    Casework(ledger).act(case["case_id"], "assign", {"assignee": "张伟"}, actor="李娜")
     ev3.end_ms, ev3.state = ev3.start_ms + 90 * MIN, "closed"
     closed = n.notify(Transition(ev3, "closed", ev3.end_ms), dev)
     # the event's own closed transition records where the owner is told: the episode's one closed notice
@@ -301,7 +302,7 @@ def test_enforcement_only_to_inspector_and_case_stored(
     smtp.wait(4)
     assert "已结束" in str(smtp.messages[3]["Subject"]) and "14:00" in plain_body(smtp.messages[3])
     [case] = ledger.list_cases(restaurant_id="R1")
-    assert case["end_ms"] == ev3.end_ms and case["status"] == "investigating"
+    assert case["end_ms"] == ev3.end_ms and (case["status"], case["assignee"]) == ("assigned", "张伟")
     receipts = {(r["channel"], r["action"], r["status"]) for r in case["receipts"]}
     assert {("owner", "opened", "sent"), ("inspector", "opened", "sent")} <= receipts
 

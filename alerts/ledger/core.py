@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
+from alerts.ledger.casework import CASE_COLUMNS, CaseworkStore, case_from_row
 from alerts.ledger.episodes import EpisodeStore
 from alerts.ledger.event_rows import _dumps, _event_cols, _event_from_row, _event_row
 from alerts.ledger.notices import NoticeGate
@@ -56,7 +57,7 @@ def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any
     return and_(true(), *conds)
 
 
-class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
+class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore):
     """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
     or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
 
@@ -85,7 +86,7 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
             names = set(insp.get_table_names())
             if not {t.name for t in metadata.tables.values()} <= names:
                 return False
-            if "asof_ms" not in {col["name"] for col in insp.get_columns("events")}:
+            if "dismissed_by" not in {col["name"] for col in insp.get_columns("events")}:
                 raise ValueError(
                     f"state database {self.path} predates this release's schema: "
                     f"run `fumewatch db upgrade --state {self.path}`"
@@ -215,14 +216,19 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
         district: str | None = None,
         kind: str | None = None,
         state: str | None = None,
+        include_dismissed: bool = False,
     ) -> list[Event]:
         """Events overlapping ``[since_ms, until_ms)``, ordered by start then id.
 
         Overlap: ``start < until`` and (``end >= since`` or the event is still open, ``end`` NULL).
+        Events a case dismissed (device fault, invalid data) are left out unless ``include_dismissed``:
+        reports, listings and the ladder no longer count them.
         """
         where = _where(
             events, since_ms, until_ms, restaurant_id=restaurant_id, district=district, kind=kind, state=state
         )
+        if not include_dismissed:
+            where = and_(where, events.c.dismissed_by == "")
         q = select(*_event_cols()).where(where).order_by(events.c.start_ms, events.c.event_id)
         return [_event_from_row(r) for r in self._read(q)]
 
@@ -252,6 +258,7 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
 
         A refresh keeps ``created_ms`` and the stored ``status`` (inspectors may have moved it on). The
         stored row is locked while it is read and rewritten, so a concurrent status change is not lost.
+        A new case gets its opening audit record (``case_actions`` seq 1, actor ``system``).
         """
         ts = now_ms()
         t = cases.c
@@ -264,6 +271,7 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
                 record["status"], record["created_ms"] = old[0], old[1]
             record.setdefault("status", "open")
             record.setdefault("created_ms", ts)
+            case_type = record.setdefault("case_type", "enforcement")
             stmt = self._insert(cases).values(
                 case_id=record["case_id"],
                 event_id=record["event_id"],
@@ -276,6 +284,7 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
                 record=_dumps(record),
                 created_ms=record["created_ms"],
                 updated_ms=ts,
+                case_type=case_type,
             )
             ex = stmt.excluded
             c.execute(
@@ -284,20 +293,14 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
                     set_={"end_ms": ex.end_ms, "record": ex.record, "updated_ms": ex.updated_ms},
                 )
             )
-
-    def set_case_status(self, case_id: str, status: str) -> None:
-        t = cases.c
-        with self.transaction() as c:
-            row = c.execute(select(t.record).where(t.case_id == case_id).with_for_update()).first()
-            if row is None:
-                raise KeyError(f"no case {case_id!r}")
-            record = json.loads(row[0])
-            record["status"] = status
-            c.execute(
-                update(cases)
-                .where(t.case_id == case_id)
-                .values(status=status, record=_dumps(record), updated_ms=now_ms())
-            )
+            if old is None:
+                why = {
+                    "enforcement": "enforcement step of the ladder",
+                    "owner_unreachable": "owner not reached",
+                }
+                self.record_case_opened(
+                    c, record["case_id"], record["created_ms"], why.get(case_type, case_type)
+                )
 
     def list_cases(
         self,
@@ -306,18 +309,25 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore):
         restaurant_id: str | None = None,
         district: str | None = None,
         status: str | None = None,
+        case_type: str | None = None,
+        assignee: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Case records (dicts as built by :func:`alerts.enforcement.ladder.build_case`), same overlap rule as events."""
+        """Case records (dicts as built by :func:`alerts.enforcement.ladder.build_case`) with their
+        lifecycle columns (as :meth:`get_case`), same overlap rule as events."""
         where = _where(
-            cases, since_ms, until_ms, restaurant_id=restaurant_id, district=district, status=status
+            cases,
+            since_ms,
+            until_ms,
+            restaurant_id=restaurant_id,
+            district=district,
+            status=status,
+            case_type=case_type,
+            assignee=assignee,
         )
-        q = select(cases.c.record, cases.c.status).where(where).order_by(cases.c.start_ms, cases.c.case_id)
-        out = []
-        for record, st in self._read(q):
-            d = json.loads(record)
-            d["status"] = st
-            out.append(d)
-        return out
+        t = cases.c
+        cols = [t.record, t.updated_ms, *(t[c] for c in CASE_COLUMNS)]
+        q = select(*cols).where(where).order_by(t.start_ms, t.case_id)
+        return [case_from_row(r) for r in self._read(q)]
 
     def cases_updated_since(self, since_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Case records (as :meth:`list_cases`, plus ``updated_ms``) changed after ``since_ms``, oldest change

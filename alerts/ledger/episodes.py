@@ -108,10 +108,14 @@ class EpisodeStore:
         since_ms: int | None = None,
         until_ms: int | None = None,
         district: str | None = None,
+        include_dismissed: bool = False,
     ) -> list[Episode]:
-        """Episodes whose start lies in ``[since_ms, until_ms]`` (both inclusive), by start then id."""
+        """Episodes whose start lies in ``[since_ms, until_ms]`` (both inclusive), by start then id;
+        without those a case dismissed (they no longer count on the ladder) unless ``include_dismissed``."""
         t = episodes.c
         conds = [t[c] == v for c, v in (("restaurant_id", restaurant_id), ("district", district)) if v]
+        if not include_dismissed:
+            conds.append(t.dismissed_by == "")
         if since_ms is not None:
             conds.append(t.start_ms >= since_ms)
         if until_ms is not None:
@@ -186,7 +190,8 @@ class EpisodeStore:
 
     def add_task(self, task: dict[str, Any]) -> bool:
         """Store an inspectors' task (``task_id``, ``kind``, ``episode_id``, ``restaurant_id``, ...) unless
-        one with that id exists; True if it is new."""
+        one with that id exists; True if it is new. Inspectors work it as a case (``case-<task_id>``,
+        ``case_type`` = the task's kind, lead event ``event_id``, ``start_ms``), stored with it."""
         ts = now_ms()
         t = tasks.c
         with self.transaction() as c:  # type: ignore[attr-defined]
@@ -205,6 +210,16 @@ class EpisodeStore:
                     updated_ms=ts,
                 )
             )
+            if task.get("event_id") and task.get("start_ms") is not None:
+                self.upsert_case(  # type: ignore[attr-defined]
+                    {
+                        **task,
+                        "case_id": f"case-{task['task_id']}",
+                        "case_type": task["kind"],
+                        "task_id": task["task_id"],
+                        "created_ms": task.get("created_ms") or ts,
+                    }
+                )
         return True
 
     def list_tasks(

@@ -3,12 +3,15 @@ detector_state, windows.
 
 Ingest's ``dead_letters`` table is in :mod:`ingest.state_schema`; ``fumewatch/db/migrations`` versions both
 (revision 0001 is the schema the release before Alembic created, 0002 adds the notice claim owner and the
-index the notice listings filter on, 0003 the judgement rule, episodes and inspectors' tasks). A change here needs a migration: see docs/ledger.md.
+index the notice listings filter on, 0003 the judgement rule, episodes and inspectors' tasks, 0004 the
+outbox, 0005 the case lifecycle: case columns, the case_actions audit trail and case_attachments). A change here needs a migration: see docs/ledger.md.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text, text
+from typing import Any
+
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, Table, Text, event, text
 from sqlalchemy.dialects.sqlite import REAL
 
 from ingest.state_schema import Ms
@@ -45,6 +48,8 @@ events = Table(
     Column("judgement", Text, nullable=False, server_default="{}"),
     Column("episode_id", Text, nullable=False, server_default=""),
     Column("asof_ms", Ms),
+    # 0005: the case that dismissed it (device fault, invalid data): reports and the ladder skip it
+    Column("dismissed_by", Text, nullable=False, server_default=""),
     Index("events_by_restaurant", "restaurant_id", "kind", "start_ms", "event_id"),
     Index("events_by_start", "start_ms"),
 )
@@ -70,6 +75,7 @@ episodes = Table(
     Column("reissued", Integer, nullable=False, server_default=text("0")),
     Column("deadline_ms", Ms, nullable=False),  # correction deadline of its step
     Column("record", Text, nullable=False, server_default="{}"),  # measures, decisions (JSON)
+    Column("dismissed_by", Text, nullable=False, server_default=""),  # 0005: as events.dismissed_by
     Column("created_ms", Ms, nullable=False),
     Column("updated_ms", Ms, nullable=False),
     Index("episodes_by_restaurant", "restaurant_id", "start_ms", "episode_id"),
@@ -91,11 +97,14 @@ tasks = Table(
     Index("tasks_by_restaurant", "restaurant_id", "created_ms"),
 )
 
+#: Cases for inspectors: an enforcement step's case (``case_type`` enforcement, one per step's lead event)
+#: or an ``owner_unreachable`` task (0005). Their lifecycle (alerts/casework) moves ``status`` with a
+#: ``version`` check; each move is a ``case_actions`` row.
 cases = Table(
     "cases",
     metadata,
     Column("case_id", Text, primary_key=True),
-    Column("event_id", Text, nullable=False, unique=True),
+    Column("event_id", Text, nullable=False),
     Column("restaurant_id", Text, nullable=False),
     Column("device_id", Text, nullable=False),
     Column("district", Text, nullable=False, server_default=""),
@@ -105,8 +114,83 @@ cases = Table(
     Column("record", Text, nullable=False),
     Column("created_ms", Ms, nullable=False),
     Column("updated_ms", Ms, nullable=False),
+    # 0005: the lifecycle
+    Column("case_type", Text, nullable=False, server_default="enforcement"),  # | owner_unreachable
+    Column("version", Integer, nullable=False, server_default=text("1")),  # +1 per action
+    Column("assignee", Text, nullable=False, server_default=""),
+    Column("outcome", Text, nullable=False, server_default=""),  # set when closed
+    Column("deadline_ms", Ms),  # rectification deadline (end of its local day)
+    Column("closed_ms", Ms),
     Index("cases_by_restaurant", "restaurant_id", "start_ms"),
+    Index("cases_by_event", "event_id"),  # 0005 (was unique: a step's task and case share a lead event)
+    Index("cases_by_status", "status", "start_ms"),  # 0005
 )
+
+#: 0005. The audit trail of cases: who did what when, never updated or deleted (triggers refuse it); a
+#: wrong step is corrected by a new one. ``seq`` counts a case's actions from 1 (= the version it made).
+case_actions = Table(
+    "case_actions",
+    metadata,
+    Column("case_id", Text, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),  # the inspector's name (from their token), or "system"
+    Column("at_ms", Ms, nullable=False),
+    Column("from_status", Text, nullable=False),
+    Column("to_status", Text, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("fields", Text, nullable=False, server_default="{}"),  # the action's fields (JSON)
+)
+
+#: 0005. Photos and documents of a case (on-site photos, the owner's written statement), kept in the
+#: database with their SHA-256 so a case file can show they are unaltered; never updated or deleted.
+case_attachments = Table(
+    "case_attachments",
+    metadata,
+    Column("attachment_id", Text, primary_key=True),
+    Column("case_id", Text, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("uploaded_by", Text, nullable=False),
+    Column("at_ms", Ms, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Index("case_attachments_by_case", "case_id", "at_ms"),
+)
+
+#: Triggers that make the audit tables append-only (created with the tables and by migration 0005).
+APPEND_ONLY = ("case_actions", "case_attachments")
+
+
+def append_only_ddl(table: str, dialect: str) -> list[str]:
+    """The statements that make ``table`` refuse UPDATE and DELETE on ``dialect``."""
+    msg = f"{table} is append-only: correct a step with a new one"
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{msg}'); END"
+            for op in ("update", "delete")
+        ]
+    if dialect == "postgresql":
+        return [
+            f"CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{msg}'; END $$",
+            f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+        ]
+    return []
+
+
+def _install_append_only(target: Table, connection: Any, **_: Any) -> None:
+    for stmt in append_only_ddl(target.name, connection.dialect.name):
+        connection.exec_driver_sql(stmt)
+
+
+for _t in (case_actions, case_attachments):
+    event.listen(_t, "after_create", _install_append_only)
 
 notices = Table(
     "notices",
@@ -178,7 +262,18 @@ outbox = Table(
     Index("outbox_by_status", "status", "created_ms"),
 )
 
-TABLES = (events, cases, notices, detector_state, windows, episodes, tasks, outbox)
+TABLES = (
+    events,
+    cases,
+    notices,
+    detector_state,
+    windows,
+    episodes,
+    tasks,
+    outbox,
+    case_actions,
+    case_attachments,
+)
 
 _EVENT_COLUMNS = (
     "event_id",

@@ -101,6 +101,11 @@ class Notifier(Delivery):
             name = "restored" if transition.action == "closed" else "offline"
             facts = self._facts(transition, device, None)
             return self._send_plan(transition, device, [(name, role) for role in roles], facts, None)
+        dismissed = self.ledger.dismissed_by(event.event_id)
+        if dismissed:  # an inspector found the data invalid (device fault ...): it is no offence any more
+            log.info("event=notice_skipped_dismissed event_id=%s case_id=%s", event.event_id, dismissed)
+            self.ledger.upsert_event(event)
+            return []
         decision = decide(self.ledger, event, self.policy)
         event.level, event.episode_id = decision.level, decision.episode.episode_id
         facts = self._facts(transition, device, decision)
@@ -269,6 +274,9 @@ class Notifier(Delivery):
                 "task_id": f"owner_unreachable:{ep.episode_id}",
                 "kind": "owner_unreachable",
                 "episode_id": ep.episode_id,
+                "event_id": tr.event.event_id,
+                "start_ms": ep.start_ms,
+                "end_ms": ep.end_ms,
                 "restaurant_id": ep.restaurant_id,
                 "district": ep.district,
                 "device_id": ep.device_id,
