@@ -55,6 +55,11 @@ class IngestCollector(Collector):
             dropped.add_metric([reason], n)
         yield dropped
         yield CounterMetricFamily(
+            "fumewatch_dead_letters_redelivered",
+            "Dead letters of redelivered messages (MQTT DUP) not written again: the first delivery's exist",
+            value=getattr(state, "redelivered", 0),
+        )
+        yield CounterMetricFamily(
             "fumewatch_dead_letters_purged",
             "Dead letters deleted by retention",
             value=getattr(state, "purged", 0),

@@ -241,6 +241,9 @@ class IngestService:
             st.last_message_ms = received
             if out is not None:
                 dead = out.dead
+                if msg.dup:  # a redelivery: its dead letters may be written already (ingest.state)
+                    for d in dead:
+                        d.detail["redelivered"] = True
                 st.ignored_frames += out.ignored
                 readings = out.readings
             else:

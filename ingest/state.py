@@ -29,6 +29,8 @@ OVERFLOW = "dead_letter_overflow"
 MINUTE_MS = 60_000
 #: Hard bounds of one stored dead letter, whatever its producer cut: excerpt characters, detail bytes.
 MAX_EXCERPT_CHARS = 1024
+#: How far back a redelivered message's dead letter is looked for (the broker redelivers on reconnect).
+REDELIVERY_WINDOW_MS = 3_600_000
 MAX_DETAIL_BYTES = 2048
 _ALL = "*"  # the overflow bucket of the cap over all devices
 
@@ -69,6 +71,7 @@ class StateDB:
         self.dropped_by_reason: dict[str, int] = {}  # held back by the caps since start, by reason
         self.overflow_summaries = 0
         self.purged = 0  # rows deleted by retention since start
+        self.redelivered = 0  # dead letters of redelivered messages already written once
         self._last_purge = float("-inf")
         self._maint: threading.Thread | None = None
         self._closing = threading.Event()
@@ -88,8 +91,35 @@ class StateDB:
             if self._maint is None and not self._closing.is_set():
                 self._maint = threading.Thread(target=self._maintain, name="dead-letters", daemon=True)
                 self._maint.start()
-            keep = self._admit(items)
+            keep = self._admit(self._not_seen_before(items))
             self._insert(keep)
+
+    def _not_seen_before(self, items: list[DeadLetter]) -> list[DeadLetter]:
+        """``items`` without the dead letters of a broker *redelivery* (``detail.redelivered``: the MQTT
+        DUP flag) already written from the first delivery (same topic, reason and excerpt within
+        :data:`REDELIVERY_WINDOW_MS`): ingest killed between committing the dead letter and acknowledging
+        its message must not record it twice. Counted in ``redelivered``."""
+        again = [d for d in items if d.detail.get("redelivered")]
+        if not again:
+            return items
+        t = dead_letters.c
+        seen: set[int] = set()
+        with self._engine.connect() as conn:
+            for d in again:
+                q = (
+                    select(t.id)
+                    .where(
+                        t.received_ms >= d.received_ms - REDELIVERY_WINDOW_MS,
+                        t.topic == d.topic,
+                        t.reason == d.reason,
+                        t.payload_excerpt == d.payload_excerpt[:MAX_EXCERPT_CHARS],
+                    )
+                    .limit(1)
+                )
+                if conn.execute(q).first() is not None:
+                    seen.add(id(d))
+        self.redelivered += len(seen)
+        return [d for d in items if id(d) not in seen]
 
     def _admit(self, items: list[DeadLetter]) -> list[DeadLetter]:
         per_device, per_all = self.limits.max_per_device_per_minute, self.limits.max_per_minute

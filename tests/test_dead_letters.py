@@ -310,3 +310,89 @@ def test_ingest_process_flood_is_capped_and_summarised(mosquitto, tmp_path: Path
     summaries = [d for d in dead if d.reason == OVERFLOW]
     assert 20 <= len(written) <= 60 and 1 <= len(summaries) <= 3
     assert len(written) + sum(d.detail["dropped"] for d in summaries) == n
+
+
+# ---------------------------------------------------------------- a redelivery is not dead-lettered twice
+def test_a_redelivered_dead_letter_is_written_once(tmp_path: Path) -> None:
+    st = state(tmp_path)
+    try:
+        first = dead(T0, excerpt="[1, NaN]")
+        again = dead(T0 + 5000, excerpt="[1, NaN]")
+        again.detail["redelivered"] = True
+        alone = dead(T0 + 6000, excerpt="other")
+        alone.detail["redelivered"] = True  # its first delivery's dead letter was never committed
+        st.add_dead_letters([first])
+        st.add_dead_letters([again, alone])
+        got = st.dead_letters()
+        assert sorted(d.payload_excerpt for d in got) == ["[1, NaN]", "other"] and st.redelivered == 1
+    finally:
+        st.close()
+
+
+@pytest.mark.integration
+def test_ingest_killed_after_the_dead_letter_before_the_ack(mosquitto, tmp_path: Path) -> None:
+    """The real `fumewatch ingest` commits a message's dead letter, then cannot store its valid item (the
+    store is locked) and is SIGKILLed before acknowledging. The broker redelivers the message (DUP) to the
+    next start: the valid item is stored and the dead letter is not written a second time."""
+    import signal
+    import sqlite3
+
+    from servers import publish_mqtt, wait_for
+
+    from ingest.timeutil import now_ms
+
+    t = (now_ms() // MINUTE - 30) * MINUTE
+    store = tmp_path / "fume.db"
+    proc = _ingest_process(mosquitto, tmp_path)
+    lock = None
+    try:
+        wait_for(
+            lambda: store.exists() and (tmp_path / "state.db").exists(), timeout=20, what="ingest started"
+        )
+        time.sleep(1.0)
+        lock = sqlite3.connect(store, timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # the store cannot take the reading
+        publish_mqtt(
+            mosquitto.url,
+            [
+                (
+                    "fume/v1/DEV-1/reading",
+                    b'[{"ts": %d, "oil_fume": 0.5}, {"ts": %d, "oil_fume": NaN}]' % (t, t + MINUTE),
+                )
+            ],
+        )
+        st = StateDB(tmp_path / "state.db")
+        try:
+            wait_for(lambda: len(st.dead_letters()) == 1, timeout=20, what="the dead letter committed")
+        finally:
+            st.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if lock is not None:
+            lock.execute("ROLLBACK")
+            lock.close()
+        if proc.poll() is None:
+            proc.kill()
+    proc = _ingest_process(mosquitto, tmp_path)
+    try:
+        from ingest.store import open_store
+
+        def stored() -> int:
+            s = open_store(str(store), read_only=True)
+            try:
+                return len(s.query(device_id="DEV-1"))
+            finally:
+                s.close()
+
+        wait_for(lambda: stored() == 1, timeout=30, what="the valid item stored after the restart")
+        time.sleep(0.5)
+    finally:
+        err = _stop(proc)
+    st = StateDB(tmp_path / "state.db")
+    try:
+        assert [(d.reason, d.detail.get("index")) for d in st.dead_letters()] == [("not_finite", 1)], err[
+            -2000:
+        ]
+    finally:
+        st.close()
