@@ -9,6 +9,7 @@ package defines the sections it reads (``ingest.config``, ``alerts.config``, ``a
 from __future__ import annotations
 
 from alerts.api import ApiSettings
+from alerts.api.settings import InspectorSettings
 from alerts.config import AlertsAppSettings, AlertsSettings
 from alerts.reports.config import ReportSettings
 
@@ -20,3 +21,5 @@ class AppSettings(AlertsAppSettings):
 
     report: ReportSettings = ReportSettings()
     api: ApiSettings = ApiSettings()
+    # FUMEWATCH_INSPECTOR_TOKENS (environment only): name:token pairs of inspectors who may act on cases
+    inspector: InspectorSettings = InspectorSettings()

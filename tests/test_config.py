@@ -13,7 +13,7 @@ from ingest.config import ConfigError, load_settings, parse_broker_url
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "config" / "fumewatch.sample.toml"
-SECRETS = {"mqtt.password", "influx.token", "notify.inspector_targets", "api.tokens"}
+SECRETS = {"inspector.tokens", "mqtt.password", "influx.token", "notify.inspector_targets", "api.tokens"}
 
 
 def flat(d: dict, prefix: str = "") -> dict:

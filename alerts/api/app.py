@@ -11,9 +11,9 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode
 
 from alerts.api.auth import FailureLimiter, TokenChecker
+from alerts.api.common import BadRequest, _content_disposition, _safe_query, _show  # noqa: F401 (re-exported)
 from alerts.api.settings import ApiSettings
 from alerts.reports.config import ReportSettings
 
@@ -30,32 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fumewatch.api")
 
 API_FORMATS = ("json", "csv", "xlsx", "html", "pdf")
-_SECRET_PARAM = re.compile(r"(?i)token|auth|key|secret|pass")
-
-
-class BadRequest(Exception):
-    def __init__(
-        self, detail: str, status: int = 400, error: str = "bad_request", headers: dict | None = None
-    ):
-        super().__init__(detail)
-        self.detail, self.status, self.error, self.headers = detail, status, error, headers or {}
-
-
-def _show(value: str, limit: int = 64) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "…")
-
-
-def _safe_query(query: str) -> str:
-    """The query string for the access log, with anything that looks like a secret masked."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v[:80]) for k, v in pairs], safe=",:+")
-
-
-def _content_disposition(name: str) -> str:
-    ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in name)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
 def create_app(
@@ -63,6 +37,7 @@ def create_app(
     state_path: str,
     registry: Registry,
     tokens: list[str],
+    inspectors: dict[str, str] | None = None,
     api: ApiSettings | None = None,
     report: ReportSettings | None = None,
     display_tz: str = "Asia/Shanghai",
@@ -70,7 +45,8 @@ def create_app(
     profiles: Profiles | None = None,
     store: Store | None = None,
 ) -> FastAPI:
-    """The ASGI application. ``tokens``: the accepted bearer tokens (see :func:`parse_tokens`)."""
+    """The ASGI application. ``tokens``: the read tokens (see :func:`parse_tokens`); ``inspectors``:
+    token -> inspector name (:func:`~alerts.api.settings.parse_inspectors`), who may also act on cases."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -85,13 +61,13 @@ def create_app(
     from alerts.reports.formats import TABLES as REPORT_TABLES
     from ingest.timeutil import parse_time
 
-    if not tokens:
+    if not tokens and not inspectors:
         raise ValueError("create_app needs at least one token")
     api = api or ApiSettings()
     report_settings = report or ReportSettings()
     detector = detector or DetectorConfig()
     profiles = profiles if profiles is not None else load_profiles()
-    checker = TokenChecker(tokens)
+    checker = TokenChecker(tokens, inspectors)
     limiter = FailureLimiter(api.auth_fail_limit, api.auth_fail_window_s)
     reports_gate = threading.BoundedSemaphore(api.max_concurrent_reports)
     ledger = Ledger(state_path)
@@ -133,7 +109,8 @@ def create_app(
         if path.startswith("/api/"):
             # The token is checked first: a right token always passes, even from a client (or a reverse
             # proxy that all clients share) that is throttled for failures. Only failures are limited.
-            verdict = checker.check(request.headers.get("authorization"))
+            verdict, principal = checker.identify(request.headers.get("authorization"))
+            request.state.principal = principal
             wait = None if verdict == "ok" else limiter.retry_after(client)
             if wait is not None:
                 reason = "rate_limited"
@@ -316,4 +293,7 @@ def create_app(
         headers = {"X-Total-Count": str(len(items))}
         return Response(orjson.dumps(out), media_type="application/json", headers=headers)
 
+    from alerts.api.cases import add_case_routes
+
+    add_case_routes(app, ledger, registry, api=api, display_tz=display_tz, store=store)
     return app

@@ -13,27 +13,60 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+READER, INSPECTOR = "reader", "inspector"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token belongs to: a reader (may read) or a named inspector (may also act on cases)."""
+
+    role: str
+    name: str
+
+    @property
+    def may_act(self) -> bool:
+        return self.role == INSPECTOR
 
 
 class TokenChecker:
-    """Constant-time bearer-token check against every configured token."""
+    """Constant-time bearer-token check against every configured token.
 
-    def __init__(self, tokens: list[str]) -> None:
-        self._digests = [hashlib.sha256(t.encode("utf-8")).digest() for t in tokens]
+    ``tokens``: read tokens (``FUMEWATCH_API_TOKENS``); ``inspectors``: token -> inspector name
+    (``FUMEWATCH_INSPECTOR_TOKENS``)."""
 
-    def check(self, authorization: str | None) -> str:
-        """``ok``, ``missing`` (no usable Bearer credentials) or ``invalid``."""
+    def __init__(self, tokens: list[str], inspectors: dict[str, str] | None = None) -> None:
+        self._entries: list[tuple[bytes, Principal]] = [
+            (hashlib.sha256(t.encode("utf-8")).digest(), Principal(READER, f"reader#{i + 1}"))
+            for i, t in enumerate(tokens)
+        ]
+        self._entries += [
+            (hashlib.sha256(t.encode("utf-8")).digest(), Principal(INSPECTOR, name))
+            for t, name in (inspectors or {}).items()
+        ]
+
+    def identify(self, authorization: str | None) -> tuple[str, Principal | None]:
+        """(``ok`` | ``missing`` | ``invalid``, the token's principal when ok) for an Authorization header."""
         if not authorization:
-            return "missing"
+            return "missing", None
         scheme, _, value = authorization.strip().partition(" ")
         value = value.strip()
         if scheme.lower() != "bearer" or not value:
-            return "missing"
+            return "missing", None
+        return self.identify_token(value)
+
+    def identify_token(self, value: str) -> tuple[str, Principal | None]:
         presented = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
-        ok = False
-        for d in self._digests:  # no early exit: the time does not say which token matched
-            ok |= hmac.compare_digest(presented, d)
-        return "ok" if ok else "invalid"
+        found: Principal | None = None
+        for d, who in self._entries:  # no early exit: the time does not say which token matched
+            if hmac.compare_digest(presented, d) and (found is None or who.role == INSPECTOR):
+                found = who  # a token configured as both is an inspector's
+        return ("ok", found) if found is not None else ("invalid", None)
+
+    def check(self, authorization: str | None) -> str:
+        """``ok``, ``missing`` (no usable Bearer credentials) or ``invalid``."""
+        return self.identify(authorization)[0]
 
 
 class FailureLimiter:

@@ -54,7 +54,7 @@ class CaseworkStore:
         q = select(*case_actions.c).where(t.case_id == case_id).order_by(t.seq)
         out = []
         for r in self._read(q):  # type: ignore[attr-defined]
-            d = dict(r._mapping)
+            d = _plain(r)
             d["fields"] = json.loads(d["fields"] or "{}")
             out.append(d)
         return out
@@ -190,7 +190,7 @@ class CaseworkStore:
         t = case_attachments.c
         cols = [c for c in case_attachments.c if c.name != "data"]
         q = select(*cols).where(t.case_id == case_id).order_by(t.at_ms, t.attachment_id)
-        return [dict(r._mapping) for r in self._read(q)]  # type: ignore[attr-defined]
+        return [_plain(r) for r in self._read(q)]  # type: ignore[attr-defined]
 
     def case_attachment_data(self, case_id: str, attachment_id: str) -> tuple[dict[str, Any], bytes] | None:
         t = case_attachments.c
@@ -198,7 +198,7 @@ class CaseworkStore:
         rows = self._read(q)  # type: ignore[attr-defined]
         if not rows:
             return None
-        d = dict(rows[0]._mapping)
+        d = _plain(rows[0])
         return {k: v for k, v in d.items() if k != "data"}, bytes(d["data"])
 
     def case_ids_for_events(self, event_ids: list[str]) -> dict[str, list[str]]:
@@ -257,3 +257,8 @@ def case_from_row(row: Any) -> dict[str, Any]:
     d["updated_ms"] = row[1]
     d.update(zip(CASE_COLUMNS, row[2:], strict=True))
     return d
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain ``str`` keys (SQLAlchemy's are ``quoted_name``, which orjson refuses)."""
+    return {str(k): v for k, v in row._mapping.items()}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.api import parse_tokens
+from alerts.api.settings import parse_inspectors
 from fumewatch.cli.common import CLIError, add_common, existing_state, load_registry, settings_from
 from fumewatch.settings import AppSettings
 
@@ -22,11 +23,12 @@ def _refuse_tokens_in_toml(config: str | None) -> None:
         data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return  # settings_from reports unreadable files
-    if "tokens" in (data.get("api") or {}):
-        raise CLIError(
-            f"{config}: [api] tokens must not be in the config file; set FUMEWATCH_API_TOKENS in the "
-            "environment or an .env file"
-        )
+    for section, var in (("api", "FUMEWATCH_API_TOKENS"), ("inspector", "FUMEWATCH_INSPECTOR_TOKENS")):
+        if "tokens" in (data.get(section) or {}):
+            raise CLIError(
+                f"{config}: [{section}] tokens must not be in the config file; set {var} in the "
+                "environment or an .env file"
+            )
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -41,7 +43,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     overrides = {"api": {"host": args.host, "port": args.port}}
     s: Any = settings_from(args, AppSettings, **overrides)
     try:
-        tokens = parse_tokens(s.api.tokens)
+        inspectors = parse_inspectors(s.inspector.tokens)
+        tokens = parse_tokens(s.api.tokens, required=not inspectors)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     state = existing_state(s)
@@ -56,6 +59,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         state_path=state,
         registry=registry,
         tokens=tokens,
+        inspectors=inspectors,
         api=s.api,
         report=s.report,
         display_tz=s.display_tz,
@@ -64,10 +68,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         store=store,
     )
     log.info(
-        "event=api_start host=%s port=%d tokens=%d registry_devices=%d store=%s",
+        "event=api_start host=%s port=%d tokens=%d inspectors=%d registry_devices=%d store=%s",
         s.api.host,
         s.api.port,
         len(tokens),
+        len(inspectors),
         len(registry),
         "yes" if store is not None else "no",
     )
