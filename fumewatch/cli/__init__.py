@@ -11,14 +11,23 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fumewatch.cli import cmd_acl, cmd_alerts, cmd_api, cmd_dashboards, cmd_db, cmd_ingest, cmd_report
+from fumewatch.cli import (
+    cmd_acl,
+    cmd_alerts,
+    cmd_api,
+    cmd_case,
+    cmd_dashboards,
+    cmd_db,
+    cmd_ingest,
+    cmd_report,
+)
 from fumewatch.cli.common import CLIError, add_common, settings_from, time_arg, write_rows
 from ingest import logs
 
 __all__ = ["CLIError", "add_common", "build_parser", "main", "settings_from", "time_arg", "write_rows"]
 
 #: Modules whose ``register(subparsers)`` adds subcommands, in the order ``fumewatch --help`` lists them.
-COMMAND_MODULES = (cmd_ingest, cmd_alerts, cmd_report, cmd_api, cmd_acl, cmd_dashboards, cmd_db)
+COMMAND_MODULES = (cmd_ingest, cmd_alerts, cmd_case, cmd_report, cmd_api, cmd_acl, cmd_dashboards, cmd_db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
-from ingest.timeutil import format_display
+from ingest.timeutil import format_display, now_ms
 
 log = logging.getLogger("fumewatch.alerts.cli")
 
@@ -148,7 +148,21 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-CASE_COLUMNS = ("case_id", "restaurant_id", "district", "status", "start", "end", "event_id")
+CASE_COLUMNS = (
+    "case_id",
+    "case_type",
+    "restaurant_id",
+    "district",
+    "status",
+    "assignee",
+    "outcome",
+    "deadline",
+    "overdue",
+    "version",
+    "start",
+    "end",
+    "event_id",
+)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
@@ -165,11 +179,20 @@ def cmd_cases(args: argparse.Namespace) -> int:
             until_ms=until_ms,
             restaurant_id=args.restaurant,
             district=args.district,
+            status=args.status,
+            case_type=args.type,
+            assignee=args.assignee,
         )
+    now = now_ms()
     for c in cases:
+        c["overdue"] = bool(
+            c.get("deadline_ms") and c["status"] == "rectification_ordered" and c["deadline_ms"] < now
+        )
         present_times(c, tz)
         if c.get("end_ms") is None:
             c["end"] = ""
+        if not c.get("deadline_ms"):
+            c["deadline"] = ""
     if args.format == "json":
         print(orjson.dumps(cases, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -316,6 +339,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         sp.add_argument("--district", metavar="D")
         if name == "events":
             sp.add_argument("--kind", choices=("exceedance", "purifier_off", "offline", "late_data"))
+        else:
+            from alerts.casework.lifecycle import STATUSES
+
+            sp.add_argument("--status", choices=STATUSES)
+            sp.add_argument("--type", choices=("enforcement", "owner_unreachable"), help="case type")
+            sp.add_argument("--assignee", metavar="NAME")
         sp.add_argument("--format", choices=("csv", "json"), default="csv")
         add_utc(sp)
         sp.set_defaults(func=func)
