@@ -33,16 +33,26 @@ def _readings(n_points: int, n_devices: int, t0: int) -> list[Reading]:
 
 
 def influx_write(
-    workdir: Path, *, n_points: int, n_devices: int = 1000, per_write: int = 500, disk_buffer: bool = False
+    workdir: Path,
+    *,
+    n_points: int,
+    n_devices: int = 1000,
+    per_write: int = 500,
+    disk_buffer: bool = False,
+    first_wins: bool = False,
+    age_days: float = 30.0,
 ) -> dict:
     """``n_points`` (a multiple of the 5000-point WriteApi batch, so no batch waits for the 1 s flush
     interval) written ``per_write`` readings per ``InfluxStore.write`` call, as the ingest service's
     flushes do; timed from the first write to the moment the last point is acknowledged by InfluxDB.
 
     ``disk_buffer``: through the store's disk buffer (``[influx] buffer``, what ``open_store`` sets up by
-    default), timed until the buffer has drained into InfluxDB (``backlog`` 0)."""
+    default), timed until the buffer has drained into InfluxDB (``backlog`` 0). ``first_wins``: with the
+    first-wins index of ingest (``open_store`` sets it up for ingest); readings ``age_days`` old are older
+    than a new index, so each batch is also checked against InfluxDB (a backfill, the costly case);
+    ``age_days=0``: recent readings, judged by the index alone (once the index is older than they are)."""
     n_points = max(BATCH, n_points - n_points % BATCH)
-    t0 = int(time.time() * 1000) - 30 * 86_400_000
+    t0 = int(time.time() * 1000) - int(age_days * 86_400_000) - n_points // n_devices * 60_000
     t0 -= t0 % 60_000
     readings = _readings(n_points, n_devices, t0)
     server = servers.InfluxDB1Server(workdir / "influxdb").start()
@@ -51,7 +61,10 @@ def influx_write(
         server.create_database("bench")
         settings = load_settings(None, {"influx": {"bucket": "bench", "org": "bench", "database": "bench"}})
         buffer_path = str(workdir / "influx-buffer.db") if disk_buffer else None
-        store = InfluxStore(relay.url, settings.influx, buffer_path=buffer_path)
+        fw_path = str(workdir / "influx-first-wins.db") if first_wins else None
+        store = InfluxStore(relay.url, settings.influx, buffer_path=buffer_path, first_wins_path=fw_path)
+        if first_wins and age_days == 0:
+            store._first.created_ms = 0  # an index in service for longer than the readings are old
         durable: list = []
         store.set_on_durable(durable.extend)
         start = time.perf_counter()
@@ -77,5 +90,7 @@ def influx_write(
         "stored": count,
         "failed": failed,
         "disk_buffer": disk_buffer,
+        "first_wins": first_wins,
+        "age_days": age_days,
         "relay": "tests/servers.py V2WriteRelay (Python HTTP server) -> influxd 1.6 /write",
     }

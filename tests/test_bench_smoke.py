@@ -56,9 +56,21 @@ def test_scale_out_loses_and_duplicates_nothing(mosquitto_binary: str, tmp_path:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("disk_buffer", [False, True])
-def test_influx_write_stores_every_point(influxd_binary: str, tmp_path: Path, disk_buffer: bool) -> None:
-    out = influx_bench.influx_write(tmp_path, n_points=5000, n_devices=50, disk_buffer=disk_buffer)
+@pytest.mark.parametrize(
+    ("disk_buffer", "first_wins", "age_days"),
+    [(False, False, 30), (True, False, 30), (True, True, 0), (True, True, 30)],
+)
+def test_influx_write_stores_every_point(
+    influxd_binary: str, tmp_path: Path, disk_buffer: bool, first_wins: bool, age_days: float
+) -> None:
+    out = influx_bench.influx_write(
+        tmp_path,
+        n_points=5000,
+        n_devices=50,
+        disk_buffer=disk_buffer,
+        first_wins=first_wins,
+        age_days=age_days,
+    )
     assert out["stored"] == out["points"] == 5000
     assert out["failed"] == 0
     assert out["acknowledged_writes"] == 5000 // 500
