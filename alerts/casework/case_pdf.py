@@ -167,7 +167,9 @@ def _summary(flow: Flow, view: Mapping[str, Any], cv: Mapping[str, Any], tz: str
             "Restaurant",
             (f"{name}（{rid}）" if cjk else f"{name} ({rid})")
             if name
-            else f"{rid} " + fonts.label("（登记簿中无该单位名称）", "(name not in the registry)"),
+            else f"{rid}（登记簿中无该单位名称 name not in the registry）"
+            if cjk
+            else f"{rid} (name not in the registry)",
         ),
         ("所属区", "District", case.get("district") or "–"),
         ("监测设备", "Device", case.get("device_id") or "–"),

@@ -268,9 +268,10 @@ class Flow:
 
     @staticmethod
     def image_size(pixels: Any, max_w: float, max_h: float) -> tuple[float, float]:
-        """(width, height) in points of ``pixels`` scaled to fit ``max_w`` x ``max_h``, keeping its aspect."""
+        """(width, height) in points of ``pixels`` scaled to fit ``max_w`` x ``max_h``, keeping its aspect;
+        a small image is not blown up past 96 pixels an inch (0.75 pt a pixel)."""
         h_px, w_px = pixels.shape[:2]
-        scale = min(max_w / w_px, max_h / h_px)
+        scale = min(max_w / w_px, max_h / h_px, 0.75)
         return w_px * scale, h_px * scale
 
     def image(self, pixels: Any, max_w: float, max_h: float) -> None:

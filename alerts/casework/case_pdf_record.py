@@ -211,7 +211,9 @@ def _pixels(data: bytes) -> Any:
 def _decoded(a: Mapping[str, Any], files: Mapping[str, bytes]) -> tuple[Any, str]:
     """(pixels or None, why a photo cannot be shown or "")."""
     data = files.get(a["attachment_id"])
-    if a.get("content_type") not in EMBEDDED_TYPES or data is None:
+    if data is None:
+        return None, "unreadable"
+    if a.get("content_type") not in EMBEDDED_TYPES:
         return None, ""
     try:
         return _pixels(data), ""
@@ -265,7 +267,13 @@ def photos_section(flow: Flow, view: Mapping[str, Any], files: Mapping[str, byte
             label_w=130,
             size=7.5,
         )
-        if problem:
+        if problem == "unreadable":
+            text = fonts.label(
+                "附件内容无法从台账读取，未收入本案卷",
+                "its bytes could not be read from the ledger: not in this file",
+            )
+            flow.para(text, 7.5, "#8a5a00", indent=6)
+        elif problem:
             text = fonts.label("照片无法显示", "the photo cannot be displayed") + f" ({problem})"
             flow.para(text, 7.5, "#8a5a00", indent=6)
         elif pixels is None:

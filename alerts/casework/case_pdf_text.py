@@ -83,6 +83,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "purifier_off": ("净化器未开启", "purifier off"),
         "offline": ("设备离线", "offline"),
         "late_data": ("数据迟到", "late data"),
+        "owner_unreachable": ("无法联系当事人", "owner unreachable"),
     },
     "level": {
         "education": ("教育劝导", "education"),

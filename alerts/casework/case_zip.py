@@ -100,10 +100,11 @@ def build_case_zip(
     readings, note, csv_bytes = _readings(store, windows, tz)
 
     files: dict[str, bytes] = {}
-    attachments = []
+    attachments, unreadable = [], []
     for a in view.get("attachments") or []:
         got = ledger.case_attachment_data(cid, a["attachment_id"])
-        if got is None:
+        if got is None:  # listed but its bytes are gone: say so (the PDF too), never skip silently
+            unreadable.append(a["attachment_id"])
             continue
         meta, data = got
         path = f"attachments/{meta['attachment_id']}-{meta['filename']}"
@@ -151,6 +152,7 @@ def build_case_zip(
         "generator": f"fumewatch {_version()}",
         "files": [{"path": p, "sha256": digests[p], "size_bytes": len(entries[p])} for p in sorted(digests)],
         "attachments": attachments,
+        **({"attachments_unreadable": unreadable} if unreadable else {}),
         "readings": {
             "source": "store" if readings is not None else ("none" if store is None else "store_failed"),
             "count": sum(len(v) for v in readings.values()) if readings is not None else 0,
