@@ -131,7 +131,7 @@ def draw_evidence(
     ax.tick_params(labelsize=6.5)
     ax.xaxis.get_offset_text().set_fontsize(6.5)
     ax.grid(True, axis="y", color="#e5e5e5", lw=0.5)
-    ax.set_title(fonts.text(title), fontproperties=fonts.props(size=8), loc="left")
+    ax.set_title(fonts.text(title), fontproperties=fonts.props(size=8), loc="left", parse_math=False)
     if ax.get_legend_handles_labels()[0]:
         src = (
             fonts.label("数据：原始读数与判定窗口", "data: raw readings and deciding windows")
