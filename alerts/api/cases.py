@@ -184,4 +184,15 @@ def add_case_routes(
             },
         )
 
+    @app.get("/api/v1/cases/{case_id}/file")
+    def case_file(case_id: str) -> Response:
+        from alerts.casework.case_zip import build_case_zip
+
+        filename, data = build_case_zip(view(case_id), ledger, store=store, tz=display_tz, names=names)
+        return Response(
+            data,
+            media_type="application/zip",
+            headers={"Content-Disposition": _content_disposition(filename)},
+        )
+
     return casework
