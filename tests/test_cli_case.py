@@ -135,3 +135,26 @@ def test_an_inspector_works_a_case_at_the_terminal(tmp_path: Path) -> None:
     assert fw(tmp_path, "cases", "--status", "open").stdout.splitlines()[1:] == []
     r = fw(tmp_path, "case", "show", "case-nope")
     assert r.returncode == 2 and "no case 'case-nope'" in r.stderr
+
+
+def test_case_file_from_the_terminal(tmp_path: Path) -> None:
+    """`fumewatch case file` writes the zip (no registry needed: names are a courtesy); its manifest checks."""
+    import subprocess
+    import zipfile
+
+    cid = make_case(tmp_path)
+    r = fw(tmp_path, "case", "file", cid, "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert path.parent == tmp_path / "out" and path.suffix == ".zip"
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path / "x")
+    check = subprocess.run(
+        ["sha256sum", "-c", "manifest.sha256"], cwd=tmp_path / "x", capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert {"case.pdf", "case.json", "readings.csv", "manifest.json"} <= {
+        p.name for p in (tmp_path / "x").iterdir()
+    }
+    r = fw(tmp_path, "case", "file", "case-nope", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "no case" in r.stderr

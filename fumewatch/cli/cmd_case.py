@@ -125,7 +125,9 @@ def _case_file(args: argparse.Namespace, s: Any, ledger: Any, cw: Any) -> int:
     view = cw.view(args.case_id)
     if view is None:
         raise CLIError(f"no case {args.case_id!r}")
-    names = {d.restaurant_id: d.name for d in load_registry(s)} if s.ingest.registry else {}
+    names: dict[str, str] = {}
+    if args.registry or Path(s.ingest.registry).exists():  # names are a courtesy: the case holds the ids
+        names = {d.restaurant_id: d.name for d in load_registry(s)}
     store = open_report_store(getattr(args, "store", None), s)
     try:
         name, body = build_case_zip(view, ledger, store=store, tz=cw.tz, names=names)
