@@ -4,12 +4,20 @@
   closed, bad records skipped and counted;
 - the watermark: each change copied once, kept across restarts, a late commit inside the overlap still
   copied, pages never cut inside one millisecond, a failed write retried;
-- ``fume_restaurant``: tombstones for restaurants that left the registry or moved district.
+- ``fume_restaurant``: tombstones for restaurants that left the registry or moved district;
+- on the real InfluxDB 1.6 (relay, real store): the city dashboard's open-case count, per district and per
+  restaurant, equals what ``fumewatch cases`` lists as not closed, before and after cases change, on both
+  ledger backends.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 import pytest
+from servers import run_fumewatch
 
 import alerts.ledger.core as ledger_core
 from alerts.case_sync import CASE_STATE, REGISTRY_STATE, CaseSync, DashboardSync, RegistrySync
@@ -17,7 +25,12 @@ from alerts.enforcement.ladder import build_case
 from alerts.influx_sink import case_line
 from alerts.ledger import Ledger
 from alerts.model import Event
+from dashboards import ALL, cases, citymap, fill, roster
+from dashboards.common import Options
+from ingest.config import load_settings
 from ingest.registry import Registry
+from ingest.store import open_store
+from ingest.timeutil import now_ms
 
 T0 = 1795651200000 - 8 * 3600_000  # 2026-11-26 00:00 Asia/Shanghai
 HOUR = 3_600_000
@@ -292,3 +305,70 @@ def test_dashboard_sync_does_what_is_due_and_never_raises(tmp_path, clock):
         ledger.set_case_status(sync.cases.ledger.list_cases()[0]["case_id"], "assigned")
         sync.tick()
         assert calls == ["fume_case", "fume_restaurant", "fume_case"]  # the refresh is 3600 s after 61 s
+
+
+# ================================================================================ real InfluxDB + CLI
+
+
+def cli_open_cases(tmp: Path, state: str, *flags: str) -> list[dict]:
+    proc = run_fumewatch(tmp, "cases", "--state", state, *flags)
+    assert proc.returncode == 0, proc.stderr
+    return [c for c in csv.DictReader(io.StringIO(proc.stdout)) if c["status"] != "closed"]
+
+
+@pytest.mark.integration
+def test_open_case_count_on_influxdb_matches_fumewatch_cases(tmp_path, influx_db, state_url):
+    settings = load_settings(
+        None,
+        {
+            "ingest": {"store": influx_db.relay_url, "state": str(tmp_path / "state.db")},
+            "influx": {"bucket": influx_db.name, "org": "fumewatch", "flush_interval_ms": 100},
+        },
+    )
+    store = open_store(influx_db.relay_url, settings, readings=False)
+    o = Options()
+    now = now_ms()
+    places = [("R1", "朝阳区"), ("R2", "朝阳区"), ("R3", "海淀区"), ("R4", "丰台区")]
+
+    def dashboard_count(query: str, variables: dict) -> list[dict]:
+        return influx_db.points(fill(query, variables, now - HOUR, now, "1m"))
+
+    def check() -> int:
+        """The dashboard's counts against `fumewatch cases`; returns how many cases it lists as open."""
+        store.flush()
+        listed = cli_open_cases(tmp_path, state_url)
+        by_district = {d: sum(c["district"] == d for c in listed) for _, d in places}
+        assert len(cli_open_cases(tmp_path, state_url, "--district", "海淀区")) == by_district["海淀区"]
+        for districts in (ALL, ["朝阳区"], ["海淀区"], ["朝阳区", "海淀区"], ["丰台区"]):
+            expected = len(listed) if districts is ALL else sum(by_district[d] for d in districts)
+            rows = dashboard_count(cases.q_open_cases(o), {"district": districts})
+            assert [r["cases"] for r in rows] == ([expected] if expected else []), (districts, expected)
+        # per restaurant, as the map (state "case open") and the table of every restaurant show it
+        by_restaurant = {rid: n for rid, _ in places if (n := sum(c["restaurant_id"] == rid for c in listed))}
+        for q in (citymap.q_case_state(o), roster.q_open_cases(o)):
+            got = {r["restaurant_id"]: r["open_cases"] for r in dashboard_count(q, {"district": ALL})}
+            assert got == by_restaurant, q
+        return len(listed)
+
+    try:
+        with Ledger(state_url) as ledger:
+            ids = []
+            for n, (rid, district) in enumerate(places * 2):
+                # one case started 400 days ago: open cases count whatever their age
+                start = now - 400 * 86_400_000 if n == 0 else now - (n + 1) * 86_400_000
+                ids.append(add_case(ledger, n, rid, district, start))
+            sync = CaseSync(ledger, store.write_lines)
+            assert sync.sync() == 8
+            assert check() == 8
+            # the case lifecycle moves on in another process (the API, the CLI): the copy follows
+            ledger.set_case_status(ids[0], "closed")
+            ledger.set_case_status(ids[3], "closed")
+            ledger.set_case_status(ids[5], "assigned")
+            ledger.set_case_status(ids[6], "rectification_ordered")
+            assert sync.sync() == 4
+            assert check() == 6
+            ledger.set_case_status(ids[3], "rechecked")  # reopened
+            CaseSync(ledger, store.write_lines).sync()  # a restarted service continues from the watermark
+            assert check() == 7
+    finally:
+        store.close()
