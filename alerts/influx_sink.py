@@ -7,12 +7,13 @@
   and time, so the newest state wins); tags restaurant_id, device_id, district, kind, pollutant; fields
   event_id, state, profile, level (strings), open, end_ms, duration_s, severity (integers), peak_mg_m3,
   mean_mg_m3, limit_mg_m3 (floats, exceedances only).
-- ``fume_case``: one point per enforcement case of the case ledger, time = case start, rewritten when the
-  case changes (same series and time: the newest state wins; every field is written each time, so a
-  cleared outcome is cleared here too); tags restaurant_id, device_id, district, kind, pollutant (those of
-  the case's event, so two cases never share a point); fields case_id, event_id, status, outcome,
-  assignee (strings, "" when unset), open (integer: 1 unless status is ``closed``), updated_ms (integer).
-  Written by alerts/case_sync.py.
+- ``fume_case``: one point per case of the case ledger, time = case start, rewritten when the case
+  changes (same series and time: the newest state wins; every field is written each time, so a cleared
+  outcome is cleared here too); tags restaurant_id, device_id, district, kind, pollutant (those of the
+  case's lead event) and case_type (``enforcement`` unless the record says otherwise: a step's
+  enforcement case and an inspectors' task may share a lead event, and must not share a point); fields
+  case_id, event_id, status, outcome, assignee (strings, "" when unset), open (integer: 1 unless status
+  is ``closed``), updated_ms (integer). Written by alerts/case_sync.py.
 - ``fume_restaurant``: the registry, one point per restaurant each time it is written (at start of the
   alerts service and every few hours, alerts/case_sync.py); tags restaurant_id, district; fields name,
   address, device_ids (space-separated), devices, stove_heads (integers: the restaurant's devices and
@@ -139,6 +140,7 @@ def case_line(case: Mapping[str, Any]) -> str:
         district=_text(case.get("district")),
         kind=_text(case.get("kind")),
         pollutant=_text(case.get("pollutant")),
+        case_type=_text(case.get("case_type")) or "enforcement",
     )
     return f"{tags} {','.join(fields)} {int(case['start_ms'])}"
 

@@ -1,10 +1,12 @@
-"""Enforcement cases on the city dashboard, from the case ledger's copy ``fume_case``.
+"""Cases on the city dashboard, from the case ledger's copy ``fume_case``.
 
 The alerts service copies every case of the case ledger to ``fume_case`` (alerts/case_sync.py): one point
 per case at its start, rewritten when the case changes, ``open`` = 1 unless its status is ``closed``. So
 the number of open cases is ``sum("open")`` over the case points (one point per case: no ``last()`` per
 case is needed), and it matches ``fumewatch cases`` (status other than closed) once the copy has caught
-up (within ``DashboardSync.interval_s``, 15 s).
+up (within ``DashboardSync.interval_s``, 15 s). Every case type counts, as ``fumewatch cases`` lists them
+(``case_type`` is a tag: enforcement cases, and the inspectors' owner-unreachable cases of the case
+lifecycle); the cases table shows the type.
 
 - :func:`q_open_cases`: open cases now, whatever their age (``Options.case_lookback``);
 - :func:`q_cases_in_range`: cases that started in the dashboard's range;
@@ -31,7 +33,7 @@ from dashboards.common import (
 )
 from dashboards.influxql import InfluxQL
 
-TITLE = bi("执法案件", "Enforcement cases")
+TITLE = bi("案件", "Cases")
 
 #: Case statuses (alerts/enforcement, the case lifecycle) -> (text, colour).
 STATUSES = {
@@ -48,6 +50,11 @@ OUTCOMES = {
     "penalized": bi("已处罚", "penalized"),
     "not_punished": bi("不予处罚（首违轻微）", "not punished (minor first offence)"),
     "dismissed": bi("撤销", "dismissed"),
+    "served": bi("已现场送达", "served on site"),
+}
+CASE_TYPES = {
+    "enforcement": bi("执法", "enforcement"),
+    "owner_unreachable": bi("现场送达", "owner unreachable"),
 }
 
 
@@ -68,7 +75,7 @@ def q_case_table(o: Options) -> str:
     c = ident(o.case_measurement)
     return (
         f'SELECT "case_id", "status", "outcome", "assignee", "updated_ms", "event_id", "restaurant_id", '
-        f'"district" FROM {c} WHERE ("open" = 1 OR "updated_ms" >= ${{__from}}) AND {DISTRICT} '
+        f'"district", "case_type" FROM {c} WHERE ("open" = 1 OR "updated_ms" >= ${{__from}}) AND {DISTRICT} '
         f"AND {since(o.case_lookback)}"
     )
 
@@ -121,6 +128,15 @@ def panel(o: Options) -> table.Panel:
             ],
         )
         .override_by_name("assignee", display_name(bi("承办人", "Assignee")))
+        .override_by_name(
+            "case_type",
+            [
+                *display_name(bi("类型", "Type")),
+                dm.DynamicConfigValue(
+                    id_val="mappings", value=_mappings({k: (v, None) for k, v in CASE_TYPES.items()})
+                ),
+            ],
+        )
         .override_by_name(
             "updated_ms",
             [

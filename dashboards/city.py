@@ -186,7 +186,7 @@ def build(opts: Options | None = None) -> db.Dashboard:
     d = d.with_panel(
         _count_stat(
             o,
-            bi("执法案件（未结案）", "Open enforcement cases"),
+            bi("案件（未结案）", "Open cases"),
             "案件台账中未结案的案件（不论何时立案），与 `fumewatch cases` 一致。"
             " / Cases of the case ledger that are not closed, whenever they started (as `fumewatch cases`).",
             cases.q_open_cases(o),
@@ -197,7 +197,7 @@ def build(opts: Options | None = None) -> db.Dashboard:
     d = d.with_panel(
         _count_stat(
             o,
-            bi("执法案件（时段内立案）", "Enforcement cases in range"),
+            bi("案件（时段内立案）", "Cases opened in range"),
             "案件台账中时段内开始的案件。 / Cases of the case ledger that started in the time range.",
             cases.q_cases_in_range(o),
             "red",

@@ -122,7 +122,9 @@ def test_case_line_writes_every_field_and_the_open_flag():
         "updated_ms": T0 + 5,
     }
     line = case_line({**base, "status": "assigned", "assignee": {"name": "李执法", "id": "u7"}})
-    assert line.startswith("fume_case,device_id=D1,district=朝阳区,kind=exceedance,pollutant=oil_fume,")
+    assert line.startswith(
+        "fume_case,case_type=enforcement,device_id=D1,district=朝阳区,kind=exceedance,pollutant=oil_fume,"
+    )
     assert "restaurant_id=R\\ 1 " in line and line.endswith(f" {T0}")
     f = fields(line)
     assert (f["status"], f["assignee"], f["outcome"], f["open"]) == ('"assigned"', '"李执法"', '""', "1i")
@@ -130,6 +132,9 @@ def test_case_line_writes_every_field_and_the_open_flag():
     closed = fields(case_line({**base, "status": "closed", "outcome": "rectified"}))
     assert (closed["open"], closed["outcome"], closed["assignee"]) == ("0i", '"rectified"', '""')
     assert fields(case_line({**base, "status": None}))["status"] == '"open"'
+    # an inspectors' task sharing the case's lead event is another point (the case_type tag)
+    task = case_line({**base, "case_id": "TASK-1", "case_type": "owner_unreachable", "status": "open"})
+    assert split_top(task, " ")[0] != split_top(line, " ")[0] and ",case_type=owner_unreachable," in task
     for bad in ({**base, "case_id": ""}, {**base, "start_ms": None}):
         with pytest.raises(ValueError, match="without case_id or start_ms"):
             case_line(bad)
