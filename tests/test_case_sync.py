@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,26 @@ def add_case(
     case = build_case(ev, created_ms=ev.start_ms)
     ledger.upsert_case(case)
     return case["case_id"]
+
+
+def move_case(ledger: Ledger, case_id: str, status: str, **record: object) -> None:
+    """A case moved on as another process does it (the API, the CLI): its row's status and updated_ms,
+    and its record (assignee, outcome). Straight on the cases table, so the test does not depend on which
+    lifecycle API the ledger offers; the copy reads only that table."""
+    from sqlalchemy import select, update
+
+    from alerts.ledger.schema import cases as table
+
+    with ledger.transaction() as c:
+        (text,) = c.execute(select(table.c.record).where(table.c.case_id == case_id)).one()
+        doc = {**json.loads(text), **record, "status": status}
+        c.execute(
+            update(table)
+            .where(table.c.case_id == case_id)
+            .values(
+                status=status, record=json.dumps(doc, ensure_ascii=False), updated_ms=ledger_core.now_ms()
+            )
+        )
 
 
 def split_top(text: str, sep: str) -> list[str]:
@@ -152,11 +173,12 @@ def test_each_change_is_copied_once_and_the_watermark_survives_a_restart(tmp_pat
         assert ledger.load_state(CASE_STATE)["watermark_ms"] == clock.t
         assert sync.sync() == 0  # inside the overlap, but already copied with this updated_ms
         clock.t += 60_000
-        ledger.set_case_status(ids[1], "assigned")
+        move_case(ledger, ids[1], "assigned", assignee="李执法")
         assert sync.sync() == 1 and fields(written[-1])["status"] == '"assigned"'
+        assert fields(written[-1])["assignee"] == '"李执法"'
         # a restart: the watermark is read back; only what changed within the overlap is copied again
         clock.t += 400_000
-        ledger.set_case_status(ids[2], "closed")
+        move_case(ledger, ids[2], "closed", outcome="rectified")
         again = CaseSync(ledger, written.extend, overlap_s=300)
         assert again.watermark_ms == clock.t - 400_000
         # a restart copies again what changed within the overlap before the watermark (harmless: same
@@ -307,7 +329,7 @@ def test_dashboard_sync_does_what_is_due_and_never_raises(tmp_path, clock):
         assert calls == ["fume_case", "fume_restaurant"]
         now[0] = 3000.0
         clock.t += 1000
-        ledger.set_case_status(sync.cases.ledger.list_cases()[0]["case_id"], "assigned")
+        move_case(ledger, sync.cases.ledger.list_cases()[0]["case_id"], "assigned")
         sync.tick()
         assert calls == ["fume_case", "fume_restaurant", "fume_case"]  # the refresh is 3600 s after 61 s
 
@@ -366,13 +388,13 @@ def test_open_case_count_on_influxdb_matches_fumewatch_cases(tmp_path, influx_db
             assert sync.sync() == 8
             assert check() == 8
             # the case lifecycle moves on in another process (the API, the CLI): the copy follows
-            ledger.set_case_status(ids[0], "closed")
-            ledger.set_case_status(ids[3], "closed")
-            ledger.set_case_status(ids[5], "assigned")
-            ledger.set_case_status(ids[6], "rectification_ordered")
+            move_case(ledger, ids[0], "closed", outcome="penalized")
+            move_case(ledger, ids[3], "closed", outcome="dismissed")
+            move_case(ledger, ids[5], "assigned", assignee="王队")
+            move_case(ledger, ids[6], "rectification_ordered")
             assert sync.sync() == 4
             assert check() == 6
-            ledger.set_case_status(ids[3], "rechecked")  # reopened
+            move_case(ledger, ids[3], "rechecked", outcome="")  # reopened
             CaseSync(ledger, store.write_lines).sync()  # a restarted service continues from the watermark
             assert check() == 7
     finally:

@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 import pytest
 from servers import publish_mqtt, wait_for
+from test_case_sync import move_case
 
 import dashboards
 from alerts.enforcement.ladder import build_case
@@ -281,7 +282,7 @@ def world(mosquitto, influx_db, tmp_path: Path):
         case = build_case(ev, created_ms=ev.start_ms)
         ledger.upsert_case(case)
         if status != "open":
-            ledger.set_case_status(case["case_id"], status)
+            move_case(ledger, case["case_id"], status)
     store = open_store(s.ingest.store, s)
     state = StateDB(s.ingest.state)
     alerts = AlertsService(s, registry, ledger, store=store, subscribe=False, publish_notices=False)
