@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
 
+from alerts.case_sync import DashboardSync
 from alerts.config import AlertsAppSettings
 from alerts.detection.detector import Detector
 from alerts.enforcement.episodes import LadderPolicy
@@ -64,6 +65,8 @@ class AlertsService:
         self._sink = (
             store if getattr(store, "kind", "") == "influxdb" and getattr(store, "_write_api", None) else None
         )
+        # ... and so do case states and the registry (changed by other processes too): alerts/case_sync.py
+        self._dash = DashboardSync(ledger, registry, self._sink.write_lines) if self._sink else None
         self._limits = {
             (d.device_id, pol): lim
             for d in registry
@@ -353,6 +356,8 @@ class AlertsService:
                     self.advance()
                 if time.monotonic() - self._last_commit >= interval:
                     self.commit()
+                if self._dash is not None:
+                    self._dash.tick()
             except Exception:
                 log.exception("event=alerts_tick_failed")
 

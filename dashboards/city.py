@@ -1,15 +1,22 @@
 """City overview dashboard (uid ``fumewatch-city``) for the bureau's monitoring center.
 
 Panels, all filtered by the ``$district`` multi-value variable (regex form, as Grafana renders it):
-- stats "currently": restaurants with an open exceedance, offline devices, open enforcement cases (each
-  with a ``timeFrom`` override of ``Options.open_lookback``, since an open event may have started before
-  the dashboard's range), and enforcement cases that started in the range;
+- the map (dashboards/citymap.py): every restaurant at its position, coloured by its state now;
+- stats "currently": restaurants with an open exceedance, offline devices (each with a ``timeFrom``
+  override of ``Options.open_lookback``, since an open event may have started before the dashboard's
+  range), open enforcement cases of the case ledger whatever their age, and cases that started in the
+  range (dashboards/cases.py);
+- every restaurant today: name, compliance, data completeness, open events, ladder level, open cases
+  (dashboards/roster.py);
+- the enforcement cases (dashboards/cases.py);
 - compliance rate by district = compliant valid windows / valid windows (``mean(compliant)`` over the
   valid 10-minute windows of ``fume_window``: compliant is 0/1 and only set on valid windows, so it is
   sum(compliant) / sum(valid) without a division that could divide by zero);
 - restaurants in exceedance now with their peak;
 - the latest event per restaurant as a table sortable by severity (links to the restaurant dashboard);
 - events over time by kind.
+
+Tables show restaurant names from the registry measurement through Grafana joins (dashboards/names.py).
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from dashboards import cases, citymap, names, roster
 from dashboards.common import (
     CITY_UID,
     COMPLIANCE_THRESHOLDS,
+    DISTRICT,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
     TAGS,
@@ -39,8 +48,6 @@ from dashboards.common import (
 from dashboards.influxql import InfluxQL
 
 TITLE = "城市餐饮油烟监控总览 / City cooking-fume overview"
-
-DISTRICT = f"{ident('district')} =~ /^$district$/"
 
 
 def q_exceeding_restaurants(o: Options) -> str:
@@ -60,22 +67,6 @@ def q_offline_devices(o: Options) -> str:
         f'SELECT count("open") AS "devices" FROM ('
         f'SELECT max("open") AS "open" FROM {e} WHERE "kind" = \'offline\' AND "open" = 1 '
         f'AND {DISTRICT} AND $timeFilter GROUP BY "device_id") WHERE $timeFilter'
-    )
-
-
-def q_open_enforcement(o: Options) -> str:
-    e = ident(o.event_measurement)
-    return (
-        f'SELECT count("severity") AS "cases" FROM {e} '
-        f'WHERE "level" = \'enforcement\' AND "open" = 1 AND {DISTRICT} AND $timeFilter'
-    )
-
-
-def q_enforcement_in_range(o: Options) -> str:
-    e = ident(o.event_measurement)
-    return (
-        f'SELECT count("severity") AS "cases" FROM {e} '
-        f"WHERE \"level\" = 'enforcement' AND {DISTRICT} AND $timeFilter"
     )
 
 
@@ -171,6 +162,7 @@ def build(opts: Options | None = None) -> db.Dashboard:
             .keep_time(True)
         )
     )
+    d = d.with_panel(citymap.panel(o))
     d = d.with_panel(
         _count_stat(
             o,
@@ -194,23 +186,26 @@ def build(opts: Options | None = None) -> db.Dashboard:
     d = d.with_panel(
         _count_stat(
             o,
-            bi("执法案件（进行中）", "Open enforcement cases"),
-            "执法级别且未结束的事件。 / Open events at the enforcement level (执法).",
-            q_open_enforcement(o),
+            bi("案件（未结案）", "Open cases"),
+            "案件台账中未结案的案件（不论何时立案），与 `fumewatch cases` 一致。"
+            " / Cases of the case ledger that are not closed, whenever they started (as `fumewatch cases`).",
+            cases.q_open_cases(o),
             "red",
-            now=True,
+            now=False,
         )
     )
     d = d.with_panel(
         _count_stat(
             o,
-            bi("执法案件（时段内）", "Enforcement cases in range"),
-            "时段内开始的执法级别事件。 / Enforcement-level events that started in the time range.",
-            q_enforcement_in_range(o),
+            bi("案件（时段内立案）", "Cases opened in range"),
+            "案件台账中时段内开始的案件。 / Cases of the case ledger that started in the time range.",
+            cases.q_cases_in_range(o),
             "red",
             now=False,
         )
     )
+    d = d.with_panel(roster.panel(o))
+    d = d.with_panel(cases.panel(o))
     d = d.with_panel(
         bargauge.Panel()
         .title(bi("各区达标率", "Compliance rate by district"))
@@ -254,17 +249,20 @@ def build(opts: Options | None = None) -> db.Dashboard:
         table.Panel()
         .title(bi("餐饮单位最新事件（按严重度）", "Latest event per restaurant (by severity)"))
         .description(
-            "每个餐饮单位时段内最近一次事件；点击单位编号打开该单位仪表板。"
-            " / Each restaurant's latest event in the range; click the restaurant id for its dashboard."
+            "每个餐饮单位时段内最近一次事件；点击名称或编号打开该单位仪表板。"
+            " / Each restaurant's latest event in the range; click its name or id for its dashboard."
         )
         .datasource(src)
         .with_target(InfluxQL(q_latest_event(o)).ref_id("A").table())
+        .with_target(InfluxQL(names.q_restaurants(o)).ref_id(names.REGISTRY_REF).table())
+        .transformations(names.join_names("event_id", ["name", "restaurant_id"]))
         .sort_by([common.TableSortByFieldState().display_name(sev).desc(True)])
         .override_by_name("Time", table_time(bi("开始", "Start")))
+        .override_by_name("name", names.name_column())
         .override_by_name(
             "restaurant_id",
             [
-                *display_name(bi("餐饮单位", "Restaurant")),
+                *display_name(bi("单位编号", "Restaurant id")),
                 dm.DynamicConfigValue(
                     id_val="links",
                     value=[

@@ -26,10 +26,33 @@ class Options:
     open_lookback: str = "30d"
     #: Minimum GROUP BY time($__interval): the monitors report once a minute (HJ 212 minute data).
     min_interval: str = "1m"
-    #: Measurements: readings (ingest/store/influx.py), windows and events (alerts/influx_sink.py).
+    #: Measurements: readings (ingest/store/influx.py), windows, events, case states and the registry
+    #: (alerts/influx_sink.py; the last two copied by alerts/case_sync.py).
     reading_measurement: str = "fume_reading"
     window_measurement: str = "fume_window"
     event_measurement: str = "fume_event"
+    case_measurement: str = "fume_case"
+    restaurant_measurement: str = "fume_restaurant"
+    #: The registry is rewritten at each start of the alerts service and every 6 hours; its queries take
+    #: each restaurant's last point this far back (so names survive an alerts service down for weeks).
+    registry_lookback: str = "90d"
+    #: Open cases are counted whatever their age (an inspection can take months): points this far back,
+    #: i.e. all of them. The InfluxDB retention must keep case points at least as long.
+    case_lookback: str = "3650d"
+    #: The enforcement ladder counts episodes over 365 days ([notify] lookback_days): the "ladder level"
+    #: of a restaurant is its latest ladder step (education / warning / enforcement) this far back.
+    ladder_lookback: str = "365d"
+    #: The map's "latest reference concentration": the last reading of this period (the map's time range).
+    latest_lookback: str = "1h"
+    #: Data completeness = oil-fume readings received / expected at one every expected_interval_s
+    #: ([alerts] expected_interval_s: HJ 212 minute data), counted per 10-minute bucket.
+    expected_interval_s: int = 60
+    #: The map: fit to the restaurants' markers; the centre and zoom below only where nothing is placed
+    #: (Beijing's Dongcheng by default). Marker size in pixels, for a big screen.
+    map_center_lat: float = 39.9288
+    map_center_lon: float = 116.4160
+    map_zoom: int = 11
+    map_marker_size: int = 9
     #: Default time ranges.
     city_time_from: str = "now-24h"
     restaurant_time_from: str = "now-7d"
@@ -60,6 +83,15 @@ def bi(zh: str, en: str) -> str:
 def ident(name: str) -> str:
     """An InfluxQL identifier, double-quoted."""
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def since(duration: str) -> str:
+    """A fixed lookback from now (``time > now() - 30d``) for panels that show "now" whatever the range."""
+    return f"time > now() - {duration}"
+
+
+#: The ``$district`` filter of the city dashboard's queries (regex form, as Grafana renders it).
+DISTRICT = f"{ident('district')} =~ /^$district$/"
 
 
 # ---------------------------------------------------------------------------------------- variables

@@ -12,7 +12,9 @@ from JSON). :func:`fill` turns one into the exact text Grafana sends to InfluxDB
    (``1m``, ``5m``, ``1h``, ``1d``), ``$__interval_ms`` -> milliseconds.
 
 :func:`grafana_interval` computes ``$__interval`` the way Grafana does: (to - from) / max data points,
-at least the panel's or datasource's minimum interval, rounded to Grafana's steps.
+at least the panel's or datasource's minimum interval, rounded to Grafana's steps. :func:`panel_range` is
+the range of a panel with a relative-time override (``timeFrom``: ``30d``, or ``now/d`` = "Today so far",
+from local midnight in the dashboard's zone).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION_MS["y"] = 365 * _DURATION_MS["d"]
@@ -145,6 +149,15 @@ def parse_duration_ms(text: str) -> int:
     if not m:
         raise ValueError(f"not a Grafana duration: {text!r}")
     return int(m.group(1)) * _DURATION_MS[m.group(2)]
+
+
+def panel_range(time_from: str, now_ms: int, tz: str) -> tuple[int, int]:
+    """(from, to) in epoch ms of a panel whose ``timeFrom`` is ``time_from``, at ``now_ms``, in zone ``tz``."""
+    if time_from.strip() == "now/d":
+        local = datetime.fromtimestamp(now_ms / 1000, ZoneInfo(tz))
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return int(midnight.timestamp() * 1000), now_ms
+    return now_ms - parse_duration_ms(time_from), now_ms
 
 
 def format_duration(ms: int) -> str:

@@ -10,7 +10,8 @@ Variables: ``$datasource``, ``$district`` (narrows the restaurant list) and ``$r
 - fan and purifier state timeline (fan: on if on at any time in the interval; purifier: off if off at
   any time in the interval, the conservative reading for a purifier);
 - daily compliance rate in local days (GROUP BY time(1d) ... tz(<display zone>));
-- the restaurant's events as a table, and exceedance / purifier-off / offline events as annotations.
+- the restaurant's events as a table (with its name from the registry, dashboards/names.py), and
+  exceedance / purifier-off / offline events as annotations.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from dashboards import names
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
     RESTAURANT_UID,
@@ -115,8 +117,13 @@ def q_events(o: Options) -> str:
     e = ident(o.event_measurement)
     return (
         f'SELECT "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", "limit_mg_m3", '
-        f'"duration_s", "event_id" FROM {e} WHERE {RESTAURANT} AND $timeFilter'
+        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {RESTAURANT} AND $timeFilter'
     )
+
+
+def q_restaurant(o: Options) -> str:
+    """The restaurant's registry row (its name for the events table)."""
+    return names.q_restaurants(o, RESTAURANT)
 
 
 def q_annotation(o: Options, kind: str) -> str:
@@ -346,8 +353,12 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .description("时段内开始的事件。 / Events that started in the range.")
         .datasource(src)
         .with_target(InfluxQL(q_events(o)).ref_id("A").table())
+        .with_target(InfluxQL(q_restaurant(o)).ref_id(names.REGISTRY_REF).table())
+        .transformations(names.join_names("event_id", ["name"]))
         .sort_by([common.TableSortByFieldState().display_name(bi("开始", "Start")).desc(True)])
         .override_by_name("Time", table_time(bi("开始", "Start")))
+        .override_by_name("name", names.name_column(link=False))
+        .override_by_name(names.KEY, display_name(bi("单位编号", "Restaurant id")))
         .override_by_name(
             "severity",
             [

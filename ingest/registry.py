@@ -1,20 +1,25 @@
 """Device registry: which monitor belongs to which restaurant, and how big its kitchen is.
 
 CSV, one row per device. Required columns: restaurant_id,name,district,device_id,stove_heads.
-Optional: address,owner_name,owner_notify,profile,hj212_pw. ``owner_notify`` holds one or more apprise
-URLs separated by spaces or ``;``. UTF-8 (with or without BOM) so Chinese names survive Excel.
+Optional: address,owner_name,owner_notify,profile,hj212_pw,lat,lon. ``owner_notify`` holds one or more
+apprise URLs separated by spaces or ``;``. ``lat``/``lon`` place the kitchen on the dashboards' map: WGS-84
+decimal degrees (GPS, OpenStreetMap; not the GCJ-02 of Gaode/AMap or Tencent maps, see docs/dashboards.md),
+both or neither. UTF-8 (with or without BOM) so Chinese names survive Excel.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 REQUIRED_COLUMNS = ("restaurant_id", "name", "district", "device_id", "stove_heads")
-OPTIONAL_COLUMNS = ("address", "owner_name", "owner_notify", "profile", "hj212_pw")
+OPTIONAL_COLUMNS = ("address", "owner_name", "owner_notify", "profile", "hj212_pw", "lat", "lon")
+#: WGS-84 ranges of the coordinate columns (decimal degrees).
+COORDINATE_RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 
@@ -34,6 +39,9 @@ class Device:
     owner_notify: str = ""
     profile: str = ""
     hj212_pw: str = ""
+    #: WGS-84 decimal degrees, or None when the registry gives no position.
+    lat: float | None = None
+    lon: float | None = None
 
     @property
     def notify_urls(self) -> list[str]:
@@ -110,8 +118,9 @@ class Registry:
             if heads < 1 or heads > 200:
                 raise RegistryError(f"{source}:{lineno}: stove_heads {heads} outside 1..200")
             known = {f.name for f in fields(Device)}
-            kwargs = {k: v for k, v in row.items() if k in known}
+            kwargs: dict = {k: v for k, v in row.items() if k in known}
             kwargs["stove_heads"] = heads
+            kwargs["lat"], kwargs["lon"] = _coordinates(row, f"{source}:{lineno}")
             devices.append(Device(**kwargs))
         try:
             return cls(devices)
@@ -123,4 +132,29 @@ class Registry:
             w = csv.DictWriter(fh, fieldnames=list(ALL_COLUMNS))
             w.writeheader()
             for d in self._devices.values():
-                w.writerow({c: getattr(d, c) for c in ALL_COLUMNS})
+                w.writerow({c: "" if getattr(d, c) is None else getattr(d, c) for c in ALL_COLUMNS})
+
+
+def _coordinates(row: dict[str, str], where: str) -> tuple[float | None, float | None]:
+    """The row's (lat, lon): both None when both cells are empty; a RegistryError naming the cell otherwise."""
+    text = {c: row.get(c, "") for c in COORDINATE_RANGES}
+    if not any(text.values()):
+        return None, None
+    for col, other in (("lat", "lon"), ("lon", "lat")):
+        if not text[col]:
+            raise RegistryError(
+                f"{where}: {other} {text[other]!r} given without {col} (give both or neither)"
+            )
+    out = {}
+    for col, (low, high) in COORDINATE_RANGES.items():
+        try:
+            v = float(text[col])
+        except ValueError:
+            raise RegistryError(
+                f"{where}: {col} {text[col]!r} is not a number (WGS-84 decimal degrees, e.g. 39.9219)"
+            ) from None
+        if not math.isfinite(v) or not low <= v <= high:
+            hint = " (lat and lon swapped?)" if col == "lat" and abs(v) <= 180 else ""
+            raise RegistryError(f"{where}: {col} {text[col]} outside {low:g}..{high:g}{hint}")
+        out[col] = v
+    return out["lat"], out["lon"]

@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 
 import dashboards
+from alerts.influx_sink import case_line, restaurant_lines
 from dashboards.queries import grafana_interval, interpolate
+from ingest.registry import Registry
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -170,6 +172,27 @@ def _lines(t0: int) -> list[str]:
         "fume_event,device_id=DEV-1,district=朝阳区,kind=offline,restaurant_id=R1 "
         'event_id="E2",state="closed",open=0i,end_ms=1i,duration_s=300i,profile="GB18483-2001",level="",'
         f"severity=0i {t0 + 100 * 60_000}"
+    )
+    # the registry and a case, as the alerts service copies them (alerts/case_sync.py)
+    registry = Registry.parse(
+        "restaurant_id,name,district,device_id,stove_heads,lat,lon\nR1,老王牛肉面,朝阳区,DEV-1,2,39.9219,116.4432\n"
+    )
+    out += restaurant_lines(registry, t0 + 60_000)
+    out.append(
+        case_line(
+            {
+                "case_id": "CASE-E1",
+                "event_id": "E1",
+                "restaurant_id": "R1",
+                "device_id": "DEV-1",
+                "district": "朝阳区",
+                "kind": "exceedance",
+                "pollutant": "oil_fume",
+                "start_ms": t0 + 40 * 60_000,
+                "status": "assigned",
+                "updated_ms": t0 + 90 * 60_000,
+            }
+        )
     )
     return out
 

@@ -78,6 +78,30 @@ def test_write_registry_round_trips(tmp_path) -> None:
     assert list(loaded) == list(written)
 
 
+def test_registry_places_kitchens_around_their_district_centre() -> None:
+    """WGS-84 positions around each district's centre (Chaoyang ~39.92 N 116.44 E), deterministic by seed,
+    from their own random stream: the other columns of a seeded registry are what they were before."""
+    reg = list(sim.make_registry(300, seed=1))
+    assert reg == list(sim.make_registry(300, seed=1))
+    assert [(d.lat, d.lon) for d in reg] != [(d.lat, d.lon) for d in sim.make_registry(300, seed=2)]
+    # the first names of seed 1 are the ones deploy/registry.csv was made with before positions existed
+    assert [d.name for d in reg[:3]] == ["沙县小吃", "湘味小厨", "武汉热干面"]
+    assert all(39.6 < d.lat < 40.2 and 116.0 < d.lon < 116.8 for d in reg)  # Beijing's urban districts
+    by_district = pd.DataFrame([asdict(d) for d in reg]).groupby("district")
+    centre = by_district[["lat", "lon"]].mean()
+    assert centre.loc["朝阳区", "lat"] == pytest.approx(39.92, abs=0.01)
+    assert centre.loc["朝阳区", "lon"] == pytest.approx(116.44, abs=0.01)
+    assert (
+        centre.loc["海淀区", "lon"] < centre.loc["东城区", "lon"] < centre.loc["朝阳区", "lon"]
+    )  # west to east
+    spread = by_district["lat"].std()
+    assert spread["东城区"] < spread["朝阳区"]  # a small central district is more compact
+    assert (
+        sim.make_registry(5, seed=9).get("FW-R0003-1").lat
+        == sim.make_registry(40, seed=9).get("FW-R0003-1").lat
+    )  # a position depends on (seed, restaurant) only
+
+
 # =========================================================================================================
 # Behaviours
 # =========================================================================================================

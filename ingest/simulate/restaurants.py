@@ -1,7 +1,14 @@
-"""The simulated restaurants: a Beijing registry, one monitor each, deterministic by seed."""
+"""The simulated restaurants: a Beijing registry, one monitor each, deterministic by seed.
+
+Each kitchen gets a position (``lat``/``lon``, WGS-84) around the centre of its district, so the city
+dashboard's map shows them where such a district's restaurants would be: Chaoyang around 39.92 N
+116.44 E, Haidian to the north-west, and so on. The positions are drawn from their own random stream
+(seeded by seed and restaurant id), so adding them changed no other column of a seeded registry.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -17,6 +24,16 @@ _DISTRICTS = {
     "西城区": ("西单北大街 德胜门内大街 西直门外大街 广安门内大街 新街口外大街 鼓楼西大街".split(), 3),
     "丰台区": ("丰台北路 方庄路 马家堡东路 南三环西路 芳城园路 角门路".split(), 3),
     "石景山区": ("石景山路 鲁谷路 古城大街 八角东街 苹果园路".split(), 2),
+}
+#: district -> (centre lat, centre lon, spread in degrees): approximate WGS-84 centres of the districts'
+#: built-up areas (simulated positions, not surveyed ones); the spread is one standard deviation.
+_DISTRICT_CENTRES = {
+    "朝阳区": (39.9219, 116.4432, 0.030),
+    "海淀区": (39.9593, 116.2981, 0.030),
+    "东城区": (39.9288, 116.4160, 0.012),
+    "西城区": (39.9123, 116.3659, 0.012),
+    "丰台区": (39.8585, 116.2870, 0.025),
+    "石景山区": (39.9056, 116.2229, 0.015),
 }
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙马胡朱郭何林高罗郑梁谢宋唐韩冯邓曹彭"
 _GIVEN = "伟 芳 娜 敏 静 强 磊 军 洋 勇 艳 杰 涛 明 超 丽 秀英 建国 桂英 志强 海燕 建华 国平 春梅 红霞 德胜 玉兰 文斌".split()
@@ -38,7 +55,8 @@ def make_registry(n_restaurants: int, seed: int = 1, *, model: KitchenModel = DE
     """A registry of ``n_restaurants`` restaurants in Beijing, one monitor each, deterministic by seed.
 
     Restaurant ids ``R0001``..., device ids ``FW-R0001-1``; ``hj212_pw`` 123456; ``owner_notify`` empty;
-    ``profile`` ``db11-1488`` for a few (``model.db11_profile_share``), empty for the rest.
+    ``profile`` ``db11-1488`` for a few (``model.db11_profile_share``), empty for the rest; ``lat``/``lon``
+    around the district's centre (:func:`position`).
     """
     if n_restaurants < 0:
         raise ValueError("n_restaurants must be >= 0")
@@ -69,6 +87,7 @@ def make_registry(n_restaurants: int, seed: int = 1, *, model: KitchenModel = DE
             k += 1
         used_names.add(name)
         profile = "db11-1488" if rng.random() < model.db11_profile_share else ""
+        lat, lon = position(district, rid, seed)
         devices.append(
             Device(
                 restaurant_id=rid,
@@ -81,9 +100,22 @@ def make_registry(n_restaurants: int, seed: int = 1, *, model: KitchenModel = DE
                 owner_notify="",
                 profile=profile,
                 hj212_pw="123456",
+                lat=lat,
+                lon=lon,
             )
         )
     return Registry(devices)
+
+
+def position(district: str, restaurant_id: str, seed: int = 1) -> tuple[float, float]:
+    """A simulated kitchen's (lat, lon), WGS-84, 6 decimals (~0.1 m): normal around the district's centre,
+    at most 2.5 spreads away. Its own random stream, so it depends only on (seed, district, restaurant)."""
+    lat0, lon0, spread = _DISTRICT_CENTRES.get(district, _DISTRICT_CENTRES["朝阳区"])
+    rng = random.Random(f"fumewatch-position:{seed}:{restaurant_id}")
+    # a degree of longitude is shorter than one of latitude by cos(lat): keep the cloud round on the map
+    dlat = max(-2.5, min(2.5, rng.gauss(0.0, 1.0))) * spread
+    dlon = max(-2.5, min(2.5, rng.gauss(0.0, 1.0))) * spread / math.cos(math.radians(lat0))
+    return round(lat0 + dlat, 6), round(lon0 + dlon, 6)
 
 
 def _restaurant_name(rng: random.Random, heads: int, surname: str) -> str:
