@@ -21,6 +21,9 @@ restaurant gets a ``fume_restaurant`` point; restaurants written by an earlier r
 ``restaurant_sync``) that left the registry or moved district get a tombstone (active=0) under their old
 tags.
 
+A case closed as ``dismissed`` also rewrites the ``fume_event`` points of the events it dismissed, with
+state ``dismissed`` (open 0): the dashboards stop counting them, as the reports and listings do.
+
 A failed write is logged and retried at the next tick; the watermark moves only after a write went through.
 """
 
@@ -29,9 +32,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from alerts.influx_sink import case_line, restaurant_lines, restaurant_tombstone
+from alerts.influx_sink import case_line, event_line, restaurant_lines, restaurant_tombstone
 from alerts.ledger import Ledger
 from ingest.registry import Registry
 from ingest.timeutil import now_ms
@@ -108,12 +112,29 @@ class CaseSync:
                 continue
             try:
                 lines.append(case_line(r))
+                if r.get("outcome") == "dismissed":
+                    lines += self._dismissed_events(r)
             except (ValueError, TypeError) as exc:
                 self.skipped += 1
                 log.warning("event=case_sync_skipped reason=%s", str(exc)[:200])
                 continue
             fresh.append((cid, updated))
         return lines, fresh
+
+    def _dismissed_events(self, case: dict[str, Any]) -> list[str]:
+        """The ``fume_event`` points of the events a dismissed case took off the ladder, rewritten with
+        state ``dismissed`` (open 0), so the dashboards stop counting them as the reports do."""
+        ids = {case.get("event_id")}
+        for p in case.get("episodes") or []:
+            ids |= {e.get("event_id") for e in p.get("events") or []}
+        out = []
+        for eid in sorted(i for i in ids if i):
+            if self.ledger.dismissed_by(eid) != case["case_id"]:
+                continue
+            e = self.ledger.get_event(eid)
+            if e is not None:
+                out.append(event_line(replace(e, state="dismissed")))
+        return out
 
 
 class RegistrySync:

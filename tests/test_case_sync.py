@@ -84,9 +84,9 @@ def add_case(
 
 
 def move_case(ledger: Ledger, case_id: str, status: str, **record: object) -> None:
-    """A case moved on as another process does it (the API, the CLI): its row's status and updated_ms,
-    and its record (assignee, outcome). Straight on the cases table, so the test does not depend on which
-    lifecycle API the ledger offers; the copy reads only that table."""
+    """A case moved on as another process does it (the API, the CLI: alerts.ledger.casework): its row's
+    status, lifecycle columns (assignee, outcome) and updated_ms. Straight on the cases table, so a test
+    can also make moves the lifecycle refuses (a reopened case); the copy reads only that table."""
     from sqlalchemy import select, update
 
     from alerts.ledger.schema import cases as table
@@ -98,7 +98,10 @@ def move_case(ledger: Ledger, case_id: str, status: str, **record: object) -> No
             update(table)
             .where(table.c.case_id == case_id)
             .values(
-                status=status, record=json.dumps(doc, ensure_ascii=False), updated_ms=ledger_core.now_ms()
+                status=status,
+                record=json.dumps(doc, ensure_ascii=False),
+                updated_ms=ledger_core.now_ms(),
+                **{k: record[k] for k in ("assignee", "outcome") if k in record},
             )
         )
 
@@ -399,3 +402,30 @@ def test_open_case_count_on_influxdb_matches_fumewatch_cases(tmp_path, influx_db
             assert check() == 7
     finally:
         store.close()
+
+
+def test_what_inspectors_do_reaches_the_copy(tmp_path):
+    """Through the real lifecycle (alerts.casework), not the table: assignee and outcome are copied."""
+    from alerts.casework import Casework
+
+    written: list[str] = []
+    with Ledger(tmp_path / "state.db") as ledger:
+        cid = add_case(ledger, 0)
+        cw = Casework(ledger)
+        cw.act(cid, "assign", {"assignee": "张伟"}, actor="张伟")
+        sync = CaseSync(ledger, written.extend, overlap_s=300)
+        assert sync.sync() == 1
+        assert (fields(written[-1])["status"], fields(written[-1])["assignee"]) == ('"assigned"', '"张伟"')
+        cw.act(
+            cid,
+            "close",
+            {"outcome": "dismissed", "dismiss_reason": "device_fault"},
+            actor="张伟",
+            note="故障",
+        )
+        assert sync.sync() >= 1
+        case_points = [x for x in written if x.startswith("fume_case")]
+        assert (fields(case_points[-1])["outcome"], fields(case_points[-1])["open"]) == ('"dismissed"', "0i")
+        # the case's lead event, dismissed with it, is rewritten for the dashboards as not open
+        [ev] = [x for x in written if x.startswith("fume_event")]
+        assert (fields(ev)["state"], fields(ev)["open"]) == ('"dismissed"', "0i")

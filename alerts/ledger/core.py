@@ -330,21 +330,12 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore):
         return [case_from_row(r) for r in self._read(q)]
 
     def cases_updated_since(self, since_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Case records (as :meth:`list_cases`, plus ``updated_ms``) changed after ``since_ms``, oldest change
+        """Case records (as :meth:`list_cases`, with ``updated_ms``) changed after ``since_ms``, oldest change
         first: for copying case states elsewhere (the dashboards' ``fume_case``) without rereading all."""
         t = cases.c
-        q = (
-            select(t.record, t.status, t.updated_ms)
-            .where(t.updated_ms > since_ms)
-            .order_by(t.updated_ms, t.case_id)
-            .limit(limit)
-        )
-        out = []
-        for record, st, updated in self._read(q):
-            d = json.loads(record)
-            d["status"], d["updated_ms"] = st, updated
-            out.append(d)
-        return out
+        cols = [t.record, t.updated_ms, *(t[c] for c in CASE_COLUMNS)]
+        q = select(*cols).where(t.updated_ms > since_ms).order_by(t.updated_ms, t.case_id).limit(limit)
+        return [case_from_row(r) for r in self._read(q)]
 
     # -- detector state -----------------------------------------------------------------------------------
 

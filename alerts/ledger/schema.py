@@ -124,6 +124,7 @@ cases = Table(
     Index("cases_by_restaurant", "restaurant_id", "start_ms"),
     Index("cases_by_event", "event_id"),  # 0005 (was unique: a step's task and case share a lead event)
     Index("cases_by_status", "status", "start_ms"),  # 0005
+    Index("cases_by_updated", "updated_ms"),  # 0005: copying changed cases (alerts/case_sync.py)
 )
 
 #: 0005. The audit trail of cases: who did what when, never updated or deleted (triggers refuse it); a

@@ -100,6 +100,7 @@ def upgrade() -> None:
             op.drop_constraint(name, "cases", type_="unique")
     op.create_index("cases_by_event", "cases", ["event_id"], if_not_exists=True)
     op.create_index("cases_by_status", "cases", ["status", "start_ms"], if_not_exists=True)
+    op.create_index("cases_by_updated", "cases", ["updated_ms"], if_not_exists=True)
     op.create_index("cases_by_restaurant", "cases", ["restaurant_id", "start_ms"], if_not_exists=True)
     for table in ("events", "episodes"):
         if "dismissed_by" not in _columns(table):
@@ -202,6 +203,7 @@ def downgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.drop_column("dismissed_by")
     op.drop_index("cases_by_status", table_name="cases", if_exists=True)
+    op.drop_index("cases_by_updated", table_name="cases", if_exists=True)
     op.drop_index("cases_by_event", table_name="cases", if_exists=True)
     with op.batch_alter_table(
         "cases", recreate="always" if bind.dialect.name == "sqlite" else "auto"
