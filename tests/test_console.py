@@ -14,18 +14,24 @@ import secrets
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from test_api import TOKEN, start_api, stop_api
 
+from alerts.casework import Casework, service
 from alerts.enforcement.episodes import LadderPolicy, decide
 from alerts.enforcement.ladder import build_case
 from alerts.ledger import Ledger
+from alerts.ledger import casework as ledger_casework
 from alerts.model import EXCEEDANCE, Event
-from ingest.timeutil import now_ms
+from ingest.timeutil import now_ms, zone
 
 pytestmark = pytest.mark.integration
 
@@ -68,17 +74,18 @@ def _windows(start: int, n: int = 6) -> list[dict]:
             "max_mg_m3": round(m * 1.35, 2),
             "samples": 10,
             "expected": 10,
-            "valid": m >= 0.5,
-            "invalid_reason": "" if m >= 0.5 else "below a quarter of the max (GB 18483 §6)",
+            "valid": True,
+            "dropped": m < 2.0 / 4,  # GB 18483 §6: below a quarter of the largest value
         }
         for k, m in enumerate(means)
     ]
 
 
-def tiny_png(width: int = 48, height: int = 32) -> bytes:
+def tiny_png(width: int = 160, height: int = 120) -> bytes:
     """A real PNG (a smoky gradient), small enough for any attachment limit."""
     rows = b"".join(
-        b"\x00" + b"".join(bytes((90 + 3 * x, 100 + 2 * y, 120)) for x in range(width)) for y in range(height)
+        b"\x00" + b"".join(bytes((60 + 150 * x // width, 80 + 120 * y // height, 130)) for x in range(width))
+        for y in range(height)
     )
 
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -143,11 +150,55 @@ def console_state(state_url: str) -> dict[str, Any]:
         led.upsert_event(e2)
         case2 = build_case(e2)
         led.upsert_case(case2)
-    return {"case_id": case["case_id"], "other_case_id": case2["case_id"], "lead_event": lead.event_id}
+        overdue = _overdue_case(led, now)
+    return {
+        "case_id": case["case_id"],
+        "other_case_id": case2["case_id"],
+        "overdue_case_id": overdue,
+        "lead_event": lead.event_id,
+    }
 
 
-@pytest.fixture
-def served(tmp_path: Path, state_url: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
+def _overdue_case(led: Ledger, now: int) -> str:
+    """R2's older case, worked twelve days ago (the casework's clock set back, so its trail and its rules
+    agree) up to a rectification order whose deadline has passed."""
+    start = now - 13 * DAY
+    e = _event(f"exceedance:D2:oil_fume:{start}", "R2", "D2", "海淀区", start, _windows(start, 5))
+    led.upsert_event(e)
+    case = build_case(e, created_ms=start + H)
+    led.upsert_case(case)
+    then = now - 12 * DAY
+    deadline = datetime.fromtimestamp((then + 5 * DAY) / 1000, zone("Asia/Shanghai")).date().isoformat()
+    cw = Casework(led)
+    with (
+        mock.patch.object(service, "now_ms", lambda: then),
+        mock.patch.object(ledger_casework, "now_ms", lambda: then),
+    ):
+        cw.act(case["case_id"], "assign", {"assignee": "李娜"}, actor="李娜")
+        cw.act(
+            case["case_id"],
+            "inspect",
+            {
+                "inspected_at": datetime.fromtimestamp(then / 1000, zone("Asia/Shanghai")).isoformat(),
+                "findings": "风机运行，净化器未开启",
+                "purifier": "not_working",
+                "fan": "working",
+            },
+            actor="李娜",
+        )
+        cw.act(
+            case["case_id"],
+            "order_rectification",
+            {"deadline": deadline, "requirements": "五日内清洗净化器并保持开启"},
+            actor="李娜",
+        )
+    return case["case_id"]
+
+
+@contextmanager
+def serving(tmp_path: Path, state_url: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
+    """The real `fumewatch api` on a state database holding :func:`console_state`, two inspectors
+    (张伟, 李娜) and the read tokens of tests/test_api.py; 3 failed sign-ins per client are allowed."""
     reg = tmp_path / "registry.csv"
     reg.write_text(REGISTRY, encoding="utf-8")
     ids = console_state(state_url)
@@ -163,6 +214,12 @@ def served(tmp_path: Path, state_url: str) -> Iterator[tuple[Any, dict[str, Any]
         yield srv, ids, state_url
     finally:
         stop_api(srv)
+
+
+@pytest.fixture
+def served(tmp_path: Path, state_url: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
+    with serving(tmp_path, state_url) as s:
+        yield s
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -198,6 +255,15 @@ def test_sign_in_cookie_flags_and_headers(served) -> None:
     assert len(sid) >= 40 and INSPECTOR not in cookie
     page = c.get("/console/cases")
     assert page.status_code == 200 and "老王牛肉面" in page.text and "川味小馆" in page.text
+    # the overdue rectification deadline is highlighted and listed first
+    rows = re.findall(r'<tr class="([^"]*)">\s*<td[^>]*><a[^>]*href="/console/cases/([^"]+)"', page.text)
+    assert (
+        len(rows) == 3
+        and rows[0][0] == "row-overdue"
+        and "已逾期" in page.text
+        and "1 件整改逾期" in page.text
+    )
+    assert unquote(rows[0][1]) == ids["overdue_case_id"] and [r[0] for r in rows[1:]] == ["", ""]
     h = page.headers
     assert (
         "default-src 'none'" in h["content-security-policy"]

@@ -1,6 +1,6 @@
 """The evidence chart of a case page: each deciding window's mean and max against the limit.
 
-Only geometry is computed here (bars, markers, the limit line, axis ticks in a 640 x 240 view box); the
+Only geometry is computed here (bars, markers, the limit line, axis ticks in a 480 x 220 view box); the
 template ``_chart.html`` draws it as inline SVG with presentation attributes (no script, no inline style,
 so the strict Content-Security-Policy holds and the chart scales with the page).
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from alerts.console.labels import local_text, number, short_time
 
-W, H = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 40
+W, H = 480, 220
+LEFT, RIGHT, TOP, BOTTOM = 38, 8, 16, 28
 
 
 def _nice_top(value: float) -> float:
@@ -39,13 +39,13 @@ def evidence_chart(windows: list[dict[str, Any]], limit: float | None, tz: str) 
     top = _nice_top(top_value * 1.08)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     step = plot_w / len(ws)
-    bar_w = max(2.0, min(36.0, step * 0.62))
+    bar_w = max(2.0, min(30.0, step * 0.62))
 
     def y(v: float) -> float:
         return round(TOP + plot_h - (v / top) * plot_h, 1)
 
     bars = []
-    label_every = max(1, math.ceil(len(ws) / 8))
+    label_every = max(1, math.ceil(len(ws) / 6))
     for i, w in enumerate(ws):
         cx = LEFT + step * i + step / 2
         mean = w.get("mean_mg_m3")
@@ -77,7 +77,7 @@ def evidence_chart(windows: list[dict[str, Any]], limit: float | None, tz: str) 
         "right": W - RIGHT,
         "top": TOP,
         "base": TOP + plot_h,
-        "label_y": TOP + plot_h + 16,
+        "label_y": TOP + plot_h + 19,
         "bars": bars,
         "ticks": ticks,
         "limit_y": y(float(limit)) if limit else None,

@@ -26,6 +26,14 @@ OUTCOMES_BY_TYPE = {
     "enforcement": ("rectified", "penalized", "not_punished", "dismissed"),
     "owner_unreachable": ("served", "dismissed"),
 }
+#: the form a case page opens first: the usual next step in each state (the others stay folded)
+SUGGESTED = {
+    "open": "assign",
+    "assigned": "inspect",
+    "inspected": "order_rectification",
+    "rectification_ordered": "recheck",
+    "rechecked": "close",
+}
 #: text inputs kept for a redisplay after a refusal (never secrets: the console's forms hold none)
 _KEEP = {name for names in INPUTS.values() for name in names} | {"note"}
 

@@ -51,6 +51,25 @@ DISMISS_REASON = {
     "duplicate": "重复案件",
     "other": "其他原因",
 }
+INVALID_REASON = {"incomplete": "样本不足", "fan_off": "风机未运行"}
+TEMPLATE = {
+    "education": "劝导通知",
+    "warning": "告诫通知",
+    "enforcement": "执法通知",
+    "case": "立案通知",
+    "closed": "事件结束通知",
+    "offline": "设备离线通知",
+    "owner_unreachable": "现场送达任务",
+    "repeat": "整改期内再次发生",
+    "restored": "恢复正常通知",
+    "opened": "事件通知",
+}
+ACTOR = {"system": "系统"}
+#: notes fumewatch itself writes into a trail (alerts.ledger: the opening of a case)
+SYSTEM_NOTE = {
+    "enforcement step of the ladder": "处罚阶梯升至执法，系统自动立案",
+    "owner not reached": "通知未能送达业主，系统生成现场送达任务",
+}
 STATEMENT_FORM = {"written": "书面", "oral": "口头"}
 NOTICE_STATUS = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "skipped": "未发送"}
 CHANNEL = {"owner": "业主", "inspector": "执法人员"}
@@ -158,9 +177,24 @@ def offset_text(tz: str) -> str:
     return f"UTC{off[:3]}:{off[3:]}"
 
 
+_FIELD_ORDER = {k: i for i, k in enumerate(FIELD)}
+
+
 def trail_fields(fields: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The fields of an audit record a person reads: the local-time strings, not the epoch ms twins."""
-    return sorted((k, v) for k, v in fields.items() if not k.endswith("_ms"))
+    """The fields of an audit record a person reads (the local-time strings, not their epoch ms twins),
+    in the order of the forms."""
+    shown = [(k, v) for k, v in fields.items() if not k.endswith("_ms")]
+    return sorted(shown, key=lambda kv: (_FIELD_ORDER.get(kv[0], len(_FIELD_ORDER)), kv[0]))
+
+
+def span(start: Any, end: Any, tz: str = "Asia/Shanghai") -> str:
+    """``2026-11-20 10:00:00–10:10:00 +08:00`` (one day, one offset) or two full times."""
+    if end is None or end == "":
+        return local_text(start, tz)
+    a, b = local_text(start, tz), local_text(end, tz)
+    if a[:10] == b[:10] and a[-6:] == b[-6:]:
+        return f"{a[:-7]}–{b[11:]}"
+    return f"{a} 至 {b}"
 
 
 def number(value: Any, digits: int = 2) -> str:

@@ -57,6 +57,7 @@ def add_case_pages(app: Any, console: Console) -> None:
             readings=(case.get("evidence") or {}).get("readings") or {},
             chart=evidence_chart(evidence, case.get("limit_mg_m3"), tz),
             outcomes=forms.OUTCOMES_BY_TYPE.get(summary["case_type"], ()),
+            suggested=forms.SUGGESTED.get(summary["status"], ""),
             with_photo=forms.WITH_PHOTO,
             inspectors=console.inspector_names,
             now_input=L.local_input(now, tz),
@@ -181,7 +182,7 @@ def add_case_pages(app: Any, console: Console) -> None:
                         upload.content_type or "",
                         data,
                         actor=who.name,
-                        note=L.ACTION[action],
+                        note=f"随{L.ACTION[action]}上传",
                     )
                 except (BadFields, IllegalAction) as exc:
                     return refuse(400, f"附件未能保存：{exc}")

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined, select_autoescape
 
 from alerts.console import labels as L
+from alerts.rules import rule
 from alerts.console.sessions import (
     COOKIE_PLAIN,
     COOKIE_SECURE,
@@ -176,6 +177,12 @@ def make_env(tz: str) -> Environment:
         field_value=lambda v, name="": L.field_value(name, v),
         size=_size,
         trail_fields=L.trail_fields,
+        invalid_reason=lambda v: L.label(L.INVALID_REASON, v),
+        template=lambda v: L.label(L.TEMPLATE, v),
+        actor=lambda v: L.label(L.ACTOR, v),
+        system_note=lambda v: L.label(L.SYSTEM_NOTE, v),
+        span=lambda v, end=None: L.span(v, end, tz),
+        rule_title=lambda v: rule(v).title("zh-CN") if v else "—",
     )
     env.filters.update({name: _defined(f) for name, f in filters.items()})
     env.globals.update(
