@@ -9,6 +9,7 @@ pages. The browser walk-through is tests/test_console_browser.py (same fixture, 
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 import struct
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -493,3 +494,80 @@ def test_case_page_restaurant_page_and_attachment(served) -> None:
     assert c.get("/console/cases/case-nope").status_code == 404
     assert c.get("/console/nothing-here").status_code == 404
     c.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# without a server: sessions, the sign-in redirect, the chart, the demo's hint
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_sessions_expire_are_random_and_bounded() -> None:
+    from alerts.console.sessions import SessionStore, same_secret
+
+    now = [1000.0]
+    store = SessionStore(lifetime_s=60, max_sessions=3, clock=lambda: now[0])
+    who = object()
+    a, b = store.create(who), store.create(who)
+    assert a.sid != b.sid and a.csrf != b.csrf and len(a.sid) >= 40
+    assert store.get(a.sid) is a and store.get("") is None and store.get("nope") is None
+    now[0] += 59
+    assert store.get(a.sid) is a  # no sliding renewal: the lifetime counts from sign-in
+    now[0] += 1
+    assert store.get(a.sid) is None and store.get(b.sid) is None
+    made = [store.create(who) for _ in range(5)]
+    assert len(store) == 3 and store.get(made[0].sid) is None and store.get(made[-1].sid) is made[-1]
+    store.drop(made[-1].sid)
+    assert store.get(made[-1].sid) is None
+    assert same_secret("abc", "abc") and not same_secret("abc", "abd") and not same_secret(None, None)
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/console/cases/case-1?status=open", "/console/cases/case-1?status=open"),
+        ("https://evil.example/console/", "/console/cases"),
+        ("//evil.example/console/", "/console/cases"),
+        ("/console//evil.example", "/console/cases"),
+        ("/console/\\evil", "/console/cases"),
+        ("/api/v1/cases", "/console/cases"),
+        (None, "/console/cases"),
+    ],
+)
+def test_sign_in_goes_back_only_to_console_pages(target, expected) -> None:
+    from alerts.console.signin import safe_next
+
+    assert safe_next(target) == expected
+
+
+def test_evidence_chart_geometry() -> None:
+    from alerts.console.chart import evidence_chart
+
+    start = 1_796_000_000_000
+    ws = _windows(start)
+    ws[3]["exceeds"] = False
+    chart = evidence_chart([{**w, "exceeds": w["mean_mg_m3"] > 2.0} for w in ws], 2.0, "Asia/Shanghai")
+    assert chart is not None and len(chart["bars"]) == 6
+    assert [b["kind"] for b in chart["bars"]] == ["under", "over", "over", "invalid", "over", "over"]
+    base, limit_y = chart["base"], chart["limit_y"]
+    assert chart["top"] < limit_y < base and chart["limit_text"] == "限值 2.0"
+    for b, w in zip(chart["bars"], ws, strict=True):
+        assert b["max_y"] <= b["y"] <= base  # the max marker sits above its mean bar
+        assert (b["y"] < limit_y) == (w["mean_mg_m3"] > 2.0)
+    assert chart["first"].endswith("+08:00") and evidence_chart([], 2.0, "Asia/Shanghai") is None
+
+
+def test_demo_hint_names_the_console_its_token_and_cases(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from fumewatch.db import upgrade
+    from fumewatch.demo.console_hint import print_hint
+
+    state = tmp_path / "state.db"
+    upgrade(str(state))
+    ids = console_state(str(state))
+    out = Console(width=200, record=True, file=io.StringIO())
+    print_hint(out, state, tmp_path / "registry.csv")
+    text = out.export_text()
+    assert "FUMEWATCH_INSPECTOR_TOKENS=" in text and f"fumewatch api --state {state}" in text
+    assert "http://127.0.0.1:8080/console/" in text
+    assert f"/console/cases/{quote(ids['case_id'], safe='')}" in text
