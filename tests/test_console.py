@@ -571,3 +571,19 @@ def test_demo_hint_names_the_console_its_token_and_cases(tmp_path: Path) -> None
     assert "FUMEWATCH_INSPECTOR_TOKENS=" in text and f"fumewatch api --state {state}" in text
     assert "http://127.0.0.1:8080/console/" in text
     assert f"/console/cases/{quote(ids['case_id'], safe='')}" in text
+
+
+def test_templates_and_static_files_ship_with_the_package() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]["alerts"]
+    files = [
+        p.relative_to(root / "alerts").as_posix()
+        for d in ("templates", "static")
+        for p in (root / "alerts" / "console" / d).iterdir()
+    ]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), (files, patterns)

@@ -111,6 +111,8 @@ def add_case_pages(app: Any, console: Console) -> None:
 
     @app.post(PREFIX + "/cases/{case_id}/act")
     async def act(request: Request, case_id: str) -> Response:
+        if console.session(request) is None:  # refused before a byte of the body is read
+            return (await check_post(console, request, {}))[1] or to_login(request)
         limit = console.max_attachment_bytes
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limit + 256 * 1024:
