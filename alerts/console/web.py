@@ -12,7 +12,6 @@ from urllib.parse import quote
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined, select_autoescape
 
 from alerts.console import labels as L
-from alerts.rules import rule
 from alerts.console.sessions import (
     COOKIE_PLAIN,
     COOKIE_SECURE,
@@ -21,6 +20,7 @@ from alerts.console.sessions import (
     Session,
     SessionStore,
 )
+from alerts.rules import rule
 
 if TYPE_CHECKING:
     from starlette.requests import Request
