@@ -295,5 +295,23 @@ def create_app(
 
     from alerts.api.cases import add_case_routes
 
-    add_case_routes(app, ledger, registry, api=api, display_tz=display_tz, store=store)
+    casework = add_case_routes(app, ledger, registry, api=api, display_tz=display_tz, store=store)
+
+    # The inspectors' web console (/console): session cookie instead of bearer tokens, so the guard above
+    # (which checks /api/ only) leaves it alone; failed sign-ins count in the same limiter.
+    from alerts.console import add_console
+
+    add_console(
+        app,
+        casework=casework,
+        ledger=ledger,
+        registry=registry,
+        identify=checker.identify_token,
+        limiter=limiter,
+        session_hours=api.session_hours,
+        secure_cookies=api.secure_cookies,
+        max_attachment_bytes=api.max_attachment_bytes,
+        display_tz=display_tz,
+        inspector_names=list((inspectors or {}).values()),
+    )
     return app

@@ -76,6 +76,14 @@ def cmd_api(args: argparse.Namespace) -> int:
         len(registry),
         "yes" if store is not None else "no",
     )
+    log.info(
+        "event=console_ready path=/console/ bind=%s:%d sign_in=%s session_hours=%g secure_cookies=%s",
+        s.api.host,
+        s.api.port,
+        "inspector_or_read_token" if inspectors else "read_token_only",
+        s.api.session_hours,
+        "yes" if s.api.secure_cookies else "no",
+    )
     config = uvicorn.Config(
         app,
         host=s.api.host,

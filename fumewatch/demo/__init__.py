@@ -19,7 +19,7 @@ from rich.table import Table
 
 from fumewatch.db import prepare_for_service
 from fumewatch.demo import alerts as demo_alerts
-from fumewatch.demo import workspace
+from fumewatch.demo import console_hint, workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
 from ingest.config import load_settings, parse_broker_url
@@ -146,6 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
     state.close()
     if alerts_ctx:
         alerts_ctx.report(console)
+        console_hint.print_hint(console, state_path, registry_path)
     console.print(
         f"[bold green]{total:,} readings stored[/] from {len(counts)} restaurants "
         f"({sim.readings:,} sent, {sum(dead_counts.values())} dead letters; "
