@@ -1,4 +1,5 @@
-"""``fumewatch api``: a small read-only HTTP API that serves the inspector reports.
+"""``fumewatch api``: the HTTP API that serves the inspector reports, events and cases (:mod:`alerts.api.cases`;
+inspector tokens may act on cases) and mounts the console (:mod:`alerts.console`).
 
 Endpoints (times: RFC 3339, a date in the display time zone, or epoch ms; URL-encode ``+`` as ``%2B``)::
 

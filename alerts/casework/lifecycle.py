@@ -234,8 +234,9 @@ def _check_close(case: dict[str, Any], actions: list[dict[str, Any]], f: dict[st
     outcome = f["outcome"]
     inspected = any(a["action"] == "inspect" for a in actions)
     task = case.get("case_type") == OWNER_UNREACHABLE_CASE
-    if task and outcome not in ("served", "dismissed"):
-        raise IllegalAction(f"an owner_unreachable case closes as served or dismissed, not {outcome}")
+    if outcome not in allowed_outcomes(case):
+        if task:
+            raise IllegalAction(f"an owner_unreachable case closes as served or dismissed, not {outcome}")
     if outcome == "served" and not task:
         raise IllegalAction("served closes owner_unreachable cases only")
     if outcome == "rectified":
@@ -264,6 +265,18 @@ def _check_close(case: dict[str, Any], actions: list[dict[str, Any]], f: dict[st
     wrong = [k for k, allowed in extra.items() if k in f and not allowed]
     if wrong:
         raise BadFields(f"close {outcome}: {', '.join(wrong)} do not apply")
+
+
+#: The close outcomes of each case type (the rest of their preconditions are checked by :func:`plan`).
+OUTCOMES_BY_TYPE = {
+    ENFORCEMENT_CASE: ("rectified", "penalized", "not_punished", "dismissed"),
+    OWNER_UNREACHABLE_CASE: ("served", "dismissed"),
+}
+
+
+def allowed_outcomes(case: dict[str, Any]) -> tuple[str, ...]:
+    """The outcomes a case of this type may close with."""
+    return OUTCOMES_BY_TYPE.get(case.get("case_type") or ENFORCEMENT_CASE, OUTCOMES_BY_TYPE[ENFORCEMENT_CASE])
 
 
 def allowed_actions(case: dict[str, Any]) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.casework import lifecycle
+
 #: action -> the form inputs it reads (a photo input, ``photo``, is read separately)
 INPUTS: dict[str, tuple[str, ...]] = {
     "assign": ("assignee",),
@@ -21,11 +23,8 @@ INPUTS: dict[str, tuple[str, ...]] = {
 }
 #: actions whose form has a photo / document upload
 WITH_PHOTO = ("inspect", "recheck", "record_statement")
-#: the close outcomes offered per case type (the casework refuses any other; this only keeps the list short)
-OUTCOMES_BY_TYPE = {
-    "enforcement": ("rectified", "penalized", "not_punished", "dismissed"),
-    "owner_unreachable": ("served", "dismissed"),
-}
+#: the close outcomes offered per case type: the casework's own table
+OUTCOMES_BY_TYPE = lifecycle.OUTCOMES_BY_TYPE
 #: the form a case page opens first: the usual next step in each state (the others stay folded)
 SUGGESTED = {
     "open": "assign",

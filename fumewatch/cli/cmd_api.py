@@ -1,4 +1,5 @@
-"""``fumewatch api``: serve the read-only HTTP API of :mod:`alerts.api` with uvicorn."""
+"""``fumewatch api``: serve the HTTP API of :mod:`alerts.api` (reports, events, cases) and the inspectors'
+console (:mod:`alerts.console`) with uvicorn."""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser(
         "api",
-        help="read-only HTTP API for reports and events (bearer tokens from FUMEWATCH_API_TOKENS)",
+        help="HTTP API (reports, events, cases) and the inspectors' console at /console "
+        "(FUMEWATCH_API_TOKENS read, FUMEWATCH_INSPECTOR_TOKENS act)",
         description="Serve GET /api/v1/reports/exceedances, GET /api/v1/events and GET /healthz. "
         "Tokens come only from the environment variable FUMEWATCH_API_TOKENS (comma-separated) or .env.",
     )
