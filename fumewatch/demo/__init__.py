@@ -69,7 +69,13 @@ def run_demo(args: argparse.Namespace) -> int:
     store = open_store(str(store_path), settings)
     prepare_for_service(str(state_path))  # an embedded SQLite file: created at the newest revision
     state = StateDB(state_path)
-    alerts_ctx = demo_alerts.start(settings, registry, state_path, broker_url, store)
+    # One kitchen with a worn purifier has no owner notice channel in the registry (common before owners
+    # register one): its notices reach nobody, so the ladder opens an owner_unreachable case for inspectors.
+    worn = sorted(d for d, b in simulate.behaviours(registry, args.seed).items() if b == "worn_purifier")
+    no_channel = {registry.get(worn[0]).restaurant_id} if worn else set()
+    alerts_ctx = demo_alerts.start(
+        settings, registry, state_path, broker_url, store, no_owner_channel=no_channel
+    )
     svc = IngestService(
         settings, registry, store, state, on_readings=alerts_ctx.on_readings if alerts_ctx else None
     )

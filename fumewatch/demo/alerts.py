@@ -66,11 +66,19 @@ class DemoAlerts:
         state_path: Path,
         broker_url: str,
         store: Store | None = None,
+        no_owner_channel: set[str] | None = None,
     ) -> None:
         self.receiver = _Receiver()
         base = f"json://127.0.0.1:{self.receiver.port}"
+        self.no_owner_channel = set(no_owner_channel or ())
         self.registry = Registry(
-            dataclasses.replace(d, owner_notify=f"{base}/owner/{d.restaurant_id}") for d in registry
+            dataclasses.replace(
+                d,
+                owner_notify=""
+                if d.restaurant_id in self.no_owner_channel
+                else f"{base}/owner/{d.restaurant_id}",
+            )
+            for d in registry
         )
         data = settings.model_dump()
         data["mqtt"]["password"] = ""
@@ -154,15 +162,27 @@ class DemoAlerts:
             f"({self.settings.alerts.correction_days:g} days) that do not escalate."
         )
         cases = self.ledger.list_cases()
-        tasks = self.ledger.list_tasks()
+        enforcement = sum(1 for c in cases if c.get("case_type") == "enforcement")
         console.print(
-            f"Enforcement cases for inspectors: {len(cases)}; owner_unreachable tasks: {len(tasks)} "
-            "(fumewatch cases / tasks --state ...)"
+            f"Cases for inspectors: {enforcement} enforcement, {len(cases) - enforcement} owner_unreachable "
+            "(fumewatch cases --state ...)"
+            + (
+                f"; {', '.join(sorted(self.no_owner_channel))} has no owner notice channel in the demo's "
+                "registry, so its notices reached nobody and inspectors must serve them on site"
+                if self.no_owner_channel
+                else ""
+            )
         )
         self.ledger.close()
 
 
 def start(
-    settings: Settings, registry: Registry, state_path: Path, broker_url: str, store: Store | None = None
+    settings: Settings,
+    registry: Registry,
+    state_path: Path,
+    broker_url: str,
+    store: Store | None = None,
+    *,
+    no_owner_channel: set[str] | None = None,
 ) -> DemoAlerts:
-    return DemoAlerts(settings, registry, state_path, broker_url, store)
+    return DemoAlerts(settings, registry, state_path, broker_url, store, no_owner_channel)

@@ -89,3 +89,39 @@ def evidence(ledger: Ledger, event: Event, at_ms: int) -> list[Any]:
         until_ms=until,
     )
     return list(stored) if stored and event.kind == EXCEEDANCE else list(event.evidence)
+
+
+def owner_unreachable_task(
+    tr: Transition, ep: Any, reasons: list[str], facts: dict[str, Any], tz: str
+) -> dict[str, Any]:
+    """The inspectors' task (and case, ``case_type`` owner_unreachable) when no owner channel took a
+    step's notice: what to serve on site, and the offence as a case file shows it."""
+    return {
+        "task_id": f"owner_unreachable:{ep.episode_id}",
+        "kind": "owner_unreachable",
+        "episode_id": ep.episode_id,
+        "event_id": tr.event.event_id,
+        "start_ms": ep.start_ms,
+        "end_ms": ep.end_ms,
+        "restaurant_id": ep.restaurant_id,
+        "district": ep.district,
+        "device_id": ep.device_id,
+        "level": ep.level,
+        "notice_key": tr.key,
+        "reasons": reasons,
+        # what the notice to be served is about: the offence as the case file shows it
+        "event_kind": tr.event.kind,
+        "pollutant": tr.event.pollutant,
+        "rule": tr.event.rule,
+        "profile": tr.event.profile,
+        "limit_mg_m3": tr.event.limit_mg_m3,
+        "peak_mg_m3": tr.event.peak_mg_m3,
+        "mean_mg_m3": tr.event.mean_mg_m3,
+        "evidence": {
+            "windows": [ladder.window_summary(w, tr.event, tz) for w in tr.event.evidence],
+            "judgement": tr.event.judgement,
+        },
+        "measures": facts.get("measures"),
+        "created_ms": tr.at_ms,
+        "action": "serve the notice on site (现场送达) and record the owner's contact",
+    }

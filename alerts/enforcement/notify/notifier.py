@@ -270,22 +270,7 @@ class Notifier(Delivery):
         ep = d.episode
         reasons = sorted({n.error for n in opened if n.error}) or ["no owner channel"]
         self.ledger.add_task(
-            {
-                "task_id": f"owner_unreachable:{ep.episode_id}",
-                "kind": "owner_unreachable",
-                "episode_id": ep.episode_id,
-                "event_id": tr.event.event_id,
-                "start_ms": ep.start_ms,
-                "end_ms": ep.end_ms,
-                "restaurant_id": ep.restaurant_id,
-                "district": ep.district,
-                "device_id": ep.device_id,
-                "level": ep.level,
-                "notice_key": tr.key,
-                "reasons": reasons,
-                "created_ms": tr.at_ms,
-                "action": "serve the notice on site (现场送达) and record the owner's contact",
-            }
+            case_file.owner_unreachable_task(tr, ep, reasons, facts, self.settings.display_tz)
         )
         facts = {**facts, "unreachable_reasons": reasons}
         task_tr = Transition(tr.event, "owner_unreachable", tr.at_ms)
