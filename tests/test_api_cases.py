@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from casedata import exceedance, open_case
 from test_api import TOKEN, start_api, stop_api
 
-from alerts.enforcement.ladder import build_case
 from alerts.ledger import Ledger
-from alerts.model import EXCEEDANCE, Event
 from ingest.timeutil import now_ms
 
 pytestmark = pytest.mark.integration
@@ -34,27 +33,10 @@ def served(tmp_path: Path, state_url: str) -> Iterator[tuple[object, list[str]]]
     ids = []
     with Ledger(state_url) as led:
         for i, (rid, district) in enumerate((("R1", "朝阳区"), ("R2", "海淀区"))):
-            start = now_ms() - (10 - i) * H
-            e = Event(
-                f"exceedance:D{i + 1}:oil_fume:{start}",
-                EXCEEDANCE,
-                rid,
-                f"D{i + 1}",
-                district,
-                start,
-                start + H,
-                "oil_fume",
-                4.2,
-                3.1,
-                2.0,
-                "gb18483",
-                "enforcement",
-                state="closed",
+            e = exceedance(
+                start=now_ms() - (10 - i) * H, restaurant=rid, device=f"D{i + 1}", district=district
             )
-            led.upsert_event(e)
-            case = build_case(e)
-            led.upsert_case(case)
-            ids.append(case["case_id"])
+            ids.append(open_case(led, e)["case_id"])
     srv = start_api(
         tmp_path,
         state_url,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from casedata import exceedance, open_case
 
 from alerts.casework import BadFields, Casework, IllegalAction
 from alerts.casework.attachments import check
@@ -16,7 +17,7 @@ from alerts.enforcement.episodes import LadderPolicy, decide
 from alerts.enforcement.ladder import build_case
 from alerts.ledger import Ledger
 from alerts.ledger.casework import CaseNotFound, StaleCase
-from alerts.model import EXCEEDANCE, Event
+from alerts.model import Event
 from ingest.timeutil import now_ms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,24 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 
 
 def event(eid: str = "E1", start: int | None = None, restaurant: str = "R1") -> Event:
-    start = now_ms() - 3 * H if start is None else start
-    return Event(
-        event_id=eid,
-        kind=EXCEEDANCE,
-        restaurant_id=restaurant,
-        device_id="D1",
-        district="朝阳区",
-        start_ms=start,
-        end_ms=start + H,
-        pollutant="oil_fume",
-        peak_mg_m3=4.2,
-        mean_mg_m3=3.1,
-        limit_mg_m3=2.0,
-        profile="gb18483",
-        level="enforcement",
-        state="closed",
-        evidence=[],
-    )
+    return exceedance(eid, start, restaurant=restaurant)
 
 
 @pytest.fixture
@@ -54,11 +38,7 @@ def ledger(state_url: str):
 
 
 def new_case(ledger: Ledger, e: Event | None = None) -> dict:
-    e = e or event()
-    ledger.upsert_event(e)
-    case = build_case(e)
-    ledger.upsert_case(case)
-    return ledger.get_case(case["case_id"])
+    return open_case(ledger, e)
 
 
 INSPECT = {

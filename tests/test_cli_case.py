@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from casedata import exceedance, open_case
 from servers import run_fumewatch
 
-from alerts.enforcement.ladder import build_case
 from alerts.ledger import Ledger
-from alerts.model import EXCEEDANCE, Event
 from fumewatch.db import upgrade
 from ingest.timeutil import now_ms
 
@@ -20,28 +19,8 @@ INSPECTORS = {"FUMEWATCH_INSPECTOR_TOKENS": "张伟:" + "a" * 24 + ",李娜:" + 
 
 def make_case(tmp: Path) -> str:
     upgrade(str(tmp / "state.db"))
-    t = now_ms() - 5 * H
-    e = Event(
-        f"exceedance:D1:oil_fume:{t}",
-        EXCEEDANCE,
-        "R1",
-        "D1",
-        "朝阳区",
-        t,
-        t + H,
-        "oil_fume",
-        4.2,
-        3.1,
-        2.0,
-        "gb18483",
-        "enforcement",
-        state="closed",
-    )
     with Ledger(tmp / "state.db") as led:
-        led.upsert_event(e)
-        case = build_case(e)
-        led.upsert_case(case)
-    return case["case_id"]
+        return open_case(led, exceedance(start=now_ms() - 5 * H))["case_id"]
 
 
 def fw(tmp: Path, *argv: str, env: dict | None = None):
