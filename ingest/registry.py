@@ -4,13 +4,13 @@ CSV, one row per device. Required columns: restaurant_id,name,district,device_id
 Optional: address,owner_name,owner_notify,profile,hj212_pw,lat,lon. ``owner_notify`` holds one or more
 apprise URLs separated by spaces or ``;``. ``lat``/``lon`` place the kitchen on the dashboards' map: WGS-84
 decimal degrees (GPS, OpenStreetMap; not the GCJ-02 of Gaode/AMap or Tencent maps, see docs/dashboards.md),
-both or neither. UTF-8 (with or without BOM) so Chinese names survive Excel.
+both or neither. UTF-8 (with or without BOM), GB18030/GBK as Excel in China saves CSV (detected and
+logged), Excel's UTF-16 "Unicode text", or an .xlsx workbook directly (ingest/registry_file.py).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -87,23 +87,42 @@ class Registry:
 
     @classmethod
     def load(cls, path: str | Path) -> Registry:
+        """The registry at ``path``: CSV (UTF-8, GB18030/GBK, UTF-16 text) or .xlsx (ingest.registry_file)."""
+        from ingest.registry_file import RegistryFileError, read_table
+
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise RegistryError(f"cannot read registry {p}: {exc.strerror}") from exc
-        return cls.parse(text, source=str(p))
+            header, rows = read_table(p)
+        except RegistryFileError as exc:
+            raise RegistryError(str(exc)) from None
+        return cls._from_rows(header, rows, str(p))
 
     @classmethod
     def parse(cls, text: str, source: str = "<registry>") -> Registry:
-        reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        from ingest.registry_file import csv_table
+
+        header, rows = csv_table(text, source)
+        return cls._from_rows(header, rows, source)
+
+    @classmethod
+    def _from_rows(
+        cls, header: list[str], rows: Iterable[tuple[int, dict[str, str]]], source: str
+    ) -> Registry:
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise RegistryError(f"{source}: missing required column(s) {', '.join(missing)}")
+            from ingest.registry_file import FIX
+
+            raise RegistryError(
+                f"{source}:1: missing required column(s) {', '.join(missing)}: the first line must name the "
+                f"columns {','.join(REQUIRED_COLUMNS)} (found {','.join(h for h in header if h)[:120] or 'nothing'})"
+                + (
+                    "; the file looks mis-encoded: " + FIX
+                    if any("\ufffd" in h or "�" in h for h in header)
+                    else ""
+                )
+            )
         devices = []
-        for lineno, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+        for lineno, row in rows:
             if not any(row.values()):
                 continue
             for col in REQUIRED_COLUMNS:
