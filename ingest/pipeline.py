@@ -32,6 +32,10 @@ _NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
 _SWITCH = ("fan", "purifier")
 
 
+#: More refused frames than this in one message are one dead letter (Pipeline._fragments).
+MAX_FRAME_LETTERS = 10
+
+
 @dataclass(slots=True)
 class Outcome:
     readings: list[Reading] = field(default_factory=list)
@@ -237,6 +241,8 @@ class Pipeline:
         frames = hj212.split_frames(text)
         if not frames:
             raise Reject("empty", "no HJ 212 frame in payload")
+        refused: list[tuple[int, str, Reject]] = []
+        accepted_before = len(out.readings) + out.ignored
         for index, raw in enumerate(frames):
             try:
                 if not raw.isascii():
@@ -286,16 +292,46 @@ class Pipeline:
                 reading.interval_s = interval_s
                 out.readings.append(reading)
             except Reject as r:
-                out.dead.append(
-                    self._dead(
-                        topic,
-                        raw.encode("ascii", "surrogateescape"),
-                        received_ms,
-                        r,
-                        device_id=device.device_id,
-                        index=index,
-                    )
-                )
+                refused.append((index, raw, r))
+        accepted = len(out.readings) + out.ignored - accepted_before
+        broken = [x for x in refused if x[2].reason.startswith("hj212_") or x[2].reason == "bad_encoding"]
+        if len(broken) > MAX_FRAME_LETTERS or (
+            len(broken) > 1 and len(broken) == len(refused) and not accepted
+        ):
+            # garbage full of "##" (fragments that are no frame, none good): one dead letter, counted;
+            # well-formed frames refused for their content keep their own
+            out.dead.append(
+                self._fragments(topic, payload, received_ms, device.device_id, len(frames), broken)
+            )
+            refused = [x for x in refused if x not in broken]
+        for index, raw, r in refused:  # the rest: each its own dead letter (per-item verdict)
+            b = raw.encode("ascii", "surrogateescape")
+            out.dead.append(self._dead(topic, b, received_ms, r, device_id=device.device_id, index=index))
+
+    def _fragments(
+        self, topic: str, payload: bytes, received_ms: int, device_id: str, n: int, refused: list
+    ) -> DeadLetter:
+        """One dead letter for the broken fragments of one message: their reason when they share one
+        (else ``hj212_fragments``), how many of how many, by reason, and the first ones' positions."""
+        by_reason: dict[str, int] = {}
+        for _, _, r in refused:
+            by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+        reason = next(iter(by_reason)) if len(by_reason) == 1 else "hj212_fragments"
+        first = refused[0][2]
+        message = (
+            f"{len(refused)} of {n} frames refused ({', '.join(f'{k} {v}' for k, v in by_reason.items())})"
+        )
+        return self._dead(
+            topic,
+            payload,
+            received_ms,
+            Reject(reason, f"{message}; first: {first.message}"),
+            device_id=device_id,
+            fragments=n,
+            refused=len(refused),
+            by_reason=by_reason,
+            indexes=[i for i, _, _ in refused[:20]],
+        )
 
     def _hj212_time(self, text: str | None) -> int:
         if not text:

@@ -396,3 +396,26 @@ def test_ingest_killed_after_the_dead_letter_before_the_ack(mosquitto, tmp_path:
         ]
     finally:
         st.close()
+
+
+@pytest.mark.integration
+def test_ingest_process_garbage_full_of_headers_is_one_dead_letter(mosquitto, tmp_path: Path) -> None:
+    """Over a real Mosquitto into the real `fumewatch ingest`: 444 "##" of garbage are one dead letter."""
+    from servers import publish_mqtt, wait_for
+
+    proc = _ingest_process(mosquitto, tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "state.db").exists(), timeout=20, what="ingest started")
+        time.sleep(1.0)
+        publish_mqtt(mosquitto.url, [("fume/v1/DEV-2/hj212", b"".join(b"##%04dzz" % i for i in range(444)))])
+        st = StateDB(tmp_path / "state.db")
+        try:
+            wait_for(lambda: len(st.dead_letters()) >= 1, timeout=20, what="the dead letter")
+            time.sleep(1.0)
+            [d] = st.dead_letters()
+        finally:
+            st.close()
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    assert d.device_id == "DEV-2" and d.detail["fragments"] == 444 and d.detail["refused"] == 444

@@ -133,10 +133,19 @@ def check_hj212_accounting(p: Pipeline, payload: bytes, out: Outcome) -> None:
     if len(payload) > p.settings.ingest.max_payload_bytes:
         assert whole_message_rejected(out) and out.dead[0].reason == "payload_too_large"
         return
-    # Frames are split first and each judged alone: a non-ASCII frame is its own bad_encoding.
+    # Frames are split first and each judged alone: a non-ASCII frame is its own bad_encoding; but many
+    # refused frames, or refused frames without a good one, are one dead letter (garbage full of "##").
     frames = hj212.split_frames(payload.decode("ascii", "surrogateescape"))
     if not frames:
         assert whole_message_rejected(out) and out.dead[0].reason == "empty"
+        return
+    collapsed = [d for d in out.dead if "fragments" in d.detail]
+    if collapsed:  # many broken fragments (or no good frame): one dead letter for them, with the count
+        [d] = collapsed
+        assert d.detail["fragments"] == len(frames)
+        others = [x for x in out.dead if x is not d]
+        assert len(out.readings) + d.detail["refused"] + len(others) + out.ignored == len(frames)
+        assert sum(d.detail["by_reason"].values()) == d.detail["refused"]
         return
     assert len(out.readings) + len(out.dead) + out.ignored == len(frames)
     check_item_indexes(out, len(frames))

@@ -732,3 +732,16 @@ def test_hj212_time_checks(pipe: Pipeline) -> None:
         pipe, hj212.build_data_frame(mn="hj1", data_time_local=datetime(1970, 1, 1, 8), values={"a34041": 1})
     )
     only_dead(out, topic, "too_old")
+
+
+def test_hj212_garbage_full_of_headers_is_one_dead_letter(pipe: Pipeline) -> None:
+    """A message of garbage with 444 "##" in it: one dead letter with the count, not 444 (issue 13)."""
+    garbage = b"".join(b"##%04dxx\x00junk" % i for i in range(444))
+    topic, out = send_hj(pipe, garbage)
+    [d] = out.dead
+    assert d.detail["fragments"] == 444 and d.detail["refused"] == 444
+    assert sum(d.detail["by_reason"].values()) == 444 and d.reason.startswith("hj212_")
+    assert "444 of 444 frames refused" in d.detail["message"]
+    # a good frame with a dozen broken fragments: the reading is kept, the fragments are one letter
+    topic, out = send_hj(pipe, data_frame().encode() + b"##00" * 12)
+    assert len(out.readings) == 1 and len(out.dead) == 1 and out.dead[0].detail["refused"] == 12
