@@ -90,3 +90,12 @@ class DeadLetter:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one MQTT message became (ingest.pipeline)."""
+
+    readings: list[Reading] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    ignored: int = 0  # HJ 212 frames of other CN codes (acknowledged, not stored)
