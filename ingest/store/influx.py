@@ -41,6 +41,11 @@ from ingest.store.line_protocol import (  # noqa: F401 (re-exported: alerts.infl
 
 log = logging.getLogger("fumewatch.store.influx")
 
+#: Devices per InfluxQL query of the first-wins lookup (ingest/store/first_wins.py).
+LOOKUP_DEVICES = 200
+#: Up to this span of times one lookup asks by time alone (every device's points in it come back).
+LOOKUP_SPAN_MS = 3_600_000
+
 
 class _Token:
     __slots__ = ("value", "remaining")
@@ -178,24 +183,37 @@ class InfluxStore(InfluxReader, Store):
 
     def _stored(self, readings: list[Reading], hourly: bool) -> dict[tuple[str, int], dict]:
         """What InfluxDB holds for the (device, time) of ``readings``: the FirstWinsIndex's lookup for
-        readings older than it remembers. One InfluxQL query per device."""
+        readings older than it remembers. A batch spanning at most :data:`LOOKUP_SPAN_MS` is one query by
+        time; a longer one is one query per :data:`LOOKUP_DEVICES` devices (a query per device made a
+        1,000-device backfill spend its time in round trips)."""
         m = f"{self.measurement}_hourly" if hourly else self.measurement
-        spans: dict[str, list[int]] = {}
-        for r in readings:
-            span = spans.setdefault(r.device_id, [r.time_ms, r.time_ms])
-            span[0], span[1] = min(span[0], r.time_ms), max(span[1], r.time_ms)
         wanted = {(r.device_id, r.time_ms) for r in readings}
-        cols = ",".join((*MEASURED, "restaurant_id", "district"))
+        devices = sorted({r.device_id for r in readings})
+        cols = ",".join((*MEASURED, "restaurant_id", "district", "device_id"))
         out: dict[tuple[str, int], dict] = {}
-        for device, (lo, hi) in spans.items():
-            q = (
-                f"SELECT {cols} FROM {quote_ident(m)} WHERE device_id = {quote_literal(device)} "
-                f"AND time >= {lo}ms AND time <= {hi}ms"
-            )
+        lo, hi = min(t for _, t in wanted), max(t for _, t in wanted)
+        # many devices over a short span (a city's backlog): one query by time alone is far cheaper for
+        # InfluxDB than one OR-ing hundreds of tag values; a long span is asked per group of devices
+        groups = (
+            [set(devices)]
+            if hi - lo <= LOOKUP_SPAN_MS
+            else [set(devices[i : i + LOOKUP_DEVICES]) for i in range(0, len(devices), LOOKUP_DEVICES)]
+        )
+        for part in groups:
+            times = [t for d, t in wanted if d in part]
+            where = f"time >= {min(times)}ms AND time <= {max(times)}ms"
+            if hi - lo > LOOKUP_SPAN_MS:
+                where = (
+                    "("
+                    + " OR ".join(f"device_id = {quote_literal(d)}" for d in sorted(part))
+                    + ") AND "
+                    + where
+                )
+            q = f"SELECT {cols} FROM {quote_ident(m)} WHERE {where}"
             for s in self.influxql(q):
                 idx = {c: i for i, c in enumerate(s["columns"])}
                 for v in s["values"]:
-                    key = (device, int(v[idx["time"]]))
+                    key = (v[idx["device_id"]], int(v[idx["time"]]))
                     if key in wanted and key not in out:
                         out[key] = {c: v[idx[c]] if c in idx else None for c in (*MEASURED, *TAGS)}
         return out
