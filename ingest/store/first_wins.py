@@ -16,7 +16,8 @@ file of the measured values admitted per (device, time) — minute samples and h
   whose (device, time) may have been admitted before that — its time is older than the horizon, or than
   the index file itself, plus the accepted clock skew — is checked against InfluxDB first (``lookup``,
   one InfluxQL query per batch, see ``InfluxStore._stored``) and what InfluxDB holds is seeded into the
-  index. So the rule also holds for a monitor resending last week's buffer and for data written before this index existed.
+  index. So the rule also holds for a monitor resending last week's buffer and for data written before
+  this index existed.
 - An error in the index (disk full) is transient: it propagates, the writer retries, nothing is
   acknowledged meanwhile. So is a failed lookup without the disk buffer (the write would fail too). With
   the disk buffer (``lookup_required=False``), whose point is to take readings while InfluxDB is down, a
