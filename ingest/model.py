@@ -72,6 +72,19 @@ class Reading:
     # 0 for samples (JSON, HJ 212 CN 2011/2051); 3600 for HJ 212 hourly averages (CN 2061), which the
     # stores keep apart so an hourly mean never overwrites the minute sample stamped at the same time.
     interval_s: int = 0
+    #: HJ 212 data flag of each value, by wire field (``{"oil_fume": "T", "pm": "N"}``); None for JSON.
+    #: ``T`` (above the instrument's range) keeps the value, which is then a lower bound.
+    flags: dict[str, str] | None = None
+    #: Factor entries the device's dialect does not know, kept as sent (``{"a99001-Rtd": "3.2"}``).
+    extra: dict[str, str] | None = None
+    #: Non-empty: the reading is stored but not judged, and this says why (``flag_D`` fault, ``flag_M``
+    #: maintenance, ``flag_C`` calibration, ``flag_F`` stopped, ``rs_2`` calibrating, ``rs_3`` maintenance).
+    excluded: str = ""
+
+    @property
+    def lower_bound(self) -> bool:
+        """The oil-fume value is above the instrument's range (flag ``T``): the true value is higher."""
+        return bool(self.flags) and self.flags.get("oil_fume") == "T"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,3 +112,7 @@ class Outcome:
     readings: list[Reading] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     ignored: int = 0  # HJ 212 frames of other CN codes (acknowledged, not stored)
+    #: Facts about accepted input worth counting per device: ``(device_id, kind, key)``, e.g.
+    #: ``("MN1", "crc_variant", "modbus_swapped")`` for a frame admitted by its dialect's CRC variant, or
+    #: ``("MN1", "subpacket_held", "QN")`` for a sub-packet waiting for the others.
+    notes: list[tuple[str, str, str]] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """Device registry: which monitor belongs to which restaurant, and how big its kitchen is.
 
 CSV, one row per device. Required columns: restaurant_id,name,district,device_id,stove_heads.
-Optional: address,owner_name,owner_notify,profile,hj212_pw,lat,lon. ``owner_notify`` holds one or more
+Optional: address,owner_name,owner_notify,profile,hj212_pw,lat,lon,dialect,interval_s,fan_on_a,purifier_on_a. ``owner_notify`` holds one or more
 apprise URLs separated by spaces or ``;``. ``lat``/``lon`` place the kitchen on the dashboards' map: WGS-84
 decimal degrees (GPS, OpenStreetMap; not the GCJ-02 of Gaode/AMap or Tencent maps, see docs/dashboards.md),
 both or neither. UTF-8 (with or without BOM), GB18030/GBK as Excel in China saves CSV (detected and
@@ -17,7 +17,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 REQUIRED_COLUMNS = ("restaurant_id", "name", "district", "device_id", "stove_heads")
-OPTIONAL_COLUMNS = ("address", "owner_name", "owner_notify", "profile", "hj212_pw", "lat", "lon")
+OPTIONAL_COLUMNS = (
+    "address",
+    "owner_name",
+    "owner_notify",
+    "profile",
+    "hj212_pw",
+    "lat",
+    "lon",
+    "dialect",
+    "interval_s",
+    "fan_on_a",
+    "purifier_on_a",
+)
 #: WGS-84 ranges of the coordinate columns (decimal degrees).
 COORDINATE_RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
@@ -42,6 +54,15 @@ class Device:
     #: WGS-84 decimal degrees, or None when the registry gives no position.
     lat: float | None = None
     lon: float | None = None
+    #: Device dialect (ingest/dialects); empty: the default ``hj212-2017``.
+    dialect: str = ""
+    #: Reporting interval in seconds (60 for 1-minute data, 600 for 10-minute CN 2051 data); None: learned
+    #: from the device's own data by the detector.
+    interval_s: int | None = None
+    #: On-thresholds in amperes for dialects that report fan / purifier current: a current at or above
+    #: the threshold means on. None: the dialect's default threshold.
+    fan_on_a: float | None = None
+    purifier_on_a: float | None = None
 
     @property
     def notify_urls(self) -> list[str]:
@@ -140,6 +161,7 @@ class Registry:
             kwargs: dict = {k: v for k, v in row.items() if k in known}
             kwargs["stove_heads"] = heads
             kwargs["lat"], kwargs["lon"] = _coordinates(row, f"{source}:{lineno}")
+            kwargs.update(_cadence_and_thresholds(row, f"{source}:{lineno}"))
             devices.append(Device(**kwargs))
         try:
             return cls(devices)
@@ -152,6 +174,40 @@ class Registry:
             w.writeheader()
             for d in self._devices.values():
                 w.writerow({c: "" if getattr(d, c) is None else getattr(d, c) for c in ALL_COLUMNS})
+
+
+def _cadence_and_thresholds(row: dict[str, str], where: str) -> dict:
+    """``interval_s`` (whole seconds 1..86400) and the current thresholds (amperes > 0) of a row; an empty
+    cell is None (the default)."""
+    out: dict = {}
+    text = (row.get("interval_s") or "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise RegistryError(
+                f"{where}: interval_s {text!r} is not a whole number of seconds (60 for 1-minute data, "
+                "600 for 10-minute data; leave it empty to learn it from the data)"
+            ) from None
+        if not 1 <= value <= 86_400:
+            raise RegistryError(f"{where}: interval_s {value} outside 1..86400 seconds")
+        out["interval_s"] = value
+    else:
+        out["interval_s"] = None
+    for col in ("fan_on_a", "purifier_on_a"):
+        text = (row.get(col) or "").strip()
+        if not text:
+            out[col] = None
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise RegistryError(f"{where}: {col} {text!r} is not a current in amperes (e.g. 0.5)") from None
+        if not math.isfinite(value) or value <= 0 or value > 1000:
+            raise RegistryError(f"{where}: {col} {text} outside 0..1000 A (must be above 0)")
+        out[col] = value
+    out["dialect"] = (row.get("dialect") or "").strip()
+    return out
 
 
 def _coordinates(row: dict[str, str], where: str) -> tuple[float | None, float | None]:
