@@ -26,7 +26,7 @@ from ingest.config_check import ConfigError
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_broker_url"]
 
 DEFAULT_FACTORS = {
-    # HJ 212-2017 factor code -> reading field. Vendors differ for cooking-fume monitors: map yours here.
+    # The codes the simulator writes (those of the default dialect, ingest/dialects/hj212-2017.toml).
     "a34041": "oil_fume",  # oil fume (油烟), mg/m3
     "a34000": "pm",  # particulate matter (颗粒物), mg/m3
     "a24088": "nmhc",  # non-methane hydrocarbons (非甲烷总烃), mg/m3
@@ -190,14 +190,20 @@ class InfluxSettings(BaseModel):
 class HJ212Settings(BaseModel):
     # Time zone of the monitors' clocks (HJ 212 DataTime is local time).
     timezone: str = "Asia/Shanghai"
-    factors: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FACTORS))
+    # Site-wide factor code -> reading field, applied on top of every device's dialect (ingest/dialects;
+    # the registry's dialect column, default hj212-2017, already maps the usual codes).
+    factors: dict[str, str] = Field(default_factory=dict)
     # Optional multipliers per factor code (e.g. 3600 for a vendor sending flow in m3/s).
     scale: dict[str, float] = Field(default_factory=dict)
+    # Directory of user dialect files (*.toml, the layout of ingest/dialects); "" = packaged ones only.
+    dialects_dir: str = ""
+    # A sub-packet (PNUM/PNO) whose set is not complete this long after its first part is a dead letter.
+    subpacket_timeout_s: float = Field(60.0, gt=0, le=3600)
 
     @field_validator("factors")
     @classmethod
     def _targets_known(cls, v: dict[str, str]) -> dict[str, str]:
-        allowed = {"oil_fume", "pm", "nmhc", "flow", "fan", "purifier"}
+        allowed = {"oil_fume", "pm", "nmhc", "flow", "flue_temp", "humidity", "fan", "purifier"}
         bad = {k: t for k, t in v.items() if t not in allowed}
         if bad:
             raise ValueError(f"unknown mapping target(s) {bad}; allowed: {sorted(allowed)}")

@@ -28,7 +28,7 @@ CN_DAILY = "2031"
 DATA_CNS = {CN_REALTIME: "Rtd", CN_MINUTE: "Avg", CN_HOURLY: "Avg", CN_DAILY: "Avg"}
 
 #: Data flags of HJ 212-2017 (6.6.5): values with these flags are measurements of the process.
-VALID_DATA_FLAGS = {"N", "T"}  # normal, over limit
+VALID_DATA_FLAGS = {"N", "T"}  # normal, above the instrument's range (a lower bound)
 DATA_FLAG_MEANINGS = {
     "N": "normal",
     "F": "monitor stopped",
@@ -36,7 +36,7 @@ DATA_FLAG_MEANINGS = {
     "S": "manually set",
     "D": "fault",
     "C": "calibration",
-    "T": "over limit",
+    "T": "above the instrument's range (the value is a lower bound)",
     "B": "communication error",
 }
 
@@ -62,6 +62,25 @@ def _crc_step(reg: int) -> int:
 # reg=(reg>>8)^byte, then 8 shifts: the shifts depend only on the low byte of (reg>>8)^byte and the
 # high byte after the first step is 0, so a 256-entry table of the 8 shifts per low byte is exact.
 _CRC_TABLE = tuple(_crc_step(i) for i in range(256))
+
+
+def crc16_modbus(data: bytes) -> int:
+    """CRC-16/MODBUS (reg=0xFFFF; reg^=byte; 8 shifts with 0xA001): the checksum some monitors send
+    instead of the HJ 212 one, printed with its two bytes swapped (variant ``modbus_swapped``)."""
+    reg = 0xFFFF
+    for byte in data:
+        reg ^= byte
+        for _ in range(8):
+            reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
+    return reg
+
+
+#: Opt-in checksum variants a dialect may admit (``crc_variants``): name -> CRC of the data segment as the
+#: device prints it. Every frame admitted by a variant is counted (Outcome.notes, fumewatch devices).
+CRC_VARIANTS = {
+    "modbus_swapped": lambda data: ((c := crc16_modbus(data)) >> 8) | ((c & 0xFF) << 8),
+    "modbus": crc16_modbus,
+}
 
 
 def crc16_reference(data: bytes) -> int:
@@ -143,6 +162,11 @@ class Frame:
     cp: dict[str, str] = field(default_factory=dict)  # plain CP keys, e.g. DataTime
     factors: dict[str, dict[str, str]] = field(default_factory=dict)  # code -> {"Rtd": "1.2", "Flag": "N"}
     raw: str = ""
+    #: Sub-packet number and count (HJ 212 ``PNO``/``PNUM``); 0 when the frame is not split.
+    pno: int = 0
+    pnum: int = 0
+    #: The CRC variant that admitted the frame ("" = the HJ 212 CRC).
+    crc_variant: str = ""
 
     @property
     def data_time(self) -> str | None:
@@ -169,11 +193,14 @@ def split_frames(text: str) -> list[str]:
     return [c for c in out if c.strip()]
 
 
-def parse_frame(frame: str) -> Frame:
+def parse_frame(frame: str, *, qn_optional: bool = False, crc_variants: tuple[str, ...] = ()) -> Frame:
     """Validate header, length and CRC of one frame and parse its data segment.
 
+    ``qn_optional``: admit frames without ``QN`` (HJ 212-2005 style). ``crc_variants``: names in
+    :data:`CRC_VARIANTS` admitted besides the HJ 212 CRC (the frame records which one matched).
+
     Raises :class:`HJ212Error` with a reason code: ``no_header``, ``bad_length``, ``length_mismatch``,
-    ``truncated``, ``bad_crc``, ``no_crlf``, ``bad_segment``, ``missing_field``.
+    ``truncated``, ``bad_crc``, ``no_crlf``, ``bad_segment``, ``missing_field``, ``bad_subpacket``.
     """
     if not frame.startswith(HEADER):
         raise HJ212Error("no_header", "frame does not start with '##'")
@@ -206,12 +233,17 @@ def parse_frame(frame: str) -> Frame:
         raise HJ212Error("bad_crc", f"CRC field {crc_text!r} is not 4 hex digits")
     crc_given = int(crc_text, 16)
     crc_calc = crc16(data)
+    variant = ""
     if crc_given != crc_calc:
-        raise HJ212Error("bad_crc", f"CRC {crc_text.decode()} given, {crc_calc:04X} computed")
-    return parse_segment(data.decode("ascii"), raw=frame)
+        variant = next((v for v in crc_variants if CRC_VARIANTS[v](data) == crc_given), "")
+        if not variant:
+            raise HJ212Error("bad_crc", f"CRC {crc_text.decode()} given, {crc_calc:04X} computed")
+    parsed = parse_segment(data.decode("ascii"), raw=frame, qn_optional=qn_optional)
+    parsed.crc_variant = variant
+    return parsed
 
 
-def parse_segment(segment: str, raw: str = "") -> Frame:
+def parse_segment(segment: str, raw: str = "", *, qn_optional: bool = False) -> Frame:
     """Parse a data segment (already length- and CRC-checked)."""
     cp_at = segment.find("CP=&&")
     if cp_at < 0:
@@ -228,9 +260,17 @@ def parse_segment(segment: str, raw: str = "") -> Frame:
         if not sep:
             raise HJ212Error("bad_segment", f"header item {item[:20]!r} has no '='")
         fields[key] = value
-    for key in ("QN", "ST", "CN", "MN"):
+    for key in ("ST", "CN", "MN") if qn_optional else ("QN", "ST", "CN", "MN"):
         if key not in fields:
             raise HJ212Error("missing_field", f"{key} missing")
+    pno = pnum = 0
+    if "PNUM" in fields or "PNO" in fields:
+        try:
+            pnum, pno = int(fields.get("PNUM", "")), int(fields.get("PNO", ""))
+        except ValueError:
+            raise HJ212Error("bad_subpacket", "PNUM/PNO must both be whole numbers") from None
+        if not (1 <= pno <= pnum <= 9999):
+            raise HJ212Error("bad_subpacket", f"PNO {pno} of PNUM {pnum} is not 1 <= PNO <= PNUM <= 9999")
     cp: dict[str, str] = {}
     factors: dict[str, dict[str, str]] = {}
     for group in cp_body.split(";"):
@@ -248,7 +288,7 @@ def parse_segment(segment: str, raw: str = "") -> Frame:
             else:
                 cp[key] = value
     return Frame(
-        qn=fields["QN"],
+        qn=fields.get("QN", ""),
         st=fields["ST"],
         cn=fields["CN"],
         pw=fields.get("PW", ""),
@@ -257,4 +297,6 @@ def parse_segment(segment: str, raw: str = "") -> Frame:
         cp=cp,
         factors=factors,
         raw=raw,
+        pno=pno,
+        pnum=pnum,
     )

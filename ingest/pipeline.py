@@ -15,7 +15,6 @@ from ingest.config import Settings
 from ingest.model import DeadLetter, Outcome, Reading
 from ingest.pipeline_hj212 import _NUMERIC, _SWITCH, HJ212Frames
 from ingest.registry import Device, Registry
-from ingest.timeutil import zone
 from ingest.untrusted import (
     _INVALID,
     Reject,
@@ -50,9 +49,7 @@ class Pipeline(HJ212Frames):
         self._max_payload = settings.ingest.max_payload_bytes
         self._max_batch = settings.ingest.max_batch_readings
         self._excerpt = settings.ingest.dead_letter_excerpt_bytes
-        self._factors = dict(settings.hj212.factors)
-        self._scale = dict(settings.hj212.scale)
-        self._tz = zone(settings.hj212.timezone)
+        self._init_hj212(settings, registry)
 
     # ---------------------------------------------------------------- entry point
     def handle(self, topic: str, payload: bytes, received_ms: int) -> Outcome:

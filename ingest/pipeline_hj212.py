@@ -1,13 +1,19 @@
 """HJ 212 messages -> Readings and DeadLetters: the half of :class:`ingest.pipeline.Pipeline` that splits a
-message into frames, judges each frame, and keeps garbage full of ``##`` to one dead letter."""
+message into frames, parses each under its device's dialect (ingest/dialects), holds sub-packets until
+their set is complete (ingest/subpackets.py), and keeps garbage full of ``##`` to one dead letter."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from ingest import hj212
-from ingest.model import DeadLetter, Outcome
-from ingest.registry import Device
+from ingest.config import Settings
+from ingest.dialects import DEFAULT_DIALECT, Dialect, DialectError, load_dialects
+from ingest.dialects.decode import decode
+from ingest.model import DeadLetter, Outcome, Reading
+from ingest.registry import Device, Registry
+from ingest.subpackets import SubpacketAssembler
+from ingest.timeutil import zone
 from ingest.untrusted import Reject
 
 _NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
@@ -18,8 +24,34 @@ MAX_FRAME_LETTERS = 10
 
 
 class HJ212Frames:
-    """Mixin of :class:`ingest.pipeline.Pipeline` (which sets ``_factors``, ``_scale``, ``_tz`` and
-    provides ``_dead`` and ``_reading``)."""
+    """Mixin of :class:`ingest.pipeline.Pipeline` (which calls :meth:`_init_hj212` and provides ``_dead``
+    and ``_reading``)."""
+
+    def _init_hj212(self, settings: Settings, registry: Registry) -> None:
+        h = settings.hj212
+        self._tz = zone(h.timezone)
+        self.dialects = load_dialects(h.dialects_dir or None)
+        self._site = (dict(h.factors), dict(h.scale))
+        self._compiled: dict[str, Dialect] = {}
+        unknown = sorted(
+            {(d.dialect, d.device_id) for d in registry if d.dialect and d.dialect not in self.dialects}
+        )
+        if unknown:
+            names = ", ".join(f"{dev} ({name!r})" for name, dev in unknown[:10])
+            raise DialectError(
+                f"registry names unknown dialect(s) for {len(unknown)} device(s): {names}; known: "
+                f"{', '.join(self.dialects.names())} (fumewatch dialects lists them; add yours to "
+                "[hj212] dialects_dir)"
+            )
+        self._subpackets = SubpacketAssembler(int(h.subpacket_timeout_s * 1000))
+
+    def dialect_of(self, device: Device) -> Dialect:
+        """The device's dialect with the site-wide ``[hj212.factors]`` on top (compiled once per name)."""
+        name = device.dialect or DEFAULT_DIALECT
+        d = self._compiled.get(name)
+        if d is None:
+            d = self._compiled[name] = self.dialects.get(name).with_site_factors(*self._site)
+        return d
 
     def _handle_hj212(
         self, device: Device, topic: str, payload: bytes, received_ms: int, out: Outcome
@@ -30,14 +62,19 @@ class HJ212Frames:
         frames = hj212.split_frames(text)
         if not frames:
             raise Reject("empty", "no HJ 212 frame in payload")
+        dialect = self.dialect_of(device)
+        if self._subpackets.oldest_ms() is not None:
+            self.expire_subpackets(received_ms, out)
         refused: list[tuple[int, str, Reject]] = []
-        accepted_before = len(out.readings) + out.ignored
+        accepted = 0
         for index, raw in enumerate(frames):
             try:
                 if not raw.isascii():
                     raise Reject("bad_encoding", "HJ 212 frames must be ASCII")
                 try:
-                    frame = hj212.parse_frame(raw)
+                    frame = hj212.parse_frame(
+                        raw, qn_optional=dialect.qn_optional, crc_variants=dialect.crc_variants
+                    )
                 except hj212.HJ212Error as e:
                     raise Reject(f"hj212_{e.reason}", e.message) from None
                 if frame.mn != device.device_id:
@@ -46,43 +83,23 @@ class HJ212Frames:
                     )
                 if device.hj212_pw and frame.pw != device.hj212_pw:
                     raise Reject("bad_pw", "PW does not match the registry's access password")
+                if frame.crc_variant:
+                    out.notes.append((device.device_id, "crc_variant", frame.crc_variant))
                 kind = hj212.DATA_CNS.get(frame.cn)
                 if kind is None or frame.cn == hj212.CN_DAILY:
                     out.ignored += 1  # other commands: acknowledged, not stored
+                    accepted += 1
                     continue
-                time_ms = self._hj212_time(frame.data_time)
-                values: dict[str, object] = {k: None for k in _NUMERIC}
-                switches: dict[str, object] = {k: None for k in _SWITCH}
-                for code, parts in frame.factors.items():
-                    target = self._factors.get(code)
-                    if target is None:
+                if frame.pnum > 1:
+                    merged = self._subpacket(device, topic, frame, received_ms, out)
+                    accepted += 1
+                    if merged is None:
                         continue
-                    flag = parts.get("Flag", "N")
-                    if flag not in hj212.VALID_DATA_FLAGS:
-                        meaning = hj212.DATA_FLAG_MEANINGS.get(flag, "unknown flag")
-                        if target == "oil_fume":
-                            raise Reject("data_flag", f"oil fume value flagged {flag!r} ({meaning})")
-                        continue  # that factor is not a valid measurement; keep the others
-                    text_value = parts.get(kind)
-                    if text_value is None:
-                        continue
-                    try:
-                        value = float(text_value)
-                    except ValueError:
-                        raise Reject("not_a_number", f"{code}-{kind}={text_value[:20]!r}") from None
-                    if code in self._scale:
-                        value *= self._scale[code]
-                    if target in _SWITCH:
-                        switches[target] = value
-                    else:
-                        values[target] = value
-                interval_s = 3600 if frame.cn == hj212.CN_HOURLY else 0
-                reading = self._reading(device, time_ms, values, switches, received_ms, "hj212")
-                reading.interval_s = interval_s
-                out.readings.append(reading)
+                    frame = merged
+                out.readings.append(self._frame_reading(device, dialect, frame, received_ms, out))
+                accepted += 1
             except Reject as r:
                 refused.append((index, raw, r))
-        accepted = len(out.readings) + out.ignored - accepted_before
         broken = [x for x in refused if x[2].reason.startswith("hj212_") or x[2].reason == "bad_encoding"]
         if len(broken) > MAX_FRAME_LETTERS or (
             len(broken) > 1 and len(broken) == len(refused) and not accepted
@@ -96,6 +113,56 @@ class HJ212Frames:
         for index, raw, r in refused:  # the rest: each its own dead letter (per-item verdict)
             b = raw.encode("ascii", "surrogateescape")
             out.dead.append(self._dead(topic, b, received_ms, r, device_id=device.device_id, index=index))
+
+    def _frame_reading(
+        self, device: Device, dialect: Dialect, frame: hj212.Frame, received_ms: int, out: Outcome
+    ) -> Reading:
+        time_ms = self._hj212_time(frame.data_time)
+        d = decode(frame, dialect, device)
+        reading = self._reading(device, time_ms, d.values, d.switches, received_ms, "hj212")
+        reading.interval_s = 3600 if frame.cn == hj212.CN_HOURLY else 0
+        reading.flags = d.flags or None
+        reading.extra = d.extra or None
+        reading.excluded = d.excluded
+        for code in d.unknown:
+            out.notes.append((device.device_id, "unknown_code", code[:64]))
+        return reading
+
+    def _subpacket(
+        self, device: Device, topic: str, frame: hj212.Frame, received_ms: int, out: Outcome
+    ) -> hj212.Frame | None:
+        """Hold a sub-packet; the merged frame once its set is complete (ingest.subpackets)."""
+        merged, what, evicted = self._subpackets.add(device.device_id, topic, frame, received_ms)
+        for e in evicted:
+            out.dead.append(self._expired_dead(e, received_ms))
+        if what == "mismatch":
+            raise Reject(
+                "hj212_bad_subpacket", f"PNUM {frame.pnum} differs from the held parts of QN {frame.qn!r}"
+            )
+        out.notes.append((device.device_id, f"subpacket_{what}", self._subpackets.key(frame)[:64]))
+        return merged
+
+    def expire_subpackets(self, now_ms: int, out: Outcome | None = None, *, drain: bool = False) -> Outcome:
+        """Dead letters for sub-packets held longer than ``[hj212] subpacket_timeout_s`` (every held one
+        with ``drain``, at shutdown)."""
+        out = out if out is not None else Outcome()
+        expired = self._subpackets.drain(now_ms) if drain else self._subpackets.expire(now_ms)
+        for e in expired:
+            out.dead.append(self._expired_dead(e, now_ms))
+        return out
+
+    def _expired_dead(self, e, now_ms: int) -> DeadLetter:
+        what = {
+            "hj212_subpacket_expired": f"waited {e.age_ms / 1000:.0f} s",
+            "hj212_subpacket_overflow": "too many sub-packet sets held",
+            "hj212_subpacket_shutdown": "the service stopped",
+        }[e.reason]
+        lone = "lone sub-packet" if len(e.received) == 1 else "incomplete sub-packets"
+        r = Reject(e.reason, f"{lone}: {len(e.received)} of {e.pnum} parts of {e.key!r} received, {what}")
+        payload = e.raw.encode("ascii", "surrogateescape")
+        return self._dead(
+            e.topic, payload, now_ms, r, device_id=e.device_id, qn=e.key, pnum=e.pnum, received=e.received
+        )
 
     def _fragments(
         self, topic: str, payload: bytes, received_ms: int, device_id: str, n: int, refused: list

@@ -163,6 +163,9 @@ def test_json_and_hj212_into_sqlite_then_cli(mosquitto, tmp_path, registry_file)
         "flow_m3_h",
         "fan_on",
         "purifier_on",
+        "flags",
+        "excluded",
+        "extra",
     ]
     assert rows[0]["time"].endswith("+08:00")  # display time zone (Asia/Shanghai), with its offset
     r2 = [r for r in rows if r["device_id"] == "DEV-2"]

@@ -497,12 +497,14 @@ def test_hj212_minute_frame_to_reading(pipe: Pipeline) -> None:
 
 
 def test_hj212_factor_mapping_is_a_setting() -> None:
+    """[hj212.factors] is a site-wide alias list on top of the device's dialect: its code wins when a frame
+    carries both, the dialect's value is kept aside, and the dialect's codes still work alone."""
     p = make_pipeline(hj212={"factors": {"B03": "oil_fume", "Q01": "flow"}})
-    r = only_reading(send_hj(p, data_frame(values={"B03": 0.8, "Q01": 4000, "a34041": 99}))[1])
+    r = only_reading(send_hj(p, data_frame(values={"a34041": 99, "B03": 0.8, "Q01": 4000}))[1])
     assert (r.oil_fume_mg_m3, r.flow_m3_h, r.pm_mg_m3) == (0.8, 4000.0, None)
-    # The default code is no longer mapped: a frame with only a34041 has no oil fume.
-    topic, out = send_hj(p, data_frame(values={"a34041": 1.0}))
-    only_dead(out, topic, "missing_field")
+    assert r.extra == {"a34041-Avg": "99.0"}
+    r = only_reading(send_hj(p, data_frame(values={"a34041": 1.0}))[1])
+    assert r.oil_fume_mg_m3 == 1.0
 
 
 def test_hj212_scale_is_a_setting() -> None:
@@ -595,13 +597,15 @@ def test_hj212_framing_errors(pipe: Pipeline, mutate: Any, reason: str) -> None:
 
 @pytest.mark.parametrize("flag", ["C", "D", "F", "M", "S", "B", "?"])
 def test_hj212_oil_fume_flagged_invalid(pipe: Pipeline, flag: str) -> None:
-    topic, out = send_hj(pipe, data_frame(flags={"a34041": flag}))
-    d = only_dead(out, topic, "data_flag")
-    assert repr(flag) in d.detail["message"]
+    """Fault, maintenance, calibration, stopped...: the reading is kept with its flag, not judged."""
+    r = only_reading(send_hj(pipe, data_frame(flags={"a34041": flag}))[1])
+    assert r.oil_fume_mg_m3 == 1.2 and r.flags["oil_fume"] == flag
+    assert r.excluded == f"flag_{flag}"
 
 
 def test_hj212_oil_fume_flagged_over_limit_is_a_measurement(pipe: Pipeline) -> None:
-    assert only_reading(send_hj(pipe, data_frame(flags={"a34041": "T"}))[1]).oil_fume_mg_m3 == 1.2
+    r = only_reading(send_hj(pipe, data_frame(flags={"a34041": "T"}))[1])
+    assert r.oil_fume_mg_m3 == 1.2 and r.lower_bound and not r.excluded
 
 
 def test_hj212_other_factor_flagged_fault_is_dropped(pipe: Pipeline) -> None:
@@ -610,6 +614,9 @@ def test_hj212_other_factor_flagged_fault_is_dropped(pipe: Pipeline) -> None:
     assert r.pm_mg_m3 is None
     assert r.flow_m3_h is None and r.ref_converted is False
     assert r.nmhc_mg_m3 == 5.6
+    # kept aside with their flags, not lost
+    assert r.flags["pm"] == "D" and r.flags["flow"] == "C"
+    assert r.extra["a34000-Avg"] == "3.4" and r.extra["a00000-Avg"] == "6000"
 
 
 def test_hj212_unmapped_factor_ignored(pipe: Pipeline) -> None:

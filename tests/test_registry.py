@@ -62,7 +62,11 @@ def test_coordinates_are_optional_wgs84_degrees(tmp_path):
     assert Registry.parse(GOOD).get("D1").lat is None  # no lat/lon columns at all
     p = tmp_path / "r.csv"
     reg.write_csv(p)
-    assert p.read_text(encoding="utf-8").splitlines()[0].endswith(",lat,lon")
+    assert (
+        p.read_text(encoding="utf-8")
+        .splitlines()[0]
+        .endswith(",lat,lon,dialect,interval_s,fan_on_a,purifier_on_a")
+    )
     again = Registry.load(p)
     assert list(again) == list(reg)
     edge = Registry.parse(f"{GEO}R1,a,x,D1,2,-90,180\nR2,b,x,D2,2, 90 , -180 \n")

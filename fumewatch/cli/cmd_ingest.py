@@ -81,7 +81,11 @@ def cmd_readings(args: argparse.Namespace) -> int:
         if args.format == "csv":
             r["fan_on"] = _fmt_bool(r["fan_on"])
             r["purifier_on"] = _fmt_bool(r["purifier_on"])
-    columns = list(READING_CSV_COLUMNS)
+        if args.format != "json":  # HJ 212 data flags, exclusion and unknown entries, as k=v;k=v
+            for k in ("flags", "extra"):
+                r[k] = ";".join(f"{a}={b}" for a, b in (r.get(k) or {}).items())
+    # The wire contract's columns, then what HJ 212 adds (docs/protocol.md "Data flags").
+    columns = [*READING_CSV_COLUMNS, "flags", "excluded", "extra"]
     if args.format == "json":
         rows = [
             {

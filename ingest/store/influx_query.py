@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 
-from ingest.store.line_protocol import quote_ident, quote_literal
+from ingest.store.line_protocol import EXTRA_PREFIX, quote_ident, quote_literal
 
 
 class InfluxQLError(RuntimeError):
@@ -125,7 +125,19 @@ def _row_from_influx(d: dict) -> dict:
         "fan_on": _bool(d.get("fan_on")),
         "purifier_on": _bool(d.get("purifier_on")),
         "source": d.get("source"),
+        "flags": _flags(d.get("flags")),
+        "extra": {
+            k[len(EXTRA_PREFIX) :]: v for k, v in d.items() if k.startswith(EXTRA_PREFIX) and v is not None
+        }
+        or None,
+        "excluded": d.get("excluded") or "",
     }
+
+
+def _flags(text: str | None) -> dict | None:
+    if not text:
+        return None
+    return dict(item.partition("=")[::2] for item in text.split(","))
 
 
 def _short(exc: BaseException) -> str:

@@ -50,4 +50,24 @@ def to_line(r: Reading, measurement: str) -> str:
     if r.purifier_on is not None:
         fields.append(f"purifier_on={1 if r.purifier_on else 0}i")
     fields.append(f'source="{_escape_str_field(r.source)}"')
+    if r.flags:
+        text = ",".join(f"{k}={v}" for k, v in r.flags.items())
+        fields.append(f'flags="{_escape_str_field(text)}"')
+    if r.excluded:
+        fields.append(f'excluded="{_escape_str_field(r.excluded)}"')
+    if r.extra:
+        # Always strings: a code sent as a number once and as text once must not make InfluxDB refuse the
+        # batch (field type conflict); the value is kept exactly as sent.
+        for k, v in r.extra.items():
+            fields.append(f'{EXTRA_PREFIX}{_escape_key(k)}="{_escape_str_field(v)}"')
     return f"{tags} {','.join(fields)} {r.time_ms}"
+
+
+#: InfluxDB field prefix of ``Reading.extra`` entries (the codes a dialect does not know).
+EXTRA_PREFIX = "x_"
+
+
+def _escape_key(v: str) -> str:
+    return (
+        v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ").replace("\n", "")
+    )

@@ -20,6 +20,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+import orjson
+
 from ingest.duplicates import first_wins_conflicts
 from ingest.model import Reading
 from ingest.state import connect
@@ -39,7 +41,12 @@ _COLUMNS = (
     "fan_on",
     "purifier_on",
     "source",
+    "flags",
+    "extra",
+    "excluded",
 )
+#: Columns added after the first release (flags, unknown entries, exclusion): added to older files on open.
+_ADDED = {"flags": "TEXT", "extra": "TEXT", "excluded": "TEXT"}
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -56,6 +63,9 @@ CREATE TABLE IF NOT EXISTS {name} (
     fan_on INTEGER,
     purifier_on INTEGER,
     source TEXT NOT NULL,
+    flags TEXT,     -- JSON object: the HJ 212 data flag of each value (NULL for JSON input)
+    extra TEXT,     -- JSON object: entries the device's dialect does not know, as sent
+    excluded TEXT,  -- why the reading is not judged (flag_D, rs_3, ...); NULL when it is
     PRIMARY KEY (device_id, time_ms)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {name}_restaurant_time ON {name} (restaurant_id, time_ms);
@@ -115,6 +125,9 @@ def _row(r: Reading) -> tuple:
         None if r.fan_on is None else int(r.fan_on),
         None if r.purifier_on is None else int(r.purifier_on),
         r.source,
+        None if r.flags is None else orjson.dumps(r.flags).decode(),
+        None if r.extra is None else orjson.dumps(r.extra).decode(),
+        r.excluded or None,
     )
 
 
@@ -129,6 +142,10 @@ class SQLiteStore(Store):
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         for name in (TABLE, HOURLY_TABLE):
             self._conn.executescript(_TABLE.format(name=name))
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
+            for col, kind in _ADDED.items():
+                if col not in have:  # a file written before #13: same rows, the new columns empty
+                    self._conn.execute(f"ALTER TABLE {name} ADD COLUMN {col} {kind}")
         self._lock = threading.Lock()
         self._chunk = _chunk_rows(self._conn)
         self._statements: dict[tuple[str, int], str] = {}
@@ -216,6 +233,10 @@ class SQLiteStore(Store):
             for k in ("fan_on", "purifier_on"):
                 if d[k] is not None:
                     d[k] = bool(d[k])
+            for k in ("flags", "extra"):
+                if d[k] is not None:
+                    d[k] = orjson.loads(d[k])
+            d["excluded"] = d["excluded"] or ""
             out.append(d)
         return out
 
