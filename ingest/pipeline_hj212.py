@@ -63,7 +63,8 @@ class HJ212Frames:
         if not frames:
             raise Reject("empty", "no HJ 212 frame in payload")
         dialect = self.dialect_of(device)
-        if self._subpackets.oldest_ms() is not None:
+        oldest = self._subpackets.oldest_ms()
+        if oldest is not None and received_ms - oldest > self._subpackets.timeout_ms:
             self.expire_subpackets(received_ms, out)
         refused: list[tuple[int, str, Reject]] = []
         accepted = 0
@@ -141,6 +142,14 @@ class HJ212Frames:
             )
         out.notes.append((device.device_id, f"subpacket_{what}", self._subpackets.key(frame)[:64]))
         return merged
+
+    def subpackets_due(self, now_ms: int) -> bool:
+        """Whether held sub-packets have waited past the timeout (the service's timer asks)."""
+        oldest = self._subpackets.oldest_ms()
+        return oldest is not None and now_ms - oldest > self._subpackets.timeout_ms
+
+    def subpackets_held(self) -> int:
+        return len(self._subpackets)
 
     def expire_subpackets(self, now_ms: int, out: Outcome | None = None, *, drain: bool = False) -> Outcome:
         """Dead letters for sub-packets held longer than ``[hj212] subpacket_timeout_s`` (every held one

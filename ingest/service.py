@@ -158,6 +158,7 @@ class IngestService:
         """Clean stop: flush buffered readings, wait for the store, ack, disconnect. Loses nothing."""
         self._stop.set()
         self.client.on_message = lambda *a: None  # anything arriving now stays unacked -> redelivered
+        self._expire_subpackets(drain=True)  # parts still waiting for their set: dead letters, not lost
         with self._lock:
             self._flush_locked()
         if self._writer is not None:
@@ -265,11 +266,28 @@ class IngestService:
     def _flush_loop(self) -> None:
         while not self._stop.wait(self._flush_interval / 2):
             try:
+                self._expire_subpackets()
                 with self._lock:
                     if self._buf and time.monotonic() - self._buf_since >= self._flush_interval:
                         self._flush_locked()
             except Exception:  # never die: the buffered messages stay unacknowledged, retried next tick
                 log.exception("event=flush_failed")
+
+    def _expire_subpackets(self, drain: bool = False) -> None:
+        """HJ 212 sub-packets whose set did not complete in time (all of them with ``drain``) become dead
+        letters, written with the next flush (ingest.subpackets)."""
+        now = time.time_ns() // 1_000_000
+        if not (self.pipeline.subpackets_held() if drain else self.pipeline.subpackets_due(now)):
+            return
+        dead = self.pipeline.expire_subpackets(now, drain=drain).dead
+        with self._lock:
+            st = self.stats
+            self._dead.extend(dead)
+            st.dead_letters += len(dead)
+            for d in dead:
+                st.dead_by_reason[d.reason] = st.dead_by_reason.get(d.reason, 0) + 1
+            if dead and not drain:
+                self._flush_locked()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Hand the buffered readings to the store now and wait until the store has taken them."""

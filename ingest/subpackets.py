@@ -12,6 +12,7 @@ their MQTT messages were already acknowledged; docs/protocol.md says so.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from ingest.hj212 import Frame
@@ -50,6 +51,8 @@ class SubpacketAssembler:
         self.timeout_ms = timeout_ms
         self.max_held = max_held
         self._held: dict[tuple[str, str], _Held] = {}  # insertion order = arrival order of first parts
+        # add() runs on the MQTT thread, expire() on the service's flush timer
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -64,6 +67,12 @@ class SubpacketAssembler:
     ) -> tuple[Frame | None, str, list[Expired]]:
         """(merged frame or None, what happened: ``held`` | ``done`` | ``duplicate`` | ``mismatch``,
         sets expired early to make room)."""
+        with self._lock:
+            return self._add(device_id, topic, frame, received_ms)
+
+    def _add(
+        self, device_id: str, topic: str, frame: Frame, received_ms: int
+    ) -> tuple[Frame | None, str, list[Expired]]:
         k = (device_id, self.key(frame))
         held = self._held.get(k)
         evicted: list[Expired] = []
@@ -84,17 +93,18 @@ class SubpacketAssembler:
 
     def expire(self, now_ms: int) -> list[Expired]:
         """Sets whose first part arrived more than the timeout before ``now_ms``."""
-        out = []
-        for k in [k for k, h in self._held.items() if now_ms - h.first_ms > self.timeout_ms]:
-            out.append(self._expire(k, now_ms, "hj212_subpacket_expired"))
-        return out
+        with self._lock:
+            old = [k for k, h in self._held.items() if now_ms - h.first_ms > self.timeout_ms]
+            return [self._expire(k, now_ms, "hj212_subpacket_expired") for k in old]
 
     def drain(self, now_ms: int) -> list[Expired]:
         """Everything still held (service shutdown)."""
-        return [self._expire(k, now_ms, "hj212_subpacket_shutdown") for k in list(self._held)]
+        with self._lock:
+            return [self._expire(k, now_ms, "hj212_subpacket_shutdown") for k in list(self._held)]
 
     def oldest_ms(self) -> int | None:
-        return next(iter(self._held.values())).first_ms if self._held else None
+        with self._lock:
+            return next(iter(self._held.values())).first_ms if self._held else None
 
     def _expire(self, k: tuple[str, str], now_ms: int, reason: str) -> Expired:
         h = self._held.pop(k)
