@@ -326,3 +326,13 @@ def test_every_dialect_through_the_real_ingest(mosquitto, tmp_path: Path) -> Non
     assert (by_dev["NUM"][0]["oil_fume_mg_m3"], by_dev["NUM"][0]["purifier_on"]) == (3.3, True)
     assert by_dev["CRC"][0]["oil_fume_mg_m3"] == 1.4
     assert std[0]["time"].endswith("+08:00")
+
+
+def test_protocol_doc_has_one_table_per_shipped_dialect_matching_its_file() -> None:
+    doc = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for d in load_dialects():
+        head = f"### `{d.name}`"
+        assert head in doc, f"docs/protocol.md has no table for {d.name}"
+        section = doc[doc.index(head) :].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        for code in [*d.factors, *d.states, *d.keys]:
+            assert f"| `{code}`" in section, f"{d.name}: {code} missing from its table in docs/protocol.md"
