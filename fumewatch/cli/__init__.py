@@ -18,6 +18,7 @@ from fumewatch.cli import (
     cmd_case,
     cmd_dashboards,
     cmd_db,
+    cmd_devices,
     cmd_ingest,
     cmd_report,
 )
@@ -27,7 +28,17 @@ from ingest import logs
 __all__ = ["CLIError", "add_common", "build_parser", "main", "settings_from", "time_arg", "write_rows"]
 
 #: Modules whose ``register(subparsers)`` adds subcommands, in the order ``fumewatch --help`` lists them.
-COMMAND_MODULES = (cmd_ingest, cmd_alerts, cmd_case, cmd_report, cmd_api, cmd_acl, cmd_dashboards, cmd_db)
+COMMAND_MODULES = (
+    cmd_ingest,
+    cmd_devices,
+    cmd_alerts,
+    cmd_case,
+    cmd_report,
+    cmd_api,
+    cmd_acl,
+    cmd_dashboards,
+    cmd_db,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
