@@ -170,42 +170,16 @@ class DeviceStats:
             b.first_received_ms = received_ms
         return b
 
-    def observe(
-        self, readings: Iterable[Reading], notes: Iterable[tuple[str, str, str]], received_ms: int
-    ) -> None:
+    def observe(self, readings: list[Reading], notes: list[tuple[str, str, str]], received_ms: int) -> None:
         """Count one message's readings and notes, received at ``received_ms``."""
         if not readings and not notes:
             return
         with self._lock:
-            pending = self._pending
-            device = None
-            b = recent = None
-            for r in readings:
-                if r.device_id != device:
-                    device = r.device_id
-                    b = self._bucket(pending, device[:MAX_ID_CHARS], received_ms)
-                    recent = self._recent.setdefault(device, []) if b is not None else None
-                if b is None:
-                    continue
-                b.readings += 1
-                t = r.time_ms
-                if b.last_reading_ms is None or t > b.last_reading_ms:
-                    b.last_reading_ms = t
-                if r.interval_s == 0:
-                    _remember(recent, t)
-                elif device not in self._hourly:
-                    self._hourly.add(device)
-                if r.flags:
-                    for flag in r.flags.values():
-                        flag = str(flag)[:8]
-                        bump(b.flags, flag)
-                        bump(self.flags, flag)
-                if r.extra:
-                    for code in {unknown_code(key) for key in r.extra}:  # a99001-Rtd, a99001-Flag: once
-                        bump(b.unknown_codes, code, cap=MAX_CODES)
-                        self._count_unknown(device, code)
+            rest = readings
+            while rest:  # one pass: a message's readings are of its topic's device
+                rest = self._observe_device(rest, received_ms)
             for device, kind, key in notes:
-                b = self._bucket(pending, device[:MAX_ID_CHARS], received_ms)
+                b = self._bucket(self._pending, device[:MAX_ID_CHARS], received_ms)
                 if b is None:
                     continue
                 kind = kind[:MAX_CODE_CHARS]
@@ -214,6 +188,55 @@ class DeviceStats:
                 if kind == "crc_variant":
                     bump(b.crc_variants, key[:MAX_CODE_CHARS])
                     bump(self.crc_variants, key[:MAX_CODE_CHARS])
+
+    def _observe_device(self, readings: list[Reading], received_ms: int) -> list[Reading]:
+        """Count the leading readings of ``readings[0]``'s device; return the others (usually none). The
+        hot path of the counters: plain local variables, the rare work after the loop."""
+        device = readings[0].device_id
+        b = self._bucket(self._pending, device[:MAX_ID_CHARS], received_ms)
+        if b is None:
+            return [r for r in readings if r.device_id != device]
+        recent = self._recent.setdefault(device, [])
+        tail = recent[-1] if recent else -1
+        last = -1 if b.last_reading_ms is None else b.last_reading_ms
+        count, hourly, rest = 0, False, []
+        flagged, extras = [], []
+        for r in readings:
+            if r.device_id != device:
+                rest = readings[count:]
+                break
+            count += 1
+            t = r.time_ms
+            if t > last:
+                last = t
+            if r.interval_s:
+                hourly = True
+            elif t > tail:
+                recent.append(t)
+                tail = t
+            elif t != tail:
+                _remember(recent, t)  # out of order (a resent buffer)
+            if r.flags:
+                flagged.append(r.flags)
+            if r.extra:
+                extras.append(r.extra)
+        if len(recent) > RECENT_TIMES:
+            del recent[: len(recent) - RECENT_TIMES]
+        b.readings += count
+        if last >= 0:
+            b.last_reading_ms = last
+        if hourly:
+            self._hourly.add(device)
+        for flags in flagged:
+            for flag in flags.values():
+                flag = str(flag)[:8]
+                bump(b.flags, flag)
+                bump(self.flags, flag)
+        for extra in extras:
+            for code in {unknown_code(key) for key in extra}:  # a99001-Rtd and a99001-Flag: once
+                bump(b.unknown_codes, code, cap=MAX_CODES)
+                self._count_unknown(device, code)
+        return rest
 
     def _count_unknown(self, device: str, code: str) -> None:
         series = self.unknown_codes
