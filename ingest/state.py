@@ -350,7 +350,11 @@ class StateDB:
         with self._lock:
             try:
                 self.flush_overflow()  # a stop mid-minute still writes what the cap held back
-                self.flush_device_stats()
+                try:
+                    self.flush_device_stats()
+                except Exception:  # counters only: the stop goes on, and says what it could not write
+                    n = self.device_stats.pending if self.device_stats is not None else 0
+                    log.exception("event=device_stats_not_written device_hours=%d", n)
             finally:
                 self._engine.dispose()
 
