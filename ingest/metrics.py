@@ -118,6 +118,63 @@ class IngestCollector(Collector):
         for name, ok in sorted(workers(self.svc).items()):
             alive.add_metric([name], int(ok))
         yield alive
+        devices = getattr(self.svc, "devices", None)
+        if devices is not None:
+            yield from device_metrics(devices.totals())
+
+
+def device_metrics(t: dict) -> Iterable:
+    """The per-device counters' totals since start (ingest.device_stats; ``fumewatch devices`` has them
+    per device and hour). Label sets are capped there; what is beyond a cap is counted as ``other``."""
+    unknown = CounterMetricFamily(
+        "fumewatch_hj212_unknown_codes",
+        "HJ 212 factor entries the device's dialect does not know, by device and factor code (at most "
+        "1000 device/code series: beyond, device=other,code=other; fumewatch devices lists each device's)",
+        labels=["device", "code"],
+    )
+    for (device, code), n in sorted(t["unknown_codes"].items()):
+        unknown.add_metric([device, code], n)
+    yield unknown
+    flags = CounterMetricFamily(
+        "fumewatch_hj212_flags",
+        "HJ 212 data flags of the values of accepted readings, by flag (at most 20 flags: beyond, flag=other)",
+        labels=["flag"],
+    )
+    for flag, n in sorted(t["flags"].items()):
+        flags.add_metric([flag], n)
+    yield flags
+    variants = CounterMetricFamily(
+        "fumewatch_hj212_crc_variant",
+        "HJ 212 frames admitted by their dialect's opt-in CRC variant, by variant (at most 20: beyond, "
+        "variant=other)",
+        labels=["variant"],
+    )
+    for variant, n in sorted(t["crc_variants"].items()):
+        variants.add_metric([variant], n)
+    yield variants
+    notes = t["notes"]
+    subpackets = CounterMetricFamily(
+        "fumewatch_hj212_subpackets",
+        "HJ 212 sub-packets: held (waiting for the rest of their message), done (a message completed)",
+        labels=["kind"],
+    )
+    for kind in ("held", "done"):
+        subpackets.add_metric([kind], notes.get(f"subpacket_{kind}", 0))
+    yield subpackets
+    by_kind = CounterMetricFamily(
+        "fumewatch_ingest_notes",
+        "Facts about accepted input the pipeline noted, by kind (crc_variant, subpacket_held, "
+        "subpacket_done, ...; at most 20 kinds: beyond, kind=other)",
+        labels=["kind"],
+    )
+    for kind, n in sorted(notes.items()):
+        by_kind.add_metric([kind], n)
+    yield by_kind
+    yield CounterMetricFamily(
+        "fumewatch_device_stats_dropped",
+        "Hours of device counters given up while the state database could not take them for long",
+        value=t["dropped_buckets"],
+    )
 
 
 class AlertsCollector(Collector):

@@ -11,6 +11,10 @@ decoding while SQLite works (it releases the GIL) or InfluxDB answers; batches t
 are written together, in one bigger transaction. Nothing is logged per message (BENCHMARKS.md).
 
 Store faults (retries, set-aside, back-pressure, /healthz): :mod:`ingest.store.writer`, docs/reliability.md.
+
+Per-device counters (``fumewatch devices``): each message's readings and notes are counted as it is
+decoded (:class:`ingest.device_stats.DeviceStats`), its dead letters by the state database as it writes
+them; the state database keeps both in ``device_stats``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from ingest.config import Settings
+from ingest.device_stats import DeviceStats
 from ingest.duplicates import ConflictSink
 from ingest.model import DeadLetter, Reading
 from ingest.mqtt_client import connect_properties, make_client
@@ -73,6 +78,8 @@ class IngestService:
         self.state = state
         self.pipeline = Pipeline(settings, registry)
         self.stats = IngestStats()
+        self.devices = DeviceStats(lambda device_id: device_id in self.registry)
+        state.track_devices(self.devices)
         self._on_readings = on_readings
         self._lock = threading.RLock()
         self._buf: list[tuple[int, list[Reading]]] = []
@@ -247,6 +254,7 @@ class IngestService:
                         d.detail["redelivered"] = True
                 st.ignored_frames += out.ignored
                 readings = out.readings
+                self.devices.observe(readings, out.notes, received)
             else:
                 readings = []
             if dead:

@@ -1,4 +1,5 @@
-"""The state database: dead letters here; the alerts ledger adds its own tables (``alerts.ledger``).
+"""The state database: dead letters and device counters here; the alerts ledger adds its own tables
+(``alerts.ledger``).
 
 One database shared by ingest and alerts (``--state``): an SQLite file (WAL; readers in other processes
 are fine while a service writes) or PostgreSQL (``postgresql://user@host/db``, see :mod:`ingest.db`).
@@ -17,8 +18,10 @@ from pathlib import Path
 import orjson
 from sqlalchemy import func, inspect, select
 
+from ingest import device_stats_db
 from ingest.config import DeadLetterSettings
 from ingest.db import begin_write, display, make_engine
+from ingest.device_stats import Bucket, DeviceStats
 from ingest.model import DeadLetter
 from ingest.state_schema import dead_letters, metadata
 
@@ -32,6 +35,8 @@ MAX_EXCERPT_CHARS = 1024
 #: How far back a redelivered message's dead letter is looked for (the broker redelivers on reconnect).
 REDELIVERY_WINDOW_MS = 3_600_000
 MAX_DETAIL_BYTES = 2048
+#: Seconds between two writes of the device counters of readings (those of dead letters go with them).
+STATS_FLUSH_S = 5.0
 _ALL = "*"  # the overflow bucket of the cap over all devices
 
 
@@ -57,6 +62,11 @@ class StateDB:
     (``dropped_by_reason``) and summarised in one :data:`OVERFLOW` dead letter per device when the minute
     ends, so nothing disappears silently. A writer (the first :meth:`add_dead_letters`) starts a
     maintenance thread that writes those summaries and deletes rows older than ``retention_days``.
+
+    With :meth:`track_devices` (the ingest service) it also keeps the ``device_stats`` rows: the counts
+    of each dead letter are added in the transaction that writes it (before the caps, so what the caps
+    hold back is counted too; a redelivery already written is not), those of readings and notes every
+    :data:`STATS_FLUSH_S` and on :meth:`close`; retention deletes the rows with the dead letters.
     """
 
     def __init__(self, path: str | Path, limits: DeadLetterSettings | None = None) -> None:
@@ -75,9 +85,12 @@ class StateDB:
         self._last_purge = float("-inf")
         self._maint: threading.Thread | None = None
         self._closing = threading.Event()
+        self.device_stats: DeviceStats | None = None
+        self.device_stats_purged = 0
+        self._last_stats = time.monotonic()
         with self._engine.connect() as conn:
-            present = inspect(conn).has_table("dead_letters")
-        if not present:
+            present = set(inspect(conn).get_table_names())
+        if not {t.name for t in metadata.sorted_tables} <= present:
             with self._engine.connect() as conn:
                 begin_write(conn)
                 metadata.create_all(conn, checkfirst=True)
@@ -88,11 +101,21 @@ class StateDB:
         if not items:
             return
         with self._lock:
-            if self._maint is None and not self._closing.is_set():
-                self._maint = threading.Thread(target=self._maintain, name="dead-letters", daemon=True)
-                self._maint.start()
-            keep = self._admit(self._not_seen_before(items))
-            self._insert(keep)
+            self._start_maintenance()
+            items = self._not_seen_before(items)
+            counted = self.device_stats.count_dead(items) if self.device_stats is not None else {}
+            self._insert(self._admit(items), counted)
+
+    def track_devices(self, stats: DeviceStats) -> None:
+        """Keep ``stats`` in ``device_stats`` (the ingest service's counters, ingest.device_stats)."""
+        with self._lock:
+            self.device_stats = stats
+            self._start_maintenance()
+
+    def _start_maintenance(self) -> None:
+        if self._maint is None and not self._closing.is_set():
+            self._maint = threading.Thread(target=self._maintain, name="dead-letters", daemon=True)
+            self._maint.start()
 
     def _not_seen_before(self, items: list[DeadLetter]) -> list[DeadLetter]:
         """``items`` without the dead letters of a broker *redelivery* (``detail.redelivered``: the MQTT
@@ -185,8 +208,9 @@ class StateDB:
             self._insert(out)
             return len(out)
 
-    def _insert(self, items: list[DeadLetter]) -> None:
-        if not items:
+    def _insert(self, items: list[DeadLetter], counted: dict[tuple[str, int], Bucket] | None = None) -> None:
+        """Write ``items`` and the device counts ``counted`` in one transaction."""
+        if not items and not counted:
             return
         rows = [
             {
@@ -201,8 +225,31 @@ class StateDB:
         ]
         with self._lock, self._engine.connect() as conn:
             begin_write(conn)
-            conn.execute(dead_letters.insert(), rows)
+            if rows:
+                conn.execute(dead_letters.insert(), rows)
+            device_stats_db.add_buckets(conn, counted or {})
             conn.commit()
+
+    def flush_device_stats(self) -> int:
+        """Add the device counts waiting since the last write to ``device_stats``; returns the rows
+        touched. When the database fails they wait for the next try (and the error is raised)."""
+        stats = self.device_stats
+        if stats is None:
+            return 0
+        with self._lock:
+            self._last_stats = time.monotonic()
+            taken = stats.take()
+            if not taken:
+                return 0
+            try:
+                with self._engine.connect() as conn:
+                    begin_write(conn)
+                    device_stats_db.add_buckets(conn, taken)
+                    conn.commit()
+            except Exception:
+                stats.restore(taken)
+                raise
+        return len(taken)
 
     def purge_expired(self, now_ms: int | None = None) -> int:
         """Delete dead letters older than ``retention_days``, ``purge_batch_rows`` per transaction (other
@@ -226,6 +273,18 @@ class StateDB:
                 break
         if total:
             log.info("event=dead_letters_purged rows=%d older_than_days=%s", total, days)
+        rows = 0
+        while not self._closing.is_set():
+            with self._lock, self._engine.connect() as conn:
+                begin_write(conn)
+                n = conn.execute(device_stats_db.purge_batch(cutoff, self.limits.purge_batch_rows)).rowcount
+                conn.commit()
+            rows += n
+            if n < self.limits.purge_batch_rows:
+                break
+        self.device_stats_purged += rows
+        if rows:
+            log.info("event=device_stats_purged rows=%d older_than_days=%s", rows, days)
         return total
 
     def _maintain(self) -> None:
@@ -233,6 +292,8 @@ class StateDB:
         while not self._closing.wait(1.0):
             try:
                 self.flush_overflow(time.time_ns() // 1_000_000 - 1000)
+                if time.monotonic() - self._last_stats >= STATS_FLUSH_S:
+                    self.flush_device_stats()
                 if time.monotonic() - self._last_purge >= self.limits.purge_interval_s:
                     self._last_purge = time.monotonic()
                     self.purge_expired()
@@ -272,6 +333,16 @@ class StateDB:
             rows = conn.execute(q).all()
         return {r[0]: r[1] for r in rows}
 
+    def device_summaries(self, since_ms: int) -> dict[str, device_stats_db.Summary]:
+        """Each device's last times and its counts since ``since_ms`` (``fumewatch devices``)."""
+        with self._lock, self._engine.connect() as conn:
+            return device_stats_db.summaries(conn, since_ms)
+
+    def unregistered_devices(self, since_ms: int) -> tuple[list[device_stats_db.Unregistered], int]:
+        """Device ids of ``unknown_device`` dead letters since ``since_ms`` (``devices --unregistered``)."""
+        with self._lock, self._engine.connect() as conn:
+            return device_stats_db.unregistered(conn, since_ms)
+
     def close(self) -> None:
         self._closing.set()
         if self._maint is not None:
@@ -279,6 +350,11 @@ class StateDB:
         with self._lock:
             try:
                 self.flush_overflow()  # a stop mid-minute still writes what the cap held back
+                try:
+                    self.flush_device_stats()
+                except Exception:  # counters only: the stop goes on, and says what it could not write
+                    n = self.device_stats.pending if self.device_stats is not None else 0
+                    log.exception("event=device_stats_not_written device_hours=%d", n)
             finally:
                 self._engine.dispose()
 

@@ -1,4 +1,4 @@
-"""Ingest's part of the state database schema (SQLAlchemy Core): the ``dead_letters`` table.
+"""Ingest's part of the state database schema (SQLAlchemy Core): ``dead_letters`` and ``device_stats``.
 
 The alerts ledger adds its tables to the same database (``alerts.ledger.schema``); the migrations in
 ``fumewatch/db/migrations`` version both. Column types are those revision 0001 created: times are epoch
@@ -26,4 +26,28 @@ dead_letters = Table(
     Column("detail", Text, nullable=False, server_default="{}"),
     Index("dead_letters_received", "received_ms"),
     sqlite_autoincrement=True,
+)
+
+#: 0006. What ingest saw of each registry device, per UTC hour of receipt (``bucket_ms``, the hour's
+#: start), so ``fumewatch devices`` can say what a device sent in the last N hours without scanning
+#: readings. Counters only grow (several ingest workers add to one row, ``ingest/device_stats_db.py``);
+#: the small maps are JSON text objects, bounded by ``ingest/device_stats.py`` (codes and flags per row
+#: capped, the rest as ``other``). Purged with the dead letters (``[deadletters] retention_days``).
+device_stats = Table(
+    "device_stats",
+    metadata,
+    Column("device_id", Text, primary_key=True),
+    Column("bucket_ms", Ms, primary_key=True, autoincrement=False),
+    Column("readings", Integer, nullable=False, server_default="0"),
+    Column("first_received_ms", Ms, nullable=False),
+    Column("last_received_ms", Ms, nullable=False),
+    Column("last_reading_ms", Ms, nullable=True),  # newest reading time (the monitor's clock); None: none
+    Column("interval_s", Integer, nullable=True),  # observed median gap between its reading times
+    Column("flags", Text, nullable=False, server_default="{}"),  # HJ 212 data flag -> values
+    Column("unknown_codes", Text, nullable=False, server_default="{}"),  # factor code -> entries
+    Column("notes", Text, nullable=False, server_default="{}"),  # Outcome note kind -> count
+    Column("crc_variants", Text, nullable=False, server_default="{}"),  # CRC variant -> frames
+    Column("crc_failures", Integer, nullable=False, server_default="0"),  # frames refused hj212_bad_crc
+    Column("dead_letters", Text, nullable=False, server_default="{}"),  # reason -> dead letters
+    Index("device_stats_bucket", "bucket_ms"),
 )

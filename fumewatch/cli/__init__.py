@@ -18,6 +18,7 @@ from fumewatch.cli import (
     cmd_case,
     cmd_dashboards,
     cmd_db,
+    cmd_devices,
     cmd_dialects,
     cmd_ingest,
     cmd_report,
@@ -31,6 +32,7 @@ __all__ = ["CLIError", "add_common", "build_parser", "main", "settings_from", "t
 COMMAND_MODULES = (
     cmd_ingest,
     cmd_dialects,
+    cmd_devices,
     cmd_alerts,
     cmd_case,
     cmd_report,

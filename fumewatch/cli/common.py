@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,9 +266,31 @@ def load_registry(settings: Settings, path: str | None = None):
     return Registry.load(existing_path(p, "registry", "--registry", "[ingest] registry", reads_only=False))
 
 
+def text_width(text: str) -> int:
+    """Terminal columns of ``text``: wide (CJK) characters take two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def write_table(rows: Iterable[dict], columns: Sequence[str], out=None) -> int:
+    """``rows`` as aligned columns for a terminal (``--format table``), a header first; Chinese names
+    line up (:func:`text_width`)."""
+    out = out or sys.stdout
+    cells = [list(columns)] + [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(text_width(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        parts = [v + " " * (w - text_width(v)) for v, w in zip(row, widths, strict=True)]
+        out.write("  ".join(parts).rstrip() + "\n")
+    return len(cells) - 1
+
+
 def write_rows(rows: Iterable[dict], columns: Sequence[str], fmt: str, out=None) -> int:
     out = out or sys.stdout
     n = 0
+    if fmt == "table":
+        return write_table(rows, columns, out)
     if fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
         w.writerow(columns)

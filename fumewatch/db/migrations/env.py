@@ -3,7 +3,7 @@
 The connection comes from ``config.attributes["connection"]`` (the caller's transaction: SQLite
 ``BEGIN IMMEDIATE``, PostgreSQL with an advisory lock, see :func:`fumewatch.db.upgrade`); without one, a
 ``state`` attribute (path or URL) is opened here. Both MetaData objects are the target: ingest's
-``dead_letters`` and the alerts ledger's tables.
+``dead_letters`` and ``device_stats``, and the alerts ledger's tables.
 """
 
 from __future__ import annotations
