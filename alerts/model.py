@@ -44,16 +44,25 @@ class WindowResult:
     start_ms: int
     end_ms: int
     samples: int
+    #: Samples expected of this device in this window (from its reporting interval,
+    #: :mod:`alerts.detection.window`).
     expected: int
     valid: bool
-    invalid_reason: str  # "" when valid; "incomplete" | "fan_off"
-    mean_mg_m3: float | None  # mean of the reference-converted concentration
+    invalid_reason: str  # "" when valid; "fan_off" | "incomplete" | "excluded"
+    mean_mg_m3: float | None  # mean of the reference-converted concentration; None without samples
     max_mg_m3: float | None
     exceeds: bool
     pollutant: str = "oil_fume"
     #: Samples whose oil-fume value is the measured concentration, not the reference one (flow unknown,
     #: ``Reading.ref_converted`` False). 0 for pm/nmhc (judged as measured) and for fully converted windows.
     unconverted: int = 0
+    #: Readings of the window that were not judged, by ``Reading.excluded`` reason (``{"flag_C": 7}``);
+    #: empty when none. ``samples`` and ``expected`` leave them out, so a short window with exclusions
+    #: is invalid as ``excluded`` (calibration, maintenance), not ``incomplete`` (data missing).
+    excluded: dict[str, int] = field(default_factory=dict)
+    #: Oil-fume samples above the instrument's range (HJ 212 flag ``T``): the true value is at least the
+    #: one judged. 0 for pm/nmhc.
+    lower_bound: int = 0
 
 
 @dataclass(slots=True)

@@ -227,6 +227,22 @@ def test_build_case_carries_the_evidence(ledger: Ledger) -> None:
     assert readings_summary([])["mean_mg_m3"] is None
 
 
+def test_window_summary_keeps_exclusions_and_lower_bounds() -> None:
+    """A case shows why a window was short (calibration) and which samples were lower bounds."""
+    e = ev(0)
+    w = WindowResult(e.device_id, e.start_ms, e.start_ms + 600_000, 1, 1, False, "excluded", 3.0, 3.0, False)
+    w.excluded, w.lower_bound = {"flag_C": 1}, 1
+    got = window_summary(w, e)
+    assert (got["invalid_reason"], got["excluded"], got["lower_bound"], got["expected"]) == (
+        "excluded",
+        {"flag_C": 1},
+        1,
+        1,
+    )
+    plain = window_summary({"start_ms": e.start_ms, "end_ms": e.start_ms + 600_000, "samples": 10}, e)
+    assert "excluded" not in plain and "lower_bound" not in plain
+
+
 def test_build_case_from_detector_style_evidence() -> None:
     """The detector keeps only the exceeding windows in Event.evidence, without valid/exceeds flags."""
     e = ev(0)

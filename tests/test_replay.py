@@ -30,6 +30,14 @@ REGISTRY = Registry.parse(
     "R4,d,D3,sh1,3,db31-844\n"
 )
 DEVICES = ["k1", "bj1", "sd1", "sh1", "ghost"]  # ghost: not registered
+#: The same registry with reporting intervals: sd1 pinned to 10-minute data, sh1 to 1-minute data.
+REGISTRY_PINNED = Registry.parse(
+    "restaurant_id,name,district,device_id,stove_heads,profile,interval_s\n"
+    "R1,a,D1,k1,2,,\n"
+    "R2,b,D2,bj1,4,db11-1488,\n"
+    "R3,c,D1,sd1,7,db37-597,600\n"
+    "R4,d,D3,sh1,3,db31-844,60\n"
+)
 PROFILES = load_profiles()
 REPLAY_KINDS = (EXCEEDANCE, PURIFIER_OFF)
 
@@ -62,6 +70,8 @@ def stream(df: pd.DataFrame, registry: Registry, profiles: Profiles, config: Det
             nmhc_mg_m3=_none(r.get("nmhc_mg_m3")),
             fan_on=_none(r.get("fan_on")),
             purifier_on=_none(r.get("purifier_on")),
+            flags={"oil_fume": "T"} if _none(r.get("lower_bound")) else None,
+            excluded=_none(r.get("excluded")) or "",
         )
         for tr in det.process(reading):
             final[tr.event.event_id] = tr.event
@@ -81,13 +91,16 @@ def window_rows(windows: list[WindowResult] | pd.DataFrame) -> list[tuple]:
         rows = [tuple(r) for r in df[list(WINDOW_COLUMNS)].itertuples(index=False, name=None)]
     else:
         rows = [astuple(w) for w in windows]
-    norm = [tuple(x.item() if isinstance(x, np.generic) else x for x in r) for r in rows]
+    # the replay's NaN mean/max of a window without samples is the stream's None
+    norm = [tuple(_none(x.item() if isinstance(x, np.generic) else x) for x in r) for r in rows]
     return sorted(norm, key=lambda r: (r[0], r[10], r[1]))
 
 
-def assert_same(df: pd.DataFrame, config: DetectorConfig) -> tuple[list[Event], pd.DataFrame]:
-    s_events, s_windows, det = stream(df, REGISTRY, PROFILES, config)
-    r_events, r_windows = replay_frame(df, REGISTRY, PROFILES, config)
+def assert_same(
+    df: pd.DataFrame, config: DetectorConfig, registry: Registry = REGISTRY
+) -> tuple[list[Event], pd.DataFrame]:
+    s_events, s_windows, det = stream(df, registry, PROFILES, config)
+    r_events, r_windows = replay_frame(df, registry, PROFILES, config)
     assert [e.as_dict() for e in r_events] == [e.as_dict() for e in s_events]
     assert window_rows(r_windows) == window_rows(s_windows)
     assert r_windows.attrs["duplicates"] == det.duplicates
@@ -101,7 +114,7 @@ LEVELS = [0.4, 0.9, 1.0, 1.3, 2.0, 2.4, 3.5, None]
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
+def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig, Registry]:
     config = DetectorConfig(
         window_s=draw(st.sampled_from([120, 300, 600])),
         expected_interval_s=draw(st.sampled_from([30, 60])),
@@ -127,9 +140,11 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
         regimes = draw(
             st.lists(st.sampled_from(["ok", "ok", "bypass", "fan_off", "unknown"]), min_size=40, max_size=40)
         )
-        spacing = draw(st.sampled_from([1, 2]))  # in 30-second steps
+        spacing = draw(st.sampled_from([1, 2, 2, 20]))  # in 30-second steps: 30 s, 1 min, 10 min
         keep = draw(st.sampled_from([1.0, 0.9, 0.6]))
         unconverted = draw(st.sampled_from([0.0, 0.0, 0.3, 1.0]))  # share of readings without conversion
+        excluded = draw(st.sampled_from([0.0, 0.0, 0.2, 0.7]))  # share of readings excluded (calibration...)
+        lower = draw(st.sampled_from([0.0, 0.0, 0.3]))  # share of lower bounds (flag T)
         for step in range(draw(st.integers(0, 60)), 400, spacing):
             if rnd.random() > keep:
                 continue
@@ -145,9 +160,13 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
             nmhc = rnd.choice([None, 8.0, 10.0, 12.0, 12.0])
             t = T0 + step * 30_000 + rnd.choice([0, 0, 0, 1000])
             conv = rnd.random() >= unconverted
-            data.append((t, dev, oil, pm, nmhc, fan, pur, conv))
+            low = rnd.random() < lower
+            ex = rnd.choice(["flag_C", "flag_M", "rs_2"]) if rnd.random() < excluded else None
+            data.append((t, dev, oil, pm, nmhc, fan, pur, conv, low, ex))
             if rnd.random() < 0.05:  # a duplicate (device, time): the first row must win
-                data.append((t, dev, oil * 2, pm, nmhc, not fan, pur, not conv))
+                data.append(
+                    (t, dev, oil * 2, pm, nmhc, not fan, pur, not conv, not low, None if ex else "rs_3")
+                )
     rnd.shuffle(data)
     df = pd.DataFrame(
         data,
@@ -160,10 +179,12 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
             "fan_on",
             "purifier_on",
             "ref_converted",
+            "lower_bound",
+            "excluded",
         ],
     )
     df = df.astype({"time_ms": "int64", "pm_mg_m3": "float64", "nmhc_mg_m3": "float64"})
-    return df, config
+    return df, config, draw(st.sampled_from([REGISTRY, REGISTRY_PINNED]))
 
 
 @settings(
@@ -172,9 +193,9 @@ def frames(draw: st.DrawFn) -> tuple[pd.DataFrame, DetectorConfig]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 @given(frames())
-def test_replay_equals_stream_hypothesis(case: tuple[pd.DataFrame, DetectorConfig]) -> None:
-    df, config = case
-    events, windows = assert_same(df, config)
+def test_replay_equals_stream_hypothesis(case: tuple[pd.DataFrame, DetectorConfig, Registry]) -> None:
+    df, config, registry = case
+    events, windows = assert_same(df, config, registry)
     for label in sorted({f"{e.kind}:{e.rule}:{e.state}" for e in events}):
         event(f"has {label}")
     if any(
@@ -190,6 +211,12 @@ def test_replay_equals_stream_hypothesis(case: tuple[pd.DataFrame, DetectorConfi
         event("gb18483 group without judgement")
     if len(windows) and windows["unconverted"].any():
         event("unconverted samples")
+    if len(windows) and (windows["invalid_reason"] == "excluded").any():
+        event("window invalid as excluded")
+    if len(windows) and windows["lower_bound"].any():
+        event("lower-bound samples")
+    if len(windows) and (windows["expected"] < config.expected_samples).any():
+        event("a device judged at a slower cadence")
 
 
 # -- random series, bigger ------------------------------------------------------------------------------

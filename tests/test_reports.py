@@ -637,6 +637,28 @@ def test_a_device_offline_for_hours_is_not_complete(state_url: str, hours, expec
     assert rep.totals()["completeness"] == pytest.approx(r1["completeness"])
 
 
+@pytest.mark.parametrize("pinned", [None, 600])
+def test_a_ten_minute_device_is_complete_on_its_own_cadence(state_url: str, pinned: int | None) -> None:
+    """A monitor uploading 10-minute averages (one sample a window) is measured against 1 sample per
+    window, its registry interval_s or, without it, what the detector expected of it."""
+    led = Ledger(state_url)
+    gap = range(BH + 2 * H, BH + 2 * H + 30 * M)  # 12:00-12:30 local: 3 windows never sent
+    one = [
+        WindowResult("D1", t, t + W, 1, 1, True, "", 1.0, 1.0, False)
+        for t in range(T0, T1, W)
+        if t not in gap
+    ]
+    led.add_windows(one)
+    reg = Registry([Device("R1", "老王川菜馆", "朝阳区", "D1", 4, interval_s=pinned)])
+    try:
+        rep = build_report(led, reg, T0, T1, display_tz=TZ, max_charts=0)
+    finally:
+        led.close()
+    r1 = row(rep.summary, "restaurant_id", "R1")
+    assert (r1["expected_windows"], r1["samples"], r1["expected_samples"]) == (BH_WINDOWS, 51, BH_WINDOWS)
+    assert r1["completeness"] == pytest.approx(51 / 54)  # not 51 / 540
+
+
 def test_cli_report_completeness_follows_the_configured_business_hours(
     state_url: str, tmp_path: Path
 ) -> None:

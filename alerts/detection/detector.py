@@ -12,7 +12,10 @@ Per device:
   finalised when the watermark reaches its end. A reading whose window is already finalised is *late*: it
   is counted (:attr:`Detector.late_readings`) and recorded in a ``late_data`` event, and changes no
   finalised result. Duplicates (same device, same ``time_ms``, window still open) count once
-  (:attr:`Detector.duplicates`), so re-delivered MQTT messages are harmless.
+  (:attr:`Detector.duplicates`), so re-delivered MQTT messages are harmless. Excluded readings
+  (``Reading.excluded``) are kept out of every judgement and counted per window
+  (:attr:`Detector.excluded`); the samples a window needs follow the device's reporting interval, from
+  the registry or learned from its gaps (both rules in :mod:`alerts.detection.window`).
 - **exceedance** per limited pollutant (``oil_fume`` on ``oil_fume_ref_mg_m3``; ``pm``/``nmhc`` where the
   profile limits them and readings carry them), by the device's rule (its profile's ``rule``, else
   ``DetectorConfig.rule``; ``Event.rule`` records it):
@@ -60,32 +63,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from alerts.detection.acc import WindowAcc
 from alerts.detection.gb18483 import GroupTracker
 from alerts.detection.hours import BusinessHours
-from alerts.detection.incidents import close_late, late, purifier
+from alerts.detection.incidents import close_late, close_offline, late, open_offline, purifier
 from alerts.detection.state import _FAR, _NEG, _bypass, _Dev
 from alerts.detection.window import (
     POLLUTANT_INDEX,
     DetectorConfig,
     ExceedanceTracker,
-    WindowAcc,
     judge,
     snapshot_event,
     summary,
     window_start,
 )
-from alerts.model import OFFLINE, Event, Transition, WindowResult
+from alerts.model import Event, Transition, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
-from alerts.rules import GB18483, OFFLINE_RULE
+from alerts.rules import GB18483
 from ingest.model import Reading
 from ingest.registry import Registry
 
 __all__ = ["Detector", "DetectorConfig", "SNAPSHOT_VERSION"]
 
 #: Version 2 adds the gb18483 trackers (tagged with their ``type``) and the unconverted-sample count of
-#: open windows; version 1 snapshots (untagged N/M trackers) still load.
-SNAPSHOT_VERSION = 2
-_LOADABLE_VERSIONS = (1, 2)
+#: open windows; version 3 the learned reporting intervals (``gaps`` per device) and the lower-bound and
+#: excluded counts of open windows. Versions 1 and 2 still load (nothing learned, nothing excluded yet).
+SNAPSHOT_VERSION = 3
+_LOADABLE_VERSIONS = (1, 2, 3)
 
 
 class Detector:
@@ -100,15 +104,16 @@ class Detector:
             raise ProfileError("registry does not match the limit profiles:\n  " + "\n  ".join(problems))
         self._window_ms = config.window_ms
         self._lateness_ms = config.lateness_ms
-        self._min_samples = config.min_samples
-        self._expected = config.expected_samples
+        self._samples: dict[int, tuple[int, int]] = {}  # reporting interval -> (expected, min) samples
         self._business = BusinessHours(config.business_hours, config.business_tz)
         self._devs: dict[str, _Dev] = {}
         self._judged: dict[tuple[str, str], tuple[tuple[int, str, float], ...]] = {}
         self._windows_out: list[WindowResult] = []
         self._baseline_ms: int | None = None  # first advance(): "last seen" of never-heard devices
-        #: Readings accepted into a window.
+        #: Readings accepted into a window as samples.
         self.readings = 0
+        #: Readings accepted into a window but not judged (``Reading.excluded``: calibration, fault, ...).
+        self.excluded = 0
         #: Readings whose window was already finalised (recorded in ``late_data`` events).
         self.late_readings = 0
         #: Readings repeating a (device, time_ms) already in an open window.
@@ -133,10 +138,7 @@ class Detector:
         if t > st.last_seen:
             st.last_seen = t
         if st.offline is not None:
-            ev = st.offline
-            ev.end_ms, ev.state = max(t, ev.start_ms), "closed"
-            st.offline = None
-            out.append(Transition(snapshot_event(ev), "closed", t))
+            close_offline(st, t, out)
 
         ws = window_start(t, self._window_ms)
         if ws + self._window_ms <= st.wm:
@@ -155,13 +157,19 @@ class Detector:
                     wins.sort(key=lambda a: a.start_ms)
         fan = None if reading.fan_on is None else bool(reading.fan_on)  # numpy bools too
         values = (reading.oil_fume_ref_mg_m3, reading.pm_mg_m3, reading.nmhc_mg_m3)
-        if not acc.add(t, values, fan, bool(reading.ref_converted)):
+        excluded = reading.excluded
+        low = reading.flags is not None and reading.lower_bound
+        if not acc.add(t, values, fan, bool(reading.ref_converted), excluded, low):
             self.duplicates += 1
             return out
-        self.readings += 1
+        if excluded:
+            self.excluded += 1
+        else:
+            self.readings += 1
         if t > st.max_t:
-            pur = None if reading.purifier_on is None else bool(reading.purifier_on)
-            purifier(st, t, fan, pur, self.config, out)
+            if not excluded:  # bypass during maintenance (cleaning the purifier) is not judged either
+                pur = None if reading.purifier_on is None else bool(reading.purifier_on)
+                purifier(st, t, fan, pur, self.config, out)
             st.max_t = t
             wm = t - self._lateness_ms
             if wm > st.wm:
@@ -200,19 +208,7 @@ class Detector:
             if st is None:
                 st = self._dev(device.device_id)
                 assert st is not None
-            ev = Event(
-                event_id=f"{OFFLINE}:{device.device_id}::{last}",
-                kind=OFFLINE,
-                start_ms=last,
-                state="open",
-                evidence=[
-                    {"last_seen_ms": None if st.last_seen == _NEG else st.last_seen, "detected_ms": now_ms}
-                ],
-                rule=OFFLINE_RULE,
-                **st.meta(),
-            )
-            st.offline = ev
-            out.append(Transition(snapshot_event(ev), "opened", now_ms))
+            open_offline(st, last, now_ms, out)
         return out
 
     def flush(self) -> list[Transition]:
@@ -256,6 +252,7 @@ class Detector:
     def counters(self) -> dict[str, int]:
         return {
             "readings": self.readings,
+            "excluded": self.excluded,
             "late_readings": self.late_readings,
             "duplicates": self.duplicates,
             "unregistered": self.unregistered,
@@ -320,7 +317,8 @@ class Detector:
             limits = prof.limits_for(device.stove_heads)
             judged = tuple((POLLUTANT_INDEX[p], p, limits[p]) for p in POLLUTANTS if p in limits)
             self._judged[key] = judged
-        st = self._devs[device_id] = _Dev(device, judged, prof.name, prof.rule or self.config.rule)
+        rule = prof.rule or self.config.rule
+        st = self._devs[device_id] = _Dev(device, judged, prof.name, rule, self.config.expected_interval_s)
         return st
 
     def _finalise_due(self, st: _Dev, out: list[Transition]) -> None:
@@ -337,27 +335,36 @@ class Detector:
         we = ws + self._window_ms
         dev_id = st.device.device_id
         service = None
+        interval = st.interval_for(acc)
+        expected, min_samples = self._samples.get(interval) or self._samples.setdefault(
+            interval, self.config.samples_at(interval)
+        )
+        n_excluded = sum(acc.ex.values()) if acc.ex else 0
         for k, (i, pollutant, limit) in enumerate(st.judged):
             cnt, total, mx = acc.stats(i)
-            if cnt == 0:
-                continue
-            mean = total / cnt
-            valid, reason, exceeds = judge(acc.n, acc.fan_on, cnt, mean, limit, self._min_samples)
+            if cnt == 0 and not (i == 0 and n_excluded):
+                continue  # not measured; but an oil-fume window of excluded readings only is shown
+            mean = total / cnt if cnt else None
+            mx_ = mx if cnt else None
+            valid, reason, exceeds = judge(acc.n, acc.fan_on, cnt, mean, limit, min_samples, n_excluded)
             unconverted = acc.unconverted if i == 0 else 0
+            lower = acc.lower_bound if i == 0 else 0
             self._windows_out.append(
                 WindowResult(
                     dev_id,
                     ws,
                     we,
                     cnt,
-                    self._expected,
+                    expected,
                     valid,
                     reason,
                     mean,
-                    mx,
+                    mx_,
                     exceeds,
                     pollutant,
                     unconverted,
+                    acc.excluded if n_excluded else {},
+                    lower,
                 )
             )
             self.windows_finalised += 1
@@ -376,7 +383,9 @@ class Detector:
                     trs = st.trackers = [None] * len(st.judged)
                 trs[k] = tr
             meta = dict(st.meta(), pollutant=pollutant, limit_mg_m3=limit)
-            w = summary(ws, we, mean, mx, cnt, unconverted if i == 0 else None)
+            w = summary(
+                ws, we, mean, mx, cnt, unconverted if i == 0 else None, lower, acc.ex and acc.excluded
+            )
             if isinstance(tr, GroupTracker):  # by the tracker: one restored under another rule runs out
                 if service is None:
                     service = self._business.service_of(ws)

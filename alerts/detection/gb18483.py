@@ -81,7 +81,7 @@ class GroupTracker:
 
     def __init__(self) -> None:
         # the last valid windows of the service (at most GROUP_SIZE), each
-        # (start_ms, mean, max, samples, unconverted or None for pm/nmhc)
+        # (start_ms, mean, max, samples, unconverted or None for pm/nmhc, lower_bound, excluded or None)
         self.buf: list[tuple] = []
         self.svc_start: int | None = None  # service of the buffered windows / the open event
         self.svc_end: int | None = None
@@ -115,7 +115,17 @@ class GroupTracker:
             self.no_judgement = 0
             self.svc_start, self.svc_end = service[0], service[1]
         buf = self.buf
-        buf.append((w["start_ms"], w["mean_mg_m3"], w["max_mg_m3"], w["samples"], w.get("unconverted")))
+        buf.append(
+            (
+                w["start_ms"],
+                w["mean_mg_m3"],
+                w["max_mg_m3"],
+                w["samples"],
+                w.get("unconverted"),
+                w.get("lower_bound", 0),
+                w.get("excluded"),
+            )
+        )
         if len(buf) > GROUP_SIZE:
             del buf[0]
         if len(buf) < GROUP_SIZE:
@@ -147,7 +157,7 @@ class GroupTracker:
             evidence = []
             for b, k in zip(buf, kept, strict=True):
                 if len(evidence) < cap:
-                    s = summary(b[0], b[0] + W, b[1], b[2], b[3], b[4])
+                    s = summary(b[0], b[0] + W, *b[1:])
                     if not k:
                         s["dropped"] = True
                     evidence.append(s)
@@ -178,7 +188,7 @@ class GroupTracker:
                     if b[1] > ev.peak_mg_m3:
                         ev.peak_mg_m3 = b[1]
                     if len(ev.evidence) < cap:
-                        ev.evidence.append(summary(b[0], b[0] + W, b[1], b[2], b[3], b[4]))
+                        ev.evidence.append(summary(b[0], b[0] + W, *b[1:]))
             self.ev_last_start = buf[-1][0]
             if mean > ev.mean_mg_m3:
                 ev.mean_mg_m3 = mean
@@ -239,7 +249,19 @@ class GroupTracker:
     @classmethod
     def from_state(cls, s: dict) -> GroupTracker:
         tr = cls()
-        tr.buf = [(b[0], float(b[1]), float(b[2]), b[3], b[4]) for b in s["buf"]]
+        # older snapshots: 5-tuples without the lower-bound and excluded counts
+        tr.buf = [
+            (
+                b[0],
+                float(b[1]),
+                float(b[2]),
+                b[3],
+                b[4],
+                b[5] if len(b) > 5 else 0,
+                b[6] if len(b) > 6 else None,
+            )
+            for b in s["buf"]
+        ]
         tr.svc_start, tr.svc_end = s["service"]
         tr.event = None if s["event"] is None else Event(**s["event"])
         tr.last_end_ms = s["last_end_ms"]

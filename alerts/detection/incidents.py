@@ -1,14 +1,15 @@
-"""Per-reading incidents of the streaming detector (:class:`alerts.detection.detector.Detector`):
-``purifier_off`` (fan on, purifier off, rule ``bypass``) and ``late_data`` episodes (rule ``late``). The
-rules are described in :mod:`alerts.detection.detector`.
+"""Per-device incidents of the streaming detector (:class:`alerts.detection.detector.Detector`):
+``purifier_off`` (fan on, purifier off, rule ``bypass``), ``late_data`` episodes (rule ``late``) and the
+``offline`` event's opening and closing (rule ``offline``). The rules are described in
+:mod:`alerts.detection.detector`.
 """
 
 from __future__ import annotations
 
-from alerts.detection.state import _bypass, _Dev
+from alerts.detection.state import _NEG, _bypass, _Dev
 from alerts.detection.window import DetectorConfig, snapshot_event
-from alerts.model import LATE_DATA, PURIFIER_OFF, Event, Transition
-from alerts.rules import BYPASS, LATE_RULE
+from alerts.model import LATE_DATA, OFFLINE, PURIFIER_OFF, Event, Transition
+from alerts.rules import BYPASS, LATE_RULE, OFFLINE_RULE
 
 
 def purifier(
@@ -78,3 +79,27 @@ def close_late(st: _Dev, out: list[Transition]) -> None:
     ev.state = "closed"
     st.late = None
     out.append(Transition(snapshot_event(ev), "closed", st.wm))
+
+
+def open_offline(st: _Dev, last: int, now_ms: int, out: list[Transition]) -> None:
+    """Open the device's ``offline`` event: nothing heard since ``last`` (its last reading, or the first
+    ``advance`` for a device never heard from), found at ``now_ms``."""
+    st.offline = ev = Event(
+        event_id=f"{OFFLINE}:{st.device.device_id}::{last}",
+        kind=OFFLINE,
+        start_ms=last,
+        state="open",
+        evidence=[{"last_seen_ms": None if st.last_seen == _NEG else st.last_seen, "detected_ms": now_ms}],
+        rule=OFFLINE_RULE,
+        **st.meta(),
+    )
+    out.append(Transition(snapshot_event(ev), "opened", now_ms))
+
+
+def close_offline(st: _Dev, t: int, out: list[Transition]) -> None:
+    """A reading at ``t`` (any reading: late, duplicate or excluded too) ends the device's ``offline``."""
+    ev = st.offline
+    assert ev is not None
+    ev.end_ms, ev.state = max(t, ev.start_ms), "closed"
+    st.offline = None
+    out.append(Transition(snapshot_event(ev), "closed", t))

@@ -27,7 +27,15 @@ How it stays identical:
   when its watermark first passed the service end, closes with the same fields (end, judgement) since
   no window of that service can come after.
 - ``ref_converted`` (optional column, default True): the oil-fume samples of rows with False are counted
-  per window (``unconverted``), as the stream counts them.
+  per window (``unconverted``), as the stream counts them; ``lower_bound`` (optional, default False) the
+  same way (``lower_bound``).
+- ``excluded`` (optional column, ``Reading.excluded``; ""/None = judged): those rows keep their place
+  (they make windows, move the final watermark and win duplicates like any row) but their values are
+  set to NaN, they take no part in the fan majority and their fan/purifier states are set to unknown
+  (the stream skips them in the bypass rule); each window counts them by reason.
+- The interval judging each window (registry ``interval_s``, else learned from the gaps) is the one the
+  stream has when it finalises the window (:mod:`alerts.detection.replay_cadence`).
+- A window with no sample (only excluded readings) has NaN mean and max where the stream has None.
 
 Not covered here (streaming only): ``offline`` needs the wall clock and business hours, and ``late_data``
 cannot happen in a time-ordered replay. :func:`replay_frame` returns the counts of duplicate and
@@ -40,8 +48,9 @@ import numpy as np
 import pandas as pd
 
 from alerts.detection.hours import BusinessHours
+from alerts.detection.replay_cadence import window_intervals
 from alerts.detection.replay_events import _exceedances, _groups, _purifier_off
-from alerts.detection.window import FAN_OFF, INCOMPLETE, DetectorConfig
+from alerts.detection.window import EXCLUDED, FAN_OFF, INCOMPLETE, DetectorConfig
 from alerts.model import Event, WindowResult
 from alerts.profiles import POLLUTANTS, ProfileError, Profiles, check_registry
 from alerts.rules import GB18483
@@ -62,9 +71,11 @@ INPUT_COLUMNS = (
     "fan_on",
     "purifier_on",
     "ref_converted",
+    "lower_bound",
+    "excluded",
 )
 _VALUE_COLUMNS = {"oil_fume": "oil_fume_ref_mg_m3", "pm": "pm_mg_m3", "nmhc": "nmhc_mg_m3"}
-_REASONS = np.array(["", FAN_OFF, INCOMPLETE], dtype=object)
+_REASONS = np.array(["", FAN_OFF, INCOMPLETE, EXCLUDED], dtype=object)
 
 
 def replay_frame(
@@ -74,7 +85,8 @@ def replay_frame(
 
     ``df`` columns: ``time_ms`` (int epoch ms), ``device_id``, ``oil_fume_ref_mg_m3`` and optionally
     ``pm_mg_m3``, ``nmhc_mg_m3`` (NaN/None = not measured), ``fan_on``, ``purifier_on`` (bool, None/NA
-    = unknown), ``ref_converted`` (bool, default and None/NA True). Any row order; a ``category`` dtype
+    = unknown), ``ref_converted`` (bool, default and None/NA True), ``lower_bound`` (bool, default and
+    None/NA False), ``excluded`` (str, ""/None: judged). Any row order; a ``category`` dtype
     ``device_id`` is fastest.
     """
     config = config or DetectorConfig()
@@ -100,6 +112,7 @@ def replay_frame(
     profile_of = np.empty(n_dev, dtype=object)
     groups = np.zeros(n_dev + 1, dtype=bool)  # device judged by the gb18483 rule
     limits = {p: np.full(n_dev, np.nan) for p in POLLUTANTS}
+    fixed_s = np.zeros(n_dev + 1, dtype=np.int64)  # registry interval_s (0: learned from the data)
     meta: list[dict | None] = [None] * n_dev
     for u, dev_id in enumerate(uniques):
         d = registry.get(str(dev_id))
@@ -109,6 +122,7 @@ def replay_frame(
         prof = profiles.for_device(d, config.default_profile)
         profile_of[u] = prof.name
         groups[u] = (prof.rule or config.rule) == GB18483
+        fixed_s[u] = d.interval_s or 0
         for p, v in prof.limits_for(d.stove_heads).items():
             limits[p][u] = v
         meta[u] = {
@@ -128,32 +142,46 @@ def replay_frame(
     raw = (_tristate(df["ref_converted"]) == 0).astype(np.int8) if "ref_converted" in df.columns else None
     if raw is not None and not raw.any():
         raw = None
+    # 1 where the oil-fume value is a lower bound (HJ 212 flag T)
+    low = (_tristate(df["lower_bound"]) == 1).astype(np.int8) if "lower_bound" in df.columns else None
+    if low is not None and not low.any():
+        low = None
+    # excluded readings: 0 judged, else 1 + the index of the reason in ``reasons``
+    exc, reasons = _reasons(df["excluded"]) if "excluded" in df.columns else (None, [])
+    rows = {"t": t, "codes": codes, "fan": fan, "pur": pur, "raw": raw, "low": low, "exc": exc}
+
+    def take(ix: np.ndarray) -> None:
+        for name, a in rows.items():
+            if a is not None:
+                rows[name] = a[ix]
+        for p in values:
+            values[p] = values[p][ix]
 
     keep = registered[codes]  # code -1 indexes the last slot (False)
     unregistered = int(n_in - np.count_nonzero(keep))
     if unregistered:
-        idx = np.flatnonzero(keep)
-        t, codes, fan, pur = t[idx], codes[idx], fan[idx], pur[idx]
-        values = {p: v[idx] for p, v in values.items()}
-        raw = None if raw is None else raw[idx]
+        take(np.flatnonzero(keep))
 
     # -- order by (device, time), stable; drop duplicates (first row wins) -------------------------------
-    perm = _device_time_order(codes, t, n_dev)
+    perm = _device_time_order(rows["codes"], rows["t"], n_dev)
     if perm is not None:
-        t, codes, fan, pur = t[perm], codes[perm], fan[perm], pur[perm]
-        values = {p: v[perm] for p, v in values.items()}
-        raw = None if raw is None else raw[perm]
+        take(perm)
+    t, codes = rows["t"], rows["codes"]
     n = len(t)
     duplicates = 0
     if n > 1:
         same = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
         duplicates = int(np.count_nonzero(same))
         if duplicates:
-            k = np.concatenate(([True], ~same))
-            t, codes, fan, pur = t[k], codes[k], fan[k], pur[k]
-            values = {p: v[k] for p, v in values.items()}
-            raw = None if raw is None else raw[k]
+            take(np.concatenate(([True], ~same)))
+            t, codes = rows["t"], rows["codes"]
             n = len(t)
+    fan, pur, raw, low, exc = rows["fan"], rows["pur"], rows["raw"], rows["low"], rows["exc"]
+    # excluded rows: no values, no fan vote, fan/purifier unknown (not judged for bypass either)
+    judged = None if exc is None else exc == 0
+    if judged is not None:
+        values = {p: np.where(judged, v, np.nan) for p, v in values.items()}
+        fan, pur = np.where(judged, fan, -1).astype(np.int8), np.where(judged, pur, -1).astype(np.int8)
 
     events: list[Event] = []
     frames: list[pd.DataFrame] = []
@@ -168,12 +196,24 @@ def replay_frame(
         gsize = np.diff(np.append(gstart, n))
         g_code = codes[gstart]
         g_ws = ws[gstart]
-        fan_on = np.add.reduceat((fan != 0).astype(np.int32), gstart)
-        fan_ok = 2 * fan_on > gsize
+        on = fan != 0 if judged is None else (fan != 0) & judged  # unknown counts as on
+        fan_on = np.add.reduceat(on.astype(np.int32), gstart)
+        n_judged = gsize if judged is None else np.add.reduceat(judged.astype(np.int32), gstart)
+        fan_ok = (n_judged == 0) | (2 * fan_on > n_judged)
         sums, counts, maxs = _window_sums(values, gstart, gsize)
+        oil_sample = ~np.isnan(values["oil_fume"])
         g_raw = np.zeros(len(gstart), dtype=np.int64)
         if raw is not None:  # unconverted oil-fume samples
-            g_raw = np.add.reduceat((raw * ~np.isnan(values["oil_fume"])).astype(np.int64), gstart)
+            g_raw = np.add.reduceat((raw * oil_sample).astype(np.int64), gstart)
+        g_low = np.zeros(len(gstart), dtype=np.int64)
+        if low is not None:  # lower-bound oil-fume samples
+            g_low = np.add.reduceat((low * oil_sample).astype(np.int64), gstart)
+        g_nex, g_ex = _excluded_counts(exc, reasons, gstart)
+        # samples expected and needed per window: by the interval the stream judges it with
+        g_int = window_intervals(t, codes, gstart, W, config.lateness_ms, fixed_s, config.expected_interval_s)
+        u_int, inv = np.unique(g_int, return_inverse=True)
+        at = np.array([config.samples_at(int(i)) for i in u_int], dtype=np.int64).reshape(-1, 2)
+        g_expected, g_min = at[inv, 0], at[inv, 1]
         # the stream's watermark after flush: the end of each device's last window
         last_row = np.append(gstart[1:], n)[np.append(g_code[1:] != g_code[:-1], True)] - 1
         final_wm = dict(zip(codes[last_row].tolist(), (ws[last_row] + W).tolist(), strict=True))
@@ -184,18 +224,27 @@ def replay_frame(
                 continue
             g_lim = limits[p][g_code]
             cnt = counts[p]
-            emit = (cnt > 0) & ~np.isnan(g_lim)
+            oil = p == "oil_fume"
+            # a window of excluded readings only is shown for oil fume, as the stream shows it
+            emit = ((cnt > 0) | (g_nex > 0)) if oil else cnt > 0
+            emit &= ~np.isnan(g_lim)
             if not emit.any():
                 continue
             sel = np.flatnonzero(emit)
             c, lim = cnt[sel], g_lim[sel]
-            mean = sums[p][sel] / c
+            with np.errstate(invalid="ignore"):
+                mean = sums[p][sel] / c  # NaN without samples
             ok = fan_ok[sel]
-            complete = c >= config.min_samples
+            complete = c >= g_min[sel]
             valid = ok & complete
             exceeds = valid & (mean > lim)
-            reason = np.where(~ok, 1, np.where(~complete, 2, 0)).astype(np.int8)
-            unconv = g_raw[sel] if p == "oil_fume" else np.zeros(len(sel), dtype=np.int64)
+            short = np.where(g_nex[sel] > 0, 3, 2)  # excluded | incomplete
+            reason = np.where(~ok, 1, np.where(~complete, short, 0)).astype(np.int8)
+            zeros = np.zeros(len(sel), dtype=np.int64)
+            unconv = g_raw[sel] if oil else zeros
+            lower = g_low[sel] if oil else zeros
+            # one dict per row
+            excl = [dict(g_ex.get(g, ())) for g in sel.tolist()] if g_ex else [{} for _ in range(len(sel))]
             frames.append(
                 pd.DataFrame(
                     {
@@ -203,7 +252,7 @@ def replay_frame(
                         "start_ms": g_ws[sel],
                         "end_ms": g_ws[sel] + W,
                         "samples": c.astype(np.int64),
-                        "expected": np.full(len(sel), config.expected_samples, dtype=np.int64),
+                        "expected": g_expected[sel],
                         "valid": valid,
                         "invalid_reason": pd.Categorical.from_codes(reason, categories=_REASONS.tolist()),
                         "mean_mg_m3": mean,
@@ -211,21 +260,25 @@ def replay_frame(
                         "exceeds": exceeds,
                         "pollutant": p,
                         "unconverted": unconv,
+                        "excluded": excl,
+                        "lower_bound": lower,
                     }
                 )
             )
             gb = groups[g_code[sel]]
-            v_raw = unconv if p == "oil_fume" else None
+            v_raw = unconv if oil else None
             for rule_gb in (False, True):
                 v = np.flatnonzero(valid & (gb == rule_gb))
                 if len(v) == 0:
                     continue
                 args = (p, g_code[sel][v], g_ws[sel][v], mean[v], maxs[p][sel][v], c[v])
                 raw_v = None if v_raw is None else v_raw[v]
+                # lower-bound samples, exclusions
+                marks = (lower[v], [excl[i] for i in v.tolist()] if g_ex else [None] * len(v))
                 if rule_gb:
-                    events.extend(_groups(*args, raw_v, lim[v], meta, config, final_wm, business))
+                    events.extend(_groups(*args, raw_v, *marks, lim[v], meta, config, final_wm, business))
                 else:
-                    events.extend(_exceedances(*args, raw_v, exceeds[v], lim[v], meta, config))
+                    events.extend(_exceedances(*args, raw_v, *marks, exceeds[v], lim[v], meta, config))
         events.extend(_purifier_off(t, codes, fan, pur, meta, config))
 
     events.sort(key=lambda e: (e.start_ms, e.event_id))
@@ -254,6 +307,37 @@ def _tristate(s: pd.Series) -> np.ndarray:
     out = (f != 0).astype(np.int8)
     out[np.isnan(f)] = -1
     return out
+
+
+def _reasons(s: pd.Series) -> tuple[np.ndarray | None, list[str]]:
+    """``excluded`` column -> (int32 per row: 0 judged, else 1 + index into the reasons; the reasons).
+    None when no row is excluded."""
+    text = s.astype(object).where(s.notna(), "").astype(str).to_numpy(dtype=object)
+    codes, uniq = pd.factorize(text, sort=True)
+    reasons = [str(u) for u in uniq]
+    if "" in reasons:  # sorted: "" comes first
+        codes = codes.astype(np.int32)
+        reasons = reasons[1:]
+    else:
+        codes = codes.astype(np.int32) + 1
+    if not reasons:
+        return None, []
+    return codes, reasons
+
+
+def _excluded_counts(
+    exc: np.ndarray | None, reasons: list[str], gstart: np.ndarray
+) -> tuple[np.ndarray, dict[int, dict[str, int]]]:
+    """Per window: excluded readings, and for windows with any ``{reason: readings}`` (sorted by reason,
+    as :attr:`alerts.detection.acc.WindowAcc.excluded`)."""
+    if exc is None:
+        return np.zeros(len(gstart), dtype=np.int64), {}
+    total = np.add.reduceat((exc > 0).astype(np.int64), gstart)
+    per = [np.add.reduceat((exc == r + 1).astype(np.int64), gstart) for r in range(len(reasons))]
+    out: dict[int, dict[str, int]] = {}
+    for g in np.flatnonzero(total).tolist():
+        out[g] = {reasons[r]: int(per[r][g]) for r in range(len(reasons)) if per[r][g]}
+    return total, out
 
 
 def _device_time_order(codes: np.ndarray, t: np.ndarray, n_dev: int) -> np.ndarray | None:

@@ -23,13 +23,16 @@ def _exceedances(
     mx: np.ndarray,
     samples: np.ndarray,
     raw: np.ndarray | None,
+    lower: np.ndarray,
+    excl: list[dict[str, int] | None],
     exceeds: np.ndarray,
     lim: np.ndarray,
     meta: list[dict | None],
     config: DetectorConfig,
 ) -> list[Event]:
     """N/M hysteresis over the valid windows (ordered by device, start) of one pollutant; ``raw``: the
-    windows' unconverted samples (oil fume), None for pm/nmhc."""
+    windows' unconverted samples (oil fume), None for pm/nmhc; ``lower``: their lower-bound samples;
+    ``excl``: their excluded readings by reason."""
     m = len(code)
     if m == 0 or not exceeds.any():
         return []
@@ -77,13 +80,15 @@ def _exceedances(
         ev_idx = idx[:k]
         ev_raw = [None] * len(ev_idx) if raw is None else raw[ev_idx].tolist()
         evidence = [
-            summary(w, w + W, mu, xx, n, u)
-            for w, mu, xx, n, u in zip(
+            summary(w, w + W, mu, xx, n, u, lb, excl[j])
+            for w, mu, xx, n, u, lb, j in zip(
                 ws[ev_idx].tolist(),
                 means[:k],
                 mx[ev_idx].tolist(),
                 samples[ev_idx].tolist(),
                 ev_raw,
+                lower[ev_idx].tolist(),
+                ev_idx.tolist(),
                 strict=True,
             )
         ]
@@ -121,6 +126,8 @@ def _groups(
     mx: np.ndarray,
     samples: np.ndarray,
     raw: np.ndarray | None,
+    lower: np.ndarray,
+    excl: list[dict[str, int] | None],
     lim: np.ndarray,
     meta: list[dict | None],
     config: DetectorConfig,
@@ -128,7 +135,8 @@ def _groups(
     business: BusinessHours,
 ) -> list[Event]:
     """gb18483 groups over the valid windows (ordered by device, start) of one pollutant: each device's
-    windows through a :class:`GroupTracker`, then the service end for the device's final watermark."""
+    windows through a :class:`GroupTracker`, then the service end for the device's final watermark
+    (``raw``, ``lower``, ``excl`` as for :func:`_exceedances`)."""
     m = len(code)
     if m < 5:
         return []
@@ -137,6 +145,7 @@ def _groups(
     codes, starts, means = code.tolist(), ws.tolist(), mean.tolist()
     maxs, counts, lims = mx.tolist(), samples.tolist(), lim.tolist()
     raws = [None] * m if raw is None else raw.tolist()
+    lows = lower.tolist()
     bounds = np.flatnonzero(np.concatenate(([True], code[1:] != code[:-1], [True])))
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         if b - a < 5:
@@ -148,7 +157,7 @@ def _groups(
         tr = GroupTracker()
         for j in range(a, b):
             s = starts[j]
-            w = summary(s, s + W, means[j], maxs[j], counts[j], raws[j])
+            w = summary(s, s + W, means[j], maxs[j], counts[j], raws[j], lows[j], excl[j])
             for t in tr.feed(w, False, info, config, business.service_of(s)):
                 found[t.event.event_id] = t.event
         if tr.due(final_wm[c], W):

@@ -4,8 +4,12 @@ its part of the detector's snapshot.
 
 from __future__ import annotations
 
+from operator import sub
+
+from alerts.detection.acc import WindowAcc
+from alerts.detection.cadence import GAPS_KEPT, learned_interval_s
 from alerts.detection.gb18483 import GroupTracker
-from alerts.detection.window import ExceedanceTracker, WindowAcc
+from alerts.detection.window import ExceedanceTracker
 from alerts.model import Event
 from alerts.rules import CONSECUTIVE, GB18483
 from ingest.registry import Device
@@ -42,10 +46,18 @@ class _Dev:
         "offline",
         "late",
         "late_wm",
+        "gaps",
+        "gaps_last",
+        "floor_s",
     )
 
     def __init__(
-        self, device: Device, judged: tuple[tuple[int, str, float], ...], profile: str, rule: str = GB18483
+        self,
+        device: Device,
+        judged: tuple[tuple[int, str, float], ...],
+        profile: str,
+        rule: str = GB18483,
+        floor_s: int = 60,
     ) -> None:
         self.device = device
         self.judged = judged  # ((accumulator slot, pollutant, limit), ...), shared between devices
@@ -67,6 +79,38 @@ class _Dev:
         self.offline: Event | None = None
         self.late: Event | None = None
         self.late_wm = _NEG  # watermark when the last late reading arrived
+        # the reporting interval is the registry's, else learned: the last GAPS_KEPT gaps (ms) between the
+        # distinct reading times of the finalised windows, and the latest of those times (gaps None: the
+        # registry's interval_s is used)
+        self.floor_s = floor_s  # DetectorConfig.expected_interval_s
+        self.gaps: list[int] | None = None if device.interval_s else []
+        self.gaps_last = _NEG
+
+    def interval_for(self, acc: WindowAcc) -> int:
+        """The reporting interval (s) judging ``acc``, the window being finalised (already out of
+        :attr:`windows`), and its times added to the learned gaps.
+
+        Learned: the last GAPS_KEPT gaps of every distinct reading time known now, in event-time order:
+        those of the finalised windows, then ``acc``'s and the still open windows' (the readings so far:
+        in a time-ordered stream, every reading up to the one that finalises ``acc``)."""
+        gaps = self.gaps
+        if gaps is None:
+            return self.device.interval_s or self.floor_s
+        own = sorted(acc.times)
+        if own:
+            if self.gaps_last != _NEG:
+                gaps.append(own[0] - self.gaps_last)
+            gaps.extend(map(sub, own[1:], own[:-1]))
+            del gaps[:-GAPS_KEPT]
+            self.gaps_last = own[-1]
+        known = gaps
+        later = [t for a in self.windows for t in sorted(a.times)]  # open windows: later, in start order
+        if later:
+            known = gaps[:]
+            if self.gaps_last != _NEG:
+                known.append(later[0] - self.gaps_last)
+            known.extend(map(sub, later[1:], later[:-1]))
+        return learned_interval_s(known[-GAPS_KEPT:], self.floor_s)
 
     def meta(self) -> dict:
         d = self.device
@@ -93,6 +137,7 @@ class _Dev:
             "offline": _ev(self.offline),
             "late": _ev(self.late),
             "late_wm": self.late_wm,
+            "gaps": None if self.gaps is None else [self.gaps, self.gaps_last],
         }
 
     def load_state(self, s: dict) -> None:
@@ -109,6 +154,10 @@ class _Dev:
         self.offline = _unev(s["offline"])
         self.late = _unev(s["late"])
         self.late_wm = s["late_wm"]
+        learned = s.get("gaps")  # absent before snapshot version 3; None for a registry interval
+        if self.gaps is not None and learned:  # learning (no registry interval): what was learned so far
+            self.gaps = [int(g) for g in learned[0]][-GAPS_KEPT:]
+            self.gaps_last = int(learned[1])
 
 
 def _tracker(s: dict) -> ExceedanceTracker | GroupTracker:

@@ -11,9 +11,43 @@ Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.r
   first one wins). A pollutant's samples are the readings carrying a value for it (not None, not NaN).
 - A window's value is the mean of its samples, summed sequentially in event-time order starting from
   ``0.0`` (the replay reproduces this order exactly, so both paths give bit-identical means).
-- Validity: the fan was on in a strict majority of the window's readings (``fan_on`` None counts as on,
-  since many monitors do not report it) -> else ``fan_off``; and the pollutant has at least
-  ``ceil(min_valid_share * window_s / expected_interval_s)`` samples -> else ``incomplete``.
+- Validity: the fan was on in a strict majority of the window's judged readings (``fan_on`` None counts
+  as on, since many monitors do not report it) -> else ``fan_off``; and the pollutant has at least the
+  device's minimum samples (below) -> else ``excluded`` when the window holds excluded readings (the
+  shortfall is calibration or maintenance, not lost data), else ``incomplete``. A window with no judged
+  reading at all is never ``fan_off`` (there is no majority to take).
+- Excluded readings (``Reading.excluded`` non-empty: HJ 212 flag D/M/C/F, equipment state 2/3): stored,
+  never judged. They are not samples (no count, sum, maximum or fan vote) and take no part in the
+  ``purifier_off`` rule, but they are heard from (``last_seen``, they end an ``offline`` event), move the
+  device's watermark, and their time counts for duplicates. Each window counts them by reason
+  (``WindowResult.excluded``, ``"excluded"`` in window summaries when any); an oil-fume window is also
+  emitted when it holds excluded readings but no sample, so a report shows the calibration.
+- Lower bounds (``Reading.lower_bound``, HJ 212 flag ``T``: above the instrument's range) are judged as
+  they are (a lower bound over the limit is over the limit) and counted per oil-fume window
+  (``WindowResult.lower_bound``, ``"lower_bound"`` in summaries when any).
+- Samples per window, per device: ``expected = max(1, round(window_s / interval))`` and
+  ``min = max(1, ceil(min_valid_share * window_s / interval))`` (:mod:`alerts.detection.cadence`), where
+  ``interval`` is the device's reporting interval when the window is finalised:
+
+  1. ``Device.interval_s`` from the registry when set: the operator knows the monitor, and it is the
+     only way to pin a device whose data is patchy or whose time stamps jitter;
+  2. else learned from the device's own data: the median of the last 9 gaps between its successive
+     distinct reading times in event-time order (every reading known when the window is finalised,
+     those of still open windows too; excluded readings count, a calibrating monitor keeps its cadence),
+     snapped *down* to the largest of 60, 120, 300, 600, 900, 1800, 3600 s at or below the median, and
+     never below ``expected_interval_s``;
+  3. ``expected_interval_s`` until one gap is known.
+
+  Why learned: HJ 212 monitors upload 1-minute data (CN 2011) or 10-minute averages (CN 2051), and a
+  10-minute device judged at 1 minute has every window ``incomplete``: it could never raise an
+  exceedance. Why a median of a few gaps: one outage or a burst of re-sends does not move it. Why snapped
+  down and floored: a 1-minute device losing data keeps a median of 60 s (until it loses about half of
+  its readings), so it keeps 10 expected samples and the loss shows as ``incomplete`` instead of
+  lowering the bar; devices faster than ``expected_interval_s`` keep that expectation. The costs: a
+  device losing more than half of its readings looks slower than it is, time stamps a little under the
+  cadence (599 s) snap to the next lower one (300 s), and a new device's first window is judged at
+  ``expected_interval_s`` when the wall clock finalises it before a second reading arrives. The
+  registry's ``interval_s`` avoids all three, which is why it wins.
 - Reference conversion: an oil-fume sample whose reading has ``ref_converted`` False carries the measured
   concentration (flow unknown). The window counts those samples (``WindowResult.unconverted``, and
   ``"unconverted"`` in the oil-fume window summaries of ``Event.evidence``), so a mean over converted and
@@ -30,10 +64,9 @@ Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.r
 
 from __future__ import annotations
 
-import math
-from array import array
 from dataclasses import asdict, dataclass, field, fields
 
+from alerts.detection.cadence import samples_per_window
 from alerts.detection.hours import parse_business_hours
 from alerts.model import EXCEEDANCE, Event, Transition
 from alerts.rules import CONSECUTIVE, EXCEEDANCE_RULES
@@ -42,11 +75,10 @@ from ingest.timeutil import zone
 #: Invalid-window reasons (``WindowResult.invalid_reason``).
 FAN_OFF = "fan_off"
 INCOMPLETE = "incomplete"
+EXCLUDED = "excluded"
 
 #: Pollutant order of the accumulator slots (``oil_fume`` is judged on the reference concentration).
 POLLUTANT_INDEX = {"oil_fume": 0, "pm": 1, "nmhc": 2}
-
-_NEG_INF = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -57,7 +89,8 @@ class DetectorConfig:
     window_s: int = 600
     #: A window is finalised when the device watermark (max event time - lateness) passes its end.
     allowed_lateness_s: int = 120
-    #: The monitors' reporting interval; ``window_s / expected_interval_s`` samples are expected.
+    #: The reporting interval assumed for a device without a registry ``interval_s`` until its own data
+    #: shows one, and the floor of learned intervals (see the module docstring): 1-minute HJ 212 data.
     expected_interval_s: int = 60
     #: A window is valid with at least this share of the expected samples (and the fan on).
     min_valid_share: float = 0.75
@@ -127,14 +160,19 @@ class DetectorConfig:
     def lateness_ms(self) -> int:
         return self.allowed_lateness_s * 1000
 
+    def samples_at(self, interval_s: int) -> tuple[int, int]:
+        """(expected, minimum) samples of a window of a device reporting every ``interval_s``."""
+        return samples_per_window(self.window_s, interval_s, self.min_valid_share)
+
     @property
     def expected_samples(self) -> int:
-        return max(1, round(self.window_s / self.expected_interval_s))
+        """Expected samples of a window at ``expected_interval_s`` (a device whose cadence is not known)."""
+        return self.samples_at(self.expected_interval_s)[0]
 
     @property
     def min_samples(self) -> int:
-        """Samples needed for a valid window: ``ceil(min_valid_share * window_s / expected_interval_s)``."""
-        return max(1, math.ceil(self.min_valid_share * self.window_s / self.expected_interval_s - 1e-9))
+        """Samples needed for a valid window at ``expected_interval_s``."""
+        return self.samples_at(self.expected_interval_s)[1]
 
     @property
     def purifier_off_ms(self) -> int:
@@ -158,109 +196,44 @@ def window_start(time_ms: int, window_ms: int) -> int:
     return time_ms - time_ms % window_ms
 
 
-# -- window accumulator ---------------------------------------------------------------------------------
-
-
-class WindowAcc:
-    """Running state of one open window of one device: counts, sequential sums, maxima, sample times.
-
-    Compact on purpose (the detector holds one or two per device for 100,000 devices): ``v`` is one
-    ``array('d')`` of ``[count x3, sum x3, max x3, unconverted oil-fume samples]`` in
-    :data:`POLLUTANT_INDEX` order.
-    """
-
-    __slots__ = ("start_ms", "n", "fan_on", "v", "times")
-
-    def __init__(self, start_ms: int) -> None:
-        self.start_ms = start_ms
-        self.n = 0  # distinct readings
-        self.fan_on = 0  # readings with fan_on True or None
-        self.v = array("d", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, _NEG_INF, _NEG_INF, _NEG_INF, 0.0))
-        self.times = array("q")
-
-    def add(
-        self,
-        time_ms: int,
-        values: tuple[float | None, float | None, float | None],
-        fan: bool | None,
-        converted: bool = True,
-    ) -> bool:
-        """Add one reading; False (nothing changed) when a reading with this ``time_ms`` was already added.
-
-        ``converted`` False (``Reading.ref_converted``): the oil-fume value is the measured concentration;
-        counted in :attr:`unconverted` when it is a sample."""
-        times = self.times
-        if times and time_ms <= times[-1] and time_ms in times:
-            return False
-        times.append(time_ms)
-        self.n += 1
-        if fan is not False:
-            self.fan_on += 1
-        v = self.v
-        for i in (0, 1, 2):
-            x = values[i]
-            if x is not None and x == x:  # not None, not NaN
-                v[i] += 1.0
-                v[3 + i] += x  # sequential, in arrival order (= event-time order when fed in order)
-                if x > v[6 + i]:
-                    v[6 + i] = x
-                if i == 0 and not converted:
-                    v[9] += 1.0
-        return True
-
-    @property
-    def unconverted(self) -> int:
-        """Oil-fume samples of readings without reference conversion."""
-        return int(self.v[9])
-
-    def stats(self, i: int) -> tuple[int, float, float]:
-        """(samples, sum, max) of pollutant slot ``i``."""
-        v = self.v
-        return int(v[i]), v[3 + i], v[6 + i]
-
-    def to_state(self) -> list:
-        v = self.v
-        return [
-            self.start_ms,
-            self.n,
-            self.fan_on,
-            [int(c) for c in v[0:3]],
-            list(v[3:6]),
-            [None if m == _NEG_INF else m for m in v[6:9]],
-            self.times.tolist(),
-            int(v[9]),
-        ]
-
-    @classmethod
-    def from_state(cls, s: list) -> WindowAcc:
-        acc = cls(s[0])
-        acc.n, acc.fan_on = s[1], s[2]
-        maxs = [_NEG_INF if m is None else float(m) for m in s[5]]
-        unconverted = float(s[7]) if len(s) > 7 else 0.0  # older snapshots did not count them
-        acc.v = array("d", [float(c) for c in s[3]] + [float(x) for x in s[4]] + maxs + [unconverted])
-        acc.times = array("q", s[6])
-        return acc
-
-
 def judge(
-    acc_n: int, fan_on: int, samples: int, mean: float, limit: float, min_samples: int
+    acc_n: int,
+    fan_on: int,
+    samples: int,
+    mean: float | None,
+    limit: float,
+    min_samples: int,
+    excluded: int = 0,
 ) -> tuple[bool, str, bool]:
-    """(valid, invalid_reason, exceeds) of one pollutant's window."""
-    if 2 * fan_on <= acc_n:
+    """(valid, invalid_reason, exceeds) of one pollutant's window: ``acc_n`` judged readings, ``fan_on``
+    of them with the fan on or unknown, ``excluded`` readings not judged."""
+    if acc_n and 2 * fan_on <= acc_n:
         return False, FAN_OFF, False
-    if samples < min_samples:
-        return False, INCOMPLETE, False
+    if samples < min_samples or mean is None:
+        return False, EXCLUDED if excluded else INCOMPLETE, False
     return True, "", mean > limit
 
 
 def summary(
-    start_ms: int, end_ms: int, mean: float, max_: float, samples: int, unconverted: int | None = None
+    start_ms: int,
+    end_ms: int,
+    mean: float,
+    max_: float,
+    samples: int,
+    unconverted: int | None = None,
+    lower_bound: int = 0,
+    excluded: dict[str, int] | None = None,
 ) -> dict:
     """A window summary as kept in ``Event.evidence``; ``unconverted`` (oil fume only, else None: no key)
-    counts its samples without reference conversion."""
+    counts its samples without reference conversion; ``lower_bound`` (key only when > 0) its samples
+    above the instrument's range; ``excluded`` (key only when non-empty) its excluded readings by reason."""
     w = {"start_ms": start_ms, "end_ms": end_ms, "mean_mg_m3": mean, "max_mg_m3": max_, "samples": samples}
     if unconverted is not None:
         w["unconverted"] = unconverted
+    if lower_bound:
+        w["lower_bound"] = lower_bound
+    if excluded:
+        w["excluded"] = dict(excluded)
     return w
 
 

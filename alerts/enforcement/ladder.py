@@ -83,6 +83,10 @@ def window_summary(
     }
     if w.get("unconverted"):
         out["unconverted"] = w["unconverted"]
+    if w.get("lower_bound"):  # oil-fume samples above the instrument's range (flag T)
+        out["lower_bound"] = w["lower_bound"]
+    if w.get("excluded"):  # readings not judged, by reason (calibration, maintenance, ...)
+        out["excluded"] = dict(w["excluded"])
     if w.get("dropped"):
         out["dropped"] = True
     for k in ("start", "end"):

@@ -13,8 +13,11 @@ Definitions (per restaurant, over the report period ``[since, until)``):
 - data completeness = samples received / samples expected over every window of business hours in the
   period (``[alerts] business_hours`` in ``business_tz``; the whole day when none are set): each device is
   expected to fill every epoch-aligned window starting in them (``expected_windows`` = devices x those
-  windows), and a window that never arrived counts its expected samples with none received
-  (:mod:`alerts.reports.expected`). Windows outside business hours count for the compliance rate, not
+  windows), and a window that never arrived counts its device's expected samples with none received
+  (:mod:`alerts.reports.expected`): per window, those of the registry's ``interval_s``, else the mean
+  ``expected`` of the device's stored windows (the detector's own, learned cadence), else those of
+  ``[alerts] expected_interval_s``, so a 10-minute monitor owes 1 sample a window, not 10. Windows
+  outside business hours count for the compliance rate, not
   for completeness. Blank when no window is expected (a period outside business hours);
 - purifier-off and offline minutes: the ``purifier_off`` / ``offline`` events clipped to the period (an
   open event counts up to the report time or the period end, whichever is earlier);
@@ -85,8 +88,8 @@ def build_report(
 
     ``store`` (optional) supplies the readings around the charted events; without it the charts show the
     event's window evidence. ``max_charts``: chart the exceedance events with the highest peak (0: none).
-    ``detector`` gives the window length and samples expected per window (for restaurants without any
-    window); ``profiles`` the limits and purifier efficiencies (packaged profiles when None).
+    ``detector`` gives the window length and samples expected per window (for devices without a registry
+    ``interval_s`` and without any window); ``profiles`` the limits and purifier efficiencies (packaged profiles when None).
     ``now`` (epoch ms, default the clock) ends open events.
     """
     if since_ms >= until_ms:

@@ -55,6 +55,41 @@ def _clipped_minutes(
     return minutes.groupby(ev["restaurant_id"]).sum()
 
 
+def _missing_samples(
+    expected_devs: dict[str, list[str]],
+    totals: pd.DataFrame,
+    registry: Registry,
+    detector: DetectorConfig,
+    starts: int,
+) -> pd.Series:
+    """Per restaurant: the samples its expected devices owed in the ``starts`` business-hours windows
+    they never sent. A device owes, per missing window, the samples of its registry ``interval_s``; else
+    the mean ``expected`` of its stored business-hours windows (else of all its windows in the period),
+    which is what the detector expected of it (learned cadence); else those of ``[alerts]
+    expected_interval_s``."""
+    cols = ["device_id", "business_windows", "business_expected", "windows", "expected_samples"]
+    per_dev = {r[0]: tuple(int(x) for x in r[1:]) for r in totals[cols].itertuples(index=False, name=None)}
+    out: dict[str, int] = {}
+    for rid, devs in expected_devs.items():
+        total = 0
+        for dev in devs:
+            got, got_expected, windows, expected = per_dev.get(dev, (0, 0, 0, 0))
+            if got >= starts:
+                continue
+            d = registry.get(dev)
+            if d is not None and d.interval_s:
+                per_window = detector.samples_at(d.interval_s)[0]
+            elif got:
+                per_window = round(got_expected / got)
+            elif windows:
+                per_window = round(expected / windows)
+            else:
+                per_window = detector.expected_samples
+            total += (starts - got) * per_window
+        out[rid] = total
+    return pd.Series(out, dtype="int64")
+
+
 def _profile_facts(dev: Device | None, profiles: Profiles, default: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "profile": "",
@@ -153,11 +188,17 @@ def _summary_frame(
         ).fillna(0)
         s[col] = s[col].astype("int64")
     # completeness against every window of business hours, received or not: each device is expected to
-    # fill every epoch-aligned window starting in them; a missing window counts its expected samples
-    s["expected_windows"] = (s["devices"] * window_starts_in(business, detector.window_ms)).astype("int64")
-    missing = (s["expected_windows"] - s["business_windows"]).clip(lower=0)
+    # fill every epoch-aligned window starting in them; a missing window counts the device's expected
+    # samples per window (a 10-minute monitor: 1, a 1-minute one: 10)
+    starts = window_starts_in(business, detector.window_ms)
+    s["expected_windows"] = (s["devices"] * starts).astype("int64")
+    expected_devs = {rid: [d.device_id for d in devs] for rid, devs in by_rest.items()}
+    for dev, (rest, _) in ev_devices.items():
+        if rest in extra_rest:
+            expected_devs.setdefault(rest, []).append(dev)
+    missing = _missing_samples(expected_devs, totals, registry, detector, starts)
     s["samples"] = s["business_samples"]
-    s["expected_samples"] = (s["business_expected"] + missing * detector.expected_samples).astype("int64")
+    s["expected_samples"] = (s["business_expected"] + missing.reindex(s.index).fillna(0)).astype("int64")
     s["compliance_rate"] = (s["compliant_windows"] / s["valid_windows"].where(s["valid_windows"] > 0)).astype(
         "float64"
     )
