@@ -98,8 +98,14 @@ def test_ten_minute_data_raises_an_exceedance_after_fifty_minutes_over(mosquitto
     e = by_dev["D10"]
     assert (e.rule, e.start_ms) == ("gb18483", LUNCH_MS)
     assert [w["samples"] for w in e.evidence][:5] == [1, 1, 1, 1, 1]
-    # learned: D11's first (compliant) frame came before its interval was known; by 11:10 it was
-    assert by_dev["D11"].start_ms == LUNCH_MS + 10 * MIN
+    # learned: D11's interval was known (600 s) by the time its first window was finalised, so that
+    # window counts too
+    d11 = by_dev["D11"]
+    d11 = by_dev["D11"]
+    assert d11.start_ms == LUNCH_MS and d11.judgement["groups"][0]["start_ms"] == LUNCH_MS
+    assert (d11.evidence[0]["samples"], d11.evidence[0]["mean_mg_m3"]) == (1, 0.5)  # a valid window
+    # GB 18483-2001 §6 data treatment drops the outlying 0.5 of that first group: 4 kept, mean 3.0
+    assert (d11.judgement["groups"][0]["kept"], d11.judgement["groups"][0]["mean_mg_m3"]) == (4, 3.0)
     windows = store.query(device_id="D13")
     assert len(windows) == 15 and {r["excluded"] for r in windows} == {"flag_C"}  # kept, not judged
     ledger.close()

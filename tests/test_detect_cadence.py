@@ -67,7 +67,8 @@ def frame(readings: list[Reading]) -> pd.DataFrame:
         ([60, 60, 60, 60, 120, 120, 120, 120, 120], 60, 120),  # median 120
         ([60, 120], 60, 60),  # median 90 snaps down to 60
         ([120, 120], 60, 120),
-        ([599] * 9, 60, 300),  # below 600 snaps to 300: stamps are expected on the cadence
+        ([599] * 9, 60, 600),  # clock jitter: within 5 % of 600 s is 600 s
+        ([569] * 9, 60, 300),  # more than 5 % below 600 s snaps down to 300 s
         ([700] * 9, 60, 600),
         ([7200] * 3, 60, 3600),  # nothing slower than hourly
         ([30] * 9, 60, 60),  # never below the floor

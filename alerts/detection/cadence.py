@@ -16,7 +16,12 @@ from bisect import bisect_right
 #: averages, hourly data). A learned median is snapped down to the largest of these at or below it.
 STANDARD_INTERVALS_S = (60, 120, 300, 600, 900, 1800, 3600)
 
-_THRESHOLDS2 = tuple(2000 * c for c in STANDARD_INTERVALS_S)  # twice each interval, in ms
+#: A median at least this share (in thousandths) of a standard interval counts as that interval: clocks
+#: jitter (a 10-minute monitor stamping 10:59:59 after 10:50:00 gives a 599 s gap), so a median of 599 s
+#: must read 600 s, not 300 s. 950: within 5 %.
+SNAP_TOLERANCE_PERMILLE = 950
+
+_THRESHOLDS2 = tuple(2 * SNAP_TOLERANCE_PERMILLE * c for c in STANDARD_INTERVALS_S)  # 2 x 95 % of each, in ms
 
 #: Gaps remembered per device: the learned interval is the median of the last this many.
 GAPS_KEPT = 9
@@ -33,7 +38,7 @@ def median2(gaps_ms: list[int]) -> int:
 
 def learned_interval_s(gaps_ms: list[int], floor_s: int) -> int:
     """The interval a device's gaps say, in seconds: their median snapped down to the largest standard
-    interval at or below it, never below ``floor_s`` (``DetectorConfig.expected_interval_s``); ``floor_s``
+    interval at or below it (within :data:`SNAP_TOLERANCE_PERMILLE`), never below ``floor_s`` (``DetectorConfig.expected_interval_s``); ``floor_s``
     while no gap is known."""
     if not gaps_ms:
         return floor_s

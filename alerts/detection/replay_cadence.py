@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerts.detection.cadence import GAPS_KEPT, STANDARD_INTERVALS_S
+from alerts.detection.cadence import GAPS_KEPT, SNAP_TOLERANCE_PERMILLE, STANDARD_INTERVALS_S
 
 _BIG = np.iinfo(np.int64).max // 4  # "no gap" (sorts after every real gap; a sum of two stays in range)
 
@@ -67,7 +67,7 @@ def window_intervals(
     lower = np.take_along_axis(m, np.maximum(half - 1, 0)[:, None], axis=1)[:, 0]
     med2 = np.where(cnt % 2 == 1, 2 * upper, lower + upper)
     std = np.asarray(STANDARD_INTERVALS_S, dtype=np.int64)
-    idx = np.searchsorted(2000 * std, med2, side="right") - 1
+    idx = np.searchsorted(2 * SNAP_TOLERANCE_PERMILLE * std, med2, side="right") - 1
     snapped = np.where(idx >= 0, std[np.maximum(idx, 0)], 0)
     learned = np.where(cnt > 0, np.maximum(floor_s, snapped), floor_s)
     out[learn] = learned

@@ -34,8 +34,9 @@ Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.r
   2. else learned from the device's own data: the median of the last 9 gaps between its successive
      distinct reading times in event-time order (every reading known when the window is finalised,
      those of still open windows too; excluded readings count, a calibrating monitor keeps its cadence),
-     snapped *down* to the largest of 60, 120, 300, 600, 900, 1800, 3600 s at or below the median, and
-     never below ``expected_interval_s``;
+     snapped *down* to the largest of 60, 120, 300, 600, 900, 1800, 3600 s at or below the median
+     (within 5 %, ``cadence.SNAP_TOLERANCE_PERMILLE``: clock jitter), and never below
+     ``expected_interval_s``;
   3. ``expected_interval_s`` until one gap is known.
 
   Why learned: HJ 212 monitors upload 1-minute data (CN 2011) or 10-minute averages (CN 2051), and a
@@ -44,8 +45,8 @@ Rules (the same in :mod:`alerts.detection.detector` and :mod:`alerts.detection.r
   down and floored: a 1-minute device losing data keeps a median of 60 s (until it loses about half of
   its readings), so it keeps 10 expected samples and the loss shows as ``incomplete`` instead of
   lowering the bar; devices faster than ``expected_interval_s`` keep that expectation. The costs: a
-  device losing more than half of its readings looks slower than it is, time stamps a little under the
-  cadence (599 s) snap to the next lower one (300 s), and a new device's first window is judged at
+  device losing more than half of its readings looks slower than it is, time stamps more than 5 % under
+  the cadence (570 s for 600 s) snap to the next lower one (300 s), and a new device's first window is judged at
   ``expected_interval_s`` when the wall clock finalises it before a second reading arrives. The
   registry's ``interval_s`` avoids all three, which is why it wins.
 - Reference conversion: an oil-fume sample whose reading has ``ref_converted`` False carries the measured
