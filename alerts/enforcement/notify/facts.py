@@ -67,6 +67,7 @@ def measures(
         "unconverted": 0,
         "fan": {"on": 0, "off": 0, "unknown": 0},
         "purifier": {"on": 0, "off": 0, "unknown": 0},
+        "excluded": 0,
         "source": "store",
     }
     if readings_of is None:
@@ -77,6 +78,10 @@ def measures(
     except Exception as exc:  # noqa: BLE001 - a store outage must not stop a notice; the text says so
         out["source"] = f"readings store unavailable: {str(exc)[:120]}"
         return out
+    # readings flagged fault/maintenance/calibration (HJ 212) are stored but were not judged: not averaged
+    judged = [r for r in rows if not r.get("excluded")]
+    out["excluded"] = len(rows) - len(judged)
+    rows = judged
     if not rows:
         out["source"] = "no readings stored for this period"
         return out
