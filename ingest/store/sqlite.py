@@ -125,10 +125,37 @@ def _row(r: Reading) -> tuple:
         None if r.fan_on is None else int(r.fan_on),
         None if r.purifier_on is None else int(r.purifier_on),
         r.source,
+    )
+
+
+def _row_hj212(r: Reading) -> tuple:
+    """:func:`_row` plus the HJ 212 columns (flags, extra, excluded)."""
+    return (
+        *_row(r),
         None if r.flags is None else orjson.dumps(r.flags).decode(),
         None if r.extra is None else orjson.dumps(r.extra).decode(),
         r.excluded or None,
     )
+
+
+def _plain(r: Reading) -> bool:
+    return r.flags is None and r.extra is None and not r.excluded
+
+
+def _runs(readings: list[Reading]) -> list[tuple[bool, list[Reading]]]:
+    """Consecutive runs of plain readings (JSON: no flags, no extra, judged) and HJ 212 ones, in order, so
+    that plain rows bind only the first 13 columns (binding three more NULLs per row cost about 40 % of
+    the insert) while the batch keeps its order (the first of two rows for one key wins)."""
+    if all(map(_plain, readings)):
+        return [(True, readings)]
+    out: list[tuple[bool, list[Reading]]] = []
+    for r in readings:
+        p = _plain(r)
+        if out and out[-1][0] == p:
+            out[-1][1].append(r)
+        else:
+            out.append((p, [r]))
+    return out
 
 
 class SQLiteStore(Store):
@@ -148,29 +175,34 @@ class SQLiteStore(Store):
                     self._conn.execute(f"ALTER TABLE {name} ADD COLUMN {col} {kind}")
         self._lock = threading.Lock()
         self._chunk = _chunk_rows(self._conn)
-        self._statements: dict[tuple[str, int], str] = {}
+        self._statements: dict[tuple[str, int, bool], str] = {}
         #: Called with (refused reading, stored row) pairs: the first stored value for a (device, time) wins
         #: (ingest.duplicates); set by the ingest service, which dead-letters them.
         self.on_conflict: Callable[[list[tuple[Reading, dict]]], None] | None = None
 
-    def _statement(self, table: str, rows: int) -> str:
-        sql = self._statements.get((table, rows))
+    def _statement(self, table: str, rows: int, plain: bool = True) -> str:
+        sql = self._statements.get((table, rows, plain))
         if sql is None:
-            one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+            cols = _COLUMNS[: -len(_ADDED)] if plain else _COLUMNS
+            one = "(" + ",".join("?" * len(cols)) + ")"
             sql = (
-                f"INSERT INTO {table} ({','.join(_COLUMNS)}) VALUES "
+                f"INSERT INTO {table} ({','.join(cols)}) VALUES "
                 + ",".join([one] * rows)
                 + " ON CONFLICT (device_id, time_ms) DO NOTHING"
             )
-            self._statements[(table, rows)] = sql
+            self._statements[(table, rows, plain)] = sql
         return sql
 
     def _insert_rows(self, table: str, readings: list[Reading]) -> None:
         flat = itertools.chain.from_iterable
-        i = 0
-        for size in _chunks(len(readings), self._chunk):
-            self._conn.execute(self._statement(table, size), list(flat(map(_row, readings[i : i + size]))))
-            i += size
+        for plain, run in _runs(readings):
+            row = _row if plain else _row_hj212
+            i = 0
+            for size in _chunks(len(run), self._chunk):
+                self._conn.execute(
+                    self._statement(table, size, plain), list(flat(map(row, run[i : i + size])))
+                )
+                i += size
 
     def write(self, batch: Batch) -> None:
         rows: list[Reading] = []
