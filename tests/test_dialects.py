@@ -336,3 +336,32 @@ def test_protocol_doc_has_one_table_per_shipped_dialect_matching_its_file() -> N
         section = doc[doc.index(head) :].split("\n### ", 1)[0].split("\n## ", 1)[0]
         for code in [*d.factors, *d.states, *d.keys]:
             assert f"| `{code}`" in section, f"{d.name}: {code} missing from its table in docs/protocol.md"
+
+
+@pytest.mark.integration
+def test_flags_extra_and_exclusion_round_trip_through_a_real_influxdb(influx_db, tmp_path: Path) -> None:
+    """InfluxDB: `flags` and `excluded` string fields, unknown entries as `x_` string fields (a code sent as a
+    number once and as text once cannot cause a field type conflict), read back by the store's query."""
+    from test_first_wins import open_influx, settle
+
+    from ingest.model import Reading
+    from ingest.timeutil import now_ms
+
+    t = (now_ms() // 60_000 - 10) * 60_000
+    a = Reading(t, "D1", "R1", "朝阳区", 9.9, 9.9, False, None, None, None, True, None, "hj212")
+    a.flags, a.extra = {"oil_fume": "T"}, {"a99001-Rtd": "3.2", "PolId": "x 7,=a"}
+    b = Reading(t + 60_000, "D1", "R1", "朝阳区", 1.0, 1.0, False, None, None, None, None, None, "hj212")
+    b.flags, b.extra, b.excluded = {"oil_fume": "C"}, {"a99001-Rtd": "n/a"}, "flag_C"
+    plain = Reading(t + 120_000, "D1", "R1", "朝阳区", 0.5, 0.5, False, None, None, None, None, None, "json")
+    store = open_influx(influx_db, tmp_path, buffer=False)
+    try:
+        store.write([(1, [a, b, plain])])
+        settle(store, influx_db, 3)
+        rows = store.query(device_id="D1")
+    finally:
+        store.close()
+    assert [(r["flags"], r["extra"], r["excluded"]) for r in rows] == [
+        ({"oil_fume": "T"}, {"a99001-Rtd": "3.2", "PolId": "x 7,=a"}, ""),
+        ({"oil_fume": "C"}, {"a99001-Rtd": "n/a"}, "flag_C"),
+        (None, None, ""),
+    ]

@@ -37,6 +37,7 @@ JUDGED_FLAGS = frozenset({"N", "T"})
 RS_MEANINGS = {0: "stopped", 1: "running", 2: "calibrating", 3: "maintenance", 4: "alarm", 5: "backflush"}
 RS_EXCLUDED = frozenset({2, 3})
 _NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
+_RS = ("RS",)
 
 
 @dataclass(slots=True)
@@ -77,12 +78,16 @@ def decode(frame: Frame, dialect: Dialect, device: Device) -> Decoded:
             for part, text in parts.items():
                 keep(f"{code}-{part}", text)
             continue
-        read = ("RS",) if state is not None and state.encoding == "rs" else suffixes
-        used = next((s for s in read if s in parts), None)
-        for part, text in parts.items():
-            if part != used and part != "Flag":
-                keep(f"{code}-{part}", text)
+        read = _RS if state is not None and state.encoding == "rs" else suffixes
         flag = parts.get("Flag")
+        if len(read) == 1:  # the usual case, without a generator
+            used = read[0] if read[0] in parts else None
+        else:
+            used = next((s for s in read if s in parts), None)
+        if len(parts) > (used is not None) + (flag is not None):  # suffixes not read: kept as sent
+            for part, text in parts.items():
+                if part != used and part != "Flag":
+                    keep(f"{code}-{part}", text)
         if used is None:
             if flag is not None:
                 keep(f"{code}-Flag", flag)
