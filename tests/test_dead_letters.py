@@ -289,15 +289,30 @@ def test_ingest_process_duplicates_and_per_item_verdicts(mosquitto, tmp_path: Pa
 
 @pytest.mark.integration
 def test_ingest_process_flood_is_capped_and_summarised(mosquitto, tmp_path: Path) -> None:
-    from servers import publish_mqtt, wait_for
+    import urllib.request
+
+    from servers import free_port, publish_mqtt, wait_for
 
     n = 3000
-    proc = _ingest_process(mosquitto, tmp_path, {"FUMEWATCH_DEADLETTERS_MAX_PER_DEVICE_PER_MINUTE": "20"})
+    port = free_port()
+    env = {"FUMEWATCH_DEADLETTERS_MAX_PER_DEVICE_PER_MINUTE": "20", "FUMEWATCH_METRICS_PORT": str(port)}
+    proc = _ingest_process(mosquitto, tmp_path, env)
+
+    def received() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1
+        line = next(x for x in text.splitlines() if x.startswith("fumewatch_messages_received_total "))
+        return int(float(line.split()[1]))
+
     try:
-        wait_for(lambda: (tmp_path / "state.db").exists(), timeout=20, what="ingest started")
-        time.sleep(1.0)
+        wait_for(lambda: received() >= 0, timeout=20, what="ingest started")
         publish_mqtt(mosquitto.url, [("fume/v1/DEV-1/reading", b'{"ts": "soon", "oil_fume": 1}')] * n)
-        time.sleep(1.0)
+        # every message received before the stop (a fixed sleep was too short on a loaded CI machine:
+        # the rest stayed queued at the broker, unacknowledged, and were missing from the count)
+        wait_for(lambda: received() >= n, timeout=60, what=f"{n} messages received")
     finally:
         err = _stop(proc)  # a clean stop writes the summary of the minute in progress
     assert "dead_letter_overflow" in err

@@ -138,11 +138,8 @@ class Casework:
             "attachments": [self.present_attachment(a) for a in self.ledger.case_attachments(case_id)],
             "notices": notices,
             "allowed_actions": allowed_actions(case),
-            "events": [e.event_id for e in self._events(event_ids)],
+            "events": self.ledger.existing_event_ids(event_ids),
         }
-
-    def _events(self, event_ids: list[str]):
-        return [e for e in (self.ledger.get_event(i) for i in event_ids) if e is not None]
 
     def present_action(self, a: dict[str, Any]) -> dict[str, Any]:
         out = {**a, "at": format_display(a["at_ms"], self.tz)}

@@ -208,6 +208,13 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore):
         rows = self._read(q, {"b_id": event_id})
         return _event_from_row(rows[0]) if rows else None
 
+    def existing_event_ids(self, event_ids: list[str]) -> list[str]:
+        """Those of ``event_ids`` that are in the ledger, in the given order (one query)."""
+        if not event_ids:
+            return []
+        have = {r[0] for r in self._read(select(events.c.event_id).where(events.c.event_id.in_(event_ids)))}
+        return [i for i in event_ids if i in have]
+
     def list_events(
         self,
         since_ms: int | None = None,
