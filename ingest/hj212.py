@@ -28,7 +28,8 @@ CN_DAILY = "2031"
 DATA_CNS = {CN_REALTIME: "Rtd", CN_MINUTE: "Avg", CN_HOURLY: "Avg", CN_DAILY: "Avg"}
 
 #: Data flags of HJ 212-2017 (6.6.5): values with these flags are measurements of the process.
-VALID_DATA_FLAGS = {"N", "T"}  # normal, above the instrument's range (a lower bound)
+#: Values with these flags are judged (ingest/dialects/decode.py); others are kept, never judged.
+VALID_DATA_FLAGS = frozenset({"N", "T"})  # normal, above the instrument's range (a lower bound)
 DATA_FLAG_MEANINGS = {
     "N": "normal",
     "F": "monitor stopped",

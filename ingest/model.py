@@ -45,6 +45,9 @@ def round_for_display(row: dict) -> dict:
 
 #: Fields a monitor may report, as named on the wire (JSON keys and ``[hj212.factors]`` targets).
 WIRE_FIELDS = ("oil_fume", "pm", "nmhc", "flow", "fan", "purifier")
+#: The measured ones and the on/off ones among them.
+NUMERIC_FIELDS = WIRE_FIELDS[:4]
+SWITCH_FIELDS = WIRE_FIELDS[4:]
 
 
 @dataclass(slots=True)

@@ -12,8 +12,10 @@ import math
 import orjson
 
 from ingest.config import Settings
+from ingest.model import NUMERIC_FIELDS as _NUMERIC
+from ingest.model import SWITCH_FIELDS as _SWITCH
 from ingest.model import DeadLetter, Outcome, Reading
-from ingest.pipeline_hj212 import _NUMERIC, _SWITCH, HJ212Frames
+from ingest.pipeline_hj212 import HJ212Frames
 from ingest.registry import Device, Registry
 from ingest.untrusted import (
     _INVALID,

@@ -16,9 +16,6 @@ from ingest.subpackets import SubpacketAssembler
 from ingest.timeutil import zone
 from ingest.untrusted import Reject
 
-_NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
-_SWITCH = ("fan", "purifier")
-
 #: More refused frames than this in one message are one dead letter (Pipeline._fragments).
 MAX_FRAME_LETTERS = 10
 
@@ -63,8 +60,7 @@ class HJ212Frames:
         if not frames:
             raise Reject("empty", "no HJ 212 frame in payload")
         dialect = self.dialect_of(device)
-        oldest = self._subpackets.oldest_ms()
-        if oldest is not None and received_ms - oldest > self._subpackets.timeout_ms:
+        if self.subpackets_due(received_ms):
             self.expire_subpackets(received_ms, out)
         refused: list[tuple[int, str, Reject]] = []
         accepted = 0

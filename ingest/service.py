@@ -258,10 +258,7 @@ class IngestService:
             else:
                 readings = []
             if dead:
-                self._dead.extend(dead)
-                st.dead_letters += len(dead)
-                for d in dead:
-                    st.dead_by_reason[d.reason] = st.dead_by_reason.get(d.reason, 0) + 1
+                self._add_dead(dead)
             st.readings_received += len(readings)
             if not self._buf:
                 self._buf_since = time.monotonic()
@@ -289,13 +286,17 @@ class IngestService:
             return
         dead = self.pipeline.expire_subpackets(now, drain=drain).dead
         with self._lock:
-            st = self.stats
-            self._dead.extend(dead)
-            st.dead_letters += len(dead)
-            for d in dead:
-                st.dead_by_reason[d.reason] = st.dead_by_reason.get(d.reason, 0) + 1
+            self._add_dead(dead)
             if dead and not drain:
                 self._flush_locked()
+
+    def _add_dead(self, dead: list[DeadLetter]) -> None:
+        """Queue dead letters for the next flush and count them (lock held)."""
+        st = self.stats
+        self._dead.extend(dead)
+        st.dead_letters += len(dead)
+        for d in dead:
+            st.dead_by_reason[d.reason] = st.dead_by_reason.get(d.reason, 0) + 1
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Hand the buffered readings to the store now and wait until the store has taken them."""

@@ -6,24 +6,17 @@ from __future__ import annotations
 import copy
 import json
 
-import pandas as pd
 import pytest
+from detectdata import MIN, PROFILES, T0, WIN, frame, run
 from test_replay import assert_same
 
 from alerts.detection.cadence import learned_interval_s, median2, samples_per_window
 from alerts.detection.detector import SNAPSHOT_VERSION, Detector
 from alerts.detection.window import DetectorConfig
 from alerts.model import EXCEEDANCE, Transition
-from alerts.profiles import load_profiles
 from ingest.model import Reading
 from ingest.registry import Registry
-from ingest.timeutil import parse_time
 
-MIN = 60_000
-WIN = 10 * MIN
-#: 2026-11-26 11:00 Asia/Shanghai: inside lunch service (10:00-14:00), a window boundary.
-T0 = parse_time("2026-11-26T03:00:00Z")
-PROFILES = load_profiles()
 REGISTRY = Registry.parse(
     "restaurant_id,name,district,device_id,stove_heads,profile,interval_s\n"
     "R1,十分钟,Xicheng,m10,2,,600\n"  # registry: 10-minute data
@@ -35,22 +28,6 @@ REGISTRY = Registry.parse(
 def ten_minute(dev: str, n: int = 5, oil: float = 5.0, start: int = T0) -> list[Reading]:
     """``n`` 10-minute averages, one per window, without flow (not reference-converted)."""
     return [Reading(start + k * WIN, dev, "", "", oil, oil, False, fan_on=True) for k in range(n)]
-
-
-def run(det: Detector, readings: list[Reading]) -> list[Transition]:
-    return det.process_many(readings) + det.flush()
-
-
-def frame(readings: list[Reading]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "time_ms": [r.time_ms for r in readings],
-            "device_id": [r.device_id for r in readings],
-            "oil_fume_ref_mg_m3": [r.oil_fume_ref_mg_m3 for r in readings],
-            "fan_on": [r.fan_on for r in readings],
-            "ref_converted": [r.ref_converted for r in readings],
-        }
-    )
 
 
 # -- the rule ------------------------------------------------------------------------------------------

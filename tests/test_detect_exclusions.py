@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
+from detectdata import MIN, PROFILES, T0, WIN, frame, run
 from test_replay import assert_same
 
 from alerts.detection.acc import WindowAcc
 from alerts.detection.detector import Detector
 from alerts.detection.window import EXCLUDED, DetectorConfig
-from alerts.model import OFFLINE, PURIFIER_OFF, Transition
-from alerts.profiles import load_profiles
+from alerts.model import OFFLINE, PURIFIER_OFF
 from ingest.model import Reading
 from ingest.registry import Registry
-from ingest.timeutil import parse_time
 
-MIN = 60_000
-WIN = 10 * MIN
-#: 2026-11-26 11:00 Asia/Shanghai: inside lunch service (10:00-14:00), a window boundary.
-T0 = parse_time("2026-11-26T03:00:00Z")
-PROFILES = load_profiles()
 REGISTRY = Registry.parse(
     "restaurant_id,name,district,device_id,stove_heads,profile\nR1,小馆,Xicheng,k1,2,\n"
 )
@@ -51,24 +44,6 @@ def window(start: int, oil: float, excluded: dict[int, str] | None = None, **kw)
     """Ten 1-minute readings; ``excluded`` maps a minute to its exclusion reason."""
     excluded = excluded or {}
     return [reading(start + k * MIN, oil, excluded.get(k, ""), **kw) for k in range(10)]
-
-
-def run(det: Detector, readings: list[Reading]) -> list[Transition]:
-    return det.process_many(readings) + det.flush()
-
-
-def frame(readings: list[Reading]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "time_ms": [r.time_ms for r in readings],
-            "device_id": [r.device_id for r in readings],
-            "oil_fume_ref_mg_m3": [r.oil_fume_ref_mg_m3 for r in readings],
-            "fan_on": [r.fan_on for r in readings],
-            "purifier_on": [r.purifier_on for r in readings],
-            "lower_bound": [r.lower_bound for r in readings],
-            "excluded": [r.excluded or None for r in readings],
-        }
-    )
 
 
 def test_a_calibration_window_is_invalid_as_excluded_not_incomplete() -> None:

@@ -26,9 +26,9 @@ from fumewatch.cli.common import (
     write_rows,
 )
 from ingest.device_stats import BAD_CRC, HOUR_MS
+from ingest.dialects import DEFAULT_DIALECT
 from ingest.timeutil import format_display, now_ms
 
-DEFAULT_DIALECT = "hj212-2017"
 #: Columns of ``--format table`` (a terminal's width) and of CSV (everything, one value per cell).
 TABLE_COLUMNS = (
     "device_id",

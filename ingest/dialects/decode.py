@@ -25,18 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.dialects import DEFAULT_SUFFIX, STORED_QUANTITIES, Dialect
-from ingest.hj212 import DATA_FLAG_MEANINGS, Frame
+from ingest.hj212 import VALID_DATA_FLAGS, Frame
+from ingest.model import NUMERIC_FIELDS
 from ingest.registry import Device
 from ingest.untrusted import Reject
 
 MAX_EXTRA = 64
 MAX_EXTRA_TEXT = 32
-#: Oil-fume data flags under which the reading is judged (T: the value is a lower bound).
-JUDGED_FLAGS = frozenset({"N", "T"})
 #: SBn-RS values: 0 stopped, 1 running, 2 calibrating, 3 maintenance, 4 alarm, 5 backflush (HJ 212-2017).
 RS_MEANINGS = {0: "stopped", 1: "running", 2: "calibrating", 3: "maintenance", 4: "alarm", 5: "backflush"}
 RS_EXCLUDED = frozenset({2, 3})
-_NUMERIC = ("oil_fume", "pm", "nmhc", "flow")
 _RS = ("RS",)
 
 
@@ -52,7 +50,7 @@ class Decoded:
 
 def decode(frame: Frame, dialect: Dialect, device: Device) -> Decoded:
     suffixes = dialect.suffix.get(frame.cn) or DEFAULT_SUFFIX.get(frame.cn, ("Rtd",))
-    values: dict[str, float | None] = dict.fromkeys(_NUMERIC)
+    values: dict[str, float | None] = dict.fromkeys(NUMERIC_FIELDS)
     switches: dict[str, bool | None] = {"fan": None, "purifier": None}
     flags: dict[str, str] = {}
     extra: dict[str, str] = {}
@@ -102,7 +100,7 @@ def decode(frame: Frame, dialect: Dialect, device: Device) -> Decoded:
                 value *= scale[code]
             flag = flag or "N"
             flags[quantity] = flag[:4]
-            if quantity != "oil_fume" and flag not in JUDGED_FLAGS:
+            if quantity != "oil_fume" and flag not in VALID_DATA_FLAGS:
                 keep(f"{code}-{used}", text)  # not a valid measurement: kept aside, never judged or converted
                 continue
             if quantity in taken:  # a second code for the same quantity: the earlier value is kept aside
@@ -112,7 +110,7 @@ def decode(frame: Frame, dialect: Dialect, device: Device) -> Decoded:
                 keep(STORED_QUANTITIES[quantity], repr(value) if code in scale else text)
             else:
                 values[quantity] = value
-            if quantity == "oil_fume" and flag not in JUDGED_FLAGS:
+            if quantity == "oil_fume" and flag not in VALID_DATA_FLAGS:
                 excluded = f"flag_{flag[:4]}"
             continue
         target = state.target
@@ -150,7 +148,3 @@ def decode(frame: Frame, dialect: Dialect, device: Device) -> Decoded:
             raise Reject("bad_switch", f"{key}={text[:20]!r}: {target} state must be 0 or 1")
         switches[target] = text == "1"
     return Decoded(values, switches, flags, extra, excluded, unknown)
-
-
-def flag_meaning(flag: str) -> str:
-    return DATA_FLAG_MEANINGS.get(flag, "unknown flag")
