@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from alerts.detection.window import DetectorConfig
 from alerts.enforcement.notify import NotifySettings
+from alerts.partition import Partition
 from ingest.config import Settings
 
 _DEFAULTS = DetectorConfig()
@@ -59,6 +60,16 @@ class AlertsSettings(BaseModel):
     advance_interval_s: float = Field(5.0, gt=0)
     # Without saved state, warm the detector from the store's last hours of readings.
     warmup_hours: float = Field(2.0, ge=0)
+    # "K/N": the partition this worker owns (alerts/partition.py); "" = every device, one worker.
+    partition: str = ""
+    # How often the registry file is checked for edits (0 = never), seconds.
+    registry_poll_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _partition_parses(self) -> AlertsSettings:
+        if self.partition:
+            Partition.parse(self.partition)  # PartitionError is a ValueError: a one-line settings error
+        return self
 
     def detector_config(self) -> DetectorConfig:
         return DetectorConfig.from_dict(self.model_dump())

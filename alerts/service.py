@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 
@@ -27,8 +27,10 @@ from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
 from alerts.model import Transition
+from alerts.partition import Partition
 from alerts.profiles import Profiles, load_profiles
 from alerts.service_notices import DRAIN, NoticeThread
+from alerts.service_registry import RegistryFollower
 from alerts.warmup import unseen
 from ingest.model import Reading
 from ingest.mqtt_client import connect_properties, make_client
@@ -42,7 +44,7 @@ log = logging.getLogger("fumewatch.alerts")
 STATE_NAME = "detector"
 
 
-class AlertsService(NoticeThread):
+class AlertsService(NoticeThread, RegistryFollower):
     def __init__(
         self,
         settings: AlertsAppSettings,
@@ -53,8 +55,18 @@ class AlertsService(NoticeThread):
         subscribe: bool = True,
         publish_notices: bool = True,
         profiles: Profiles | None = None,
+        partition: Partition | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # A partitioned worker (alerts/partition.py) judges, subscribes to and notifies for its own devices;
+        # the whole registry still goes to the dashboards (written by partition 0 only).
+        self.partition = partition
+        self.fence = fence  # called before each commit: a partitioned worker that lost its lock ends there
+        # each partition keeps its detector state under its own name ("detector:0-of-2")
+        self.state_name = STATE_NAME if partition is None else f"{STATE_NAME}:{partition.slug}"
+        self.full_registry = registry
+        registry = partition.select(registry) if partition is not None else registry
         self.registry = registry
         self.ledger = ledger
         self.store = store
@@ -65,14 +77,12 @@ class AlertsService(NoticeThread):
             store if getattr(store, "kind", "") == "influxdb" and getattr(store, "_write_api", None) else None
         )
         # ... and so do case states and the registry (changed by other processes too): alerts/case_sync.py
-        self._dash = DashboardSync(ledger, registry, self._sink.write_lines) if self._sink else None
-        self._limits = {
-            (d.device_id, pol): lim
-            for d in registry
-            for pol, lim in self.profiles.for_device(d, self._cfg.default_profile)
-            .limits_for(d.stove_heads)
-            .items()
-        }
+        self._dash = (
+            DashboardSync(ledger, self.full_registry, self._sink.write_lines)
+            if self._sink and (partition is None or partition.index == 0)
+            else None
+        )
+        self._limits = self._limits_of(registry)
         self._lock = threading.RLock()
         self._pending_acks: list[int] = []
         self._pending_transitions: list[Transition] = []
@@ -89,8 +99,9 @@ class AlertsService(NoticeThread):
         self._subscribe = subscribe
         self.client: mqtt.Client | None = None
         self._pipeline = Pipeline(settings, registry) if subscribe else None
+        self.client_id = settings.alerts.client_id + (f"-{partition.slug}" if partition is not None else "")
         if subscribe or publish_notices:
-            self.client = make_client(settings, settings.alerts.client_id, manual_ack=subscribe)
+            self.client = make_client(settings, self.client_id, manual_ack=subscribe)
             self.client.on_connect = self._on_connect
             if subscribe:
                 self.client.on_message = self._on_message
@@ -114,6 +125,7 @@ class AlertsService(NoticeThread):
             contact_of=settings.district_contact,
             objection_days=a.objection_days,
             ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
+            owns=partition.owns if partition is not None else None,
         )
         self._open_sig: dict[str, tuple] = {}  # event id -> what the ledger last got of an open event
 
@@ -132,7 +144,7 @@ class AlertsService(NoticeThread):
             return name
 
     def _restore_or_new(self) -> Detector:
-        snap = self.ledger.load_state(STATE_NAME)
+        snap = self.ledger.load_state(self.state_name)
         if snap:
             try:
                 det = Detector.restore(self.registry, self.profiles, self._cfg, snap)
@@ -268,8 +280,8 @@ class AlertsService(NoticeThread):
             return
         if self._subscribe:
             prefix = self.settings.mqtt.topic_prefix.strip("/")
-            client.subscribe([(f"{prefix}/+/reading", 1), (f"{prefix}/+/hj212", 1)])
-        log.info("event=broker_connected client_id=%s", self.settings.alerts.client_id)
+            self._subscribe_readings(client, prefix)
+        log.info("event=broker_connected client_id=%s", self.client_id)
         self._notice_q.put(DRAIN)  # MQTT alerts left pending while disconnected go out now
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
@@ -294,6 +306,8 @@ class AlertsService(NoticeThread):
         with self._lock:
             if not self._dirty and not self._pending_acks:
                 return
+            if self.fence is not None:
+                self.fence()
             transitions, self._pending_transitions = self._pending_transitions, []
             acks, self._pending_acks = self._pending_acks, []
             windows = self.detector.drain_windows()
@@ -308,7 +322,7 @@ class AlertsService(NoticeThread):
                     self.ledger.upsert_event(ev)
                 # the durable outbox: "event stored" implies "will be notified", whatever crashes next
                 self.ledger.add_outbox(transitions)
-                self.ledger.save_state(STATE_NAME, snap)
+                self.ledger.save_state(self.state_name, snap)
             self._dirty = False
             self._last_commit = time.monotonic()
         if acks and self.client is not None:

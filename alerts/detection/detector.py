@@ -253,6 +253,18 @@ class Detector(DetectorState):
             "windows_finalised": self.windows_finalised,
         }
 
+    def use_registry(self, registry: Registry) -> None:
+        """Judge by an edited registry from now on, as a restart with it would: a device whose row changed
+        continues its state under the new row, a device no longer in it is dropped."""
+        self.registry = registry
+        for dev_id, st in list(self._devs.items()):
+            device = registry.get(dev_id)
+            if device == st.device:
+                continue
+            del self._devs[dev_id]
+            if device is not None:
+                self._dev(dev_id).load_state(st.to_state())  # type: ignore[union-attr]
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _dev(self, device_id: str) -> _Dev | None:

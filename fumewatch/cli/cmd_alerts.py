@@ -12,6 +12,7 @@ import orjson
 from alerts.enforcement.notify.render import TEMPLATE_NAMES
 from alerts.model import EVENT_CSV_COLUMNS
 from fumewatch.cli.common import (
+    CLIError,
     add_common,
     add_utc,
     existing_state,
@@ -36,8 +37,11 @@ log = logging.getLogger("fumewatch.alerts.cli")
 
 def _app_settings(args: argparse.Namespace, **extra: dict) -> AppSettings:
     overrides: dict = {}
-    if getattr(args, "client_id", None):
-        overrides["alerts"] = {"client_id": args.client_id}
+    alerts = {
+        key: value for key in ("client_id", "partition") if (value := getattr(args, key, None)) is not None
+    }
+    if alerts:
+        overrides["alerts"] = alerts
     return settings_from(args, AppSettings, **overrides, **extra)  # type: ignore[return-value]
 
 
@@ -54,24 +58,20 @@ def _open(settings: AppSettings, *, need_store: bool):
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from alerts.service import AlertsService
+    from alerts.partition import Partition, PartitionError
+    from fumewatch.services import run_alerts_worker
 
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
+    part = Partition.parse(s.alerts.partition) if s.alerts.partition else None
     reach_broker(s, args.connect_timeout)
     registry, ledger, store = _open(s, need_store=True)
     stop = threading.Event()
     install_signal_handlers(stop)
-    svc = AlertsService(s, registry, ledger, store=store, subscribe=True)
-    metrics = start_metrics(s, alerts=svc)
     try:
-        svc.run_forever(stop)
-    finally:
-        if metrics is not None:
-            metrics.stop()
-        if store is not None:
-            store.close()
-    return 0
+        return run_alerts_worker(s, registry, lambda: load_registry(s), ledger, store, stop, part)
+    except PartitionError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -321,6 +321,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("alerts", help="run the alerts service (MQTT -> detector -> events -> notices)")
     add_common(sp, broker=True, store=True, registry=True, state=True, connect_timeout=True)
     sp.add_argument("--client-id", help="MQTT client id of the alerts session")
+    sp.add_argument(
+        "--partition",
+        metavar="K/N",
+        help="own partition K of N (devices by hash of their id); one worker per partition acts, "
+        "more wait as standbys ([alerts] partition; docs/scaling.md)",
+    )
     sp.set_defaults(func=cmd_alerts)
 
     sp = sub.add_parser("run", help="run ingest and alerts together in one process")

@@ -28,6 +28,7 @@ class Delivery:
     _sender: Any
     mqtt_publish: Callable[[str, bytes], None] | None
     mqtt_connected: Callable[[], bool]
+    owns: Callable[[str], bool]
 
     def resume_pending(self, devices: DeviceLookup | Callable[[str], Device | None]) -> list[NoticeResult]:
         """Resend notices left ``pending`` by a crash (never one recorded ``sent``); call once at start-up.
@@ -38,6 +39,8 @@ class Delivery:
         lookup = devices.get if hasattr(devices, "get") else devices
         groups: dict[str, list[NoticeRecord]] = {}
         for rec in self.ledger.pending_notices():
+            if not self.owns(rec.device_id):
+                continue  # another partition's worker resumes it
             groups.setdefault(rec.key, []).append(rec)
         results: list[NoticeResult] = []
         for key, recs in groups.items():

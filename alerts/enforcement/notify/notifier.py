@@ -44,7 +44,9 @@ class Notifier(Delivery):
     ``settings.profile_standards``. ``sleep`` is the backoff sleeper (tests pass a fast one). ``policy``:
     the ladder's look-back, correction period and zone; ``readings_of(device_id, since_ms, until_ms)``:
     the readings store, for the C, Q, n a notice states (None: the notice says they are unavailable);
-    ``contact_of(district)``: (office, phone) named in notices.
+    ``contact_of(district)``: (office, phone) named in notices. ``owns(device_id)``: which devices' pending
+    notices and outbox transitions this notifier resumes (a partitioned worker's own, see
+    :mod:`alerts.partition`); None: all of them.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Notifier(Delivery):
         objection_days: int = 3,
         ref_flow_per_head_m3_h: float = 2000.0,
         mqtt_connected: Callable[[], bool] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         if not settings.display_tz:  # standalone use; the loaded settings fill in the top-level zone
             settings = settings.model_copy(update={"display_tz": "Asia/Shanghai"})
@@ -73,6 +76,7 @@ class Notifier(Delivery):
         self.objection_days = objection_days
         self.mqtt_connected = mqtt_connected or (lambda: True)
         self.ref_flow_per_head_m3_h = ref_flow_per_head_m3_h
+        self.owns = owns or (lambda _device_id: True)
         self._renderer = Renderer(settings, standard_of=standard_of)
         self._sender = Sender(settings, sleep)
         self.locale = self._renderer.locale
@@ -133,6 +137,8 @@ class Notifier(Delivery):
         lookup = devices.get if hasattr(devices, "get") else devices
         results: list[NoticeResult] = []
         for tr in self.ledger.pending_outbox():
+            if not self.owns(tr.event.device_id):
+                continue  # another partition's worker resumes it
             results += self.notify_recorded(tr, lookup(tr.event.device_id))  # type: ignore[operator]
         return results
 
@@ -168,7 +174,7 @@ class Notifier(Delivery):
         events = [
             e
             for e in self.ledger.list_events(since_ms=t - int(self.settings.catch_up_max_age_s * 1000))
-            if e.kind in (EXCEEDANCE, PURIFIER_OFF, OFFLINE)
+            if e.kind in (EXCEEDANCE, PURIFIER_OFF, OFFLINE) and self.owns(e.device_id)
         ]
         done = self.ledger.notice_keys(e.event_id for e in events)
         results: list[NoticeResult] = []
