@@ -13,17 +13,16 @@ from ingest.config import Settings
 log = logging.getLogger("fumewatch.alerts.cli")
 
 
-def run_alerts_worker(
-    s, registry, load_registry: Callable, ledger, store, stop: threading.Event, part
-) -> int:
-    """``fumewatch alerts``: (partitioned: wait as a standby until partition ``part``'s lock is ours) run
-    the alerts service until ``stop``, taking registry edits; a lost lock ends the process (exit 3).
-    Raises :class:`alerts.partition.PartitionError` when another partition count is running."""
+def run_alerts_worker(s, open_all: Callable, stop: threading.Event, part) -> int:
+    """``fumewatch alerts``: (partitioned: wait as a standby until partition ``part``'s lock is ours, then)
+    ``open_all()`` -> (registry, ledger, store) and run the alerts service until ``stop``, taking registry
+    edits; a lost lock ends the process (exit 3). Raises :class:`alerts.partition.PartitionError` when
+    workers of another partition count are running."""
     from alerts.partition import Fence, PartitionLock, RegistryWatch
     from alerts.service import AlertsService
 
     lock = PartitionLock(s.ingest.state, part) if part is not None else None
-    metrics = None
+    metrics = store = None
     try:
         if lock is not None:
             # A standby: nothing restored, no MQTT session, until the active worker of K ends.
@@ -33,7 +32,7 @@ def run_alerts_worker(
             if metrics is not None:
                 metrics.stop()
             log.info("event=partition_active partition=%s lock=%r", part, lock.describe())
-            registry = load_registry()  # edited while this worker waited, perhaps
+        registry, ledger, store = open_all()  # a standby opens nothing (the store's buffer has one drain)
         fence = Fence(lock) if lock is not None else None
         svc = AlertsService(s, registry, ledger, store=store, subscribe=True, partition=part, fence=fence)
         metrics = start_metrics(s, alerts=svc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from pathlib import Path
 
 import orjson
 
@@ -30,6 +31,7 @@ from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
+from ingest.db import is_url
 from ingest.timeutil import format_display, now_ms
 
 log = logging.getLogger("fumewatch.alerts.cli")
@@ -64,12 +66,20 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     s = _app_settings(args)
     logs.setup(s.logging.level, s.logging.format)
     part = Partition.parse(s.alerts.partition) if s.alerts.partition else None
+    if part is not None:
+        # a buffer file has one drain: each partition's rows for the dashboards get their own
+        state = s.ingest.state  # the default place of ingest/store/__init__.py: beside the state database
+        base = Path(
+            s.influx.buffer_file or Path("data" if is_url(state) else Path(state).parent) / "influx-buffer.db"
+        )
+        s.influx.buffer_file = str(base.with_name(f"{base.stem}-alerts-{part.slug}{base.suffix}"))
     reach_broker(s, args.connect_timeout)
-    registry, ledger, store = _open(s, need_store=True)
+    load_registry(s)  # a missing or broken registry fails now, not after a standby's wait
+    prepare_for_service(s.ingest.state)
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        return run_alerts_worker(s, registry, lambda: load_registry(s), ledger, store, stop, part)
+        return run_alerts_worker(s, lambda: _open(s, need_store=True), stop, part)
     except PartitionError as exc:
         raise CLIError(str(exc)) from None
 
