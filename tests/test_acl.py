@@ -580,3 +580,17 @@ def test_ingest_service_with_its_account_stores_device_readings(
     store.close()
     state.close()
     assert [(r["device_id"], r["time_ms"]) for r in rows] == [("DEV-2", t)]  # the spoofed DEV-1 never arrived
+
+
+@pytest.mark.integration
+def test_partitioned_alerts_subscribe_device_by_device(peers) -> None:
+    """`fumewatch alerts --partition` subscribes to each of its devices' topics by name: the deployed ACL
+    grants those as it grants the wildcard, and delivers the device's readings."""
+    alerts = peers("alerts")
+    assert not alerts.connect().is_failure
+    for topic in (f"{PREFIX}/DEV-1/reading", f"{PREFIX}/DEV-1/hj212"):
+        assert all(not rc.is_failure for rc in alerts.subscribe(topic)), topic
+    dev = peers("DEV-1")
+    dev.connect()
+    dev.publish(f"{PREFIX}/DEV-1/reading", b'{"oil_fume": 0.7}')
+    assert alerts.wait_for_payload(b'{"oil_fume": 0.7}')

@@ -115,7 +115,7 @@ def command_of(svc: dict[str, Any]) -> list[str]:
 def test_expected_services_and_profiles() -> None:
     svcs = services()
     assert set(svcs) >= {
-        "mosquitto", "influxdb", "grafana", "fumewatch-ingest", "fumewatch-alerts", "fumewatch-api",
+        "mosquitto", "influxdb", "grafana", "fumewatch-ingest", "fumewatch-alerts-0", "fumewatch-alerts-1", "fumewatch-api",
         "fumewatch-acl", "fumewatch-dashboards", "simulator", "postgres", "fumewatch-db-upgrade",
     }  # fmt: skip
     assert svcs["simulator"].get("profiles") == ["simulator"]
@@ -173,7 +173,7 @@ def test_dependencies_wait_for_jobs_and_health() -> None:
                 )
             if spec.get("condition") == "service_completed_successfully":
                 assert dep in ONE_SHOT
-    for name in ("fumewatch-ingest", "fumewatch-alerts", "fumewatch-api"):
+    for name in ("fumewatch-ingest", "fumewatch-alerts-0", "fumewatch-alerts-1", "fumewatch-api"):
         assert svcs[name]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
         assert svcs[name]["depends_on"]["influxdb"]["condition"] == "service_healthy"
         assert svcs[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -221,7 +221,7 @@ def test_named_volumes_for_state() -> None:
     assert vols["influxdb"]["influxdb-data"] == "/var/lib/influxdb2"
     assert vols["grafana"]["grafana-data"] == "/var/lib/grafana"
     assert vols["postgres"]["postgres-data"] == "/var/lib/postgresql/data"
-    for name in ("fumewatch-ingest", "fumewatch-alerts", "fumewatch-api"):
+    for name in ("fumewatch-ingest", "fumewatch-alerts-0", "fumewatch-alerts-1", "fumewatch-api"):
         assert vols[name]["fumewatch-data"] == "/var/lib/fumewatch"
         assert vols[name]["./deploy/registry.csv"] == "/etc/fumewatch/registry.csv"
 
@@ -350,7 +350,7 @@ def test_fumewatch_command_parses(name: str) -> None:
 
 def test_all_fumewatch_services_use_the_one_image() -> None:
     svcs = services()
-    for name in ("fumewatch-acl", "fumewatch-dashboards", "fumewatch-ingest", "fumewatch-alerts",
+    for name in ("fumewatch-acl", "fumewatch-dashboards", "fumewatch-ingest", "fumewatch-alerts-0", "fumewatch-alerts-1",
                  "fumewatch-api", "fumewatch-db-upgrade", "simulator"):  # fmt: skip
         assert svcs[name]["image"] == FUMEWATCH_IMAGE and svcs[name]["build"]["context"] == "."
 
@@ -368,7 +368,7 @@ def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatc
         "INSPECTOR_TARGETS": '["json://inspector.example/hook"]',
         "POSTGRES_PASSWORD": "pg-pw",
     }
-    env = {k: interpolate(v, fake) for k, v in _environment(services()["fumewatch-alerts"]).items()}
+    env = {k: interpolate(v, fake) for k, v in _environment(services()["fumewatch-alerts-0"]).items()}
     for key in [k for k in os.environ if k.startswith("FUMEWATCH_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
@@ -377,6 +377,7 @@ def test_service_environment_reaches_the_settings(monkeypatch: pytest.MonkeyPatc
     s = load_settings(None, None, AppSettings)
     assert s.mqtt.broker == "mqtt://mosquitto:1883" and s.mqtt.endpoint()[:2] == ("mosquitto", 1883)
     assert s.mqtt.username == "alerts" and s.mqtt.password.get_secret_value() == "pw-alerts"
+    assert s.alerts.partition == "0/2" and s.metrics.port == 9101
     assert s.ingest.store == "http://influxdb:8086"
     assert s.ingest.registry == "/etc/fumewatch/registry.csv"
     assert s.ingest.state == "postgresql://fumewatch@postgres/fumewatch"
@@ -422,7 +423,7 @@ def test_acl_job_and_broker_share_the_files() -> None:
     assert settings["allow_anonymous"] == "false"
     data_mount = next(t for t, (src, _m) in mq_vols.items() if src == "mosquitto-data")
     assert settings["persistence_location"].rstrip("/") == data_mount
-    for name in ("fumewatch-ingest", "fumewatch-alerts"):
+    for name in ("fumewatch-ingest", "fumewatch-alerts-0", "fumewatch-alerts-1"):
         env = _environment(svcs[name])
         user = env["FUMEWATCH_MQTT_USERNAME"]
         assert user in interpolate(acl_cmd[acl_cmd.index("--service-accounts") + 1]).split(",")
@@ -731,3 +732,19 @@ def test_stack_comes_up_and_a_reading_flows(tmp_path: Path) -> None:
                 rows = result["results"][0]["series"][0]["values"]
             time.sleep(1)
         assert rows, "the reading did not reach InfluxDB through the DBRP mapping"
+
+
+def test_alerts_run_in_two_partitions_with_http_health() -> None:
+    """Compose shows N=2 (docs/scaling.md): the workers differ in their partition only, and their health
+    check asks /healthz (a standby has no MQTT connection, and says so there)."""
+    svcs = services()
+    workers = {n: s for n, s in svcs.items() if n.startswith("fumewatch-alerts")}
+    assert set(workers) == {"fumewatch-alerts-0", "fumewatch-alerts-1"}
+    envs = {n: _environment(s) for n, s in workers.items()}
+    assert [envs[n]["FUMEWATCH_ALERTS_PARTITION"] for n in sorted(envs)] == ["0/2", "1/2"]
+    a, b = (dict(e, FUMEWATCH_ALERTS_PARTITION="") for e in envs.values())
+    assert a == b
+    for n, s in workers.items():
+        assert command_of(s) == ["alerts"]
+        port = envs[n]["FUMEWATCH_METRICS_PORT"]
+        assert s["healthcheck"]["test"][-2:] == ["http", f"http://127.0.0.1:{port}/healthz"]
