@@ -748,3 +748,34 @@ def test_alerts_run_in_two_partitions_with_http_health() -> None:
         assert command_of(s) == ["alerts"]
         port = envs[n]["FUMEWATCH_METRICS_PORT"]
         assert s["healthcheck"]["test"][-2:] == ["http", f"http://127.0.0.1:{port}/healthz"]
+
+
+def test_kubernetes_statefulsets_run_one_active_and_one_standby_per_partition() -> None:
+    """deploy/k8s/fumewatch-alerts.yaml (no cluster here: it is parsed, not applied): the ordinal in the
+    pod name is the partition, both StatefulSets have N replicas, and the command parses."""
+    import shlex
+
+    from alerts.config import AlertsSettings
+    from alerts.partition import Partition
+
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "fumewatch-alerts.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["StatefulSet", "StatefulSet"]
+    for doc in docs:
+        spec = doc["spec"]
+        [container] = spec["template"]["spec"]["containers"]
+        assert container["command"][:2] == ["sh", "-c"]
+        script = container["command"][2]
+        n = spec["replicas"]
+        for ordinal in range(n):
+            pod = f"{doc['metadata']['name']}-{ordinal}"
+            expanded = script.replace('"${HOSTNAME##*-}', f'"{pod.rsplit("-", 1)[1]}')
+            argv = shlex.split(expanded)
+            assert argv[:3] == ["exec", "fumewatch", "alerts"]
+            args = _parser().parse_args(argv[2:])
+            assert Partition.parse(args.partition) == Partition(ordinal, n)
+            AlertsSettings(partition=args.partition)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["FUMEWATCH_INGEST_STATE"].startswith("postgresql://")
+        assert "PGPASSWORD" in env and env["PGPASSWORD"] is None  # from a secret, never inline
+        assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert docs[0]["spec"]["replicas"] == docs[1]["spec"]["replicas"]
