@@ -453,6 +453,25 @@ def test_pending_target_no_longer_configured_is_marked_failed(webhook: Webhook, 
     assert webhook.received == [] and ledger.pending_notices() == []
 
 
+def test_a_partitioned_notifier_resumes_only_its_own_devices(webhook: Webhook, ledger: Ledger) -> None:
+    """``owns`` (a partitioned alerts worker, alerts/partition.py): pending notices and outbox rows of
+    other partitions' devices are left to their worker, not resent and not marked failed."""
+    url = webhook.url("/owner")
+    for dev in ("D1", "D2"):
+        ev = exceedance(1, event_id=f"mine-{dev}", device_id=dev)
+        ledger.upsert_event(ev)
+        payload = {"title": "t", "body": "b", "level": "education", "kind": EXCEEDANCE, "device_id": dev}
+        assert ledger.notice_begin(f"mine-{dev}:opened", "owner", url, payload)
+        ledger.add_outbox([opened(ev)])
+    n = Notifier(settings(), ledger, owns=lambda device_id: device_id == "D1")
+    lookup = {"D1": device(url), "D2": device(url, device_id="D2")}.get
+    assert [(r.key, r.status) for r in n.resume_pending(lookup)] == [("mine-D1:opened", "sent")]
+    [left] = ledger.pending_notices()
+    assert (left.key, left.status, left.device_id) == ("mine-D2:opened", "pending", "D2")
+    n.drain_outbox(lookup)
+    assert [tr.event.device_id for tr in ledger.pending_outbox()] == ["D2"]
+
+
 def test_missing_owner_notify_is_skipped_not_an_error(ledger: Ledger) -> None:
     mqtt = MqttSink()
     n = Notifier(settings(), ledger, mqtt)
