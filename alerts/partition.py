@@ -171,6 +171,7 @@ class PartitionLock:
         self._sqlite = is_sqlite(state)
         self._conn = None
         self._engine = None
+        self._layout = False  # this session holds the shared layout lock
         self._fd: int | None = None
 
     def describe(self) -> str:
@@ -245,7 +246,11 @@ class PartitionLock:
                     f"alerts workers with {' and '.join(f'N={n}' for n in other)} partitions are running on "
                     f"{display(self.state)}: stop them before starting a layout of N={p.count}"
                 )
-            c.execute(text("SELECT pg_advisory_lock_shared(:ns, :n)"), {"ns": LAYOUT_NAMESPACE, "n": p.count})
+            if not self._layout:  # once per session (advisory locks stack)
+                c.execute(
+                    text("SELECT pg_advisory_lock_shared(:ns, :n)"), {"ns": LAYOUT_NAMESPACE, "n": p.count}
+                )
+                self._layout = True
             got = c.execute(
                 text("SELECT pg_try_advisory_lock(:ns, :k)"), {"ns": LOCK_NAMESPACE, "k": p.index}
             ).scalar()
@@ -256,9 +261,7 @@ class PartitionLock:
             log.warning("event=partition_lock_unavailable partition=%s error=%s", p, str(exc)[:200])
             self._close_pg()
             return False
-        if not got:
-            self._close_pg()  # also drops the shared layout lock: a standby holds nothing
-        return bool(got)
+        return bool(got)  # a standby keeps its connection and the shared layout lock, and asks again
 
     # -- keeping it
     def check(self) -> bool:
@@ -295,6 +298,7 @@ class PartitionLock:
             self._engine = None
 
     def _close_pg(self) -> None:
+        self._layout = False
         if self._conn is not None:
             try:
                 self._conn.close()  # ends the session: the server releases its advisory locks
