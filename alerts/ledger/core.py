@@ -13,7 +13,6 @@ process the Ledger is guarded by a lock, so helper threads may use it too.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -35,10 +34,10 @@ from alerts.ledger.outbox import OutboxStore
 from alerts.ledger.schema import (
     _EVENT_COLUMNS,
     cases,
-    detector_state,
     events,
     metadata,
 )
+from alerts.ledger.state import StateStore
 from alerts.ledger.windows import WindowStore
 from alerts.model import Event
 from ingest.db import begin_write, display, is_sqlite, make_engine
@@ -57,7 +56,7 @@ def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any
     return and_(true(), *conds)
 
 
-class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore):
+class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore, StateStore):
     """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
     or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
 
@@ -343,29 +342,3 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore):
         cols = [t.record, t.updated_ms, *(t[c] for c in CASE_COLUMNS)]
         q = select(*cols).where(t.updated_ms > since_ms).order_by(t.updated_ms, t.case_id).limit(limit)
         return [case_from_row(r) for r in self._read(q)]
-
-    # -- detector state -----------------------------------------------------------------------------------
-
-    def save_state(self, name: str, data: dict[str, Any]) -> None:
-        """Store a JSON-serialisable snapshot under ``name`` (replaces the previous one)."""
-
-        def build() -> Any:
-            stmt = self._insert(detector_state)
-            return stmt.on_conflict_do_update(
-                index_elements=[detector_state.c.name],
-                set_={"data": stmt.excluded.data, "updated_ms": stmt.excluded.updated_ms},
-            )
-
-        doc = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        with self.transaction() as c:
-            c.execute(
-                self._prepared("save_state", build), {"name": name, "data": doc, "updated_ms": now_ms()}
-            )
-
-    def load_state(self, name: str) -> dict[str, Any] | None:
-        q = self._prepared(
-            "load_state",
-            lambda: select(detector_state.c.data).where(detector_state.c.name == bindparam("b_name")),
-        )
-        rows = self._read(q, {"b_name": name})
-        return json.loads(rows[0][0]) if rows else None
