@@ -218,3 +218,47 @@ def test_a_fresh_detector_replaces_rows_left_behind(state_url: str) -> None:
     finally:
         svc.stop()
         svc.ledger.close()
+
+
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
+def test_a_device_gone_from_the_registry_loses_its_row(state_url: str) -> None:
+    svc = service(state_url, registry(3))
+    try:
+        svc.feed([reading(f"D{i}", T0) for i in range(3)])
+        svc.commit()
+    finally:
+        svc.stop()
+        svc.ledger.close()
+    svc = service(state_url, registry(2))  # D2 left the registry
+    try:
+        assert svc._restored and sorted(svc.detector.device_ids()) == ["D0", "D1"]
+        svc.commit()
+        assert set(dict(svc.ledger.load_devices(STATE_NAME))) == {"D0", "D1"}
+    finally:
+        svc.stop()
+        svc.ledger.close()
+
+
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
+def test_a_failed_commit_keeps_everything_for_the_next(state_url: str) -> None:
+    import sqlite3
+
+    reg = registry(5)
+    svc = service(state_url, reg)
+    svc.ledger.close()
+    svc.ledger = Ledger(state_url, busy_timeout_s=0.2)
+    try:
+        svc.feed([reading(f"D{i}", T0 + k * MIN) for k in range(13) for i in range(5)])  # 1st windows final
+        blocker = sqlite3.connect(state_url, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the commit fails
+        with pytest.raises(Exception, match="locked"):
+            svc.commit()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert svc.ledger.count_devices(STATE_NAME) == 0 and svc.ledger.load_state(STATE_NAME) is None
+        svc.commit()
+        assert svc.ledger.count_devices(STATE_NAME) == 5
+        assert len(svc.ledger.list_windows()) == 5  # the first window of each device, drained before
+    finally:
+        svc.stop()
+        svc.ledger.close()
