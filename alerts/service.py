@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 
+from alerts import detector_store
 from alerts.case_sync import DashboardSync
 from alerts.config import AlertsAppSettings
 from alerts.detection.detector import Detector
@@ -127,7 +128,8 @@ class AlertsService(NoticeThread, RegistryFollower):
             ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
             owns=partition.owns if partition is not None else None,
         )
-        self._open_sig: dict[str, tuple] = {}  # event id -> what the ledger last got of an open event
+        # what the ledger last got of each open event (after a restore: look at every device once)
+        self._open = detector_store.OpenEvents(set(self.detector.device_ids()) if self._restored else None)
 
     # ------------------------------------------------------------------ start-up
     def _mqtt_connected(self) -> bool:
@@ -144,16 +146,10 @@ class AlertsService(NoticeThread, RegistryFollower):
             return name
 
     def _restore_or_new(self) -> Detector:
-        snap = self.ledger.load_state(self.state_name)
-        if snap:
-            try:
-                det = Detector.restore(self.registry, self.profiles, self._cfg, snap)
-                self._restored = True
-                log.info("event=detector_restored devices=%d", len(snap.get("devices", {})))
-                return det
-            except ValueError as exc:
-                log.warning("event=detector_state_discarded reason=%s", exc)
-        return Detector(self.registry, self.profiles, self._cfg)
+        det, self._restored = detector_store.restore_or_new(
+            self.ledger, self.state_name, self.registry, self.profiles, self._cfg
+        )
+        return det
 
     def warm_up(self, until_ms: int | None = None) -> int:
         """Feed the detector the store's readings it has not yet counted (:func:`alerts.warmup.unseen`)."""
@@ -176,10 +172,10 @@ class AlertsService(NoticeThread, RegistryFollower):
             # (first start, or readings handed over in-process) the store holds what the state missed.
             self.warm_up()
         # Everything alive now (modules, the registry, profiles, the restored or warmed detector) lives as
-        # long as the service: move it out of the garbage collector's generations. Each commit builds a
-        # snapshot of every device (hundreds of thousands of small objects), which triggers collections
-        # that would otherwise walk this whole heap again and again: 17 % of the commit time at 5,000
-        # devices (BENCHMARKS.md, "After the ledger moved to SQLAlchemy").
+        # long as the service: move it out of the garbage collector's generations. A commit builds the
+        # state of every changed device (after a warm-up: all of them, hundreds of thousands of small
+        # objects), which triggers collections that would otherwise walk this whole heap again and again:
+        # 17 % of the commit time at 5,000 devices (BENCHMARKS.md, "After the ledger moved to SQLAlchemy").
         gc.collect()
         gc.freeze()
         t = threading.Thread(target=self._notice_loop, name="alerts-notices", daemon=True)
@@ -301,28 +297,41 @@ class AlertsService(NoticeThread, RegistryFollower):
 
     # ------------------------------------------------------------------ commit and notices
     def commit(self) -> None:
-        """One transaction: finalised windows, events of the new transitions, detector snapshot.
-        Then acknowledge the MQTT messages and queue the transitions for notices."""
+        """One transaction: finalised windows, events of the new transitions, the detector state of the
+        devices that changed since the last commit (and the detector-wide part). Then acknowledge the MQTT
+        messages and queue the transitions for notices. A failed transaction gives everything back to the
+        next commit."""
         with self._lock:
-            if not self._dirty and not self._pending_acks:
+            det = self.detector
+            if not self._dirty and not self._pending_acks and not det.has_changes:
                 return
             if self.fence is not None:
                 self.fence()
             transitions, self._pending_transitions = self._pending_transitions, []
             acks, self._pending_acks = self._pending_acks, []
-            windows = self.detector.drain_windows()
-            snap = self.detector.snapshot()
-            grown = self._grown_open_events() if windows or transitions else []
-            with self.ledger.transaction():
-                if windows:
-                    self.ledger.add_windows(windows)
-                for tr in transitions:
-                    self.ledger.upsert_event(tr.event)
-                for ev in grown:
-                    self.ledger.upsert_event(ev)
-                # the durable outbox: "event stored" implies "will be notified", whatever crashes next
-                self.ledger.add_outbox(transitions)
-                self.ledger.save_state(self.state_name, snap)
+            windows = det.drain_windows()
+            changes = det.take_changes()
+            self._open.touched |= changes.changed
+            grown, sigs = self._open.grown(det) if windows or transitions else ([], {})
+            try:
+                with self.ledger.transaction():
+                    if windows:
+                        self.ledger.add_windows(windows)
+                    for tr in transitions:
+                        self.ledger.upsert_event(tr.event)
+                    for ev in grown:
+                        self.ledger.upsert_event(ev)
+                    # the durable outbox: "event stored" implies "will be notified", whatever crashes next
+                    self.ledger.add_outbox(transitions)
+                    detector_store.save(self.ledger, self.state_name, det, changes)
+            except BaseException:
+                det.requeue_changes(changes)
+                det.requeue_windows(windows)
+                self._pending_transitions[:0] = transitions
+                self._pending_acks[:0] = acks
+                raise
+            if windows or transitions:
+                self._open.kept(sigs)
             self._dirty = False
             self._last_commit = time.monotonic()
         if acks and self.client is not None:
@@ -344,19 +353,6 @@ class AlertsService(NoticeThread, RegistryFollower):
                 tr.event.event_id,
             )
             self._notice_q.put(tr)
-
-    def _grown_open_events(self) -> list:
-        """Open events that changed since the ledger last got them (an exceedance that grew by a window,
-        a bypass with more readings): the ledger keeps open events as they stand, not as they opened."""
-        out = []
-        live: dict[str, tuple] = {}
-        for ev in self.detector.open_events():
-            sig = (ev.end_ms, len(ev.evidence), ev.peak_mg_m3, ev.mean_mg_m3, repr(ev.evidence[-1:]))
-            live[ev.event_id] = sig
-            if self._open_sig.get(ev.event_id) != sig:
-                out.append(ev)
-        self._open_sig = live
-        return out
 
     def _tick_loop(self) -> None:
         interval = self.settings.alerts.commit_interval_s

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +88,38 @@ def detector_replay(n_readings: int, n_devices: int = 10_000, repeats: int = 1) 
     }
 
 
+# ----------------------------------------------------------------------------------------- state DB
+
+#: The PostgreSQL server the benchmarks create their private databases on (the tests' default).
+PG_ADMIN = os.environ.get("FUMEWATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def state_db(workdir: Path, backend: str) -> Iterator[str]:
+    """A state database at the newest revision: ``workdir/state.db`` (``sqlite``), or a private
+    PostgreSQL database on :data:`PG_ADMIN` (``postgresql``, what production runs), dropped after."""
+    from fumewatch.db import upgrade
+
+    if backend == "sqlite":
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = str(workdir / "state.db")
+        upgrade(path)
+        yield path
+        return
+    import psycopg
+
+    name = f"fumewatch_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # ----------------------------------------------------------------------------------------- latency
 
 
@@ -92,7 +128,12 @@ def _reading(dev: str, t: int, oil: float) -> Reading:
 
 
 def alert_latency(
-    workdir: Path, *, n_devices: int = 2000, n_events: int = 100, spacing_s: float = 0.05
+    workdir: Path,
+    *,
+    n_devices: int = 2000,
+    n_events: int = 100,
+    spacing_s: float = 0.05,
+    backend: str = "sqlite",
 ) -> dict:
     """Time from the ``feed()`` whose reading moves a device's watermark past the end of the window that
     opens an exceedance, to the notice row in the state DB (claimed, then sent to a real local webhook
@@ -101,7 +142,11 @@ def alert_latency(
     Every device gets K 10-minute windows of readings, K = 5 under the default gb18483 rule (a group of 5
     valid windows decides) or N under the consecutive rule; ``n_events`` of them exceed 2.0 mg/m3 in all
     K. The trigger reading of an exceeding device, at window end + allowed lateness, is fed together with
-    a batch of ordinary readings of other devices, one trigger every ``spacing_s``."""
+    a batch of ordinary readings of other devices, one trigger every ``spacing_s``. The state database
+    is ``backend`` (:func:`state_db`).
+
+    In-process (``AlertsService`` fed directly, no MQTT): the real ``fumewatch alerts`` process would
+    add the broker hop and the pipeline's decoding, which this figure does not include."""
     import receivers  # tests/receivers.py (bench.common puts tests/ on sys.path)
 
     from alerts.ledger import Ledger
@@ -112,12 +157,12 @@ def alert_latency(
 
     workdir.mkdir(parents=True, exist_ok=True)
     hook = receivers.Webhook()
-    try:
+    with state_db(workdir, backend) as state, contextlib.closing(hook):
         registry = make_registry(n_devices, owner_notify=hook.url("/owner"))
         settings = load_settings(
             None,
             {
-                "ingest": {"state": str(workdir / "state.db")},
+                "ingest": {"state": state},
                 # event clock, and no periodic advance(): with the event clock it would move every
                 # device's watermark to the newest reading seen, deciding all the exceedances at once at
                 # the first trigger. Each one is decided by the feed() of its own trigger reading here
@@ -127,7 +172,7 @@ def alert_latency(
             },
             AppSettings,
         )
-        ledger = Ledger(workdir / "state.db")
+        ledger = Ledger(state)
         svc = AlertsService(settings, registry, ledger, subscribe=False, publish_notices=False)
         cfg = svc._cfg
         W, late = cfg.window_ms, cfg.lateness_ms
@@ -138,10 +183,14 @@ def alert_latency(
         svc.start()
         k_windows = 5 if cfg.rule == "gb18483" else cfg.open_after_windows
         # K full windows for everybody, plus window K+1 up to just before the deciding watermark
+        t_setup = time.perf_counter()
         for k in range(k_windows * 10 + 2):
             t = T0 + k * MIN_MS
             svc.feed([_reading(d, t, 3.5 if d in hot_set and k < k_windows * 10 else 0.6) for d in devs])
-        svc.commit()
+        t_full = time.perf_counter()
+        svc.commit()  # every device changed: the first commit writes them all
+        full_commit_s = time.perf_counter() - t_full
+        setup_s = time.perf_counter() - t_setup
         svc.wait_notices()
         trigger_t = T0 + k_windows * W + late  # watermark = trigger_t - lateness = end of window K
         others = [d for d in devs if d not in hot_set]
@@ -160,8 +209,6 @@ def alert_latency(
         svc.stop()
         rows = ledger.list_notices()
         ledger.close()
-    finally:
-        hook.close()
     claimed, sent = [], []
     early = [r.key for r in rows if r.device_id in fed_ms and r.created_ms < fed_ms[r.device_id]]
     if early:
@@ -174,6 +221,9 @@ def alert_latency(
             sent.append(rec.updated_ms - fed_ms[rec.device_id])
     return {
         "devices": n_devices,
+        "backend": backend,
+        "setup_s": round(setup_s, 1),
+        "full_commit_s": round(full_commit_s, 2),
         "events": len(hot),
         "notices_sent": len(sent),
         "webhook_received": len(hook.bodies("/owner")),
@@ -198,21 +248,28 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def memory(
-    workdir: Path, *, n_devices: int = 100_000, readings_per_device: int = 5, timeout_s: float = 300
+    workdir: Path,
+    *,
+    n_devices: int = 100_000,
+    readings_per_device: int = 5,
+    backend: str = "sqlite",
+    timeout_s: float = 600,
 ) -> dict:
-    """RSS of a separate process holding an AlertsService with detector state for ``n_devices``."""
+    """Peak RSS of a separate process holding an AlertsService with detector state for ``n_devices``
+    and committing it (:func:`memory_child`), the state database being ``backend``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.children", "memory", str(workdir), str(n_devices), str(readings_per_device)],
-        cwd=workdir,  # not the repository: `-m` puts the working directory first on sys.path
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env=child_env(),
-    )  # fmt: skip
+    with state_db(workdir, backend) as state:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.children", "memory", str(workdir), str(n_devices), str(readings_per_device), state],
+            cwd=workdir,  # not the repository: `-m` puts the working directory first on sys.path
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=child_env(),
+        )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"backend": backend, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def rss_mb() -> tuple[float, float]:
@@ -226,8 +283,15 @@ def rss_mb() -> tuple[float, float]:
     return cur, peak
 
 
-def memory_child(workdir: Path, n_devices: int, per_device: int) -> dict:
-    """Runs in the child process: registry -> AlertsService -> partial windows -> snapshot commit."""
+#: Devices touched between the small commits of :func:`memory_child` (commit cost vs idle devices).
+TOUCHED = 10
+
+
+def memory_child(workdir: Path, n_devices: int, per_device: int, state: str, rounds: int = 7) -> dict:
+    """Runs in the child process: registry -> AlertsService -> a partial window per device -> the first
+    commit (every device changed: all of them written) -> then ``rounds`` commits with :data:`TOUCHED`
+    devices changed each (the cost of a commit against the number of idle devices). ``rss_peak_mb`` is
+    the process's VmHWM at the end: everything, the commits included."""
     import gc
 
     from alerts.ledger import Ledger
@@ -240,10 +304,10 @@ def memory_child(workdir: Path, n_devices: int, per_device: int) -> dict:
     registry = make_registry(n_devices)
     settings = load_settings(
         None,
-        {"ingest": {"state": str(workdir / "state.db")}, "alerts": {"clock": "event", "warmup_hours": 0}},
+        {"ingest": {"state": state}, "alerts": {"clock": "event", "warmup_hours": 0}},
         AppSettings,
     )
-    ledger = Ledger(workdir / "state.db")
+    ledger = Ledger(state)
     svc = AlertsService(settings, registry, ledger, subscribe=False, publish_notices=False)
     out["rss_registry_mb"] = rss_mb()[0]
     devs = [d.device_id for d in registry]
@@ -258,9 +322,33 @@ def memory_child(workdir: Path, n_devices: int, per_device: int) -> dict:
     svc.commit()
     out["commit_s"] = time.perf_counter() - t
     gc.collect()
-    out["rss_after_commit_mb"], out["rss_peak_mb"] = rss_mb()
+    out["rss_after_commit_mb"] = rss_mb()[0]
+    small = []
+    step = max(1, n_devices // TOUCHED)
+    for r in range(rounds):  # TOUCHED devices changed, the rest idle
+        ts = T0 + (per_device + r) * MIN_MS
+        svc.feed([_reading(d, ts, 0.8) for d in devs[r::step][:TOUCHED]])
+        t = time.perf_counter()
+        svc.commit()
+        small.append((time.perf_counter() - t) * 1000)
+    out["commit_touched_ms"] = sorted(small)[len(small) // 2]
+    out["commit_touched_all_ms"] = [round(x, 2) for x in small]
+    # advance(), O(devices): the watermarks move with nothing due (every tick), then past the window's
+    # end (once per window: every device finalises its window)
+    last = T0 + (per_device + rounds - 1) * MIN_MS
+    t = time.perf_counter()
+    svc.advance(last + 30_000)
+    out["advance_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    svc.advance(T0 + 10 * MIN_MS + svc._cfg.lateness_ms)
+    out["advance_due_ms"] = (time.perf_counter() - t) * 1000
+    out["rss_peak_mb"] = rss_mb()[1]
     out["detector_readings"] = svc.detector.readings
+    count = getattr(ledger, "count_devices", None)  # absent before revision 0007 (a base tree)
+    out["device_rows"] = count("detector") if count else None
     out["state_bytes"] = len(json.dumps(ledger.load_state("detector") or {}))
+    if count:
+        out["state_bytes"] += sum(len(json.dumps(s)) for _, s in ledger.load_devices("detector"))
     ledger.close()
     del svc
     return out

@@ -1,6 +1,7 @@
 """Child processes of the benchmarks: ``python -m bench.children memory|ingest-worker ...``.
 
-``memory WORKDIR DEVICES PER_DEVICE``: prints one JSON line (see :func:`bench.alerts_bench.memory_child`).
+``memory WORKDIR DEVICES PER_DEVICE STATE``: prints one JSON line (see
+:func:`bench.alerts_bench.memory_child`; STATE is the state database, an SQLite path or a PostgreSQL URL).
 
 ``ingest-worker PORT CLIENT_ID WORKDIR REGISTRY GROUP``: builds an IngestService on the shared
 subscription ``$share/GROUP/...``, prints ``ready``, waits for a line on stdin, runs until the queued
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     if cmd == "memory":
         from bench.alerts_bench import memory_child
 
-        out = memory_child(Path(argv[1]), int(argv[2]), int(argv[3]))
+        out = memory_child(Path(argv[1]), int(argv[2]), int(argv[3]), argv[4])
     elif cmd == "ingest-worker":
         out = ingest_worker(int(argv[1]), argv[2], Path(argv[3]), Path(argv[4]), argv[5])
     else:

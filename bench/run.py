@@ -52,9 +52,14 @@ class Sizes:
     memory_devices: int
     memory_per_device: int
     scale_messages: int
+    latency_devices_province: int = 0  # the 100k-device latency run (issue 14), PostgreSQL ledger (0 = skip)
+    memory_idle_devices: tuple[int, ...] = ()  # smaller memory runs: commit cost vs idle devices
 
 
-FULL = Sizes(100_000, 3, 4_000, 3, 300_000, 10_000_000, 3, 5_000, 200, 20_000, 100_000, 5, 60_000)
+FULL = Sizes(
+    100_000, 3, 4_000, 3, 300_000, 10_000_000, 3, 5_000, 200, 20_000, 100_000, 5, 60_000,
+    latency_devices_province=100_000, memory_idle_devices=(1_000, 10_000),
+)  # fmt: skip
 QUICK = Sizes(15_000, 2, 1_000, 1, 50_000, 1_000_000, 1, 1_000, 30, 0, 100_000, 2, 10_000)
 
 
@@ -165,28 +170,66 @@ def run_replay(work: Path, sz: Sizes) -> Result:
 
 def run_latency(work: Path, sz: Sizes) -> list[Result]:
     res = []
-    runs = [("alert_latency", sz.latency_devices, sz.latency_events)]
+    runs = [("alert_latency", sz.latency_devices, sz.latency_events, "sqlite")]
     if sz.latency_devices_large:
-        runs.append((f"alert_latency_{sz.latency_devices_large // 1000}k", sz.latency_devices_large, 20))
-    for name, devices, events in runs:
-        out = alerts_bench.alert_latency(work / name, n_devices=devices, n_events=events)
+        runs.append(
+            (f"alert_latency_{sz.latency_devices_large // 1000}k", sz.latency_devices_large, 20, "sqlite")
+        )
+    if sz.latency_devices_province:
+        n = sz.latency_devices_province
+        runs.append((f"alert_latency_{n // 1000}k_pg", n, 20, "postgresql"))
+    for name, devices, events, backend in runs:
+        out = alerts_bench.alert_latency(work / name, n_devices=devices, n_events=events, backend=backend)
         sent = out["sent_ms"]
         p99 = sent.get("p99")
         ok = p99 is not None and p99 <= 1000 and out["notices_sent"] == out["events"]
         spread = {"p50": sent.get("p50"), "p99": p99, "max": sent.get("max"), "n": sent.get("n")}
-        notes = f"{devices:,} devices; claimed p99 {out['claimed_ms'].get('p99', 0):.0f} ms"
+        notes = (
+            f"{devices:,} devices, {backend}, in-process; claimed p99 {out['claimed_ms'].get('p99', 0):.0f} ms; "
+            f"first commit {out['full_commit_s']:.1f} s"
+        )
         res.append(Result(name, p99, "ms p99", "p99 <= 1000 ms", ok, spread, out, notes=notes))
     return res
 
 
-def run_memory(work: Path, sz: Sizes) -> Result:
-    out = alerts_bench.memory(
-        work / "memory", n_devices=sz.memory_devices, readings_per_device=sz.memory_per_device
-    )
-    rss = out["rss_after_commit_mb"]
-    spread = {"peak_mb": out["rss_peak_mb"], "fed_mb": out["rss_fed_mb"]}
-    notes = f"{out['devices']:,} devices; snapshot commit {out['commit_s']:.1f} s, peak {out['rss_peak_mb']:.0f} MB"
-    return Result("memory", rss, "MB RSS", "<= 300 MB", rss <= 300, spread, out, notes=notes)
+def run_memory(work: Path, sz: Sizes) -> list[Result]:
+    """Peak RSS at ``memory_devices`` (PostgreSQL ledger, as production; and SQLite), and the commit cost
+    with 10 devices changed at each size of ``memory_idle_devices`` and ``memory_devices``."""
+    big = {
+        backend: alerts_bench.memory(
+            work / f"memory-{backend}", n_devices=sz.memory_devices, readings_per_device=sz.memory_per_device,
+            backend=backend,
+        )
+        for backend in ("postgresql", "sqlite")
+    }  # fmt: skip
+    res = []
+    for backend, out in big.items():
+        peak = out["rss_peak_mb"]
+        spread = {"after_commit_mb": out["rss_after_commit_mb"], "fed_mb": out["rss_fed_mb"]}
+        notes = (
+            f"{out['devices']:,} devices, {backend}; first commit (every device) {out['commit_s']:.1f} s; "
+            f"{alerts_bench.TOUCHED} changed: {out['commit_touched_ms']:.1f} ms; advance {out['advance_ms']:.0f} ms "
+            f"({out['advance_due_ms']:.0f} ms finalising every window)"
+        )
+        name = "memory" if backend == "postgresql" else "memory_sqlite"
+        res.append(Result(name, peak, "MB peak RSS", "<= 300 MB", peak <= 300, spread, out, notes=notes))
+    per_size = {sz.memory_devices: big["postgresql"]["commit_touched_ms"]}
+    for n in sz.memory_idle_devices:
+        out = alerts_bench.memory(
+            work / f"memory-{n}", n_devices=n, readings_per_device=sz.memory_per_device, backend="postgresql"
+        )
+        per_size[n] = out["commit_touched_ms"]
+    sizes = sorted(per_size)
+    ratio = per_size[sizes[-1]] / per_size[sizes[0]] if len(sizes) > 1 and per_size[sizes[0]] else None
+    spread = {f"{n // 1000}k devices ms": per_size[n] for n in sizes}
+    res.append(
+        Result(
+            "commit_vs_idle", ratio, f"x ({sizes[-1] // 1000}k vs {sizes[0] // 1000}k)", "independent of idle devices",
+            None, spread, {"commit_touched_ms": per_size},
+            notes=f"commit with {alerts_bench.TOUCHED} devices changed, postgresql",
+        )
+    )  # fmt: skip
+    return res
 
 
 def run_scale(work: Path, sz: Sizes) -> Result:

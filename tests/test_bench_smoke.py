@@ -94,10 +94,11 @@ def test_alert_latency_measures_every_notice(tmp_path: Path) -> None:
 
 def test_memory_child_holds_the_state(tmp_path: Path) -> None:
     out = alerts_bench.memory(tmp_path, n_devices=300, readings_per_device=2)
-    assert out["devices"] == 300
-    assert out["detector_readings"] == 600
+    assert out["devices"] == 300 and out["backend"] == "sqlite"
+    assert out["detector_readings"] == 600 + 7 * alerts_bench.TOUCHED  # then 7 commits of 10 changed
     assert out["rss_after_commit_mb"] > 0 and out["rss_peak_mb"] >= out["rss_after_commit_mb"]
-    assert out["state_bytes"] > 0
+    assert out["state_bytes"] > 0 and out["device_rows"] == 300
+    assert len(out["commit_touched_all_ms"]) == 7 and out["commit_touched_ms"] > 0
 
 
 @pytest.mark.integration

@@ -148,7 +148,7 @@ def test_snapshot_keeps_the_learned_cadence(cut: int) -> None:
     t1 = first.process_many(rs[:cut])
     first.advance(rs[cut - 1].time_ms + WIN + 3 * MIN)  # finalise: the windows so far teach the gaps
     snap = json.loads(json.dumps(first.snapshot()))
-    assert snap["version"] == SNAPSHOT_VERSION == 3
+    assert snap["version"] == SNAPSHOT_VERSION == 4
     gaps, last = snap["devices"]["l10"]["gaps"]
     assert (gaps, last) == ([WIN] * (cut - 1), rs[cut - 1].time_ms)
     second = Detector.restore(REGISTRY, PROFILES, None, snap)

@@ -409,7 +409,7 @@ def test_snapshot_restore_mid_group_continues_identically(
     first = Detector(registry, profiles, GB)
     t1 = first.process_many(rs[:cut])
     snap = json.loads(json.dumps(first.snapshot()))
-    assert snap["version"] == 3
+    assert snap["version"] == 4
     second = Detector.restore(registry, profiles, None, snap)
     t2 = run(second, rs[cut:])
     assert _trace(t1 + t2) == _trace(t_whole)

@@ -174,6 +174,10 @@ def test_warning_reaches_every_target_once_through_a_kill(mosquitto, tmp_path, w
             time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        with Ledger(state) as led:  # what the restart resumes from: the detector state per device (0007)
+            header = led.load_state("detector")
+            assert header["version"] == 4 and "devices" not in header
+            assert "D1" in dict(led.load_devices("detector"))
         gate.set()  # the receiver answers the request it was holding (accepted: the at-least-once window)
         proc = start_alerts(tmp_path, mosquitto.url, reg, webhook.url("/inspector"))
         wait_for(lambda: len(webhook.bodies("/inspector")) >= 1, 40, "the warning's inspector copy")

@@ -210,4 +210,7 @@ def test_partitioned_service_subscribes_new_devices_of_an_edited_registry(mosqui
         assert "D2" in svc.registry
     finally:
         svc.stop()
-        ledger.close()
+    # the removed device's state row is gone with it; the partition's rows are under its own name
+    assert svc.state_name == "detector:0-of-1"
+    assert [dev for dev, _ in ledger.load_devices(svc.state_name)] == ["D2"]
+    ledger.close()

@@ -104,6 +104,12 @@ class Detector(DetectorState):
         self._judged: dict[tuple[str, str], tuple[tuple[int, str, float], ...]] = {}
         self._windows_out: list[WindowResult] = []
         self._baseline_ms: int | None = None  # first advance(): "last seen" of never-heard devices
+        # incremental state (alerts.detection.snapshot): the devices changed since take_changes(), those to
+        # forget, the highest advance() watermark, and whether stored rows must all be replaced
+        self._changed: set[str] = set()
+        self._gone: set[str] = set()
+        self._adv_wm = _NEG
+        self._rewrite = True
         #: Readings accepted into a window as samples.
         self.readings = 0
         #: Readings accepted into a window but not judged (``Reading.excluded``: calibration, fault, ...).
@@ -129,14 +135,16 @@ class Detector(DetectorState):
                 return []
         out: list[Transition] = []
         t = reading.time_ms
-        if t > st.last_seen:
-            st.last_seen = t
-        if st.offline is not None:
-            close_offline(st, t, out)
+        if t > st.last_seen or st.offline is not None:
+            self._changed.add(reading.device_id)  # a duplicate changes nothing
+            st.last_seen = max(st.last_seen, t)
+            if st.offline is not None:
+                close_offline(st, t, out)
 
         ws = window_start(t, self._window_ms)
         if ws + self._window_ms <= st.wm:
             self.late_readings += 1
+            self._changed.add(reading.device_id)
             late(st, t, out)
             return out
         wins = st.windows
@@ -156,6 +164,7 @@ class Detector(DetectorState):
         if not acc.add(t, values, fan, bool(reading.ref_converted), excluded, low):
             self.duplicates += 1
             return out
+        self._changed.add(reading.device_id)
         if excluded:
             self.excluded += 1
         else:
@@ -179,15 +188,22 @@ class Detector(DetectorState):
 
     def advance(self, now_ms: int) -> list[Transition]:
         """Move every watermark to at least ``now_ms - allowed_lateness`` (wall clock), finalising due
-        windows of silent devices, and open ``offline`` events. Call it periodically (e.g. every 10 s)."""
+        windows of silent devices, and open ``offline`` events. Call it periodically (e.g. every 10 s).
+
+        A device whose watermark moved but nothing was due is not changed for :meth:`take_changes`: its
+        stored state plus the detector's advance watermark restore it."""
         out: list[Transition] = []
         if self._baseline_ms is None:
             self._baseline_ms = now_ms
         wm = now_ms - self._lateness_ms
-        for st in self._devs.values():
+        if wm > self._adv_wm:
+            self._adv_wm = wm
+        changed = self._changed
+        for dev_id, st in self._devs.items():
             if wm > st.wm:
                 st.wm = wm
-                self._finalise_due(st, out)
+                if self._finalise_due(st, out):
+                    changed.add(dev_id)
         offline_ms = self.config.offline_ms
         for device in self.registry:
             st = self._devs.get(device.device_id)
@@ -202,6 +218,7 @@ class Detector(DetectorState):
             if st is None:
                 st = self._dev(device.device_id)
                 assert st is not None
+            changed.add(device.device_id)
             open_offline(st, last, now_ms, out)
         return out
 
@@ -210,12 +227,14 @@ class Detector(DetectorState):
         exceedances whose service the watermark then passed). Other open exceedance, purifier_off and
         offline events stay open: nothing says they ended."""
         out: list[Transition] = []
-        for st in self._devs.values():
+        for dev_id, st in self._devs.items():
             if st.windows:
                 st.wm = max(st.wm, st.windows[-1].start_ms + self._window_ms)
                 self._finalise_due(st, out)
+                self._changed.add(dev_id)
             if st.late is not None:
                 close_late(st, out)
+                self._changed.add(dev_id)
         return out
 
     def drain_windows(self) -> list[WindowResult]:
@@ -223,11 +242,13 @@ class Detector(DetectorState):
         out, self._windows_out = self._windows_out, []
         return out
 
-    def open_events(self) -> list[Event]:
-        """Copies of all currently open events, as they stand now (an exceedance with every exceeding
-        window so far, a purifier_off with its bypass readings so far)."""
+    def open_events(self, device_ids: Iterable[str] | None = None) -> list[Event]:
+        """Copies of all currently open events (of ``device_ids`` only, if given), as they stand now (an
+        exceedance with every exceeding window so far, a purifier_off with its bypass readings so far)."""
         evs: list[Event] = []
-        for st in self._devs.values():
+        devs = self._devs
+        sts = devs.values() if device_ids is None else (devs[i] for i in device_ids if i in devs)
+        for st in sts:
             for tr in st.trackers or ():
                 if tr is not None and tr.event is not None:
                     evs.append(snapshot_event(tr.event))
@@ -262,8 +283,12 @@ class Detector(DetectorState):
             if device == st.device:
                 continue
             del self._devs[dev_id]
-            if device is not None:
+            if device is None:
+                self._changed.discard(dev_id)
+                self._gone.add(dev_id)  # its state row goes at the next commit
+            else:
                 self._dev(dev_id).load_state(st.to_state())  # type: ignore[union-attr]
+                self._changed.add(dev_id)
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -282,14 +307,19 @@ class Detector(DetectorState):
         st = self._devs[device_id] = _Dev(device, judged, prof.name, rule, self.config.expected_interval_s)
         return st
 
-    def _finalise_due(self, st: _Dev, out: list[Transition]) -> None:
+    def _finalise_due(self, st: _Dev, out: list[Transition]) -> bool:
+        """Finalise what ``st``'s watermark made due; whether that changed its state (beyond ``wm``)."""
         wins = st.windows
+        changed = False
         while wins and wins[0].start_ms + self._window_ms <= st.wm:
             self._finalise(st, wins.pop(0), out)
+            changed = True
         if st.wm >= st.svc_due:
-            self._end_services(st, out)
+            changed = self._end_services(st, out) or changed
         if st.late is not None and st.wm - st.late_wm >= self.config.late_episode_s * 1000:
             close_late(st, out)
+            changed = True
+        return changed
 
     def _finalise(self, st: _Dev, acc: WindowAcc, out: list[Transition]) -> None:
         ws = acc.start_ms
@@ -361,20 +391,23 @@ class Detector(DetectorState):
                 if not any(trs):
                     st.trackers = None
 
-    def _end_services(self, st: _Dev, out: list[Transition]) -> None:
+    def _end_services(self, st: _Dev, out: list[Transition]) -> bool:
         """gb18483 trackers whose service the watermark passed: close their event, drop their buffer; then
-        the next watermark worth a look (``st.svc_due``)."""
+        the next watermark worth a look (``st.svc_due``). Whether a tracker changed."""
         trs = st.trackers
         st.svc_due = _FAR
         if trs is None:
-            return
+            return False
+        expired = False
         for k, tr in enumerate(trs):
             if isinstance(tr, GroupTracker):
                 if tr.due(st.wm, self._window_ms):
                     out.extend(tr.expire())
+                    expired = True
                     if tr.idle:
                         trs[k] = None
                         continue
                 st.svc_due = min(st.svc_due, tr.due_ms(self._window_ms))
         if not any(trs):
             st.trackers = None
+        return expired

@@ -4,7 +4,8 @@ detector_state, windows.
 Ingest's ``dead_letters`` table is in :mod:`ingest.state_schema`; ``fumewatch/db/migrations`` versions both
 (revision 0001 is the schema the release before Alembic created, 0002 adds the notice claim owner and the
 index the notice listings filter on, 0003 the judgement rule, episodes and inspectors' tasks, 0004 the
-outbox, 0005 the case lifecycle: case columns, the case_actions audit trail and case_attachments). A change here needs a migration: see docs/ledger.md.
+outbox, 0005 the case lifecycle: case columns, the case_actions audit trail and case_attachments, 0007 the
+detector's per-device state rows). A change here needs a migration: see docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -224,6 +225,19 @@ detector_state = Table(
     Column("updated_ms", Ms, nullable=False),
 )
 
+#: 0007. The detector's state per device (issue 14): the alerts service writes the rows of the devices
+#: that changed since its last commit (``detector_state`` under the same ``name`` holds the detector-wide
+#: part), and restores device by device.
+detector_devices = Table(
+    "detector_devices",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("device_id", Text, primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_ms", Ms, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 windows = Table(
     "windows",
     metadata,
@@ -268,6 +282,7 @@ TABLES = (
     cases,
     notices,
     detector_state,
+    detector_devices,
     windows,
     episodes,
     tasks,
