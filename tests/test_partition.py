@@ -214,3 +214,85 @@ def test_partitioned_service_subscribes_new_devices_of_an_edited_registry(mosqui
     assert svc.state_name == "detector:0-of-1"
     assert [dev for dev, _ in ledger.load_devices(svc.state_name)] == ["D2"]
     ledger.close()
+
+
+def test_a_new_layout_continues_open_events_from_the_store(tmp_path: Path, webhook) -> None:
+    """Changing N (1 -> 2): the new partitions have no saved state, warm up from the store's readings and
+    continue the open exceedance under its id; the owner is told once that it opened and once that it
+    ended, as if nothing had changed (docs/scaling.md, "Layout")."""
+    from alerts.partition import Partition as P
+    from ingest.model import Reading
+    from ingest.registry import Device
+    from ingest.store import open_store
+
+    t0 = 1795651200000 - 8 * 3600_000 + 11 * 3600_000  # 2026-11-26 11:00 Asia/Shanghai (lunch)
+    settings = load_settings(
+        None,
+        {
+            "ingest": {"state": str(tmp_path / "state.db"), "store": str(tmp_path / "fume.db")},
+            "alerts": {"clock": "event", "warmup_hours": 3, "advance_interval_s": 1e9},
+            "notify": {"retries": 0},
+        },
+        AppSettings,
+    )
+    devices = [f"D{i}" for i in range(1, 7)]
+    registry = Registry(
+        [Device(f"R{d}", f"店{d}", "朝阳区", d, 2, owner_notify=webhook.url(f"/owner/{d}")) for d in devices]
+    )
+    hot = devices[0]
+    store = open_store(str(tmp_path / "fume.db"), settings)
+
+    def minutes(a: int, b: int, over: bool) -> list[Reading]:
+        rs = [
+            Reading(
+                t0 + i * 60_000,
+                d,
+                f"R{d}",
+                "朝阳区",
+                v,
+                v,
+                True,
+                flow_m3_h=4000.0,
+                fan_on=True,
+                purifier_on=True,
+            )
+            for i in range(a, b)
+            for d in devices
+            for v in [2.6 if over and d == hot else 0.5]
+        ]
+        store.write([(i, [r]) for i, r in enumerate(rs)])
+        return rs
+
+    def service(part: P) -> AlertsService:
+        svc = AlertsService(
+            settings, registry, Ledger(tmp_path / "state.db"), store=store, subscribe=False,
+            publish_notices=False, partition=part,
+        )  # fmt: skip
+        svc.start()
+        return svc
+
+    one = service(P(0, 1))
+    one.feed(minutes(0, 55, True))
+    one.commit()
+    one.wait_notices()
+    one.stop()
+    [ev] = one.ledger.list_events(kind="exceedance")
+    assert ev.state == "open"
+    later = minutes(55, 65, True) + minutes(65, 125, False)  # while no worker runs; the store keeps them
+    workers = [service(P(k, 2)) for k in range(2)]
+    for w in workers:
+        assert not w._restored
+        w.warm_up(until_ms=t0 + 125 * 60_000)
+        w.finish()
+        w.stop()
+    assert len([r for r in later if r.device_id == hot]) == 70
+    ledger = Ledger(tmp_path / "state.db")
+    got = [(e.event_id, e.state) for e in ledger.list_events(kind="exceedance")]
+    assert got == [(ev.event_id, "closed")]
+    owner = [(n.action, n.status) for n in ledger.list_notices() if n.channel == "owner"]
+    assert sorted(owner) == [("closed", "skipped"), ("episode_closed", "sent"), ("opened", "sent")]
+    bodies = webhook.bodies(f"/owner/{hot}")
+    assert len(bodies) == 2 and len({b["notice_key"] for b in bodies}) == 2  # opened, ended: once each
+    assert all(not webhook.bodies(f"/owner/{d}") for d in devices[1:])
+    ledger.close()
+    store.close()
