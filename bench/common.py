@@ -173,13 +173,27 @@ def connect_props(expiry_s: int = 3600, receive_maximum: int = RECEIVE_MAXIMUM) 
     return p
 
 
-def register_session(port: int, client_id: str, topics: Iterable[str], qos: int = 1) -> None:
-    """Create a persistent MQTT 5 session with ``topics`` subscribed, then go offline (it stays)."""
+def _client(client_id: str, protocol: str) -> mqtt.Client:
+    if protocol == "5":
+        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    return mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
+    )
+
+
+def register_session(
+    port: int, client_id: str, topics: Iterable[str], qos: int = 1, protocol: str = "5"
+) -> None:
+    """Create a persistent session (MQTT 5: session expiry 1 h; 3.1.1: clean session off) with ``topics``
+    subscribed, then go offline (it stays)."""
     subscribed = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol)
     c.on_subscribe = lambda *a: subscribed.set()
     c.on_connect = lambda cl, *a: cl.subscribe([(t, qos) for t in topics])
-    c.connect("127.0.0.1", port, clean_start=True, properties=connect_props())
+    if protocol == "5":
+        c.connect("127.0.0.1", port, clean_start=True, properties=connect_props())
+    else:
+        c.connect("127.0.0.1", port)
     c.loop_start()
     try:
         if not subscribed.wait(10):
@@ -310,9 +324,9 @@ class Timing:
         return (n - 1) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0) -> Timing:
+def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0, protocol: str = "5") -> Timing:
     """Connect the persistent session ``client_id`` with bare paho (v2 API, automatic ack, trivial
-    callback) and time first to last of ``n`` received messages."""
+    callback; MQTT ``protocol`` "5" or "3.1.1") and time first to last of ``n`` received messages."""
     tm = Timing()
     done = threading.Event()
 
@@ -324,9 +338,12 @@ def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0) -> T
             tm.last, tm.cpu_last = time.perf_counter(), process_cpu_s()
             done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol)
     c.on_message = on_message
-    c.connect("127.0.0.1", port, clean_start=False, properties=connect_props())
+    if protocol == "5":
+        c.connect("127.0.0.1", port, clean_start=False, properties=connect_props())
+    else:
+        c.connect("127.0.0.1", port)
     c.loop_start()
     try:
         if not done.wait(timeout_s):
