@@ -9,6 +9,7 @@ for the machine's cores during the measurement.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -352,3 +353,38 @@ def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0, prot
         c.disconnect()
         c.loop_stop()
     return tm
+
+
+_BARE_CHILD = """
+import json, sys
+import paho.mqtt._packet, paho.mqtt.properties
+from bench.common import drain_bare
+port, client_id, n, protocol = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+tm = drain_bare(port, client_id, n, protocol=protocol)
+unpatched = paho.mqtt._packet.Properties is paho.mqtt.properties.Properties
+print(json.dumps({"first": tm.first, "last": tm.last, "cpu_s": tm.cpu_s, "count": tm.count, "paho_unpatched": unpatched}))
+"""
+
+
+def drain_bare_process(
+    port: int, client_id: str, n: int, protocol: str = "5", timeout_s: float = 180.0
+) -> dict:
+    """:func:`drain_bare` in a child process of its own: bare paho as paho ships it (this process may have
+    imported ``ingest.mqtt_client``, whose PUBLISH properties short cut paho's decoder would then use).
+    Returns msg/s, seconds and CPU per message, timed in the child from its first to its last message."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BARE_CHILD, str(port), client_id, str(n), protocol],
+        capture_output=True, text=True, timeout=timeout_s, env=child_env(), cwd=REPO, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"bare paho child failed ({out.returncode}): {out.stderr[-2000:]}")
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    if not doc["paho_unpatched"]:
+        raise RuntimeError("the bare paho child runs a patched paho")
+    seconds = doc["last"] - doc["first"]
+    return {
+        "msg_s": (n - 1) / seconds if seconds > 0 else float("nan"),
+        "seconds": seconds,
+        "cpu_us_per_msg": round(doc["cpu_s"] / n * 1e6, 1),
+        "received": doc["count"],
+    }
