@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import REPO, child_env
+from bench.common import child_env
 
 
 def _toml(value: str) -> str:
@@ -164,7 +164,9 @@ class IngestProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fumewatch", "ingest", "--config", str(self.config)],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+            # from its own directory, as a user runs it: with ``-m`` the working directory comes first on
+            # sys.path, and the repository's would shadow a ``PYTHONPATH=old/tree`` being measured
+            cwd=self.config.parent, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
         )  # fmt: skip
         return self
 
