@@ -54,7 +54,7 @@ class Sizes:
     memory_devices: int
     memory_per_device: int
     scale_messages: int
-    # the ingest process into InfluxDB: messages of INFLUX_PER_MESSAGE readings, and single-reading ones
+    # the ingest process into InfluxDB: messages of BATCHED_PER_MESSAGE readings, and single-reading ones
     influx_process_messages: int = 1_000
     influx_single_messages: int = 20_000
 
