@@ -9,6 +9,7 @@ for the machine's cores during the measurement.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -173,13 +174,27 @@ def connect_props(expiry_s: int = 3600, receive_maximum: int = RECEIVE_MAXIMUM) 
     return p
 
 
-def register_session(port: int, client_id: str, topics: Iterable[str], qos: int = 1) -> None:
-    """Create a persistent MQTT 5 session with ``topics`` subscribed, then go offline (it stays)."""
+def _client(client_id: str, protocol: str) -> mqtt.Client:
+    if protocol == "5":
+        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    return mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
+    )
+
+
+def register_session(
+    port: int, client_id: str, topics: Iterable[str], qos: int = 1, protocol: str = "5"
+) -> None:
+    """Create a persistent session (MQTT 5: session expiry 1 h; 3.1.1: clean session off) with ``topics``
+    subscribed, then go offline (it stays)."""
     subscribed = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol)
     c.on_subscribe = lambda *a: subscribed.set()
     c.on_connect = lambda cl, *a: cl.subscribe([(t, qos) for t in topics])
-    c.connect("127.0.0.1", port, clean_start=True, properties=connect_props())
+    if protocol == "5":
+        c.connect("127.0.0.1", port, clean_start=True, properties=connect_props())
+    else:
+        c.connect("127.0.0.1", port)
     c.loop_start()
     try:
         if not subscribed.wait(10):
@@ -310,9 +325,9 @@ class Timing:
         return (n - 1) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0) -> Timing:
+def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0, protocol: str = "5") -> Timing:
     """Connect the persistent session ``client_id`` with bare paho (v2 API, automatic ack, trivial
-    callback) and time first to last of ``n`` received messages."""
+    callback; MQTT ``protocol`` "5" or "3.1.1") and time first to last of ``n`` received messages."""
     tm = Timing()
     done = threading.Event()
 
@@ -324,9 +339,12 @@ def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0) -> T
             tm.last, tm.cpu_last = time.perf_counter(), process_cpu_s()
             done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = _client(client_id, protocol)
     c.on_message = on_message
-    c.connect("127.0.0.1", port, clean_start=False, properties=connect_props())
+    if protocol == "5":
+        c.connect("127.0.0.1", port, clean_start=False, properties=connect_props())
+    else:
+        c.connect("127.0.0.1", port)
     c.loop_start()
     try:
         if not done.wait(timeout_s):
@@ -335,3 +353,38 @@ def drain_bare(port: int, client_id: str, n: int, timeout_s: float = 120.0) -> T
         c.disconnect()
         c.loop_stop()
     return tm
+
+
+_BARE_CHILD = """
+import json, sys
+import paho.mqtt._packet, paho.mqtt.properties
+from bench.common import drain_bare
+port, client_id, n, protocol = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+tm = drain_bare(port, client_id, n, protocol=protocol)
+unpatched = paho.mqtt._packet.Properties is paho.mqtt.properties.Properties
+print(json.dumps({"first": tm.first, "last": tm.last, "cpu_s": tm.cpu_s, "count": tm.count, "paho_unpatched": unpatched}))
+"""
+
+
+def drain_bare_process(
+    port: int, client_id: str, n: int, protocol: str = "5", timeout_s: float = 180.0
+) -> dict:
+    """:func:`drain_bare` in a child process of its own: bare paho as paho ships it (this process may have
+    imported ``ingest.mqtt_client``, whose PUBLISH properties short cut paho's decoder would then use).
+    Returns msg/s, seconds and CPU per message, timed in the child from its first to its last message."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BARE_CHILD, str(port), client_id, str(n), protocol],
+        capture_output=True, text=True, timeout=timeout_s, env=child_env(), cwd=REPO, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"bare paho child failed ({out.returncode}): {out.stderr[-2000:]}")
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    if not doc["paho_unpatched"]:
+        raise RuntimeError("the bare paho child runs a patched paho")
+    seconds = doc["last"] - doc["first"]
+    return {
+        "msg_s": (n - 1) / seconds if seconds > 0 else float("nan"),
+        "seconds": seconds,
+        "cpu_us_per_msg": round(doc["cpu_s"] / n * 1e6, 1),
+        "received": doc["count"],
+    }

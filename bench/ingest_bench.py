@@ -1,4 +1,9 @@
-"""paho_ceiling, ingest_single, ingest_batched: queued messages drained by bare paho and by IngestService."""
+"""Queued messages drained by bare paho and by an in-process IngestService, and scale_out.
+
+Since issue 14 the figures of bench/run.py (paho_ceiling, ingest_single, ingest_batched) come from the
+real ``fumewatch ingest`` process (bench/ingest_process.py). :func:`ceiling_and_ingest` stays to explain
+a figure (the service without process start-up, logging set-up and the application's heap); it is not one.
+"""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ them; the state database keeps both in ``device_stats``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import queue
@@ -136,11 +137,7 @@ class IngestService:
         host, port = self.client._fw_endpoint  # type: ignore[attr-defined]
         log.info(
             "event=ingest_start broker=%s:%d client_id=%s store=%s batch=%d",
-            host,
-            port,
-            self.settings.mqtt.client_id,
-            self.store.kind,
-            self._batch_size,
+            *(host, port, self.settings.mqtt.client_id, self.store.kind, self._batch_size),
         )
         self.client.connect_async(
             host,
@@ -151,6 +148,10 @@ class IngestService:
         )
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
+        # What is alive now lives as long as the service: keep the collections the message flow triggers
+        # from walking it again and again (0.45-0.6 s of a 60,000-message drain; BENCHMARKS.md, issue 14).
+        gc.collect()
+        gc.freeze()
         self.client.loop_start()
         self._timer = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
         self._timer.start()
@@ -360,6 +361,7 @@ class IngestService:
 
     def _on_durable(self, tokens: list) -> None:
         ready: list[Reading] = []
+        mids: list[int] = []
         with self._lock:
             for seq in tokens:
                 entry = self._tokens.pop(seq, None)
@@ -368,10 +370,12 @@ class IngestService:
                 mid, n, readings = entry
                 self.stats.readings_stored += n
                 if mid:
-                    self.client.ack(mid, 1)
-                    self.stats.acked += 1
+                    mids.append(mid)
                 if readings:
                     ready.extend(readings)
+            if mids:
+                self.client.ack_many(mids)  # one write for the batch's PUBACKs (ingest.mqtt_client)
+                self.stats.acked += len(mids)
             ready = self._conflicts.drop(ready)
         if ready and self._on_readings is not None:
             try:

@@ -8,7 +8,10 @@ finds its notices) so that a broken harness cannot report a good number.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +20,81 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # `bench` is a folder of the repository, not an installed package
 
-from bench import alerts_bench, influx_bench, ingest_bench, run  # noqa: E402
+from bench import alerts_bench, influx_bench, ingest_bench, ingest_process, run  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated")  # apprise, Python 3.13 removal
+
+
+@pytest.mark.integration
+def test_process_rounds_time_the_real_process_against_both_protocols(
+    mosquitto_binary: str, tmp_path: Path
+) -> None:
+    # 1,500 messages: more than one batch of 500, so that there are commits after the first to time
+    out = ingest_process.process_rounds(tmp_path, n_messages=1500, n_devices=10, rounds=2)
+    assert len(out["rounds"]) == 2
+    for r in out["rounds"]:
+        p = r["process"]
+        assert p["rows"] == p["distinct"] == p["messages"] == 1500  # every message received and stored once
+        assert p["lossless"] and p["dead_letters"] == 0
+        assert p["rows_at_first_commit"] < 1500 and p["readings_s"] > 0
+        assert r["bare3"]["msg_s"] > 0 and r["bare5"]["msg_s"] > 0
+        assert r["ceiling_msg_s"] == max(r["bare3"]["msg_s"], r["bare5"]["msg_s"])
+        assert r["ratio"] == pytest.approx(p["msg_s"] / r["ceiling_msg_s"])
+
+
+@pytest.mark.integration
+def test_process_rounds_batched_into_influxdb(
+    influxd_binary: str, mosquitto_binary: str, tmp_path: Path
+) -> None:
+    influx = ingest_process.servers_module().InfluxDB1Server(tmp_path / "influxdb").start()
+    try:
+        out = ingest_process.process_rounds(
+            tmp_path / "run", n_messages=20, per_message=100, n_devices=5, rounds=1, bare=False, influx=influx
+        )
+    finally:
+        influx.stop()
+    (r,) = out["rounds"]
+    assert r["process"]["rows"] == 2000 and r["process"]["messages"] == 20 and r["process"]["lossless"]
+    assert "bare3" not in r
+
+
+def test_row_clock_times_the_commits_of_another_connection(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "fume.db"
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE readings (device_id TEXT, time_ms INTEGER, PRIMARY KEY (device_id, time_ms))")
+
+    def writer() -> None:
+        for k in range(5):
+            time.sleep(0.05)
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO readings VALUES (?, ?)", [("D", k * 10 + i) for i in range(10)])
+            conn.execute("COMMIT")
+
+    t = threading.Thread(target=writer)
+    t.start()
+    obs = ingest_process.RowClock(db, os.getpid()).wait(50, timeout_s=10)
+    t.join()
+    assert (obs.rows_first, obs.rows_last) == (10, 50)
+    assert obs.commits == 5
+    assert 0.15 < obs.t_last - obs.t_first < 2
+    assert obs.rate() == pytest.approx(40 / (obs.t_last - obs.t_first))
+
+
+def test_stop_stats_reads_the_last_stop_line() -> None:
+    log = (
+        "ts=1 level=INFO event=ingest_stop messages=1 dead_letters=0\n"
+        "ts=2 level=INFO event=ingest_stop messages=300 readings_received=300 dead_letters=2 acked=300\n"
+    )
+    assert ingest_process.stop_stats(log) == {
+        "messages": 300,
+        "readings_received": 300,
+        "dead_letters": 2,
+        "acked": 300,
+    }
+    assert ingest_process.stop_stats("no such line") == {}
 
 
 @pytest.mark.integration
@@ -105,7 +180,7 @@ def test_memory_child_holds_the_state(tmp_path: Path) -> None:
 def test_run_prints_table_saves_json_and_ends_with_the_ratio(
     mosquitto_binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    tiny = run.Sizes(200, 1, 5, 1, 5000, 10_000, 1, 20, 2, 0, 200, 1, 200)
+    tiny = run.Sizes(1500, 1, 5, 1, 5000, 10_000, 1, 20, 2, 0, 200, 1, 200)
     monkeypatch.setattr(run, "QUICK", tiny)
     code = run.main(
         ["--quick", "--only", "paho_ceiling,ingest_single,detector_replay", "--results", str(tmp_path)]
