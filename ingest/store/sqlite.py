@@ -8,7 +8,12 @@ Write path (BENCHMARKS.md has the measurements behind each choice):
   thread keeps decoding while SQLite works. ``executemany`` releases and re-takes the GIL for every row,
   and under contention each re-take waits for the other thread.
 - Booleans are bound as ints (see ``_row``).
-- A 64 MiB page cache keeps the hot pages of the table and its two indexes in memory.
+- A 64 MiB page cache keeps the hot pages of the table and its index in memory.
+- One secondary index, ``(restaurant_id, time_ms)``. A time range over every device (the alerts warm-up,
+  ``fumewatch readings --since``) reads ``{table}_devices``, each device's first and last time, and then
+  each device's rows through the primary key, instead of a ``(time_ms)`` index: keeping that index cost
+  about a quarter of every insert (issue 14, BENCHMARKS.md). Files written before keep their rows; the
+  index is dropped and the per-device spans filled when such a file is opened.
 - WAL checkpoints every 16384 pages (64 MiB) instead of SQLite's 1000: a checkpoint copies pages to the
   database file and fsyncs it, and doing that every 4 MB cost more than the inserts themselves.
 """
@@ -16,6 +21,7 @@ Write path (BENCHMARKS.md has the measurements behind each choice):
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -26,6 +32,8 @@ from ingest.duplicates import first_wins_conflicts
 from ingest.model import Reading
 from ingest.state import connect
 from ingest.store.base import Batch, Store, rollback
+
+log = logging.getLogger("fumewatch.ingest")
 
 _COLUMNS = (
     "device_id",
@@ -69,8 +77,20 @@ CREATE TABLE IF NOT EXISTS {name} (
     PRIMARY KEY (device_id, time_ms)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {name}_restaurant_time ON {name} (restaurant_id, time_ms);
-CREATE INDEX IF NOT EXISTS {name}_time ON {name} (time_ms);
 """
+
+#: Each device's first and last reading time in a table: what a time range over every device reads.
+_SPANS = """
+CREATE TABLE IF NOT EXISTS {name}_devices (
+    device_id TEXT PRIMARY KEY,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+_SPAN_UPSERT = (
+    "INSERT INTO {name}_devices (device_id, first_ms, last_ms) VALUES (?, ?, ?) ON CONFLICT (device_id) "
+    "DO UPDATE SET first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)"
+)
 
 #: Minute/real-time samples; HJ 212 hourly averages go to ``readings_hourly``.
 TABLE = "readings"
@@ -169,6 +189,7 @@ class SQLiteStore(Store):
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         for name in (TABLE, HOURLY_TABLE):
             self._conn.executescript(_TABLE.format(name=name))
+            self._spans_table(name)
             have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
             for col, kind in _ADDED.items():
                 if col not in have:  # a file written before #13: same rows, the new columns empty
@@ -179,6 +200,31 @@ class SQLiteStore(Store):
         #: Called with (refused reading, stored row) pairs: the first stored value for a (device, time) wins
         #: (ingest.duplicates); set by the ingest service, which dead-letters them.
         self.on_conflict: Callable[[list[tuple[Reading, dict]]], None] | None = None
+
+    def _spans_table(self, name: str) -> None:
+        """Create ``{name}_devices``; in a file from before it, fill it from the rows and drop the
+        ``(time_ms)`` index it replaces (one pass over the primary key, once)."""
+        c = self._conn
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        if c.execute(exists, (f"{name}_devices",)).fetchone():
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if not c.execute(exists, (f"{name}_devices",)).fetchone():  # another process may have been first
+                if c.execute(
+                    f"SELECT 1 FROM {name} LIMIT 1"
+                ).fetchone():  # rows from before: say why it waits
+                    log.info("event=store_upgrade path=%s table=%s step=device_spans", self.path, name)
+                c.execute(_SPANS.format(name=name).strip())
+                c.execute(
+                    f"INSERT INTO {name}_devices SELECT device_id, MIN(time_ms), MAX(time_ms) FROM {name} "
+                    "GROUP BY device_id"
+                )
+                c.execute(f"DROP INDEX IF EXISTS {name}_time")
+            c.execute("COMMIT")
+        except BaseException:
+            rollback(c)
+            raise
 
     def _statement(self, table: str, rows: int, plain: bool = True) -> str:
         sql = self._statements.get((table, rows, plain))
@@ -194,6 +240,16 @@ class SQLiteStore(Store):
         return sql
 
     def _insert_rows(self, table: str, readings: list[Reading]) -> None:
+        spans: dict[str, list[int]] = {}
+        for r in readings:
+            span = spans.get(r.device_id)
+            if span is None:
+                spans[r.device_id] = [r.time_ms, r.time_ms]
+            elif r.time_ms < span[0]:
+                span[0] = r.time_ms
+            elif r.time_ms > span[1]:
+                span[1] = r.time_ms
+        self._conn.executemany(_SPAN_UPSERT.format(name=table), [(d, a, b) for d, (a, b) in spans.items()])
         flat = itertools.chain.from_iterable
         for plain, run in _runs(readings):
             row = _row if plain else _row_hj212
@@ -243,21 +299,36 @@ class SQLiteStore(Store):
         until_ms: int | None = None,
         hourly: bool = False,
     ) -> list[dict]:
-        q = f"SELECT {','.join(_COLUMNS)} FROM {HOURLY_TABLE if hourly else TABLE} WHERE 1=1"
-        args: list = []
-        for col, op, val in (
-            ("restaurant_id", "=", restaurant_id),
-            ("device_id", "=", device_id),
-            ("time_ms", ">=", since_ms),
-            ("time_ms", "<", until_ms),
-        ):
-            if val is not None:
-                q += f" AND {col} {op} ?"
-                args.append(val)
-        q += " ORDER BY time_ms, device_id"
+        table = HOURLY_TABLE if hourly else TABLE
         with self._lock:
-            cur = self._conn.execute(q, args)
-            rows = cur.fetchall()
+            if device_id is None and restaurant_id is None and (since_ms is not None or until_ms is not None):
+                # every device in a time range: the devices whose span overlaps it, each by its key
+                lo, hi = -(2**62) if since_ms is None else since_ms, 2**62 if until_ms is None else until_ms
+                devices = [
+                    d
+                    for (d,) in self._conn.execute(
+                        f"SELECT device_id FROM {table}_devices WHERE last_ms >= ? AND first_ms < ?", (lo, hi)
+                    )
+                ]
+                rows = []
+                q = f"SELECT {','.join(_COLUMNS)} FROM {table} WHERE device_id = ? AND time_ms >= ? AND time_ms < ?"
+                for d in devices:
+                    rows += self._conn.execute(q, (d, lo, hi)).fetchall()
+                rows.sort(key=lambda row: (row[1], row[0]))
+            else:
+                q = f"SELECT {','.join(_COLUMNS)} FROM {table} WHERE 1=1"
+                args: list = []
+                for col, op, val in (
+                    ("restaurant_id", "=", restaurant_id),
+                    ("device_id", "=", device_id),
+                    ("time_ms", ">=", since_ms),
+                    ("time_ms", "<", until_ms),
+                ):
+                    if val is not None:
+                        q += f" AND {col} {op} ?"
+                        args.append(val)
+                q += " ORDER BY time_ms, device_id"
+                rows = self._conn.execute(q, args).fetchall()
         out = []
         for row in rows:
             d = dict(zip(_COLUMNS, row, strict=True))
