@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.common import child_env, device_ids, make_registry
+from bench.common import child_env, device_ids, make_registry, servers
 from ingest.model import Reading
 
 MIN_MS = 60_000
@@ -106,18 +105,9 @@ def state_db(workdir: Path, backend: str) -> Iterator[str]:
         upgrade(path)
         yield path
         return
-    import psycopg
-
-    name = f"fumewatch_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    try:
+    with servers.private_pg_database(PG_ADMIN, prefix="fumewatch_bench") as url:
         upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ----------------------------------------------------------------------------------------- latency

@@ -19,8 +19,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import (
@@ -37,22 +35,7 @@ from bench.common import (
     write_registry,
 )
 
-PG_ADMIN_URL = os.environ.get("FUMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _COUNTERS = ("fumewatch_detector_readings_total", "fumewatch_late_readings_total")
-
-
-@contextmanager
-def private_database(admin_url: str = PG_ADMIN_URL):
-    import psycopg
-
-    name = f"fumewatch_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _counted(port: int) -> int | None:
@@ -159,7 +142,7 @@ def alerts_partitions(
             lines = message_lines(device_ids(n_devices), n_messages, 1, recent_t0(n_messages, n_devices, 1))
             publish_lines(broker.port, lines, run_dir / "pub")
             del lines
-            with private_database() as url:
+            with servers.private_pg_database(prefix="fumewatch_bench") as url:
                 upgrade(url)
                 out["runs"][n] = _drain(broker.port, url, reg_path, run_dir, parts, n_messages)
             for cid, _ in sessions:

@@ -17,7 +17,6 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,8 +192,8 @@ def webhook() -> Iterator[Any]:
 # 5. State databases on both backends: SQLite files and private PostgreSQL databases
 # =========================================================================================================
 
-#: The PostgreSQL server of this machine (and of CI: .ci/run starts it); trust auth for user postgres.
-PG_ADMIN_URL = os.environ.get("FUMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = servers.PG_ADMIN_URL
+private_pg_database = servers.private_pg_database
 
 
 def postgres_unavailable_reason() -> str | None:
@@ -220,21 +219,6 @@ def postgres_admin() -> str:
             pytest.fail(f"{reason} (CI=true: .ci/run must start PostgreSQL)", pytrace=False)
         pytest.skip(reason)
     return PG_ADMIN_URL
-
-
-@contextmanager
-def private_pg_database(admin_url: str) -> Iterator[str]:
-    """CREATE a uniquely named database, yield its URL (no password), DROP it ... WITH (FORCE) after."""
-    import psycopg
-
-    name = f"fumewatch_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

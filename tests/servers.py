@@ -934,3 +934,27 @@ def run_fumewatch(
         env={**base, **(env or {})},
         timeout=timeout,
     )
+
+
+# ----------------------------------------------------------------------------------------- PostgreSQL
+
+#: The PostgreSQL server of this machine (and of CI: .ci/run starts it); trust auth for user postgres.
+PG_ADMIN_URL = os.environ.get("FUMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def private_pg_database(admin_url: str = PG_ADMIN_URL, prefix: str = "fumewatch_test"):
+    """CREATE a uniquely named database, yield its URL (no password), DROP it ... WITH (FORCE) after
+    (tests and benchmarks: each run has its own)."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
