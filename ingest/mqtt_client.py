@@ -33,7 +33,6 @@ import sys
 from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt import _packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -71,7 +70,12 @@ class PublishProperties(Properties):
 
 
 def _install_fast_properties() -> None:
-    """Have paho's packet decoders (``paho.mqtt._packet``) build :class:`PublishProperties`."""
+    """Have paho's packet decoders (``paho.mqtt._packet``, paho 2.2) build :class:`PublishProperties`;
+    without that module (another paho) nothing is patched and paho's own class is used."""
+    try:
+        from paho.mqtt import _packet
+    except ImportError:
+        return
     if getattr(_packet, "Properties", None) is Properties:
         _packet.Properties = PublishProperties
 
