@@ -239,7 +239,8 @@ class SQLiteStore(Store):
             self._statements[(table, rows, plain)] = sql
         return sql
 
-    def _insert_rows(self, table: str, readings: list[Reading]) -> None:
+    def _update_spans(self, table: str, readings: list[Reading]) -> None:
+        """Widen the devices' first/last times in ``{table}_devices`` to cover ``readings``."""
         spans: dict[str, list[int]] = {}
         for r in readings:
             span = spans.get(r.device_id)
@@ -250,6 +251,8 @@ class SQLiteStore(Store):
             elif r.time_ms > span[1]:
                 span[1] = r.time_ms
         self._conn.executemany(_SPAN_UPSERT.format(name=table), [(d, a, b) for d, (a, b) in spans.items()])
+
+    def _insert_rows(self, table: str, readings: list[Reading]) -> None:
         flat = itertools.chain.from_iterable
         for plain, run in _runs(readings):
             row = _row if plain else _row_hj212
@@ -282,6 +285,11 @@ class SQLiteStore(Store):
                     conflicts = first_wins_conflicts(conn, TABLE, rows) + first_wins_conflicts(
                         conn, HOURLY_TABLE, hourly
                     )
+                # after the count above: these upserts are changes too
+                if rows:
+                    self._update_spans(TABLE, rows)
+                if hourly:
+                    self._update_spans(HOURLY_TABLE, hourly)
                 conn.execute("COMMIT")
             except BaseException:  # e.g. "database or disk is full": nothing was written, the caller retries
                 rollback(conn)
