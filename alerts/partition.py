@@ -236,7 +236,9 @@ class PartitionLock:
             others = c.execute(
                 text(
                     "SELECT DISTINCT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns "
-                    "AND objsubid = 2 AND granted AND objid <> :n"
+                    "AND objsubid = 2 AND granted AND objid <> :n "
+                    # advisory locks belong to a database; pg_locks shows every database of the server
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"ns": LAYOUT_NAMESPACE, "n": p.count},
             ).scalars()

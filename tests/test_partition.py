@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import servers
 from servers import publish_mqtt, wait_for
 
 from alerts.ledger import Ledger
@@ -127,6 +128,13 @@ def test_pg_advisory_lock_layout_and_loss(pg_empty_url: str):
         assert c.try_acquire()
         with pytest.raises(PartitionError, match=r"N=2 partitions are running .* layout of N=3"):
             PartitionLock(pg_empty_url, Partition(0, 3)).try_acquire()
+        # another ledger on the same server (another city) has its own layout and its own locks
+        with servers.private_pg_database() as other_city:
+            elsewhere = PartitionLock(other_city, Partition(0, 3))
+            try:
+                assert elsewhere.try_acquire() and elsewhere.check()
+            finally:
+                elsewhere.release()
         # the lock's session ends (the server restarted, the network dropped it): the holder sees it ...
         with psycopg.connect(pg_empty_url, autocommit=True) as conn:
             conn.execute(
