@@ -260,6 +260,15 @@ def publish_lines(
     return time.monotonic() - start
 
 
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
     """CPU seconds used during a measurement: by this process (all threads), by the broker, and by
     everything else on the machine (other people's work on a shared machine), from /proc."""
@@ -270,13 +279,7 @@ class CpuMeter:
 
     @staticmethod
     def _proc_cpu(pid: int | None) -> float:
-        if pid is None:
-            return 0.0
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return 0.0 if pid is None else proc_cpu_s(pid)
 
     def _sample(self) -> tuple[float, float, float, float]:
         import resource

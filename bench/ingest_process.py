@@ -16,7 +16,6 @@ every point is there.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -26,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import child_env
+from bench.common import child_env, proc_cpu_s
 
 
 def _toml(value: str) -> str:
@@ -60,15 +59,6 @@ def write_config(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

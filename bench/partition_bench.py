@@ -12,7 +12,6 @@ event clock is used (the readings are a day old: with the wall clock every one w
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from bench.common import (
     drop_session,
     make_registry,
     message_lines,
+    proc_cpu_s,
     publish_lines,
     recent_t0,
     register_session,
@@ -49,11 +49,6 @@ def _counted(port: int) -> int | None:
         m = re.search(rf"^{name} (\S+)$", text, re.M)
         total += int(float(m.group(1))) if m else 0
     return total
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _drain(broker_port: int, state: str, registry: Path, workdir: Path, parts: list[str], n: int) -> dict:
@@ -84,7 +79,7 @@ def _drain(broker_port: int, state: str, registry: Path, workdir: Path, parts: l
             total = sum(c or 0 for c in counts)
             if first is None and total > 0:
                 first = now
-                cpu0 = {p.pid: _cpu_s(p.pid) for p, _ in procs}
+                cpu0 = {p.pid: proc_cpu_s(p.pid) for p, _ in procs}
             if total >= n:
                 last = now
                 break
@@ -95,7 +90,7 @@ def _drain(broker_port: int, state: str, registry: Path, workdir: Path, parts: l
             time.sleep(0.05)
         if first is None or last is None:
             raise RuntimeError(f"drained {total} of {n} readings in 600 s")
-        cpu = sum(_cpu_s(p.pid) - cpu0[p.pid] for p, _ in procs)
+        cpu = sum(proc_cpu_s(p.pid) - cpu0[p.pid] for p, _ in procs)
     finally:
         for p, _ in procs:
             p.send_signal(signal.SIGTERM)

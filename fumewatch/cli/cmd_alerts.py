@@ -31,7 +31,7 @@ from fumewatch.db import prepare_for_service
 from fumewatch.services import start_metrics
 from fumewatch.settings import AppSettings
 from ingest import logs
-from ingest.db import is_url
+from ingest.store import beside_state_db
 from ingest.timeutil import format_display, now_ms
 
 log = logging.getLogger("fumewatch.alerts.cli")
@@ -68,10 +68,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     part = Partition.parse(s.alerts.partition) if s.alerts.partition else None
     if part is not None:
         # a buffer file has one drain: each partition's rows for the dashboards get their own
-        state = s.ingest.state  # the default place of ingest/store/__init__.py: beside the state database
-        base = Path(
-            s.influx.buffer_file or Path("data" if is_url(state) else Path(state).parent) / "influx-buffer.db"
-        )
+        base = Path(s.influx.buffer_file or beside_state_db(s.ingest.state, "influx-buffer.db"))
         s.influx.buffer_file = str(base.with_name(f"{base.stem}-alerts-{part.slug}{base.suffix}"))
     reach_broker(s, args.connect_timeout)
     load_registry(s)  # a missing or broken registry fails now, not after a standby's wait

@@ -15,6 +15,16 @@ from ingest.config import Settings
 from ingest.store.base import Store
 
 
+def beside_state_db(state: str, name: str) -> str:
+    """Where a store keeps its file ``name`` by default: beside an SQLite state database, else
+    ``data/``."""
+    from pathlib import Path
+
+    from ingest.db import is_url
+
+    return f"data/{name}" if is_url(state) else str(Path(state).with_name(name))
+
+
 def open_store(
     spec: str, settings: Settings | None = None, *, read_only: bool = False, readings: bool = True
 ) -> Store:
@@ -27,12 +37,10 @@ def open_store(
     if s.startswith(("http://", "https://")):
         from pathlib import Path
 
-        from ingest.db import is_url
         from ingest.store.influx import InfluxStore
 
         def beside_state(name: str) -> str:
-            state = settings.ingest.state
-            return f"data/{name}" if is_url(state) else str(Path(state).with_name(name))
+            return beside_state_db(settings.ingest.state, name)
 
         buffer_path = first_wins_path = None
         if not read_only and readings:
