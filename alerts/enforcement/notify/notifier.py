@@ -46,7 +46,10 @@ class Notifier(Delivery):
     the readings store, for the C, Q, n a notice states (None: the notice says they are unavailable);
     ``contact_of(district)``: (office, phone) named in notices. ``owns(device_id)``: which devices' pending
     notices and outbox transitions this notifier resumes (a partitioned worker's own, see
-    :mod:`alerts.partition`); None: all of them.
+    :mod:`alerts.partition`); None: all of them. ``owner_link(restaurant_id, notice_key)``: the owner's
+    page link an owner notice carries, (url, expires_ms), issued and recorded by the caller
+    (:class:`alerts.owner.links.OwnerLinks`); None, or a None answer: the notice carries no link. Only
+    owner notices carry it: inspector copies and the MQTT alert never hold an owner's capability.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Notifier(Delivery):
         ref_flow_per_head_m3_h: float = 2000.0,
         mqtt_connected: Callable[[], bool] | None = None,
         owns: Callable[[str], bool] | None = None,
+        owner_link: Callable[[str, str], tuple[str, int] | None] | None = None,
     ) -> None:
         if not settings.display_tz:  # standalone use; the loaded settings fill in the top-level zone
             settings = settings.model_copy(update={"display_tz": "Asia/Shanghai"})
@@ -77,6 +81,7 @@ class Notifier(Delivery):
         self.mqtt_connected = mqtt_connected or (lambda: True)
         self.ref_flow_per_head_m3_h = ref_flow_per_head_m3_h
         self.owns = owns or (lambda _device_id: True)
+        self.owner_link = owner_link
         self._renderer = Renderer(settings, standard_of=standard_of)
         self._sender = Sender(settings, sleep)
         self.locale = self._renderer.locale
@@ -242,6 +247,7 @@ class Notifier(Delivery):
         tz = self.settings.display_tz
         ev = tr.event
         f: dict[str, Any] = {
+            "restaurant_id": ev.restaurant_id,
             "measures": measures(ev, device, self.readings_of, tr.at_ms, self.ref_flow_per_head_m3_h),
             # the device's data flags: messages ingest refused while the event ran (by arrival time)
             "dead_letters": self.ledger.dead_letter_counts(
@@ -299,17 +305,21 @@ class Notifier(Delivery):
             tuple[str, str, str, str | None, str, dict[str, Any]]
         ] = []  # name, key, channel, url, ...
         first_payload: dict[str, Any] | None = None
+        first_name: str | None = None
         for name, role in plan:
-            payload = self._payload(tr, device, name, facts, case)
+            key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
+            payload = self._payload(tr, device, name, self._with_link(facts, role, key), case)
             if role == INSPECTOR and name in COPIED_TO_INSPECTORS:  # the owner's text, marked as a copy
                 payload = {**payload, "title": self._renderer.copy_title(payload["title"])}
+            first_name = first_name if first_payload else name
             first_payload = first_payload or payload
-            key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
             for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):
                 items.append((name, key, channel, url, target, payload))
         mqtt: tuple[str, dict[str, Any], dict[str, Any]] | None = None
         if self.mqtt_publish is not None and tr.action in ("opened", "closed"):
-            payload = first_payload or self._payload(tr, device, None, facts, case)
+            # the first notice's text, rendered again without the owner's link
+            payload = self._payload(tr, device, first_name, facts, case) if first_payload else None
+            payload = payload or self._payload(tr, device, None, facts, case)
             mqtt = (
                 self._mqtt_target(tr.event.restaurant_id),
                 self._renderer.mqtt_message(tr, payload, case),
@@ -338,6 +348,13 @@ class Notifier(Delivery):
             else:
                 results.append(NoticeResult(tr.key, MQTT, mqtt[0], ALREADY_SENT))
         return results
+
+    def _with_link(self, facts: dict[str, Any], role: str, key: str) -> dict[str, Any]:
+        """``facts`` with the owner's page link when ``role`` is the owner and links are issued."""
+        if role != OWNER or self.owner_link is None:
+            return facts
+        restaurant_id = facts.get("restaurant_id", "")
+        return {**facts, "owner_link": self.owner_link(restaurant_id, key)}
 
     def _payload(
         self,

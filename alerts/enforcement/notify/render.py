@@ -108,6 +108,8 @@ _CONTEXT_KEYS = (
     "owner_delivery",
     "unreachable_reasons",
     "sender",
+    "owner_link",
+    "owner_link_line",
 )
 
 
@@ -159,7 +161,8 @@ class Renderer:
     ) -> dict[str, str]:
         """The template values of a transition. ``facts`` (from the notifier): ``decision`` (episode and
         step), ``measures``, ``history``, ``contact`` (office, phone), ``objection_days``,
-        ``episode_events``, ``unreachable_reasons``."""
+        ``episode_events``, ``unreachable_reasons``, ``owner_link`` ((url, expires_ms) of the owner's page
+        link that this notice carries, owner notices only; None: the notice carries none)."""
         facts = facts or {}
         e = transition.event
         s = self.settings
@@ -250,8 +253,26 @@ class Renderer:
             "owner_delivery": self._delivery(((case or {}).get("step") or {}).get("owner_delivery"), texts),
             "unreachable_reasons": "; ".join(facts.get("unreachable_reasons") or []) or none,
             "sender": s.sender or texts["sender"],
+            **self._owner_link(facts.get("owner_link"), texts, tz, date_fmt),
         }
         return ctx
+
+    def _owner_link(
+        self, link: tuple[str, int] | None, texts: dict[str, Any], tz: str, date_fmt: str
+    ) -> dict[str, str]:
+        """``owner_link`` (the URL, "" without one) and ``owner_link_line`` (the sentence carrying it; ""
+        without a link, so a template's line stays empty rather than claiming a page that was not issued)."""
+        if not link:
+            return {"owner_link": "", "owner_link_line": ""}
+        url, expires_ms = link
+        return {
+            "owner_link": url,
+            # with its own paragraph break: templates put it right before the signature line
+            "owner_link_line": texts["owner_link_line"].format(
+                url=url, expires=format_local(expires_ms, tz, date_fmt)
+            )
+            + "\n\n",
+        }
 
     def copy_title(self, title: str) -> str:
         """An owner notice's title as the inspectors' copy carries it."""

@@ -47,6 +47,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "limit_line": "排放限值：{limit} mg/m³（执行标准：{standard}）",
         "bypass_line": "执行标准：{standard}；排烟风机运行期间须同时开启油烟净化设施",
         "event_line": "  · {name}：{start} 至 {end}（{id}）",
+        "owner_link_line": "贵店专属页面（查看近 7 天监测数据，在线提交整改材料或陈述、申辩，无需注册）：{url} （有效期至 {expires}，请勿转发）",
     },
     "en": {
         "pollutant": {"oil_fume": "oil fume", "pm": "particulate matter", "nmhc": "non-methane hydrocarbons"},
@@ -91,5 +92,6 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "limit_line": "Emission limit: {limit} mg/m³ (standard: {standard})",
         "bypass_line": "Standard: {standard}; the purifier must run whenever the exhaust fan runs",
         "event_line": "  - {name}: {start} to {end} ({id})",
+        "owner_link_line": "Your restaurant's own page (the last 7 days of monitoring data; send rectification evidence or a statement online, no account needed): {url} (valid until {expires}; do not forward)",
     },
 }
