@@ -28,6 +28,7 @@ from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
 from alerts.model import Transition
+from alerts.owner.links import OwnerLinks
 from alerts.partition import Partition
 from alerts.profiles import Profiles, load_profiles
 from alerts.service_notices import DRAIN, NoticeThread
@@ -107,6 +108,9 @@ class AlertsService(NoticeThread, RegistryFollower):
             if subscribe:
                 self.client.on_message = self._on_message
         a = settings.alerts
+        # owner notices carry the owner's page link when [owner] public_url is set (OwnerLinkError if the
+        # secret is missing: the process refuses to start rather than send notices without their link)
+        self.owner_links = OwnerLinks.from_settings(ledger, settings.owner)
         self.notifier = Notifier(
             settings.notify,
             ledger,
@@ -127,6 +131,7 @@ class AlertsService(NoticeThread, RegistryFollower):
             objection_days=a.objection_days,
             ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
             owns=partition.owns if partition is not None else None,
+            owner_link=self.owner_links.for_notice if self.owner_links is not None else None,
         )
         # what the ledger last got of each open event (after a restore: look at every device once)
         self._open = detector_store.OpenEvents(set(self.detector.device_ids()) if self._restored else None)

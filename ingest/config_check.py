@@ -89,6 +89,12 @@ def _unknown(model: type[BaseModel], data: Mapping[str, Any], path: tuple[str, .
                 where = f"[{'.'.join(path)}] " if path else ""
                 yield f"unknown key {where}{key}{_suggest(key, fields, 'keys')}"
             continue
+        extra = model.model_fields[key].json_schema_extra
+        if isinstance(extra, dict) and extra.get("env_only"):
+            where = f"[{'.'.join(path)}] " if path else ""
+            env = "FUMEWATCH_" + "_".join((*path, key)).upper()
+            yield f"{where}{key} is a secret: set it in the environment ({env}) or .env, never in the TOML file"
+            continue
         sub = _section_model(model, key)
         if sub is not None and isinstance(value, dict):
             yield from _unknown(sub, value, (*path, key))

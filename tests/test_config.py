@@ -13,7 +13,14 @@ from ingest.config import ConfigError, load_settings, parse_broker_url
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "config" / "fumewatch.sample.toml"
-SECRETS = {"inspector.tokens", "mqtt.password", "influx.token", "notify.inspector_targets", "api.tokens"}
+SECRETS = {
+    "inspector.tokens",
+    "mqtt.password",
+    "influx.token",
+    "notify.inspector_targets",
+    "api.tokens",
+    "owner.link_secret",
+}
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -255,3 +262,13 @@ def test_config_command_prints_every_section_and_no_secret(tmp_path):
     assert doc["mqtt"]["broker"] == "mqtt://dev:***@broker.example:1883"
     assert doc["notify"]["inspector_targets"] == ["mailtos://***@mail.example.com", "wecombot://***"]
     assert "Xq" not in proc.stdout
+
+
+def test_owner_link_secret_is_refused_in_the_toml_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[owner]\nlink_secret = "x"\n', encoding="utf-8")
+    with pytest.raises(
+        ValueError,
+        match=r"\[owner\] link_secret is a secret: set it in the environment \(FUMEWATCH_OWNER_LINK_SECRET\)",
+    ):
+        load_settings(cfg, cls=AppSettings)

@@ -28,7 +28,7 @@ from ingest.state_schema import metadata as ingest_metadata
 ROOT = Path(__file__).resolve().parents[1]
 V01 = ROOT / "tests" / "data" / "state-v0.1.db"
 #: The newest revision (fumewatch/db/migrations/versions).
-HEAD = "0007"
+HEAD = "0008"
 
 TABLES = ("dead_letters", "events", "cases", "notices", "detector_state", "windows")
 

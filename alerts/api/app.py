@@ -15,14 +15,19 @@ from typing import TYPE_CHECKING, Any
 from alerts.api.auth import FailureLimiter, TokenChecker
 from alerts.api.common import BadRequest, _content_disposition, _safe_query, _show  # noqa: F401 (re-exported)
 from alerts.api.settings import ApiSettings
+from alerts.owner.links import log_path
 from alerts.reports.config import ReportSettings
 
 # Module-level imports stay light (no alerts.config, no FastAPI): alerts.config may import ApiSettings
 # from alerts.api, and the `fumewatch` command imports the package at start-up to register `api`.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
 
     from alerts.detection.window import DetectorConfig
+    from alerts.enforcement.notify import NotifySettings
+    from alerts.owner.settings import OwnerSettings
     from alerts.profiles import Profiles
     from ingest.registry import Registry
     from ingest.store.base import Store
@@ -44,9 +49,15 @@ def create_app(
     detector: DetectorConfig | None = None,
     profiles: Profiles | None = None,
     store: Store | None = None,
+    owner: OwnerSettings | None = None,
+    notify: NotifySettings | None = None,
+    contact_of: Callable[[str], tuple[str, str]] | None = None,
 ) -> FastAPI:
     """The ASGI application. ``tokens``: the read tokens (see :func:`parse_tokens`); ``inspectors``:
-    token -> inspector name (:func:`~alerts.api.settings.parse_inspectors`), who may also act on cases."""
+    token -> inspector name (:func:`~alerts.api.settings.parse_inspectors`), who may also act on cases.
+    ``owner`` with a ``public_url``: also serve the owners' page (``/o/<token>``, :mod:`alerts.owner`),
+    sending receipts with ``notify`` (the ``[notify]`` section) and ``contact_of`` (district -> office,
+    phone)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -105,6 +116,7 @@ def create_app(
         t0 = time.perf_counter()
         client = request.client.host if request.client else "-"
         path = request.url.path
+        shown_path = log_path(path)  # an owner's link: its id, never the token
         reason = ""
         if path.startswith("/api/"):
             # The token is checked first: a right token always passes, even from a client (or a reverse
@@ -136,7 +148,7 @@ def create_app(
             try:
                 resp = await call_next(request)
             except Exception:
-                log.exception("event=api_error method=%s path=%s", request.method, path)
+                log.exception("event=api_error method=%s path=%s", request.method, shown_path)
                 resp = error(500, "internal_error", "internal error; see the server log")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -148,7 +160,7 @@ def create_app(
                 level,
                 "event=http method=%s path=%s query=%s status=%d client=%s duration_ms=%.1f%s",
                 request.method,
-                path,
+                shown_path,
                 _safe_query(request.url.query) or "-",
                 resp.status_code,
                 client,
@@ -314,4 +326,75 @@ def create_app(
         display_tz=display_tz,
         inspector_names=list((inspectors or {}).values()),
     )
+    if owner is not None and owner.public_url:
+        _add_owner_page(
+            app,
+            ledger,
+            casework,
+            registry,
+            limiter,
+            owner,
+            notify,
+            contact_of,
+            profiles,
+            detector,
+            display_tz,
+        )
     return app
+
+
+def _add_owner_page(
+    app: Any,
+    ledger: Any,
+    casework: Any,
+    registry: Registry,
+    limiter: FailureLimiter,
+    owner: OwnerSettings,
+    notify: NotifySettings | None,
+    contact_of: Callable[[str], tuple[str, str]] | None,
+    profiles: Profiles,
+    detector: DetectorConfig,
+    display_tz: str,
+) -> None:
+    """Mount the owners' page (:mod:`alerts.owner.page`), with receipts through the owner's channels."""
+    from alerts.enforcement.notify import Notifier, NotifySettings
+    from alerts.enforcement.notify.receipt import receipt_key, send_receipt
+    from alerts.owner.links import OwnerLinks
+    from alerts.owner.page import OwnerPage, add_owner_page
+
+    links = OwnerLinks.from_settings(ledger, owner)
+    assert links is not None
+    settings = (notify or NotifySettings()).model_copy(update={"display_tz": display_tz})
+    contact = contact_of or (lambda _d: (settings.office, settings.contact_phone))
+    notifier = Notifier(settings, ledger, contact_of=contact)
+
+    def receipt(row: dict[str, Any], link: tuple[str, int]) -> None:
+        devices = registry.restaurants().get(row["restaurant_id"]) or [None]
+        ledger.set_submission_receipt(row["submission_id"], receipt_key(row["submission_id"]))
+        try:
+            for r in send_receipt(notifier, row, devices[0], link):
+                log.info(
+                    "event=owner_receipt id=%s channel=%s status=%s",
+                    row["submission_id"],
+                    r.channel,
+                    r.status,
+                )
+        except Exception:  # the submission is stored; the receipt row stays pending for the alerts service
+            log.exception("event=owner_receipt_failed id=%s", row["submission_id"])
+
+    add_owner_page(
+        app,
+        OwnerPage(
+            links=links,
+            ledger=ledger,
+            casework=casework,
+            registry=registry,
+            settings=owner,
+            tz=display_tz,
+            limiter=limiter,
+            contact_of=contact,
+            limits_of=lambda d: profiles.for_device(d, detector.default_profile).limits_for(d.stove_heads),
+            send_receipt=receipt,
+        ),
+    )
+    log.info("event=owner_page_ready path=/o/ public_url=%s link_days=%g", owner.public_url, owner.link_days)

@@ -20,8 +20,23 @@ States (``status``)::
   - ``not_punished`` (免罚): only with an inspection record; the 免罚清单 item cited;
   - ``dismissed`` (device fault, invalid data, duplicate, other; a note is required): from any state; the
     case's events and episodes are then marked so reports and the ladder no longer count them;
-  - ``served`` (owner_unreachable cases only: the notice was served on site).
+  - ``served`` (owner_unreachable cases only: the notice was served on site);
+  - ``not_rectified`` (rectification cases only: the owner's evidence did not show the work done; the
+    ladder step stands).
   A closed case takes no further action: a wrong close is answered by a new case, not an edit.
+
+The owner's page (issue 15) adds two actions only an owner's link can take (never an inspector's token:
+:meth:`alerts.casework.Casework.act` refuses them otherwise), and one inspectors take on them:
+
+- ``owner_evidence`` (any state before closed): rectification evidence the owner sent (photos, invoice, a
+  note); the status does not change. ``owner_statement``: the owner's statement (陈述、申辩) sent online;
+  it counts among the statements like ``record_statement``.
+- ``review_submission`` (any state before closed, needs an ``owner_evidence`` of that ``submission_id``):
+  an inspector's finding on the evidence, ``rectified`` yes/no. The owner's submission alone never closes
+  a case: ``close rectified`` needs a recheck or a review that found the rectification done.
+
+A ``rectification`` case (整改核查) is the case an owner's submission opens for a ladder step that has
+none (education and warning steps: enforcement steps have their ``enforcement`` case already).
 
 Everything here is pure: :func:`plan` turns (case, its actions so far, the requested action) into a
 :class:`Step` or raises :class:`IllegalAction` (409: wrong state, missing precondition) or
@@ -43,8 +58,20 @@ OPEN, ASSIGNED, INSPECTED = "open", "assigned", "inspected"
 RECTIFICATION_ORDERED, RECHECKED, CLOSED = "rectification_ordered", "rechecked", "closed"
 STATUSES = (OPEN, ASSIGNED, INSPECTED, RECTIFICATION_ORDERED, RECHECKED, CLOSED)
 ENFORCEMENT_CASE, OWNER_UNREACHABLE_CASE = "enforcement", "owner_unreachable"
-OUTCOMES = ("rectified", "penalized", "not_punished", "dismissed", "served")
-ACTIONS = ("assign", "inspect", "order_rectification", "recheck", "record_statement", "close")
+RECTIFICATION_CASE = "rectification"
+OUTCOMES = ("rectified", "penalized", "not_punished", "dismissed", "served", "not_rectified")
+#: What inspectors do (the API's and the console's actions).
+ACTIONS = (
+    "assign",
+    "inspect",
+    "order_rectification",
+    "recheck",
+    "record_statement",
+    "review_submission",
+    "close",
+)
+#: What only an owner's page link does (source: owner page).
+OWNER_ACTIONS = ("owner_evidence", "owner_statement")
 #: Audit-only actions the ledger writes itself (no state change, no version step).
 OPENED, ATTACHED = "open", "attach"
 
@@ -56,6 +83,9 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "order_rectification": (INSPECTED, RECTIFICATION_ORDERED, RECHECKED),
     "recheck": (RECTIFICATION_ORDERED,),
     "record_statement": _BEFORE_CLOSED,
+    "review_submission": _BEFORE_CLOSED,
+    "owner_evidence": _BEFORE_CLOSED,
+    "owner_statement": _BEFORE_CLOSED,
     "close": _BEFORE_CLOSED,
 }
 #: Longest free text (findings, notes, statements): a page, not a book.
@@ -109,8 +139,36 @@ class StatementFields(_Fields):
     attachments: list[str] = Field(default_factory=list, max_length=50)
 
 
+class OwnerEvidenceFields(_Fields):
+    submission_id: str = _text(max_length=64)
+    link_id: str = _text(max_length=64)
+    source: Literal["owner_page"] = "owner_page"
+    submitted_at: datetime
+    note: str = _text(required=False)
+    attachments: list[str] = Field(default_factory=list, max_length=20)
+    #: per stored attachment: the SHA-256 and size of the file as the owner sent it (photos are re-encoded)
+    sent: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class OwnerStatementFields(_Fields):
+    submission_id: str = _text(max_length=64)
+    link_id: str = _text(max_length=64)
+    source: Literal["owner_page"] = "owner_page"
+    statement: str = _text()
+    form: Literal["online"] = "online"
+    given_at: datetime
+    attachments: list[str] = Field(default_factory=list, max_length=20)
+    sent: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ReviewFields(_Fields):
+    submission_id: str = _text(max_length=64)
+    rectified: bool
+    findings: str = _text()
+
+
 class CloseFields(_Fields):
-    outcome: Literal["rectified", "penalized", "not_punished", "dismissed", "served"]
+    outcome: Literal["rectified", "penalized", "not_punished", "dismissed", "served", "not_rectified"]
     decision_number: str = _text(required=False, max_length=128)
     amount_yuan: float | None = Field(None, gt=0, le=10_000_000)
     exemption_item: str = _text(required=False, max_length=500)
@@ -130,6 +188,9 @@ FIELDS: dict[str, type[_Fields]] = {
     "order_rectification": OrderFields,
     "recheck": RecheckFields,
     "record_statement": StatementFields,
+    "review_submission": ReviewFields,
+    "owner_evidence": OwnerEvidenceFields,
+    "owner_statement": OwnerStatementFields,
     "close": CloseFields,
 }
 
@@ -153,6 +214,8 @@ def parse_fields(action: str, raw: dict[str, Any], tz: str) -> dict[str, Any]:
     model = FIELDS.get(action)
     if model is None:
         raise BadFields(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if isinstance(raw, dict) and action in OWNER_ACTIONS and "sent" not in raw:
+        raw = {**raw, "sent": {}}
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:
@@ -222,6 +285,12 @@ def plan(
         step.columns["deadline_ms"] = end_of_day_ms(f["deadline"], tz)
     elif action == "recheck":
         step.to_status = RECHECKED
+    elif action == "review_submission":
+        sid = f["submission_id"]
+        if not any(
+            a["action"] == "owner_evidence" and a["fields"].get("submission_id") == sid for a in actions
+        ):
+            raise IllegalAction(f"review_submission: the case has no owner evidence {sid}")
     elif action == "close":
         _check_close(case, actions, f, note)
         step.to_status = CLOSED
@@ -234,15 +303,22 @@ def _check_close(case: dict[str, Any], actions: list[dict[str, Any]], f: dict[st
     outcome = f["outcome"]
     inspected = any(a["action"] == "inspect" for a in actions)
     task = case.get("case_type") == OWNER_UNREACHABLE_CASE
-    if outcome not in allowed_outcomes(case):
-        if task:
-            raise IllegalAction(f"an owner_unreachable case closes as served or dismissed, not {outcome}")
     if outcome == "served" and not task:
         raise IllegalAction("served closes owner_unreachable cases only")
+    if outcome == "not_rectified" and case.get("case_type") != RECTIFICATION_CASE:
+        raise IllegalAction("not_rectified closes rectification cases only")
+    if outcome not in allowed_outcomes(case):
+        raise IllegalAction(
+            f"a {case.get('case_type') or ENFORCEMENT_CASE} case closes as "
+            f"{' or '.join(allowed_outcomes(case))}, not {outcome}"
+        )
     if outcome == "rectified":
-        rechecks = [a for a in actions if a["action"] == "recheck"]
-        if not rechecks or not rechecks[-1]["fields"].get("rectified"):
-            raise IllegalAction("rectified needs a recheck that found the rectification done")
+        findings = [a for a in actions if a["action"] in ("recheck", "review_submission")]
+        if not findings or not findings[-1]["fields"].get("rectified"):
+            raise IllegalAction(
+                "rectified needs a recheck, or a review of the owner's evidence, that found the rectification "
+                "done (the owner's submission alone never closes a case)"
+            )
     elif outcome in ("penalized", "not_punished") and not inspected:
         raise IllegalAction(f"{outcome} needs an on-site inspection record first (inspect)")
     if outcome == "penalized":
@@ -271,6 +347,7 @@ def _check_close(case: dict[str, Any], actions: list[dict[str, Any]], f: dict[st
 OUTCOMES_BY_TYPE = {
     ENFORCEMENT_CASE: ("rectified", "penalized", "not_punished", "dismissed"),
     OWNER_UNREACHABLE_CASE: ("served", "dismissed"),
+    RECTIFICATION_CASE: ("rectified", "not_rectified", "dismissed"),
 }
 
 

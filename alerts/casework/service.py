@@ -12,8 +12,10 @@ from typing import Any
 from alerts.casework import attachments as att
 from alerts.casework.lifecycle import (
     CLOSED,
+    OWNER_ACTIONS,
     RECTIFICATION_ORDERED,
     BadFields,
+    IllegalAction,
     allowed_actions,
     plan,
 )
@@ -38,11 +40,20 @@ class Casework:
         actor: str,
         note: str = "",
         version: int | None = None,
+        owner: bool = False,
     ) -> dict[str, Any]:
         """Apply ``action``; ``version`` is the one the caller saw (None: the current one, for a command
-        line that reads and acts at once). Raises CaseNotFound, StaleCase, IllegalAction, BadFields."""
+        line that reads and acts at once). Raises CaseNotFound, StaleCase, IllegalAction, BadFields.
+
+        ``owner``: the caller is an owner's page link (:mod:`alerts.owner`), which may take only the
+        owner's actions (``owner_evidence``, ``owner_statement``), as inspectors may take only theirs.
+        A recheck or review that found the rectification done is recorded on the ladder step's episode
+        (:func:`rectification_record`)."""
         from alerts.ledger.casework import CaseNotFound
 
+        if (action in OWNER_ACTIONS) != owner:
+            who = "an owner's page link" if owner else "an inspector"
+            raise IllegalAction(f"{action} cannot be taken by {who}")
         if version is None:
             current = self.ledger.get_case(case_id)
             if current is None:
@@ -60,7 +71,18 @@ class Casework:
                     raise BadFields(f"{action}: attachments {', '.join(missing)} are not on case {case_id}")
             return step
 
-        return self.ledger.act_on_case(case_id, version, actor, decide)
+        out = self.ledger.act_on_case(case_id, version, actor, decide)
+        if action in ("recheck", "review_submission") and fields.get("rectified") in (True, "true"):
+            self._record_rectification(out, actor)
+        return out
+
+    def _record_rectification(self, case: dict[str, Any], actor: str) -> None:
+        """Record on the step's episode that an inspector found it rectified, and whether in time."""
+        rec = rectification_record(case, self.ledger.case_actions(case["case_id"]), actor)
+        if rec is None:
+            return
+        if self.ledger.get_episode(rec["episode_id"]) is not None:  # else a case from before episodes
+            self.ledger.update_episode(rec["episode_id"], record={"rectification": rec})
 
     def attach(
         self, case_id: str, filename: str, content_type: str, data: bytes, *, actor: str, note: str = ""
@@ -178,4 +200,51 @@ def lifecycle_summary(trail: list[dict[str, Any]]) -> dict[str, Any]:
             out["closure"] = entry
         elif a["action"] == "assign":
             out["assignment"] = entry
+        elif a["action"] == "owner_statement":
+            out["statements"].append(entry)
+        elif a["action"] == "owner_evidence":
+            out.setdefault("owner_evidence", []).append(entry)
+        elif a["action"] == "review_submission":
+            out.setdefault("reviews", []).append(entry)
     return out
+
+
+def step_episode_id(case: dict[str, Any]) -> str:
+    """The episode of the ladder step a case is about ("" when the record does not say)."""
+    return str((case.get("step") or {}).get("episode_id") or case.get("episode_id") or "")
+
+
+def rectification_record(
+    case: dict[str, Any], actions: list[dict[str, Any]], actor: str
+) -> dict[str, Any] | None:
+    """What the step's episode records when the latest recheck or review found the rectification done:
+    when the work was shown done (the recheck's time, or when the owner sent the reviewed evidence), the
+    step's correction deadline, and ``in_time`` (shown done on or before the deadline, 整改期限内). The
+    ladder itself does not change on it (docs/owner.md): it is the record an inspector cites."""
+    episode_id = step_episode_id(case)
+    findings = [a for a in actions if a["action"] in ("recheck", "review_submission")]
+    if not episode_id or not findings or not findings[-1]["fields"].get("rectified"):
+        return None
+    last = findings[-1]
+    f = last["fields"]
+    if last["action"] == "recheck":
+        shown_ms = f.get("rechecked_at_ms") or last["at_ms"]
+    else:
+        ev = [
+            a
+            for a in actions
+            if a["action"] == "owner_evidence" and a["fields"].get("submission_id") == f.get("submission_id")
+        ]
+        shown_ms = ev[-1]["fields"].get("submitted_at_ms") if ev else last["at_ms"]
+    deadline = (case.get("step") or {}).get("deadline_ms") or case.get("step_deadline_ms")
+    return {
+        "case_id": case["case_id"],
+        "episode_id": episode_id,
+        "confirmed_by": actor,
+        "confirmed_ms": last["at_ms"],
+        "via": last["action"],
+        "submission_id": f.get("submission_id", ""),
+        "shown_done_ms": shown_ms,
+        "deadline_ms": deadline,
+        "in_time": bool(deadline is not None and shown_ms is not None and shown_ms <= deadline),
+    }

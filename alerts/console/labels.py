@@ -25,6 +25,7 @@ OUTCOME = {
     "not_punished": "免予处罚",
     "dismissed": "撤销案件",
     "served": "已现场送达",
+    "not_rectified": "未整改到位",
 }
 ACTION = {
     "open": "立案",
@@ -35,6 +36,9 @@ ACTION = {
     "record_statement": "记录陈述申辩",
     "close": "结案",
     "attach": "上传附件",
+    "review_submission": "审核业主整改材料",
+    "owner_evidence": "业主在线提交整改材料",
+    "owner_statement": "业主在线陈述申辩",
 }
 CONDITION = {
     "working": "正常运行",
@@ -43,7 +47,11 @@ CONDITION = {
     "absent": "未安装",
     "unknown": "无法确认",
 }
-CASE_TYPE = {"enforcement": "执法案件", "owner_unreachable": "现场送达任务（未联系上业主）"}
+CASE_TYPE = {
+    "enforcement": "执法案件",
+    "owner_unreachable": "现场送达任务（未联系上业主）",
+    "rectification": "整改核查（业主在线提交）",
+}
 LEVEL = {"education": "劝导", "warning": "告诫", "enforcement": "执法"}
 DISMISS_REASON = {
     "device_fault": "设备故障",
@@ -62,15 +70,17 @@ TEMPLATE = {
     "owner_unreachable": "现场送达任务",
     "repeat": "整改期内再次发生",
     "restored": "恢复正常通知",
+    "receipt": "业主提交回执",
     "opened": "事件通知",
 }
-ACTOR = {"system": "系统"}
+ACTOR = {"system": "系统", "owner": "业主（专属页面）"}
 #: notes fumewatch itself writes into a trail (alerts.ledger: the opening of a case)
 SYSTEM_NOTE = {
     "enforcement step of the ladder": "处罚阶梯升至执法，系统自动立案",
     "owner not reached": "通知未能送达业主，系统生成现场送达任务",
+    "the owner's submission through the owner page: review it (整改核查)": "业主通过专属页面提交材料，系统生成整改核查",
 }
-STATEMENT_FORM = {"written": "书面", "oral": "口头"}
+STATEMENT_FORM = {"written": "书面", "oral": "口头", "online": "网上提交（业主专属页面）"}
 NOTICE_STATUS = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "skipped": "未发送"}
 CHANNEL = {"owner": "业主", "inspector": "执法人员"}
 EVENT_KIND = {
@@ -79,6 +89,8 @@ EVENT_KIND = {
     "offline": "设备离线",
     "late_data": "数据迟报",
     "owner_unreachable": "通知未送达业主",
+    "maintenance_reminder": "清洗提醒（非违法）",
+    "owner_submission": "业主在线提交",
 }
 EVENT_STATE = {"open": "进行中", "closed": "已结束"}
 POLLUTANT = {"oil_fume": "油烟", "particulate": "颗粒物", "nmhc": "非甲烷总烃"}
@@ -104,6 +116,12 @@ FIELD = {
     "attachment_id": "附件编号",
     "filename": "文件名",
     "sha256": "SHA-256",
+    "submission_id": "提交编号",
+    "link_id": "链接编号",
+    "source": "来源",
+    "submitted_at": "提交时间",
+    "note": "说明",
+    "sent": "原始文件（SHA-256、字节数）",
 }
 #: field -> its value labels, for the audit trail
 VALUE_LABELS: dict[str, dict[str, str]] = {
@@ -112,6 +130,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "outcome": OUTCOME,
     "dismiss_reason": DISMISS_REASON,
     "form": STATEMENT_FORM,
+    "source": {"owner_page": "业主专属页面"},
 }
 
 
@@ -127,6 +146,11 @@ def field_value(name: str, value: Any) -> str:
         return "是" if value else "否"
     if isinstance(value, list):
         return "、".join(str(v) for v in value)
+    if isinstance(value, dict):  # the original files of an owner's upload: attachment -> sha256, bytes
+        return "；".join(
+            f"{k}: {v.get('sha256', '')[:16]}… {v.get('bytes', '')} B" if isinstance(v, dict) else f"{k}: {v}"
+            for k, v in value.items()
+        )
     if name in VALUE_LABELS:
         return label(VALUE_LABELS[name], value)
     if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":

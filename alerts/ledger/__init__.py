@@ -8,6 +8,7 @@ owns the other tables. Modules:
 - :mod:`alerts.ledger.core`: :class:`Ledger` (events, cases, detector state, windows; transactions)
 - :mod:`alerts.ledger.notices`: the exactly-once notice gate (:meth:`Ledger.notice_begin` ...)
 - :mod:`alerts.ledger.episodes`: the ladder's episodes and inspectors' tasks
+- :mod:`alerts.ledger.owner`: the owner's page links and submissions
 - :mod:`alerts.ledger.masking`: :func:`mask_target` / :func:`scrub`: secrets are never stored
 
 docs/ledger.md describes the schema, the migration workflow and the concurrency guarantees.

@@ -31,6 +31,7 @@ from alerts.ledger.episodes import EpisodeStore
 from alerts.ledger.event_rows import _dumps, _event_cols, _event_from_row, _event_row
 from alerts.ledger.notices import NoticeGate
 from alerts.ledger.outbox import OutboxStore
+from alerts.ledger.owner import OwnerStore
 from alerts.ledger.schema import (
     _EVENT_COLUMNS,
     cases,
@@ -56,7 +57,7 @@ def _where(table: Any, since_ms: int | None, until_ms: int | None, **equals: Any
     return and_(true(), *conds)
 
 
-class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore, StateStore):
+class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore, StateStore, OwnerStore):
     """The alerts state database at ``path``: an SQLite path (created with its parent folder if missing)
     or a ``postgresql://user@host/db`` URL (password from the environment, see :mod:`ingest.db`).
 
@@ -303,6 +304,7 @@ class Ledger(NoticeGate, WindowStore, EpisodeStore, OutboxStore, CaseworkStore, 
                 why = {
                     "enforcement": "enforcement step of the ladder",
                     "owner_unreachable": "owner not reached",
+                    "rectification": "the owner's submission through the owner page: review it (整改核查)",
                 }
                 self.record_case_opened(
                     c, record["case_id"], record["created_ms"], why.get(case_type, case_type)

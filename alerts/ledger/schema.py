@@ -5,7 +5,8 @@ Ingest's ``dead_letters`` table is in :mod:`ingest.state_schema`; ``fumewatch/db
 (revision 0001 is the schema the release before Alembic created, 0002 adds the notice claim owner and the
 index the notice listings filter on, 0003 the judgement rule, episodes and inspectors' tasks, 0004 the
 outbox, 0005 the case lifecycle: case columns, the case_actions audit trail and case_attachments, 0007 the
-detector's per-device state rows). A change here needs a migration: see docs/ledger.md.
+detector's per-device state rows, 0008 the owner's page links and submissions). A change here needs a
+migration: see docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -277,6 +278,45 @@ outbox = Table(
     Index("outbox_by_status", "status", "created_ms"),
 )
 
+#: 0008. The owner's page links (issue 15): one row per link a notice carried (or an operator issued),
+#: so a link can be revoked and every page visit and submission traced to the notice it came with. The
+#: token itself is never stored: it is rebuilt from the row with the signing secret.
+owner_links = Table(
+    "owner_links",
+    metadata,
+    Column("link_id", Text, primary_key=True),
+    Column("restaurant_id", Text, nullable=False),
+    Column("notice_key", Text, nullable=False, server_default=""),  # "" when issued by hand
+    Column("issued_by", Text, nullable=False, server_default="system"),
+    Column("issued_ms", Ms, nullable=False),
+    Column("expires_ms", Ms, nullable=False),
+    Column("revoked_ms", Ms),
+    Column("revoked_by", Text, nullable=False, server_default=""),
+    Column("revoke_reason", Text, nullable=False, server_default=""),
+    Column("last_used_ms", Ms),
+    Index("owner_links_by_restaurant", "restaurant_id", "issued_ms"),
+)
+
+#: 0008. What owners sent through their page: rectification evidence and statements (陈述、申辩). Each also
+#: lands on the case of its ladder step as an audit record; this table is the owner's side: the receipt,
+#: the page's list, the per-link rate limit.
+owner_submissions = Table(
+    "owner_submissions",
+    metadata,
+    Column("submission_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # evidence | statement
+    Column("restaurant_id", Text, nullable=False),
+    Column("link_id", Text, nullable=False),
+    Column("episode_id", Text, nullable=False, server_default=""),  # the ladder step's episode
+    Column("case_id", Text, nullable=False, server_default=""),
+    Column("received_ms", Ms, nullable=False),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("attachments", Text, nullable=False, server_default="[]"),  # JSON list of attachment ids
+    Column("receipt_key", Text, nullable=False, server_default=""),  # the receipt notice's key
+    Index("owner_submissions_by_restaurant", "restaurant_id", "received_ms"),
+    Index("owner_submissions_by_link", "link_id", "received_ms"),
+)
+
 TABLES = (
     events,
     cases,
@@ -289,6 +329,8 @@ TABLES = (
     outbox,
     case_actions,
     case_attachments,
+    owner_links,
+    owner_submissions,
 )
 
 _EVENT_COLUMNS = (

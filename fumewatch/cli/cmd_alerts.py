@@ -16,6 +16,7 @@ from fumewatch.cli.common import (
     CLIError,
     add_common,
     add_utc,
+    check_owner_links,
     existing_state,
     install_signal_handlers,
     load_registry,
@@ -44,7 +45,9 @@ def _app_settings(args: argparse.Namespace, **extra: dict) -> AppSettings:
     }
     if alerts:
         overrides["alerts"] = alerts
-    return settings_from(args, AppSettings, **overrides, **extra)  # type: ignore[return-value]
+    s = settings_from(args, AppSettings, **overrides, **extra)
+    check_owner_links(s)
+    return s  # type: ignore[return-value]
 
 
 def _open(settings: AppSettings, *, need_store: bool):

@@ -11,7 +11,14 @@ from typing import Any
 
 from alerts.api import parse_tokens
 from alerts.api.settings import parse_inspectors
-from fumewatch.cli.common import CLIError, add_common, existing_state, load_registry, settings_from
+from fumewatch.cli.common import (
+    CLIError,
+    add_common,
+    check_owner_links,
+    existing_state,
+    load_registry,
+    settings_from,
+)
 from fumewatch.settings import AppSettings
 
 log = logging.getLogger("fumewatch.api")
@@ -56,6 +63,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         raise CLIError(str(exc)) from None
     store = open_report_store(args.store, s)
+    check_owner_links(s)
     app = create_app(
         state_path=state,
         registry=registry,
@@ -67,6 +75,9 @@ def cmd_api(args: argparse.Namespace) -> int:
         detector=s.alerts.detector_config(),
         profiles=profiles,
         store=store,
+        owner=s.owner,
+        notify=s.notify,
+        contact_of=s.district_contact,
     )
     log.info(
         "event=api_start host=%s port=%d tokens=%d inspectors=%d registry_devices=%d store=%s",

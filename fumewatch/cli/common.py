@@ -72,6 +72,17 @@ def add_common(
         )
 
 
+def check_owner_links(s: Any) -> None:
+    """``[owner] public_url`` needs FUMEWATCH_OWNER_LINK_SECRET in every process that sends notices or
+    serves the page: refused in one line before anything starts."""
+    from alerts.owner.links import OwnerLinkError, OwnerLinks
+
+    try:
+        OwnerLinks.from_settings(None, s.owner)
+    except OwnerLinkError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def settings_from(args: argparse.Namespace, cls: type[Settings] | None = None, **extra: dict) -> Settings:
     """The settings of ``cls`` (default: the whole application's, every section) from ``args``.
 

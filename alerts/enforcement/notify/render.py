@@ -30,6 +30,7 @@ TEMPLATE_NAMES = (
     "closed",
     "offline",
     "restored",
+    "receipt",
 )
 
 
@@ -110,6 +111,10 @@ _CONTEXT_KEYS = (
     "sender",
     "owner_link",
     "owner_link_line",
+    "submission_kind",
+    "submission_id",
+    "submission_received",
+    "submission_files",
 )
 
 
@@ -254,6 +259,7 @@ class Renderer:
             "unreachable_reasons": "; ".join(facts.get("unreachable_reasons") or []) or none,
             "sender": s.sender or texts["sender"],
             **self._owner_link(facts.get("owner_link"), texts, tz, date_fmt),
+            **self._submission(facts.get("submission"), texts, tz),
         }
         return ctx
 
@@ -272,6 +278,21 @@ class Renderer:
                 url=url, expires=format_local(expires_ms, tz, date_fmt)
             )
             + "\n\n",
+        }
+
+    def _submission(self, sub: dict[str, Any] | None, texts: dict[str, Any], tz: str) -> dict[str, str]:
+        """The receipt's values: what the owner sent, its id, when it arrived, how many files."""
+        none = texts["none"]
+        if not sub:
+            return {
+                k: none
+                for k in ("submission_kind", "submission_id", "submission_received", "submission_files")
+            }
+        return {
+            "submission_kind": texts["submission_kind"].get(sub["kind"], sub["kind"]),
+            "submission_id": sub["submission_id"],
+            "submission_received": format_local(sub["received_ms"], tz),
+            "submission_files": texts["submission_files"].format(n=len(sub.get("attachments") or [])),
         }
 
     def copy_title(self, title: str) -> str:

@@ -10,7 +10,12 @@ from alerts.model import EDUCATION, ENFORCEMENT, WARNING
 _TEXTS: dict[str, dict[str, Any]] = {
     "zh-CN": {
         "pollutant": {"oil_fume": "油烟", "pm": "颗粒物", "nmhc": "非甲烷总烃"},
-        "kind": {"purifier_off": "净化器未开启", "offline": "监测设备离线", "late_data": "数据迟到"},
+        "kind": {
+            "purifier_off": "净化器未开启",
+            "offline": "监测设备离线",
+            "late_data": "数据迟到",
+            "owner_submission": "负责人网上提交",
+        },
         "exceedance": "{pollutant}超标",
         "level": {EDUCATION: "教育劝导", WARNING: "告诫", ENFORCEMENT: "执法"},
         "units": ("天", "小时", "分钟"),
@@ -47,6 +52,8 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "limit_line": "排放限值：{limit} mg/m³（执行标准：{standard}）",
         "bypass_line": "执行标准：{standard}；排烟风机运行期间须同时开启油烟净化设施",
         "event_line": "  · {name}：{start} 至 {end}（{id}）",
+        "submission_kind": {"evidence": "整改材料", "statement": "陈述、申辩"},
+        "submission_files": "附件 {n} 个",
         "owner_link_line": "贵店专属页面（查看近 7 天监测数据，在线提交整改材料或陈述、申辩，无需注册）：{url} （有效期至 {expires}，请勿转发）",
     },
     "en": {
@@ -55,6 +62,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
             "purifier_off": "purifier-off incident",
             "offline": "monitor outage",
             "late_data": "late data",
+            "owner_submission": "owner's online submission",
         },
         "exceedance": "{pollutant} exceedance",
         "level": {EDUCATION: "education", WARNING: "warning", ENFORCEMENT: "enforcement"},
@@ -92,6 +100,8 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "limit_line": "Emission limit: {limit} mg/m³ (standard: {standard})",
         "bypass_line": "Standard: {standard}; the purifier must run whenever the exhaust fan runs",
         "event_line": "  - {name}: {start} to {end} ({id})",
+        "submission_kind": {"evidence": "rectification evidence", "statement": "statement (陈述、申辩)"},
+        "submission_files": "{n} file(s)",
         "owner_link_line": "Your restaurant's own page (the last 7 days of monitoring data; send rectification evidence or a statement online, no account needed): {url} (valid until {expires}; do not forward)",
     },
 }
