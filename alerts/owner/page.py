@@ -151,6 +151,7 @@ def add_owner_page(app: Any, page: OwnerPage) -> None:
         devs = page.devices(rid)
         first = devs[0] if devs else None
         office, phone = page.contact_of(first.district if first else "")
+        office = office or "城市管理综合执法部门"
         now = now_ms()
         since = now - page.settings.chart_days * DAY_MS
         limit = None
@@ -198,7 +199,7 @@ def add_owner_page(app: Any, page: OwnerPage) -> None:
             rules=_Rules(),
             submissions=mine,
             max_files=page.settings.max_files,
-            max_mb=page.settings.max_upload_bytes // (1024 * 1024),
+            max_size=_size_text(page.settings.max_upload_bytes),
             error=extra.get("error"),
             form=extra.get("form", ""),
             kept=extra.get("kept", ""),
@@ -317,6 +318,10 @@ def add_owner_page(app: Any, page: OwnerPage) -> None:
     @app.post(PREFIX + "/{token}/statement")
     async def statement(request: Request, token: str) -> Response:
         return await receive(request, token, subs.STATEMENT)
+
+
+def _size_text(n: int) -> str:
+    return f"{n // (1024 * 1024)} MB" if n >= 1024 * 1024 else f"{n // 1024} KB"
 
 
 class _Rules:

@@ -21,6 +21,7 @@ from fumewatch.cli import (
     cmd_devices,
     cmd_dialects,
     cmd_ingest,
+    cmd_owner_link,
     cmd_report,
 )
 from fumewatch.cli.common import CLIError, add_common, settings_from, time_arg, write_rows
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
     cmd_acl,
     cmd_dashboards,
     cmd_db,
+    cmd_owner_link,
 )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alerts.enforcement.notify.owner_values import owner_link_values, submission_values
 from alerts.enforcement.notify.settings import DEFAULT_LOCALE, NotifySettings
 from alerts.enforcement.notify.texts import _TEXTS
 from alerts.model import EXCEEDANCE, Transition
@@ -258,42 +259,10 @@ class Renderer:
             "owner_delivery": self._delivery(((case or {}).get("step") or {}).get("owner_delivery"), texts),
             "unreachable_reasons": "; ".join(facts.get("unreachable_reasons") or []) or none,
             "sender": s.sender or texts["sender"],
-            **self._owner_link(facts.get("owner_link"), texts, tz, date_fmt),
-            **self._submission(facts.get("submission"), texts, tz),
+            **owner_link_values(facts.get("owner_link"), texts, tz, date_fmt),
+            **submission_values(facts.get("submission"), texts, tz),
         }
         return ctx
-
-    def _owner_link(
-        self, link: tuple[str, int] | None, texts: dict[str, Any], tz: str, date_fmt: str
-    ) -> dict[str, str]:
-        """``owner_link`` (the URL, "" without one) and ``owner_link_line`` (the sentence carrying it; ""
-        without a link, so a template's line stays empty rather than claiming a page that was not issued)."""
-        if not link:
-            return {"owner_link": "", "owner_link_line": ""}
-        url, expires_ms = link
-        return {
-            "owner_link": url,
-            # with its own paragraph break: templates put it right before the signature line
-            "owner_link_line": texts["owner_link_line"].format(
-                url=url, expires=format_local(expires_ms, tz, date_fmt)
-            )
-            + "\n\n",
-        }
-
-    def _submission(self, sub: dict[str, Any] | None, texts: dict[str, Any], tz: str) -> dict[str, str]:
-        """The receipt's values: what the owner sent, its id, when it arrived, how many files."""
-        none = texts["none"]
-        if not sub:
-            return {
-                k: none
-                for k in ("submission_kind", "submission_id", "submission_received", "submission_files")
-            }
-        return {
-            "submission_kind": texts["submission_kind"].get(sub["kind"], sub["kind"]),
-            "submission_id": sub["submission_id"],
-            "submission_received": format_local(sub["received_ms"], tz),
-            "submission_files": texts["submission_files"].format(n=len(sub.get("attachments") or [])),
-        }
 
     def copy_title(self, title: str) -> str:
         """An owner notice's title as the inspectors' copy carries it."""
