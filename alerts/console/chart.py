@@ -16,7 +16,8 @@ W, H = 480, 220
 LEFT, RIGHT, TOP, BOTTOM = 38, 8, 16, 28
 
 
-def _nice_top(value: float) -> float:
+def nice_top(value: float) -> float:
+    """A round axis top at or above ``value`` (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x a power of ten)."""
     if value <= 0:
         return 1.0
     exp = 10 ** math.floor(math.log10(value))
@@ -36,7 +37,7 @@ def evidence_chart(windows: list[dict[str, Any]], limit: float | None, tz: str) 
         + [float(w.get("mean_mg_m3") or 0) for w in ws]
         + [float(limit or 0)]
     )
-    top = _nice_top(top_value * 1.08)
+    top = nice_top(top_value * 1.08)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     step = plot_w / len(ws)
     bar_w = max(2.0, min(30.0, step * 0.62))

@@ -13,11 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from alerts.ledger.casework import _plain
 from alerts.ledger.schema import owner_links, owner_submissions
-
-
-def _plain(row: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in row._mapping.items()}
 
 
 class OwnerStore:

@@ -9,25 +9,15 @@ leaves them out.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
+from alerts.console.chart import nice_top
 from ingest.timeutil import zone
 
 W, H = 360, 200
 LEFT, RIGHT, TOP, BOTTOM = 34, 6, 14, 26
 HOUR_MS = 3_600_000
-
-
-def _nice_top(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    exp = 10 ** math.floor(math.log10(value))
-    for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if m * exp >= value:
-            return m * exp
-    return 10 * exp
 
 
 def hourly_peaks(windows: list[Any], since_ms: int, until_ms: int) -> dict[int, float]:
@@ -48,7 +38,7 @@ def owner_chart(
     peaks = hourly_peaks(windows, since_ms, until_ms)
     if not peaks:
         return None
-    top = _nice_top(max([*peaks.values(), float(limit or 0)]) * 1.1)
+    top = nice_top(max([*peaks.values(), float(limit or 0)]) * 1.1)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     span = max(HOUR_MS, until_ms - since_ms)
     bar_w = max(1.2, plot_w * HOUR_MS / span * 0.8)
