@@ -214,8 +214,6 @@ def parse_fields(action: str, raw: dict[str, Any], tz: str) -> dict[str, Any]:
     model = FIELDS.get(action)
     if model is None:
         raise BadFields(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    if isinstance(raw, dict) and action in OWNER_ACTIONS and "sent" not in raw:
-        raw = {**raw, "sent": {}}
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:

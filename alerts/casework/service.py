@@ -72,7 +72,7 @@ class Casework:
             return step
 
         out = self.ledger.act_on_case(case_id, version, actor, decide)
-        if action in ("recheck", "review_submission") and fields.get("rectified") in (True, "true"):
+        if action in ("recheck", "review_submission"):  # the trail's parsed finding decides
             self._record_rectification(out, actor)
         return out
 

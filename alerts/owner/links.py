@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets as _secrets
 from dataclasses import dataclass
 from typing import Any
@@ -149,8 +150,6 @@ def link_id_of(token: str) -> str:
     try:
         payload = token.split(".", 1)[0]
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        import json
-
         value = json.loads(raw)
         return str(value[0])[:24] if isinstance(value, list) and value else "?"
     except Exception:  # noqa: BLE001 - whatever was sent, the log line gets no more than "?"

@@ -25,7 +25,7 @@ from alerts.enforcement import ladder
 from alerts.ledger.casework import StaleCase
 from alerts.model import ENFORCEMENT
 from alerts.owner.uploads import Kept
-from ingest.timeutil import now_ms
+from ingest.timeutil import format_utc, now_ms
 
 #: The actor of the owner's audit records (the link id and source are in the record's fields).
 OWNER_ACTOR = "owner"
@@ -147,10 +147,10 @@ def submit(
     }
     if kind == EVIDENCE:
         action = "owner_evidence"
-        fields = {**common, "submitted_at": _iso(at), "note": text}
+        fields = {**common, "submitted_at": format_utc(at), "note": text}
     else:
         action = "owner_statement"
-        fields = {**common, "statement": text, "form": "online", "given_at": _iso(at)}
+        fields = {**common, "statement": text, "form": "online", "given_at": format_utc(at)}
     for attempt in range(3):  # an inspector acting at the same moment moves the version: read it again
         try:
             casework.act(
@@ -174,12 +174,6 @@ def submit(
     }
     ledger.add_owner_submission(row)
     return row
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def check_text(kind: str, text: str, n_files: int) -> str:

@@ -247,7 +247,6 @@ class Notifier(Delivery):
         tz = self.settings.display_tz
         ev = tr.event
         f: dict[str, Any] = {
-            "restaurant_id": ev.restaurant_id,
             "measures": measures(ev, device, self.readings_of, tr.at_ms, self.ref_flow_per_head_m3_h),
             # the device's data flags: messages ingest refused while the event ran (by arrival time)
             "dead_letters": self.ledger.dead_letter_counts(
@@ -304,22 +303,17 @@ class Notifier(Delivery):
         items: list[
             tuple[str, str, str, str | None, str, dict[str, Any]]
         ] = []  # name, key, channel, url, ...
-        first_payload: dict[str, Any] | None = None
-        first_name: str | None = None
         for name, role in plan:
             key = episode_closed_key(d.episode) if (name == "closed" and d is not None) else tr.key
-            payload = self._payload(tr, device, name, self._with_link(facts, role, key), case)
+            payload = self._payload(tr, device, name, self._with_link(tr, facts, role, key), case)
             if role == INSPECTOR and name in COPIED_TO_INSPECTORS:  # the owner's text, marked as a copy
                 payload = {**payload, "title": self._renderer.copy_title(payload["title"])}
-            first_name = first_name if first_payload else name
-            first_payload = first_payload or payload
             for channel, url, target in recipients_for(role, device, self.settings.inspector_targets):
                 items.append((name, key, channel, url, target, payload))
         mqtt: tuple[str, dict[str, Any], dict[str, Any]] | None = None
         if self.mqtt_publish is not None and tr.action in ("opened", "closed"):
-            # the first notice's text, rendered again without the owner's link
-            payload = self._payload(tr, device, first_name, facts, case) if first_payload else None
-            payload = payload or self._payload(tr, device, None, facts, case)
+            # the first notice's text (the owner's: plans start with it), rendered without the owner's link
+            payload = self._payload(tr, device, plan[0][0] if plan else None, facts, case)
             mqtt = (
                 self._mqtt_target(tr.event.restaurant_id),
                 self._renderer.mqtt_message(tr, payload, case),
@@ -349,12 +343,11 @@ class Notifier(Delivery):
                 results.append(NoticeResult(tr.key, MQTT, mqtt[0], ALREADY_SENT))
         return results
 
-    def _with_link(self, facts: dict[str, Any], role: str, key: str) -> dict[str, Any]:
+    def _with_link(self, tr: Transition, facts: dict[str, Any], role: str, key: str) -> dict[str, Any]:
         """``facts`` with the owner's page link when ``role`` is the owner and links are issued."""
         if role != OWNER or self.owner_link is None:
             return facts
-        restaurant_id = facts.get("restaurant_id", "")
-        return {**facts, "owner_link": self.owner_link(restaurant_id, key)}
+        return {**facts, "owner_link": self.owner_link(tr.event.restaurant_id, key)}
 
     def _payload(
         self,

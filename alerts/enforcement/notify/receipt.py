@@ -42,7 +42,6 @@ def send_receipt(
     )
     tr = Transition(event, RECEIPT, at)
     facts = {
-        "restaurant_id": event.restaurant_id,
         "submission": submission,
         "owner_link": link,
         "contact": notifier.contact_of(event.district),
