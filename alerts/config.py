@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from alerts.detection.window import DetectorConfig
 from alerts.enforcement.notify import NotifySettings
+from alerts.maintenance.settings import MaintenanceSettings
 from alerts.owner.settings import OwnerSettings
 from alerts.partition import Partition
 from ingest.config import Settings
@@ -87,13 +88,15 @@ class DistrictSettings(BaseModel):
 
 class AlertsAppSettings(Settings):
     """What the alerts service reads: the ingest settings plus ``[alerts]``, ``[notify]``,
-    ``[districts.<name>]`` and ``[owner]``."""
+    ``[districts.<name>]``, ``[owner]`` and ``[maintenance]``."""
 
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
     districts: dict[str, DistrictSettings] = Field(default_factory=dict)
     # the owner's page (issue 15): the alerts service issues its links, `fumewatch api` serves it
     owner: OwnerSettings = OwnerSettings()
+    # maintenance reminders (清洗提醒, issue 15): alerts/maintenance, docs/reminders.md
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @model_validator(mode="after")
     def _notices_in_display_zone(self) -> AlertsAppSettings:

@@ -12,7 +12,9 @@ EXCEEDANCE = "exceedance"
 PURIFIER_OFF = "purifier_off"
 OFFLINE = "offline"
 LATE_DATA = "late_data"
-EVENT_KINDS = (EXCEEDANCE, PURIFIER_OFF, OFFLINE, LATE_DATA)
+#: A maintenance reminder (清洗提醒, alerts/maintenance): service given, never an offence or on the ladder.
+MAINTENANCE_REMINDER = "maintenance_reminder"
+EVENT_KINDS = (EXCEEDANCE, PURIFIER_OFF, OFFLINE, LATE_DATA, MAINTENANCE_REMINDER)
 
 #: Enforcement ladder levels (一次教育劝导、二次告诫、三次运用执法手段).
 EDUCATION = "education"
@@ -85,7 +87,7 @@ class Event:
     state: str = "open"  # open | closed
     evidence: list[dict] = field(default_factory=list)  # window summaries
     #: The judgement rule that decided the event (:mod:`alerts.rules`): gb18483 | consecutive for
-    #: exceedances, bypass for purifier_off, offline, late_data.
+    #: exceedances, bypass for purifier_off, offline, late_data, maintenance for maintenance_reminder.
     rule: str = ""
     #: How the rule decided, beyond the windows in ``evidence``: for ``gb18483`` the judged groups
     #: (``{"groups": [{"start_ms", "end_ms", "mean_mg_m3", "kept", "dropped", "exceeds"}, ...]}``).

@@ -91,6 +91,8 @@ class Profile:
     rule: str = ""
     #: Correction period of each ladder step, days; None = ``[alerts] correction_days``.
     correction_days: float | None = None
+    #: Maintenance reminders at this share of the limit; None = ``[maintenance] share_of_limit``.
+    maintenance_share_of_limit: float | None = None
 
     def size_class(self, stove_heads: int) -> str:
         """The profile's size class for a kitchen with ``stove_heads`` reference stove heads."""
@@ -257,6 +259,7 @@ def _build(
         "extends",
         "rule",
         "correction_days",
+        "maintenance_share_of_limit",
         "_file",
     }
     unknown = set(body) - known_keys
@@ -307,6 +310,9 @@ def _build(
     correction = body.get("correction_days", base.correction_days if base else None)
     if correction is not None:
         correction = _number(correction, f"{where} correction_days", upper=365.0)
+    share = body.get("maintenance_share_of_limit", base.maintenance_share_of_limit if base else None)
+    if share is not None:
+        share = _number(share, f"{where} maintenance_share_of_limit", upper=0.99)
 
     return Profile(
         name=name,
@@ -321,6 +327,7 @@ def _build(
         purifier_efficiency_source=eff_source,
         rule=rule_name,
         correction_days=correction,
+        maintenance_share_of_limit=share,
     )
 
 

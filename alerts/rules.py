@@ -12,6 +12,8 @@ profiles.toml.
 - ``bypass``: the fan runs with the purifier off (``purifier_off`` events); 大气污染防治法 §118
   (不正常使用油烟净化设施).
 - ``offline`` and ``late``: monitoring-data availability; they lead to reminders, never to a case.
+- ``maintenance``: the maintenance reminder (清洗提醒, :mod:`alerts.maintenance.rule`): service before
+  penalty, never an offence, never a case.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CONSECUTIVE = "consecutive"
 BYPASS = "bypass"
 OFFLINE_RULE = "offline"
 LATE_RULE = "late"
+MAINTENANCE = "maintenance"
 
 #: Rules that may judge an exceedance (``[alerts] rule``, a profile's ``rule``).
 EXCEEDANCE_RULES = (GB18483, CONSECUTIVE)
@@ -71,6 +74,15 @@ RULES: dict[str, Rule] = {
         "数据迟到（所在窗口已判定）",
         "late data (its window was already judged)",
         "fumewatch 数据有效性规则; [alerts] allowed_lateness_s",
+    ),
+    MAINTENANCE: Rule(
+        MAINTENANCE,
+        "清洗维护提醒（近几个有效营业时段的折算浓度均值接近限值，或其上升趋势预计数日内达到限值；"
+        "非违法认定）",
+        "maintenance reminder (the mean of the last valid services near the limit, or their rising trend "
+        "reaching it within days; not an offence)",
+        "fumewatch 服务规则（优服务，非标准条款），时段值按 GB 18483-2001 第 6 章数据处理; "
+        "[maintenance] services, share_of_limit, trend_days, period_days",
     ),
 }
 

@@ -27,10 +27,12 @@ from alerts.enforcement.episodes import LadderPolicy
 from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
+from alerts.maintenance.watch import MaintenanceWatch
 from alerts.model import Transition
 from alerts.owner.links import OwnerLinks
 from alerts.partition import Partition
 from alerts.profiles import Profiles, load_profiles
+from alerts.service_maintenance import MaintenanceThread
 from alerts.service_notices import DRAIN, NoticeThread
 from alerts.service_registry import RegistryFollower
 from alerts.warmup import unseen
@@ -46,7 +48,7 @@ log = logging.getLogger("fumewatch.alerts")
 STATE_NAME = "detector"
 
 
-class AlertsService(NoticeThread, RegistryFollower):
+class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
     def __init__(
         self,
         settings: AlertsAppSettings,
@@ -95,6 +97,8 @@ class AlertsService(NoticeThread, RegistryFollower):
         self._notice_q: queue.Queue[Transition | None] = queue.Queue()  # transitions, DRAIN, None = stop
         self._threads: list[threading.Thread] = []
         self.transitions_total = 0
+        self.reminders_total = 0
+        self._maint_q: queue.Queue = queue.Queue()  # (device, service start, service end), None = stop
         self.notices: dict[str, int] = {}
         self._restored = False
         self.detector = self._restore_or_new()
@@ -132,6 +136,12 @@ class AlertsService(NoticeThread, RegistryFollower):
             ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
             owns=partition.owns if partition is not None else None,
             owner_link=self.owner_links.for_notice if self.owner_links is not None else None,
+        )
+        # maintenance reminders (alerts/maintenance): services that ended, judged on their own thread
+        self.maintenance = (
+            MaintenanceWatch(ledger, registry, self.profiles, settings.maintenance, self._cfg)
+            if settings.maintenance.enabled
+            else None
         )
         # what the ledger last got of each open event (after a restore: look at every device once)
         self._open = detector_store.OpenEvents(set(self.detector.device_ids()) if self._restored else None)
@@ -186,6 +196,9 @@ class AlertsService(NoticeThread, RegistryFollower):
         t = threading.Thread(target=self._notice_loop, name="alerts-notices", daemon=True)
         t.start()
         self._threads.append(t)
+        t = threading.Thread(target=self._maintenance_loop, name="alerts-maintenance", daemon=True)
+        t.start()
+        self._threads.append(t)
         t = threading.Thread(target=self._tick_loop, name="alerts-tick", daemon=True)
         t.start()
         self._threads.append(t)
@@ -213,6 +226,7 @@ class AlertsService(NoticeThread, RegistryFollower):
         if self.client is not None and self._subscribe:
             self.client.on_message = lambda *a: None
         self.commit()
+        self._maint_q.put(None)
         self._notice_q.put(None)
         for t in self._threads:
             t.join(timeout=60)
@@ -264,6 +278,7 @@ class AlertsService(NoticeThread, RegistryFollower):
             trs = self.detector.advance(now)
             self._pending_transitions.extend(trs)
             self._dirty = True
+            self._maintenance_due(now)
         if trs:
             self.commit()
 
@@ -273,6 +288,9 @@ class AlertsService(NoticeThread, RegistryFollower):
             self._pending_transitions.extend(self.detector.flush())
             self._dirty = True
         self.commit()
+        with self._lock:
+            self._maintenance_due(2**62)  # the replay is over: so is every service in it
+        self.wait_maintenance()
         self.wait_notices()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -337,6 +355,8 @@ class AlertsService(NoticeThread, RegistryFollower):
                 raise
             if windows or transitions:
                 self._open.kept(sigs)
+            if windows and self.maintenance is not None:
+                self.maintenance.observe(windows)
             self._dirty = False
             self._last_commit = time.monotonic()
         if acks and self.client is not None:

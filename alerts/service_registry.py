@@ -80,6 +80,8 @@ class RegistryFollower:
                 self._pipeline = pipeline
             if self._dash is not None:
                 self._dash.restaurants.registry = registry
+            if getattr(self, "maintenance", None) is not None:
+                self.maintenance.set_registry(owned)  # type: ignore[attr-defined]
         added = [d for d in owned if d.device_id not in old]
         removed = [d for d in old if d.device_id not in owned]
         log.info(

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from alerts.enforcement.notify.render import TEMPLATE_NAMES
-from alerts.model import EVENT_CSV_COLUMNS
+from alerts.model import EVENT_CSV_COLUMNS, EVENT_KINDS
 from fumewatch.cli.common import (
     CLIError,
     add_common,
@@ -354,7 +354,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sp.add_argument("--restaurant", metavar="R")
         sp.add_argument("--district", metavar="D")
         if name == "events":
-            sp.add_argument("--kind", choices=("exceedance", "purifier_off", "offline", "late_data"))
+            sp.add_argument("--kind", choices=EVENT_KINDS)
         else:
             from alerts.casework.lifecycle import STATUSES
 

@@ -19,7 +19,15 @@ from alerts.enforcement.notify.send import Sender
 from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, NoticeResult, NotifySettings
 from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, recipients_for
 from alerts.ledger import SENT, SKIPPED, Ledger, scrub
-from alerts.model import EDUCATION, EXCEEDANCE, OFFLINE, PURIFIER_OFF, WARNING, Transition
+from alerts.model import (
+    EDUCATION,
+    EXCEEDANCE,
+    MAINTENANCE_REMINDER,
+    OFFLINE,
+    PURIFIER_OFF,
+    WARNING,
+    Transition,
+)
 from ingest.registry import Device
 from ingest.timeutil import now_ms
 
@@ -102,14 +110,17 @@ class Notifier(Delivery):
             EXCEEDANCE,
             PURIFIER_OFF,
             OFFLINE,
+            MAINTENANCE_REMINDER,
         ):
             return []
-        if event.kind not in LADDER_KINDS:
+        if event.kind not in LADDER_KINDS:  # offline/restored, maintenance reminders: the owner only
+            if event.kind == MAINTENANCE_REMINDER and transition.action != "opened":
+                return []
             self.ledger.upsert_event(event)
-            roles = [OWNER]
-            name = "restored" if transition.action == "closed" else "offline"
+            name = {MAINTENANCE_REMINDER: "maintenance_reminder", OFFLINE: "offline"}[event.kind]
+            name = "restored" if transition.action == "closed" else name
             facts = self._facts(transition, device, None)
-            return self._send_plan(transition, device, [(name, role) for role in roles], facts, None)
+            return self._send_plan(transition, device, [(name, OWNER)], facts, None)
         dismissed = self.ledger.dismissed_by(event.event_id)
         if dismissed:  # an inspector found the data invalid (device fault ...): it is no offence any more
             log.info("event=notice_skipped_dismissed event_id=%s case_id=%s", event.event_id, dismissed)

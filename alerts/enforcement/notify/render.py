@@ -9,18 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from alerts.enforcement.notify.owner_values import owner_link_values, submission_values
+from alerts.enforcement.notify.owner_values import owner_link_values, reminder_values, submission_values
 from alerts.enforcement.notify.settings import DEFAULT_LOCALE, NotifySettings
 from alerts.enforcement.notify.texts import _TEXTS
-from alerts.model import EXCEEDANCE, Transition
+from alerts.model import EXCEEDANCE, MAINTENANCE_REMINDER, OFFLINE, Transition
 from alerts.rules import rule
 from ingest.registry import Device
 from ingest.timeutil import format_display, format_local, format_utc, now_ms
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 #: Owner notices: education, warning, enforcement (the matter went to inspectors), repeat (inside a
-#: correction period), closed (the episode ended), offline and restored (a monitor outage and its end). Inspectors: warning and repeat (copies), case,
-#: owner_unreachable (serve a notice on site).
+#: correction period), closed (the episode ended), offline and restored (a monitor outage and its end),
+#: receipt (an owner's submission arrived), maintenance_reminder (清洗提醒, not an offence). Inspectors:
+#: warning and repeat (copies), case, owner_unreachable (serve a notice on site).
 TEMPLATE_NAMES = (
     "education",
     "warning",
@@ -32,6 +33,7 @@ TEMPLATE_NAMES = (
     "offline",
     "restored",
     "receipt",
+    "maintenance_reminder",
 )
 
 
@@ -116,6 +118,10 @@ _CONTEXT_KEYS = (
     "submission_id",
     "submission_received",
     "submission_files",
+    "reminder_services",
+    "reminder_basis",
+    "reminder_threshold",
+    "reminder_share",
 )
 
 
@@ -259,7 +265,15 @@ class Renderer:
             "owner_delivery": self._delivery(((case or {}).get("step") or {}).get("owner_delivery"), texts),
             "unreachable_reasons": "; ".join(facts.get("unreachable_reasons") or []) or none,
             "sender": s.sender or texts["sender"],
-            **owner_link_values(facts.get("owner_link"), texts, tz, date_fmt),
+            # the page has forms only for a ladder step (docs/owner.md): no offer of them in other notices
+            **owner_link_values(
+                facts.get("owner_link"),
+                texts,
+                tz,
+                date_fmt,
+                forms=e.kind not in (OFFLINE, MAINTENANCE_REMINDER),
+            ),
+            **reminder_values(e, texts, tz, date_fmt),
             **submission_values(facts.get("submission"), texts, tz),
         }
         return ctx

@@ -15,6 +15,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
             "offline": "监测设备离线",
             "late_data": "数据迟到",
             "owner_submission": "负责人网上提交",
+            "maintenance_reminder": "清洗提醒（非违法）",
         },
         "exceedance": "{pollutant}超标",
         "level": {EDUCATION: "教育劝导", WARNING: "告诫", ENFORCEMENT: "执法"},
@@ -55,6 +56,11 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "submission_kind": {"evidence": "整改材料", "statement": "陈述、申辩"},
         "submission_files": "附件 {n} 个",
         "owner_link_line": "贵店专属页面（查看近 7 天监测数据，在线提交整改材料或陈述、申辩，无需注册）：{url} （有效期至 {expires}，请勿转发）",
+        # a notice with no ladder step (offline, restored, a maintenance reminder): the page has no forms
+        "owner_link_line_view": "贵店专属页面（查看近 7 天监测数据，无需注册）：{url} （有效期至 {expires}，请勿转发）",
+        "reminder_service": "  · {start} 至 {end}：{value} mg/m³",
+        "reminder_level": "近 {n} 个有效营业时段的平均值为 {mean} mg/m³，已超过限值的 {share}（{threshold} mg/m³）。",
+        "reminder_trend": "近 {n} 个有效营业时段的数值逐步上升（平均每天约 +{slope} mg/m³），按此趋势约在 {cross} 前后达到限值。",
     },
     "en": {
         "pollutant": {"oil_fume": "oil fume", "pm": "particulate matter", "nmhc": "non-methane hydrocarbons"},
@@ -63,6 +69,7 @@ _TEXTS: dict[str, dict[str, Any]] = {
             "offline": "monitor outage",
             "late_data": "late data",
             "owner_submission": "owner's online submission",
+            "maintenance_reminder": "maintenance reminder (not an offence)",
         },
         "exceedance": "{pollutant} exceedance",
         "level": {EDUCATION: "education", WARNING: "warning", ENFORCEMENT: "enforcement"},
@@ -103,5 +110,9 @@ _TEXTS: dict[str, dict[str, Any]] = {
         "submission_kind": {"evidence": "rectification evidence", "statement": "statement (陈述、申辩)"},
         "submission_files": "{n} file(s)",
         "owner_link_line": "Your restaurant's own page (the last 7 days of monitoring data; send rectification evidence or a statement online, no account needed): {url} (valid until {expires}; do not forward)",
+        "owner_link_line_view": "Your restaurant's own page (the last 7 days of monitoring data, no account needed): {url} (valid until {expires}; do not forward)",
+        "reminder_service": "  - {start} to {end}: {value} mg/m³",
+        "reminder_level": "The mean of the last {n} valid services is {mean} mg/m³, above {share} of the limit ({threshold} mg/m³).",
+        "reminder_trend": "The last {n} valid services have been rising (about +{slope} mg/m³ a day); at this rate the limit is reached around {cross}.",
     },
 }

@@ -1,0 +1,79 @@
+"""The alerts service's maintenance-reminder side (a part of :class:`alerts.service.AlertsService`): the
+thread that judges services that ended (:class:`alerts.maintenance.watch.MaintenanceWatch`) off the commit
+path, stores a reminder with its outbox row in one transaction, and hands it to the notice thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Any
+
+from alerts.influx_sink import event_line
+from alerts.maintenance.watch import MaintenanceWatch
+from alerts.model import Transition
+
+log = logging.getLogger("fumewatch.alerts.maintenance")
+
+
+class MaintenanceThread:
+    """What :class:`~alerts.service.AlertsService` provides: the attributes below."""
+
+    ledger: Any
+    fence: Any
+    maintenance: MaintenanceWatch | None
+    reminders_total: int
+    _sink: Any
+    _notice_q: queue.Queue
+    _maint_q: queue.Queue
+
+    def _maintenance_due(self, now_ms: int) -> None:
+        """Queue the services over by ``now_ms`` for judging (called under the service's lock)."""
+        if self.maintenance is not None:
+            for item in self.maintenance.due(now_ms):
+                self._maint_q.put(item)
+
+    def _maintenance_loop(self) -> None:
+        while True:
+            item = self._maint_q.get()
+            try:
+                if item is None:
+                    return
+                self._remind(*item)
+            except Exception:
+                log.exception("event=maintenance_judge_failed item=%s", item)
+            finally:
+                self._maint_q.task_done()
+
+    def _remind(self, device_id: str, start_ms: int, end_ms: int) -> None:
+        assert self.maintenance is not None
+        tr: Transition | None = self.maintenance.evaluate(device_id, start_ms, end_ms)
+        if tr is None:
+            return
+        if self.fence is not None:
+            self.fence()
+        with self.ledger.transaction():
+            self.ledger.upsert_event(tr.event)
+            self.ledger.add_outbox([tr])  # stored implies notified, as for the detector's transitions
+        self.reminders_total += 1
+        j = tr.event.judgement
+        log.info(
+            "event=maintenance_reminder restaurant_id=%s device_id=%s id=%s basis=%s mean_mg_m3=%.3f "
+            "threshold_mg_m3=%.3f",
+            tr.event.restaurant_id,
+            device_id,
+            tr.event.event_id,
+            j.get("basis"),
+            tr.event.mean_mg_m3 or 0.0,
+            j.get("threshold_mg_m3") or 0.0,
+        )
+        if self._sink is not None:
+            self._to_influx([event_line(tr.event)])  # type: ignore[attr-defined]
+        self._notice_q.put(tr)
+
+    def wait_maintenance(self, timeout_s: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._maint_q.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._maint_q.unfinished_tasks

@@ -1,0 +1,296 @@
+"""Maintenance reminders (清洗提醒, alerts/maintenance, docs/reminders.md).
+
+- the rule on hand-made service values: level, trend, the floor, a service over the limit
+- a slow drift through the real ``fumewatch alerts`` process (real Mosquitto, real webhook receiver, the
+  state on SQLite and on PostgreSQL): one reminder, sent once to the owner only, days before the first
+  exceedance, never on the ladder
+- the same drift judged twice (a restart replaying it) still gives one reminder and one notice
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from servers import publish_mqtt as publish
+from servers import wait_for
+
+from alerts.detection.hours import BusinessHours
+from alerts.ledger import Ledger
+from alerts.maintenance.rule import LEVEL, TREND, ReminderRule, ServiceValue, judge, service_values
+from alerts.model import WindowResult
+from alerts.service import AlertsService
+from fumewatch.settings import AppSettings
+from ingest.config import load_settings
+from ingest.pipeline import Pipeline
+from ingest.registry import Registry
+
+REPO = Path(__file__).resolve().parent.parent
+MIN = 60_000
+DAY = 86_400_000
+T0 = 1795651200000 - 8 * 3600_000 - 20 * DAY  # 2026-11-06 00:00 Asia/Shanghai
+
+
+def sv(day: float, value: float) -> ServiceValue:
+    start = T0 + int(day * DAY) + 10 * 3600_000
+    return ServiceValue(start, start + 4 * 3600_000, value, 15, 11)
+
+
+# -- the rule -----------------------------------------------------------------------------------------------
+
+
+def test_level_rule_needs_the_mean_of_the_last_services_above_the_share():
+    rule = ReminderRule(trend_days=0)
+    assert judge([sv(0, 1.5), sv(1, 1.6), sv(2, 1.7)], 2.0, rule) is None  # mean 1.6 is not above 1.6
+    f = judge([sv(0, 1.0), sv(1, 1.6), sv(2, 1.7), sv(3, 1.75)], 2.0, rule)
+    assert f is not None and f.basis == LEVEL
+    assert f.threshold_mg_m3 == pytest.approx(1.6) and f.mean_mg_m3 == pytest.approx(1.6833, abs=1e-3)
+    assert [s.value_mg_m3 for s in f.services] == [1.6, 1.7, 1.75]  # the 3 it looked at
+    assert judge([sv(0, 1.9), sv(1, 1.9)], 2.0, rule) is None  # fewer than 3 valid services
+
+
+def test_a_service_over_the_limit_is_the_ladders_not_a_reminder():
+    rule = ReminderRule()
+    assert judge([sv(0, 1.7), sv(1, 2.3), sv(2, 1.8)], 2.0, rule) is None
+    rising = [sv(d / 2, 1.2 + 0.1 * d) for d in range(5)] + [sv(3, 2.1)]
+    assert judge(rising, 2.0, rule) is None
+
+
+def test_trend_rule_projects_the_crossing_and_has_a_floor():
+    rule = ReminderRule()
+    # 0.14 mg/m3 a day from 0.8: after three days the line reaches 2.0 within 7 days -> trend
+    values = [sv(d / 2, 0.8 + 0.07 * d) for d in range(7)]
+    f = judge(values, 2.0, rule)
+    assert f is not None and f.basis == TREND
+    assert f.slope_mg_m3_per_day == pytest.approx(0.14, abs=1e-3)
+    days = (f.projected_cross_ms - values[-1].end_ms) / DAY
+    assert days == pytest.approx((2.0 - 1.22) / 0.14, abs=0.05)
+    assert len(f.services) == 6 and f.judgement()["service_values"][0]["value_mg_m3"] == pytest.approx(0.87)
+    # the same rise below the floor (60 % of the limit) is no reason to write
+    low = [sv(d / 2, 0.3 + 0.07 * d) for d in range(7)]
+    assert judge(low, 2.0, rule) is None
+    # a slow rise that needs longer than trend_days
+    slow = [sv(d / 2, 1.25 + 0.01 * d) for d in range(7)]
+    assert judge(slow, 2.0, rule) is None
+    assert judge(values, 2.0, ReminderRule(trend_days=0)) is None  # trend off
+
+
+def window(start: int, mean: float | None, valid: bool = True) -> WindowResult:
+    return WindowResult(
+        "D1", start, start + 10 * MIN, 10, 10, valid, "" if valid else "fan_off", mean, mean, False
+    )
+
+
+def test_service_value_is_the_highest_gb18483_group_of_the_service():
+    hours = BusinessHours("10:00-14:00,16:30-21:30", "Asia/Shanghai")
+    lunch = T0 + 11 * 3600_000
+    means = [1.0, 1.0, 1.0, 1.0, 1.0, 1.8, 1.8, 1.8, 1.8, 1.8, 0.2]
+    ws = [window(lunch + i * 10 * MIN, m) for i, m in enumerate(means)]
+    ws.append(window(lunch + 12 * 10 * MIN, None, valid=False))  # fan off: not counted
+    dinner = T0 + 17 * 3600_000
+    ws += [window(dinner + i * 10 * MIN, 0.9) for i in range(4)]  # 4 valid windows: no group, no value
+    (only,) = service_values(ws, hours)
+    assert only.value_mg_m3 == pytest.approx(1.8)
+    assert only.valid_windows == 11 and only.groups == 7
+    assert (only.start_ms, only.end_ms) == (T0 + 10 * 3600_000, T0 + 14 * 3600_000)
+
+
+# -- a slow drift through the real process ------------------------------------------------------------------
+
+
+def drift_value(day: int) -> float:
+    """The reference concentration while cooking on ``day``: a purifier silting up, 0.8 mg/m3 on the day
+    it was cleaned, +0.14 a day: over the 2.0 limit from day 9."""
+    return round(0.8 + 0.14 * day, 3)
+
+
+def drift_messages(days: range) -> list[tuple[str, bytes]]:
+    """Business hours (10:00-14:00, 16:30-21:30) of each day, one reading a minute, one message an hour:
+    the fan runs 11:00-13:30 and 17:00-20:30 at 4,000 m3/h (2 heads: C = C_ref)."""
+    out = []
+    for day in days:
+        base = T0 + day * DAY
+        rows = []
+        for lo, hi in ((10 * 60, 14 * 60), (16 * 60 + 30, 21 * 60 + 30)):
+            for m in range(lo, hi):
+                cooking = 11 * 60 <= m < 13 * 60 + 30 or 17 * 60 <= m < 20 * 60 + 30
+                rows.append(
+                    {
+                        "ts": base + m * MIN,
+                        "oil_fume": drift_value(day) if cooking else 0.05,
+                        "flow": 4000.0 if cooking else 0.0,
+                        "fan": cooking,
+                        "purifier": True,
+                    }
+                )
+        for i in range(0, len(rows), 60):
+            out.append(("fume/v1/D1/reading", orjson.dumps(rows[i : i + 60])))
+    return out
+
+
+def write_registry(tmp_path: Path, owner_url: str) -> Path:
+    p = tmp_path / "registry.csv"
+    p.write_text(
+        "restaurant_id,name,district,device_id,stove_heads,owner_notify\n"
+        f"R1,老王牛肉面,朝阳区,D1,2,{owner_url}\n",
+        encoding="utf-8",
+    )
+    return p
+
+
+@pytest.mark.integration
+def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path, webhook, state_url):
+    reg = write_registry(tmp_path, webhook.url("/owner/R1"))
+    env = {
+        **os.environ,
+        "FUMEWATCH_ALERTS_CLOCK": "event",
+        "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.2",
+        "FUMEWATCH_ALERTS_ADVANCE_INTERVAL_S": "0.3",
+        "FUMEWATCH_ALERTS_WARMUP_HOURS": "0",
+        "FUMEWATCH_NOTIFY_RETRIES": "0",
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
+    }
+    log = tmp_path / "alerts.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fumewatch",
+                "alerts",
+                "--broker",
+                mosquitto.url,
+                "--store",
+                str(tmp_path / "fume.db"),
+                "--registry",
+                str(reg),
+                "--state",
+                state_url,
+                "--client-id",
+                f"alerts-drift-{tmp_path.name}"[:60],
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            wait_for(lambda: "event=broker_connected" in log.read_text(), 30, "alerts connected")
+            publish(mosquitto.url, drift_messages(range(11)), timeout_s=30)  # days 0-10: over from day 9
+            owner = lambda: webhook.bodies("/owner/R1")  # noqa: E731
+            wait_for(
+                lambda: (
+                    any("清洗提醒" in b.get("title", "") for b in owner())
+                    and any("教育" in b.get("title", "") or "超标" in b.get("title", "") for b in owner())
+                ),
+                60,
+                "the reminder and the first exceedance's notice",
+            )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+    with Ledger(state_url) as ledger:
+        (rem,) = ledger.list_events(kind="maintenance_reminder")
+        exceedances = ledger.list_events(kind="exceedance")
+        episodes = ledger.list_episodes()
+        on_ladder = ledger.episode_events([p.episode_id for p in episodes])
+        notices = ledger.notices_for_events([rem.event_id])
+    assert exceedances, "the drift went over the limit"
+    first = min(e.start_ms for e in exceedances)
+    # days before the first exceedance (day 9): the trend rule saw it coming on day 3
+    assert rem.start_ms < first - 5 * DAY
+    assert rem.judgement["basis"] == "trend" and rem.rule == "maintenance"
+    assert rem.start_ms == T0 + 3 * DAY + 14 * 3600_000  # the end of day 3's lunch service
+    assert rem.level == "" and rem.episode_id == "" and rem.state == "closed"
+    assert rem.event_id not in {e.event_id for e in on_ladder}
+    assert episodes and {e.kind for e in on_ladder} == {"exceedance"}  # the first step: education
+    assert {e.level for e in exceedances} == {"education"}
+    # sent once, to the owner only (no inspector copy: it is no offence), and its MQTT copy
+    assert sorted((n.channel, n.status) for n in notices) == [("mqtt", "sent"), ("owner", "sent")]
+    reminders = [b for b in webhook.bodies("/owner/R1") if "清洗提醒" in b.get("title", "")]
+    assert len(reminders) == 1
+    body = reminders[0]["message"]
+    assert "不是处罚通知" in body and "不计入违法记录" in body
+    assert "1.22 mg/m³" in body and "北京时间 UTC+08:00" in body  # day 3's value, times in local time
+    assert not any("清洗" in b.get("title", "") for b in webhook.bodies("/inspector"))
+
+    out = subprocess.run(
+        [sys.executable, "-m", "fumewatch", "events", "--state", state_url, "--kind", "maintenance_reminder"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "maintenance_reminder" in out.stdout and "+08:00" in out.stdout
+
+
+def in_process(tmp_path: Path, state: str, owner_url: str, **maintenance) -> tuple[AlertsService, Ledger]:
+    reg = write_registry(tmp_path, owner_url)
+    s = load_settings(
+        None,
+        {
+            "ingest": {"registry": str(reg), "state": state, "store": str(tmp_path / "fume.db")},
+            "alerts": {"clock": "event", "warmup_hours": 0},
+            "notify": {"retries": 0},
+            "maintenance": maintenance,
+        },
+        AppSettings,
+    )
+    registry = Registry.load(reg)
+    ledger = Ledger(state)
+    svc = AlertsService(s, registry, ledger, subscribe=False, publish_notices=False)
+    svc.start()
+    return svc, ledger
+
+
+def feed_days(svc: AlertsService, days: range) -> None:
+    pipe = Pipeline(svc.settings, svc.registry)
+    for topic, payload in drift_messages(days):
+        svc.feed(pipe.handle(topic, payload, T0 + 40 * DAY).readings)
+        svc.advance()
+    svc.finish()
+
+
+def test_level_rule_alone_and_a_replay_still_one_reminder(tmp_path, webhook):
+    state = str(tmp_path / "state.db")
+    svc, ledger = in_process(tmp_path, state, webhook.url("/owner/R1"), trend_days=0)
+    try:
+        feed_days(svc, range(8))
+    finally:
+        svc.stop()
+    (rem,) = ledger.list_events(kind="maintenance_reminder")
+    assert rem.judgement["basis"] == "level"
+    # day 7's lunch: the last 3 services 1.64, 1.64, 1.78 -> mean 1.69 > 1.6
+    assert rem.start_ms == T0 + 7 * DAY + 14 * 3600_000
+    assert rem.mean_mg_m3 == pytest.approx((1.64 + 1.64 + 1.78) / 3, abs=0.01)
+    ledger.close()
+    # the same readings judged again by a fresh service on the same ledger (state lost): still one
+    (tmp_path / "again").mkdir()
+    svc, ledger = in_process(tmp_path / "again", state, webhook.url("/owner/R1"), trend_days=0)
+    try:
+        feed_days(svc, range(8))
+    finally:
+        svc.stop()
+    assert len(ledger.list_events(kind="maintenance_reminder")) == 1
+    assert [n.status for n in ledger.notices_for_events([rem.event_id])] == ["sent"]
+    assert sum("清洗提醒" in b.get("title", "") for b in webhook.bodies("/owner/R1")) == 1
+    ledger.close()
+
+
+def test_disabled_sends_nothing(tmp_path, webhook):
+    svc, ledger = in_process(tmp_path, str(tmp_path / "state.db"), webhook.url("/owner/R1"), enabled=False)
+    try:
+        feed_days(svc, range(8))
+    finally:
+        svc.stop()
+    assert ledger.list_events(kind="maintenance_reminder") == []
+    ledger.close()
