@@ -17,7 +17,7 @@ from ingest.simulate.model import DEFAULT_MODEL, KitchenModel
 
 
 def _share_count(n: int, share: float, minimum_n: int) -> int:
-    if n < minimum_n:
+    if n < minimum_n or share <= 0:
         return 0
     return max(1, int(n * share + 0.5))
 
@@ -26,9 +26,10 @@ def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_M
     """device_id -> "normal" | "worn_purifier" | "bypass" | "offline" | "flaky_sensor" | "silting_purifier".
 
     Counts scale with n: round(n x share); at least one worn_purifier when n >= 3 and at least one of
-    each other behaviour when n >= 10. With 50 devices: 4 worn_purifier, 1 bypass, 1 offline, 1 flaky,
-    1 silting_purifier. Each behaviour takes the next devices of one shuffle in the order below, and
-    silting_purifier comes last, so adding it turned only a normal kitchen into a silting one.
+    each other behaviour when n >= 10 (a share of 0 turns a behaviour off). With 50 devices:
+    4 worn_purifier, 1 bypass, 1 offline, 1 flaky, 1 silting_purifier. Each behaviour takes the next
+    devices of one shuffle in the order below, and silting_purifier comes last, so adding it turned only
+    a normal kitchen into a silting one.
     """
     ids = sorted(d.device_id for d in registry)
     n = len(ids)
