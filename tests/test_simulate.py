@@ -10,7 +10,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from datetime import date
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -24,6 +25,8 @@ from ingest.registry import Registry
 from ingest.timeutil import parse_time
 
 START_MS = parse_time("2026-11-26T00:00:00+08:00")  # local midnight, a Thursday
+START_ORDINAL = date(2026, 11, 26).toordinal()
+DAY_MS = 86_400_000
 LIMIT_MG_M3 = 2.0  # GB 18483-2001 maximum oil-fume concentration
 REF_FLOW_PER_HEAD_M3_H = 2000.0  # GB 18483-2001 reference exhaust volume per stove head
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -113,11 +116,12 @@ def test_behaviour_counts_for_fifty(seed: int) -> None:
     beh = sim.behaviours(reg, seed)
     assert set(beh) == {d.device_id for d in reg}
     assert Counter(beh.values()) == {
-        "normal": 43,
+        "normal": 42,
         "worn_purifier": 4,
         "bypass": 1,
         "offline": 1,
         "flaky_sensor": 1,
+        "silting_purifier": 1,
     }
     assert beh == sim.behaviours(reg, seed)
 
@@ -128,6 +132,31 @@ def test_behaviours_small_and_varied() -> None:
     reg = sim.make_registry(50)
     assignments = {tuple(sorted(sim.behaviours(reg, s).items())) for s in range(1, 6)}
     assert len(assignments) > 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_silting_purifier_took_one_normal_kitchen_and_changed_nobody_else(seed: int) -> None:
+    reg = sim.make_registry(50, seed=seed)
+    beh = sim.behaviours(reg, seed)
+    without = replace(sim.DEFAULT_MODEL, silting_share=0.0)
+    before = sim.behaviours(reg, seed, model=without)
+    silting = [d for d, b in beh.items() if b == "silting_purifier"]
+    assert len(silting) == 1 and "silting_purifier" not in before.values()
+    assert before[silting[0]] == "normal"
+    assert {d: b for d, b in beh.items() if d not in silting} == {
+        d: b for d, b in before.items() if d not in silting
+    }
+    # and the other devices' series are drawn exactly as before
+    start = START_MS + 11 * 3_600_000
+    now = [r for r in sim.generate(reg, start, 2, seed=seed) if r.device_id not in silting]
+    then = [r for r in sim.generate(reg, start, 2, seed=seed, model=without) if r.device_id not in silting]
+    assert now == then
+
+
+def test_silting_purifier_needs_ten_restaurants() -> None:
+    for n, expected in ((5, 0), (9, 0), (10, 1), (74, 1), (75, 2)):
+        beh = sim.behaviours(sim.make_registry(n, seed=1), 1)
+        assert Counter(beh.values())["silting_purifier"] == expected, n
 
 
 # =========================================================================================================
@@ -534,3 +563,98 @@ def test_run_simulation_falls_back_to_mqtt311(prefix) -> None:
     finally:
         broker.stop()
     assert stats.readings == stats.messages == expected == len(got) == 90
+
+
+# =========================================================================================================
+# The silting purifier: two weeks between cleanings
+# =========================================================================================================
+
+
+def _silting_days(seed: int, model: sim.KitchenModel, first_day: int, days: int) -> tuple[str, pd.DataFrame]:
+    """The silting device's readings from 09:00 to 22:30 local on ``days`` days from START_MS + first_day,
+    with the reference-converted c_ref and the local day index (0 = START_MS's day)."""
+    reg = sim.make_registry(50, seed=seed)
+    dev = next(d for d, b in sim.behaviours(reg, seed, model=model).items() if b == "silting_purifier")
+    rows = []
+    for day in range(first_day, first_day + days):
+        t0 = START_MS + day * DAY_MS + 9 * 3_600_000
+        rows += [asdict(r) for r in sim.generate(reg, t0, 13.5, seed=seed, model=model) if r.device_id == dev]
+    df = pd.DataFrame(rows)
+    df["c_ref"] = df.oil_fume * df.flow / (reg.get(dev).stove_heads * REF_FLOW_PER_HEAD_M3_H)
+    df["day"] = (df.time_ms - START_MS) // DAY_MS
+    local = pd.to_datetime(df.time_ms, unit="ms", utc=True).dt.tz_convert("Asia/Shanghai")
+    df["hour"] = local.dt.hour + local.dt.minute / 60
+    return dev, df
+
+
+def _service_values(df: pd.DataFrame) -> dict[tuple[int, str], float]:
+    """GB 18483 value per (day, service): 10-minute epoch-aligned means of c_ref while the fan runs, windows
+    under 1/4 of the service's largest dropped (at least 3 left), the highest mean of 5 consecutive."""
+    on = df[df.fan]
+    out = {}
+    for svc, (h0, h1) in (("lunch", (10.0, 14.5)), ("dinner", (16.5, 21.5))):
+        part = on[(on.hour >= h0) & (on.hour < h1)]
+        for day, g in part.groupby("day"):
+            w = g.groupby(g.time_ms // 600_000).c_ref.mean().sort_index().to_numpy()
+            w = w[w >= w.max() / 4]
+            assert len(w) >= 3
+            out[(int(day), svc)] = max(float(w[i : i + 5].mean()) for i in range(max(1, len(w) - 4)))
+    return out
+
+
+def _daily_peak(df: pd.DataFrame) -> pd.Series:
+    """Mean of the 30 highest minute values of c_ref per day."""
+    return df.groupby("day").c_ref.apply(lambda c: c.nlargest(30).mean())
+
+
+@pytest.fixture(scope="module")
+def silting_cycle() -> tuple[str, pd.DataFrame]:
+    model = replace(sim.DEFAULT_MODEL, silting_cleaned_ordinal=START_ORDINAL)
+    return _silting_days(1, model, 0, 15)  # a whole cycle and the first day of the next
+
+
+def test_silting_purifier_worsens_over_the_cycle_but_stays_under_the_limit(silting_cycle) -> None:
+    _, df = silting_cycle
+    cycle = df[df.day < 14]
+    assert (cycle.purifier == cycle.fan).all()  # no bypass
+    assert len(cycle) == 14 * 13.5 * 60  # never offline
+    peak = _daily_peak(cycle)
+    assert peak.iloc[-3:].mean() >= 1.6 * peak.iloc[:3].mean()
+    assert np.corrcoef(peak.rank(), peak.index)[0, 1] >= 0.85  # rises day by day (rank correlation)
+    values = _service_values(cycle)
+    assert len(values) == 28
+    assert max(values.values()) < LIMIT_MG_M3
+    assert max(v for (d, _), v in values.items() if d <= 3) <= 1.05
+    last = [v for (d, _), v in values.items() if d >= 11]
+    assert min(last) >= 1.3 and max(last) >= 1.6
+    assert (cycle.c_ref > LIMIT_MG_M3).mean() < 0.02  # the odd noisy minute at most
+
+
+def test_silting_purifier_is_clean_again_after_its_cleaning(silting_cycle) -> None:
+    _, df = silting_cycle
+    peak = _daily_peak(df)
+    assert peak[14] < 0.7 * peak[13]  # cleaned on day 14 (= day 0 of the next cycle)
+    assert peak[14] == pytest.approx(peak[0], rel=0.3)
+    values = _service_values(df)
+    assert max(values[(14, "lunch")], values[(14, "dinner")]) <= 1.05
+    # a cleaning a week later moves the cycle with it: day 7 is the low day then
+    later = replace(sim.DEFAULT_MODEL, silting_cleaned_ordinal=START_ORDINAL + 7)
+    _, shifted = _silting_days(1, later, 6, 2)
+    p = _daily_peak(shifted)
+    assert p[7] < 0.7 * p[6]
+    assert p[6] == pytest.approx(peak[13], rel=0.3)
+    # the phase changes the oil fume (and pm, nmhc with it), not the kitchen's hours or its flow
+    cols = ["time_ms", "flow", "fan", "purifier"]
+    same_days = df[df.day.isin([6, 7])][cols].reset_index(drop=True)
+    assert shifted[cols].reset_index(drop=True).equals(same_days)
+
+
+def test_silting_purifier_without_a_cleaning_day_gets_a_fixed_one() -> None:
+    """silting_cleaned_ordinal None: a cleaning day of the kitchen's own (seed 2: 2026-11-30), as if given."""
+    _, df = _silting_days(2, sim.DEFAULT_MODEL, 0, 15)
+    drops = _daily_peak(df).diff()
+    cleaned = int(drops.idxmin())  # the one big drop in 15 days
+    assert drops[cleaned] < -0.3
+    assert (drops.drop(cleaned).dropna() > -0.3).all()
+    model = replace(sim.DEFAULT_MODEL, silting_cleaned_ordinal=START_ORDINAL + cleaned)
+    assert df.equals(_silting_days(2, model, 0, 15)[1])

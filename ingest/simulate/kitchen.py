@@ -17,16 +17,19 @@ from ingest.simulate.model import DEFAULT_MODEL, KitchenModel
 
 
 def _share_count(n: int, share: float, minimum_n: int) -> int:
-    if n < minimum_n:
+    if n < minimum_n or share <= 0:
         return 0
     return max(1, int(n * share + 0.5))
 
 
 def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_MODEL) -> dict[str, str]:
-    """device_id -> "normal" | "worn_purifier" | "bypass" | "offline" | "flaky_sensor".
+    """device_id -> "normal" | "worn_purifier" | "bypass" | "offline" | "flaky_sensor" | "silting_purifier".
 
     Counts scale with n: round(n x share); at least one worn_purifier when n >= 3 and at least one of
-    each other behaviour when n >= 10. With 50 devices: 4 worn_purifier, 1 bypass, 1 offline, 1 flaky.
+    each other behaviour when n >= 10 (a share of 0 turns a behaviour off). With 50 devices:
+    4 worn_purifier, 1 bypass, 1 offline, 1 flaky, 1 silting_purifier. Each behaviour takes the next
+    devices of one shuffle in the order below, and silting_purifier comes last, so adding it turned only
+    a normal kitchen into a silting one.
     """
     ids = sorted(d.device_id for d in registry)
     n = len(ids)
@@ -37,6 +40,7 @@ def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_M
         ("bypass", _share_count(n, model.bypass_share, 10)),
         ("offline", _share_count(n, model.offline_share, 10)),
         ("flaky_sensor", _share_count(n, model.flaky_share, 10)),
+        ("silting_purifier", _share_count(n, model.silting_share, 10)),
     ]
     out = {d.device_id: "normal" for d in registry}
     pos = 0
@@ -67,6 +71,7 @@ class _Kitchen:
     nmhc_cooking_mg_m3: float
     has_pm: bool
     has_nmhc: bool
+    silting_cleaned_ordinal: int = 0  # silting_purifier only: a local day (date.toordinal()) of a cleaning
 
 
 _SEED_MASK = (1 << 64) - 1
@@ -97,6 +102,12 @@ def _kitchen(dev: Device, behaviour: str, seed: int, model: KitchenModel) -> _Ki
     worn_base = float(rng.uniform(*model.worn_ref_mg_m3))
     if behaviour == "worn_purifier":
         base = worn_base
+    cleaned = 0
+    if behaviour == "silting_purifier":
+        cleaned = model.silting_cleaned_ordinal
+        if cleaned is None:  # its own stream: the habits above are what they were before silting existed
+            phase_rng = np.random.default_rng([seed & _SEED_MASK, _seed_key(dev.device_id), 0x5117])
+            cleaned = int(phase_rng.integers(max(1, model.silting_cycle_days)))
     return _Kitchen(
         dev.device_id,
         dev.stove_heads,
@@ -114,6 +125,7 @@ def _kitchen(dev: Device, behaviour: str, seed: int, model: KitchenModel) -> _Ki
         nmhc_k,
         has_pm,
         has_nmhc,
+        cleaned,
     )
 
 
@@ -141,6 +153,15 @@ def _smooth_noise(rng: np.random.Generator, n: int, interval_s: float, tau_s: fl
 
 def _span_mask(tod: np.ndarray, start: float, end: float) -> np.ndarray:
     return (tod >= start) & (tod < end)
+
+
+def _silting_ref(k: _Kitchen, day_ordinal: int, model: KitchenModel) -> float:
+    """A silting purifier's C_ref at intensity 1 on a local day (``date.toordinal()``): a straight climb
+    from ``silting_ref_start_mg_m3`` on the cleaning day to ``silting_ref_end_mg_m3`` on the cycle's last."""
+    cycle = max(1, model.silting_cycle_days)
+    d = (day_ordinal - k.silting_cleaned_ordinal) % cycle
+    start, end = model.silting_ref_start_mg_m3, model.silting_ref_end_mg_m3
+    return start + (end - start) * d / (cycle - 1) if cycle > 1 else start
 
 
 def _day_plan(
@@ -190,7 +211,10 @@ def _day_plan(
     bg = rng.uniform(*model.background_oil_fume_mg_m3, size=n_steps)
     pm_bg = k.pm_background_mg_m3 * rng.uniform(0.7, 1.3, size=n_steps)
     sigma = model.ref_noise_sigma
-    c_ref = k.base_ref_mg_m3 * day_factor * intensity * np.exp(sigma * ref_noise - sigma**2 / 2)
+    base_ref = k.base_ref_mg_m3
+    if k.behaviour == "silting_purifier":
+        base_ref = _silting_ref(k, day_ordinal, model)
+    c_ref = base_ref * day_factor * intensity * np.exp(sigma * ref_noise - sigma**2 / 2)
 
     peaks = [(ls, le), (ds, de)]
     sending = np.ones(n_steps, dtype=bool)

@@ -29,7 +29,16 @@ series does not depend on the other devices or on the window asked for:
   ``bypass_ref_mg_m3``. ``offline`` (``offline_share``): the monitor sends nothing for
   ``offline_min`` minutes starting within ``offline_start_tod_min`` every day. ``flaky_sensor``
   (``flaky_share``): single-minute spikes (``flaky_spikes_per_day`` of x``flaky_spike_factor``); with
-  fault injection its NaN / negative values are sent as extra messages. The rest are ``normal``.
+  fault injection its NaN / negative values are sent as extra messages. ``silting_purifier``
+  (``silting_share``): the purifier is cleaned every ``silting_cycle_days`` days and silts up in
+  between; on day d of the cycle (d = 0 the cleaning day) the kitchen's C_ref at intensity 1 is
+  ``silting_ref_start_mg_m3`` + (``silting_ref_end_mg_m3`` - start) x d / (cycle - 1) instead of its
+  U(normal_ref_mg_m3) draw (day factor, intensity and noise as for normal kitchens; no episodes, no
+  bypass). Its GB 18483 service values climb from about 0.6-0.9 mg/m3 after a cleaning to about
+  1.4-1.95 mg/m3 in the cycle's last days, close to the limit but mostly under it (a busy weekend
+  late in the cycle can just top it). d = (local date's ``date.toordinal()`` -
+  ``silting_cleaned_ordinal``) mod cycle; when that knob is None each such kitchen gets a fixed
+  cleaning day from its own stream (seed and device id). The rest are ``normal``.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from dataclasses import dataclass
 
 KITCHEN_TZ = "Asia/Shanghai"
 UNKNOWN_DEVICE_ID = "FW-UNKNOWN-9"
-BEHAVIOURS = ("normal", "worn_purifier", "bypass", "offline", "flaky_sensor")
+BEHAVIOURS = ("normal", "worn_purifier", "bypass", "offline", "flaky_sensor", "silting_purifier")
 FAULT_KINDS_JSON = ("garbage", "invalid_json", "nan", "negative", "unknown_device", "clock_skew")
 FAULT_KINDS_HJ212 = ("garbage", "bad_crc", "truncated", "nan", "negative", "unknown_device", "clock_skew")
 WIRE_ORDER = ("oil_fume", "pm", "nmhc", "flow", "fan", "purifier")
@@ -60,6 +69,7 @@ class KitchenModel:
     bypass_share: float = 0.02
     offline_share: float = 0.02
     flaky_share: float = 0.02
+    silting_share: float = 0.02
     # Service hours, minutes after local midnight
     lunch_start_tod_min: float = 11 * 60
     lunch_end_tod_min: float = 13 * 60 + 30
@@ -97,6 +107,11 @@ class KitchenModel:
     offline_min: tuple[float, float] = (180.0, 300.0)
     flaky_spikes_per_day: tuple[int, int] = (3, 8)
     flaky_spike_factor: tuple[float, float] = (4.0, 10.0)
+    silting_cycle_days: int = 14  # the purifier is cleaned every 14 days
+    silting_ref_start_mg_m3: float = 0.65  # C_ref at intensity 1 on the cleaning day (day 0 of the cycle)
+    silting_ref_end_mg_m3: float = 1.75  # ... on the last day of the cycle (day cycle - 1)
+    # date.toordinal() of a local day the purifier was cleaned; None: a fixed day per (seed, device)
+    silting_cleaned_ordinal: int | None = None
     # Co-pollutants
     pm_background_mg_m3: tuple[float, float] = (0.02, 0.12)
     pm_per_oil_fume: tuple[float, float] = (1.2, 2.0)  # mg/m3 pm per mg/m3 measured oil fume
