@@ -93,6 +93,12 @@ def since(duration: str) -> str:
 #: The ``$district`` filter of the city dashboard's queries (regex form, as Grafana renders it).
 DISTRICT = f"{ident('district')} =~ /^$district$/"
 
+#: The ``fume_event`` kind of a maintenance reminder (清洗提醒): a friendly reminder to the owner before
+#: any offence, written with open 0 and level "" (never on the enforcement ladder).
+REMINDER_KIND = "maintenance_reminder"
+#: The filter of every ``fume_event`` query that counts or lists offences: reminders are not offences.
+NOT_REMINDER = f"{ident('kind')} != '{REMINDER_KIND}'"
+
 
 # ---------------------------------------------------------------------------------------- variables
 def datasource_variable(opts: Options) -> db.DatasourceVariable:

@@ -12,6 +12,9 @@ Variables: ``$datasource``, ``$district`` (narrows the restaurant list) and ``$r
 - daily compliance rate in local days (GROUP BY time(1d) ... tz(<display zone>));
 - the restaurant's events as a table (with its name from the registry, dashboards/names.py), and
   exceedance / purifier-off / offline events as annotations.
+
+Maintenance reminders (``fume_event`` kind ``maintenance_reminder``) are not offences: the open-events
+stat and the events table leave them out (``common.NOT_REMINDER``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards import names
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
+    NOT_REMINDER,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
     TAGS,
@@ -59,7 +63,10 @@ def q_peak(o: Options) -> str:
 
 def q_open_events(o: Options) -> str:
     e = ident(o.event_measurement)
-    return f'SELECT count("severity") AS "open" FROM {e} WHERE "open" = 1 AND {RESTAURANT} AND $timeFilter'
+    return (
+        f'SELECT count("severity") AS "open" FROM {e} '
+        f'WHERE "open" = 1 AND {NOT_REMINDER} AND {RESTAURANT} AND $timeFilter'
+    )
 
 
 def q_oil_fume(o: Options) -> str:
@@ -114,10 +121,12 @@ def q_daily_compliance(o: Options) -> str:
 
 
 def q_events(o: Options) -> str:
+    """The restaurant's events in the range, maintenance reminders left out (not offences)."""
     e = ident(o.event_measurement)
     return (
         f'SELECT "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", "limit_mg_m3", '
-        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {RESTAURANT} AND $timeFilter'
+        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {NOT_REMINDER} AND {RESTAURANT} '
+        f"AND $timeFilter"
     )
 
 

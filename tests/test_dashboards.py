@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ from dashboards import (
     restaurant,
     roster,
 )
-from dashboards.common import Options, district_variable, restaurant_variable
+from dashboards.common import NOT_REMINDER, REMINDER_KIND, Options, district_variable, restaurant_variable
 from dashboards.influxql import ANNOTATION_ONLY_KEYS, InfluxQLQuery
 from dashboards.queries import panel_range, parse_duration_ms, regex_escape, round_interval
 from ingest.config import load_settings
@@ -123,6 +124,38 @@ def test_build_has_uids_titles_variables_and_panels():
     assert tbl["options"]["sortBy"] == [{"displayName": "严重度 / Severity", "desc": True}]
     daily = next(p for p in rdoc["panels"] if p["title"].startswith("日达标率"))
     assert "GROUP BY time(1d) fill(none) tz('Asia/Shanghai')" in daily["targets"][0]["query"]
+
+
+def test_offence_queries_leave_out_maintenance_reminders():
+    """Reminders (fume_event kind maintenance_reminder) are not offences: every query of the events
+    measurement selects an offence kind or leaves reminders out, but the events-over-time chart, where they
+    are a series of their own with a name that says so."""
+    assert NOT_REMINDER == "\"kind\" != 'maintenance_reminder'"
+    own_series = city.q_events_over_time(OPTS)
+    selects_kind = re.compile(r"\"kind\" = '(exceedance|purifier_off|offline)'")
+    seen = 0
+    for doc in dashboards.build_all(OPTS).values():
+        for pq in queries(doc):
+            if '"fume_event"' not in pq.query or pq.query == own_series:
+                continue
+            seen += 1
+            assert NOT_REMINDER in pq.query or selects_kind.search(pq.query), (pq.panel, pq.query)
+    # city: the map (3), 2 stats, the table of every restaurant (2), peaks, latest event; restaurant: the
+    # open-events stat, the events table, 3 annotations
+    assert seen == 14
+    for q in (city.q_latest_event(OPTS), roster.q_open_events(OPTS), roster.q_ladder(OPTS)):
+        assert NOT_REMINDER in q
+    for q in (restaurant.q_open_events(OPTS), restaurant.q_events(OPTS)):
+        assert NOT_REMINDER in q
+    cdoc = dashboards.build_all(OPTS)["fumewatch-city"]
+    chart = next(p for p in cdoc["panels"] if p["title"].startswith("事件趋势"))
+    assert chart["targets"][0]["alias"] == "$tag_kind"
+    [series] = [o for o in chart["fieldConfig"]["overrides"] if o["matcher"]["options"] == REMINDER_KIND]
+    assert series["matcher"]["id"] == "byName"
+    assert {
+        "id": "displayName",
+        "value": "清洗提醒（非违法） / Maintenance reminder (not an offence)",
+    } in series["properties"]
 
 
 def contains(big: object, small: object, path: str = "") -> None:
@@ -502,6 +535,50 @@ def event(rid, dev, kind, pollutant, start, *, end=None, level="", peak=None, me
     )
 
 
+def reminder_event(r: dict) -> dict:
+    """A reminder's ``fume_event`` point: kind maintenance_reminder, open 0, level "" (severity 0)."""
+    e = event(
+        r["restaurant_id"],
+        r["device_id"],
+        REMINDER_KIND,
+        "oil_fume",
+        r["time"],
+        end=r["time"],
+        eid=r["event_id"],
+    )
+    return {**e, "state": "sent", "mean_mg_m3": r["mean_mg_m3"], "limit_mg_m3": r["threshold_mg_m3"]}
+
+
+def world_reminders(d0: int) -> list[dict]:
+    """Maintenance reminders, as the alerts service records them (each also a ``fume_event`` point).
+
+    In the range: R1's at 01:40 went on to exceed (R1's exceedance follows), R2's two came back under,
+    R3's are still above and pending. R1's from two days before is outside every range but the look-backs.
+    """
+    m = 60_000
+
+    def rem(rid, dev, t, outcome, n):
+        return dict(
+            time=t,
+            restaurant_id=rid,
+            device_id=dev,
+            district=DISTRICTS[rid],
+            event_id=f"RM-{rid}-{n}",
+            outcome=outcome,
+            threshold_mg_m3=1.6 if rid == "R1" else 1.2,
+            mean_mg_m3=round(1.65 + 0.01 * n, 4),
+        )
+
+    return [
+        rem("R1", "DEV-1", d0 - 2 * 86_400_000, "back_under", 0),
+        rem("R1", "DEV-1", d0 + 100 * m, "exceeded", 1),
+        rem("R2", "DEV-2", d0 + 150 * m, "back_under", 1),
+        rem("R3", "DEV-3", d0 + 250 * m, "still_above", 1),
+        rem("R2", "DEV-2", d0 + 330 * m, "back_under", 2),
+        rem("R3", "DEV-3", d0 + 350 * m, "pending", 2),
+    ]
+
+
 def event_line(e: dict) -> str:
     tags = {k: e[k] for k in ("restaurant_id", "device_id", "district", "kind", "pollutant")}
     names = ("event_id", "state", "open", "end_ms", "duration_s", "peak_mg_m3", "mean_mg_m3", "limit_mg_m3")
@@ -617,6 +694,8 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         event("R3", "DEV-3B", "offline", "", d0 - 10 * 86_400_000, eid="E-R3-1"),  # open since 10 days
         event("R3", "DEV-3", "offline", "", d0 + 200 * m, end=d0 + 215 * m, eid="E-R3-2"),
         event("R3", "DEV-3", "late_data", "", d0 + 230 * m, end=d0 + 231 * m, eid="E-R3-3"),
+        # maintenance reminders (not offences): R2's and R3's come after their latest offence
+        *(reminder_event(r) for r in world_reminders(d0)),
     ]
     write_lines(influx_db, [event_line(e) for e in events])
     ev = pd.DataFrame(events).drop_duplicates(subset=["device_id", "kind", "pollutant", "time"], keep="last")
@@ -823,9 +902,17 @@ def check_exceeding_peaks(w: World, pq, ran) -> None:
     assert expected["R1"] > LIMITS["oil_fume"]
 
 
+def offences(events: pd.DataFrame) -> pd.DataFrame:
+    return events[events.kind != REMINDER_KIND]
+
+
 def check_latest_event(w: World, pq, ran) -> None:
     rows, _ = ran({"district": ALL})
-    ev = in_range(w.events, w.t_from, w.t_to).sort_values("time")
+    every = in_range(w.events, w.t_from, w.t_to).sort_values("time")
+    # R2's and R3's latest event is a reminder: the table shows their latest offence instead
+    latest_any = every.groupby("restaurant_id").tail(1).set_index("restaurant_id")["kind"].to_dict()
+    assert latest_any == {"R1": "exceedance", "R2": REMINDER_KIND, "R3": REMINDER_KIND}
+    ev = offences(every)
     last = ev.groupby("restaurant_id").tail(1).set_index("restaurant_id")
     assert {r["restaurant_id"] for r in rows} == set(last.index) == {"R1", "R2", "R3"}
     for r in rows:
@@ -856,6 +943,30 @@ def check_events_over_time(w: World, pq, ran) -> None:
     got = {(r["kind"], r["time"]): r["events"] for r in rows if r["events"]}
     assert got == expected
     assert sum(r["events"] for r in rows) == len(ev)
+    # the reminders are a series of their own (its display name says: not an offence)
+    assert sum(r["events"] for r in rows if r["kind"] == REMINDER_KIND) == 5
+
+
+def check_roster_open_events(w: World, pq, ran) -> None:
+    """Open events of the table of every restaurant (30 days back): offences only."""
+    ev = offences(w.events[w.events.time > w.now - parse_duration_ms(OPTS.open_lookback)])
+    expected = ev[ev.open == 1].groupby("restaurant_id").size().to_dict()
+    assert expected == {"R1": 1, "R3": 1}
+    rows, q = ran({"district": ALL})
+    assert {r["restaurant_id"]: r["open_events"] for r in rows} == expected, q
+    rows, _ = ran({"district": ["朝阳区"]})
+    assert {r["restaurant_id"]: r["open_events"] for r in rows} == {"R1": 1}
+
+
+def check_roster_ladder(w: World, pq, ran) -> None:
+    """Ladder level: the latest ladder step of the restaurant's events; a later reminder changes nothing."""
+    ev = offences(w.events[w.events.severity > 0]).sort_values("time")
+    expected = ev.groupby("restaurant_id")["severity"].last().to_dict()
+    assert expected == {"R1": 3, "R2": 3}
+    rows, q = ran({"district": ALL})
+    assert {r["restaurant_id"]: r["ladder"] for r in rows} == expected, q
+    rows, _ = ran({"district": ["海淀区"]})
+    assert rows == []
 
 
 def restaurant_vars(rid: str) -> dict:
@@ -880,7 +991,7 @@ def check_peak(w: World, pq, ran) -> None:
 def check_open_events(w: World, pq, ran) -> None:
     t0, t1 = w.range_for(pq)
     for rid, n in (("R1", 1), ("R2", 0), ("R3", 1)):
-        ev = in_range(w.events, t0, t1)
+        ev = offences(in_range(w.events, t0, t1))
         assert int(((ev.restaurant_id == rid) & (ev.open == 1)).sum()) == n
         rows, _ = ran(restaurant_vars(rid))
         assert [r["open"] for r in rows] == ([n] if n else [])
@@ -971,6 +1082,8 @@ def check_events_table(w: World, pq, ran) -> None:
         rows, _ = ran(restaurant_vars(rid))
         ev = in_range(w.events, w.t_from, w.t_to)
         ev = ev[ev.restaurant_id == rid]
+        assert (ev.kind == REMINDER_KIND).any()  # the restaurant had reminders in the range: left out
+        ev = offences(ev)
         assert sorted(r["event_id"] for r in rows) == sorted(ev["event_id"])
         by_id = ev.set_index("event_id")
         for r in rows:
@@ -1037,6 +1150,8 @@ def all_checks(o: Options) -> dict[str, Callable]:
         city.q_exceeding_peaks(o): check_exceeding_peaks,
         city.q_latest_event(o): check_latest_event,
         city.q_events_over_time(o): check_events_over_time,
+        roster.q_open_events(o): check_roster_open_events,
+        roster.q_ladder(o): check_roster_ladder,
         restaurant.q_compliance(o): check_compliance_in_range,
         restaurant.q_peak(o): check_peak,
         restaurant.q_open_events(o): check_open_events,
