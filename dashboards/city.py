@@ -14,7 +14,10 @@ Panels, all filtered by the ``$district`` multi-value variable (regex form, as G
   sum(compliant) / sum(valid) without a division that could divide by zero);
 - restaurants in exceedance now with their peak;
 - the latest event per restaurant as a table sortable by severity (links to the restaurant dashboard);
-- events over time by kind.
+- events over time by kind;
+- the row 优服务 / Service before penalty (dashboards/reminders.py), over the range: maintenance reminders
+  sent, back under, the back-under share (back under / reminders whose outcome is known), went on to
+  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome.
 
 Maintenance reminders (清洗提醒, ``fume_event`` kind ``maintenance_reminder``, open 0, level "") are not
 offences: every panel that counts or lists offences leaves them out (``common.NOT_REMINDER``; the panels
@@ -31,7 +34,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import cases, citymap, names, roster
+from dashboards import cases, citymap, names, reminders, roster
 from dashboards.common import (
     CITY_UID,
     COMPLIANCE_THRESHOLDS,
@@ -343,4 +346,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(24)
         .height(8)
     )
-    return d
+    return reminders.add_row(d, o)

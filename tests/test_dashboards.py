@@ -40,10 +40,18 @@ from dashboards import (
     grafana_interval,
     names,
     queries,
+    reminders,
     restaurant,
     roster,
 )
-from dashboards.common import NOT_REMINDER, REMINDER_KIND, Options, district_variable, restaurant_variable
+from dashboards.common import (
+    DISTRICT,
+    NOT_REMINDER,
+    REMINDER_KIND,
+    Options,
+    district_variable,
+    restaurant_variable,
+)
 from dashboards.influxql import ANNOTATION_ONLY_KEYS, InfluxQLQuery
 from dashboards.queries import panel_range, parse_duration_ms, regex_escape, round_interval
 from ingest.config import load_settings
@@ -85,6 +93,9 @@ def test_build_has_uids_titles_variables_and_panels():
         "bargauge",
         "table",
         "timeseries",
+        "row",  # 优服务 / Service before penalty
+        *["stat"] * 6,
+        "table",
     ]
     assert [p["type"] for p in rdoc["panels"]] == [
         "stat",
@@ -108,6 +119,9 @@ def test_build_has_uids_titles_variables_and_panels():
         for p in doc["panels"]:
             zh, sep, en = p["title"].partition(" / ")
             assert sep and zh and en.isascii(), p["title"]  # "中文 / English"
+            if p["type"] == "row":
+                assert p["collapsed"] is False and p["panels"] == []  # its panels follow it
+                continue
             assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
             for t in p["targets"]:
                 assert t["rawQuery"] is True and t["query"].startswith("SELECT ")
@@ -158,6 +172,81 @@ def test_offence_queries_leave_out_maintenance_reminders():
     } in series["properties"]
 
 
+def test_service_before_penalty_row_on_the_city_dashboard():
+    """The 优服务 row: six stats over the range and the reminders table, all on fume_reminder by $district."""
+    cdoc = dashboards.build_all(OPTS)["fumewatch-city"]
+    panels = cdoc["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row")
+    row, group = panels[start], panels[start + 1 :]
+    assert row["title"] == "优服务 / Service before penalty"
+    assert [p["title"] for p in group] == [
+        "清洗提醒（时段内） / Reminders sent in range",
+        "提醒后已回落 / Back under after reminder",
+        "回落率 / Back-under share",
+        "提醒后超标 / Went on to exceed",
+        "仍偏高 / Still above",
+        "待观察 / Pending",
+        "清洗提醒明细 / Maintenance reminders in range",
+    ]
+    # under the row, side by side: the stats fill one line of the grid, the table the next
+    y = row["gridPos"]["y"] + 1
+    assert [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in group[:6]] == [(x, y) for x in range(0, 24, 4)]
+    assert group[6]["gridPos"] == {"x": 0, "y": y + 4, "w": 24, "h": 8}
+    queries_by_title = {p["title"]: [t["query"] for t in p["targets"]] for p in group}
+    for title, qs in queries_by_title.items():
+        assert '"fume_reminder"' in qs[0] and DISTRICT in qs[0] and "$timeFilter" in qs[0], title
+    assert [queries_by_title[p["title"]][0] for p in group[:6]] == [
+        reminders.q_sent(OPTS),
+        reminders.q_outcome(OPTS, "back_under"),
+        reminders.q_back_under_share(OPTS),
+        reminders.q_outcome(OPTS, "exceeded"),
+        reminders.q_outcome(OPTS, "still_above"),
+        reminders.q_outcome(OPTS, "pending"),
+    ]
+    assert reminders.q_sent(OPTS) == (
+        'SELECT count("event_id") AS "reminders" FROM "fume_reminder" '
+        'WHERE "district" =~ /^$district$/ AND $timeFilter'
+    )
+    assert reminders.q_outcome(OPTS, "exceeded") == (
+        'SELECT sum("exceeded") AS "exceeded" FROM "fume_reminder" WHERE "district" =~ /^$district$/ AND $timeFilter'
+    )
+    # the share: back_under / (sent - pending), as one mean over the reminders whose outcome is known
+    assert reminders.q_back_under_share(OPTS) == (
+        'SELECT mean("back_under") AS "back_under_share" FROM "fume_reminder" '
+        'WHERE "pending" = 0 AND "district" =~ /^$district$/ AND $timeFilter'
+    )
+    share = group[2]
+    assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert share["fieldConfig"]["defaults"]["noValue"] == "—"  # no known outcome yet: no share, not 0 %
+    assert all(p["fieldConfig"]["defaults"]["noValue"] == "0" for p in group[:6] if p is not share)
+    with pytest.raises(ValueError):
+        reminders.q_outcome(OPTS, "served")
+    # the table: the registry joined for the name, the outcome in words, the time in the display zone
+    tbl = group[6]
+    assert [t["refId"] for t in tbl["targets"]] == ["A", names.REGISTRY_REF]
+    assert tbl["targets"][1]["query"] == names.q_restaurants(OPTS)
+    assert tbl["transformations"][1]["options"] == {"byField": "restaurant_id", "mode": "outerTabular"}
+    organize = tbl["transformations"][-1]["options"]["indexByName"]
+    assert list(organize) == ["Time", "name", "district", "mean_mg_m3", "threshold_mg_m3", "outcome"]
+    overrides = {
+        o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+        for o in tbl["fieldConfig"]["overrides"]
+    }
+    assert overrides["Time"]["unit"] == "time:YYYY-MM-DDTHH:mm:ssZ"
+    assert overrides["name"]["links"][0]["url"].startswith("/d/fumewatch-restaurant/")
+    [mapping] = overrides["outcome"]["mappings"]
+    assert {k: v["text"] for k, v in mapping["options"].items()} == {
+        "pending": "待观察 / pending",
+        "back_under": "已回落 / back under",
+        "exceeded": "后续超标 / went on to exceed",
+        "still_above": "仍偏高 / still above",
+    }
+    assert tbl["options"]["sortBy"] == [{"displayName": "提醒时间 / Reminded at", "desc": True}]
+    # the measurement's name is an option, as the others
+    renamed = Options(reminder_measurement="svc_reminder")
+    assert '"svc_reminder"' in reminders.q_sent(renamed) and '"svc_reminder"' in reminders.q_table(renamed)
+
+
 def contains(big: object, small: object, path: str = "") -> None:
     """Every key and value of ``small`` is in ``big`` (the SDK may add its defaults, never drop ours)."""
     if isinstance(small, dict):
@@ -187,7 +276,7 @@ def test_json_round_trips_through_the_sdk_models():
         contains(again, stripped)
         assert dashboards.validate(again) == again  # stable
         model = Dashboard.from_json(doc)
-        targets = [t for p in model.panels for t in p.targets]
+        targets = [t for p in model.panels for t in getattr(p, "targets", None) or []]  # rows have none
         assert targets and all(isinstance(t, InfluxQLQuery) for t in targets)
         assert model.uid == doc["uid"] and model.title == doc["title"]
 
@@ -579,6 +668,15 @@ def world_reminders(d0: int) -> list[dict]:
     ]
 
 
+def reminder_line(r: dict) -> str:
+    """A ``fume_reminder`` point: the outcome as a string and as four 0/1 integers (exactly one is 1)."""
+    tags = {k: r[k] for k in ("restaurant_id", "device_id", "district")}
+    fields = {"event_id": r["event_id"], "outcome": r["outcome"]}
+    fields |= {k: int(r["outcome"] == k) for k in reminders.OUTCOMES}
+    fields |= {"threshold_mg_m3": r["threshold_mg_m3"], "mean_mg_m3": r["mean_mg_m3"]}
+    return line("fume_reminder", tags, fields, r["time"])
+
+
 def event_line(e: dict) -> str:
     tags = {k: e[k] for k in ("restaurant_id", "device_id", "district", "kind", "pollutant")}
     names = ("event_id", "state", "open", "end_ms", "duration_s", "peak_mg_m3", "mean_mg_m3", "limit_mg_m3")
@@ -597,6 +695,7 @@ class World:
     windows: pd.DataFrame
     events: pd.DataFrame
     cases: pd.DataFrame
+    reminders: pd.DataFrame
 
     def range_for(self, pq) -> tuple[int, int]:
         if pq.time_from:
@@ -698,6 +797,10 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         *(reminder_event(r) for r in world_reminders(d0)),
     ]
     write_lines(influx_db, [event_line(e) for e in events])
+    # each reminder is written pending first, then rewritten in place with its outcome (the newest wins)
+    reminder_records = world_reminders(d0)
+    write_lines(influx_db, [reminder_line({**r, "outcome": "pending"}) for r in reminder_records])
+    write_lines(influx_db, [reminder_line(r) for r in reminder_records])
     ev = pd.DataFrame(events).drop_duplicates(subset=["device_id", "kind", "pollutant", "time"], keep="last")
     # the registry and the case ledger's copy, as alerts/case_sync.py writes them (alerts/influx_sink.py)
     registry = Registry.parse(REGISTRY_CSV)
@@ -719,6 +822,7 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         windows,
         ev.reset_index(drop=True),
         pd.DataFrame(case_records).rename(columns={"start_ms": "time"}),
+        pd.DataFrame(reminder_records),
     )
 
 
@@ -969,6 +1073,71 @@ def check_roster_ladder(w: World, pq, ran) -> None:
     assert rows == []
 
 
+def reminders_in(w: World, districts) -> pd.DataFrame:
+    return district_filter(in_range(w.reminders, w.t_from, w.t_to), districts)
+
+
+def check_reminders_sent(w: World, pq, ran) -> None:
+    """One point per reminder (the rewrite is the same point); the one two days back is out of range."""
+    assert len(w.reminders) == 6
+    for districts, n in ((ALL, 5), (["朝阳区"], 3), (["海淀区"], 2), (["朝阳区", "海淀区"], 5)):
+        assert len(reminders_in(w, districts)) == n
+        rows, q = ran({"district": districts})
+        assert [r["reminders"] for r in rows] == [n], q
+    rows, _ = ran({"district": ["丰台区"]})
+    assert rows == []  # the stat shows its noValue "0"
+
+
+def _reminder_outcome(outcome: str):
+    def check(w: World, pq, ran) -> None:
+        for districts in (ALL, ["朝阳区"], ["海淀区"]):
+            rem = reminders_in(w, districts)
+            rows, q = ran({"district": districts})
+            assert [r[outcome] for r in rows] == [int((rem.outcome == outcome).sum())], q
+        expected = {"back_under": 2, "exceeded": 1, "still_above": 1, "pending": 1}[outcome]
+        rows, _ = ran({"district": ALL})
+        assert [r[outcome] for r in rows] == [expected]
+
+    return check
+
+
+def check_back_under_share(w: World, pq, ran) -> None:
+    """back_under / (sent - pending): 2 / (5 - 1) = 50 % over all districts."""
+    for districts, share in ((ALL, 0.5), (["朝阳区"], 2 / 3), (["海淀区"], 0.0)):
+        rem = reminders_in(w, districts)
+        known = len(rem) - int((rem.outcome == "pending").sum())
+        assert int((rem.outcome == "back_under").sum()) / known == pytest.approx(share)
+        rows, q = ran({"district": districts})
+        assert [r["back_under_share"] for r in rows] == [pytest.approx(share)], q
+    rows, _ = ran({"district": ["丰台区"]})
+    assert rows == []  # nothing known: no share (the stat shows "—"), never a division by zero
+
+
+def check_reminder_table(w: World, pq, ran) -> None:
+    rows, q = ran({"district": ALL})
+    rem = reminders_in(w, ALL).set_index("event_id")
+    assert sorted(r["event_id"] for r in rows) == sorted(rem.index), q
+    for r in rows:
+        e = rem.loc[r["event_id"]]
+        assert (r["time"], r["restaurant_id"], r["district"], r["device_id"]) == (
+            e["time"],
+            e["restaurant_id"],
+            e["district"],
+            e["device_id"],
+        )
+        assert r["outcome"] == e["outcome"]  # the rewrite in place: the newest outcome, not "pending"
+        assert (r["mean_mg_m3"], r["threshold_mg_m3"]) == (e["mean_mg_m3"], e["threshold_mg_m3"])
+    assert sorted(r["outcome"] for r in rows) == [
+        "back_under",
+        "back_under",
+        "exceeded",
+        "pending",
+        "still_above",
+    ]
+    rows, _ = ran({"district": ["海淀区"]})
+    assert sorted(r["event_id"] for r in rows) == ["RM-R3-1", "RM-R3-2"]
+
+
 def restaurant_vars(rid: str) -> dict:
     return {"restaurant": rid, "district": ALL}
 
@@ -1152,6 +1321,10 @@ def all_checks(o: Options) -> dict[str, Callable]:
         city.q_events_over_time(o): check_events_over_time,
         roster.q_open_events(o): check_roster_open_events,
         roster.q_ladder(o): check_roster_ladder,
+        reminders.q_sent(o): check_reminders_sent,
+        **{reminders.q_outcome(o, k): _reminder_outcome(k) for k in reminders.OUTCOMES},
+        reminders.q_back_under_share(o): check_back_under_share,
+        reminders.q_table(o): check_reminder_table,
         restaurant.q_compliance(o): check_compliance_in_range,
         restaurant.q_peak(o): check_peak,
         restaurant.q_open_events(o): check_open_events,
@@ -1217,11 +1390,14 @@ def test_table_times_are_in_the_dashboard_zone_with_offset_whatever_the_browser(
             timed += 1
             [time_col] = [o for o in p["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Time"]
             props = {x["id"]: x["value"] for x in time_col["properties"]}
-            assert props == {"displayName": "开始 / Start", "unit": TABLE_TIME_UNIT}
+            heading = (
+                "提醒时间 / Reminded at" if "fume_reminder" in p["targets"][0]["query"] else "开始 / Start"
+            )
+            assert props == {"displayName": heading, "unit": TABLE_TIME_UNIT}
             for o in p["fieldConfig"]["overrides"]:  # other epoch-ms columns (a case's last change) too
                 if o["matcher"]["options"].endswith("_ms") and not o["matcher"]["options"].endswith("mg_m3"):
                     assert {"id": "unit", "value": TABLE_TIME_UNIT} in o["properties"], o
-    assert (timed, untimed) == (3, 1)
+    assert (timed, untimed) == (4, 1)
 
 
 def test_cli_dashboards_default_to_the_display_zone_of_the_settings(tmp_path):
