@@ -14,7 +14,9 @@ Variables: ``$datasource``, ``$district`` (narrows the restaurant list) and ``$r
   exceedance / purifier-off / offline events as annotations.
 
 Maintenance reminders (``fume_event`` kind ``maintenance_reminder``) are not offences: the open-events
-stat and the events table leave them out (``common.NOT_REMINDER``).
+stat and the events table leave them out (``common.NOT_REMINDER``). The last panel lists the restaurant's
+reminders of the range from ``fume_reminder`` (time, device, the mean that triggered it, the threshold,
+the outcome in words; dashboards/reminders.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import names
+from dashboards import names, reminders
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
     NOT_REMINDER,
@@ -128,6 +130,11 @@ def q_events(o: Options) -> str:
         f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {NOT_REMINDER} AND {RESTAURANT} '
         f"AND $timeFilter"
     )
+
+
+def q_reminders(o: Options) -> str:
+    """The restaurant's maintenance reminders in the range and their outcome (dashboards/reminders.py)."""
+    return reminders.q_restaurant_table(o, RESTAURANT)
 
 
 def q_restaurant(o: Options) -> str:
@@ -397,4 +404,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(12)
         .height(8)
     )
-    return d
+    return d.with_panel(reminders.restaurant_panel(o, RESTAURANT))

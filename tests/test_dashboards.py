@@ -106,6 +106,7 @@ def test_build_has_uids_titles_variables_and_panels():
         "state-timeline",
         "timeseries",
         "table",
+        "table",  # the restaurant's maintenance reminders
     ]
     assert [a["name"] for a in rdoc["annotations"]["list"]] == [
         "超标事件 / Exceedance events",
@@ -243,6 +244,11 @@ def test_service_before_penalty_row_on_the_city_dashboard():
     }
     assert tbl["options"]["sortBy"] == [{"displayName": "提醒时间 / Reminded at", "desc": True}]
     # the measurement's name is an option, as the others
+    rdoc = dashboards.build_all(OPTS)["fumewatch-restaurant"]
+    mine = rdoc["panels"][-1]
+    assert mine["title"] == "清洗提醒 / Maintenance reminders"
+    assert [t["query"] for t in mine["targets"]] == [restaurant.q_reminders(OPTS)]
+    assert '"restaurant_id" =~ /^$restaurant$/' in restaurant.q_reminders(OPTS)
     renamed = Options(reminder_measurement="svc_reminder")
     assert '"svc_reminder"' in reminders.q_sent(renamed) and '"svc_reminder"' in reminders.q_table(renamed)
 
@@ -1142,6 +1148,21 @@ def restaurant_vars(rid: str) -> dict:
     return {"restaurant": rid, "district": ALL}
 
 
+def check_restaurant_reminders(w: World, pq, ran) -> None:
+    """The restaurant's reminders in the range, with their outcome (R1's of two days before is out)."""
+    for rid, ids in (("R1", ["RM-R1-1"]), ("R2", ["RM-R2-1", "RM-R2-2"]), ("R3", ["RM-R3-1", "RM-R3-2"])):
+        rows, q = ran(restaurant_vars(rid))
+        rem = in_range(w.reminders, w.t_from, w.t_to)
+        rem = rem[rem.restaurant_id == rid].set_index("event_id")
+        assert sorted(r["event_id"] for r in rows) == sorted(rem.index) == ids, q
+        for r in rows:
+            e = rem.loc[r["event_id"]]
+            assert (r["time"], r["outcome"], r["device_id"]) == (e["time"], e["outcome"], e["device_id"])
+            assert (r["mean_mg_m3"], r["threshold_mg_m3"]) == (e["mean_mg_m3"], e["threshold_mg_m3"])
+    rows, _ = ran(restaurant_vars("R-none"))
+    assert rows == []
+
+
 def check_compliance_in_range(w: World, pq, ran) -> None:
     for rid in ("R1", "R2", "R3"):
         rows, _ = ran(restaurant_vars(rid))
@@ -1335,6 +1356,7 @@ def all_checks(o: Options) -> dict[str, Callable]:
         restaurant.q_fan_purifier(o): check_fan_purifier,
         restaurant.q_daily_compliance(o): check_daily_compliance,
         restaurant.q_events(o): check_events_table,
+        restaurant.q_reminders(o): check_restaurant_reminders,
         restaurant.q_annotation(o, "exceedance"): _annotation("exceedance", "R1"),
         restaurant.q_annotation(o, "purifier_off"): _annotation("purifier_off", "R2"),
         restaurant.q_annotation(o, "offline"): _annotation("offline", "R3"),
@@ -1397,7 +1419,7 @@ def test_table_times_are_in_the_dashboard_zone_with_offset_whatever_the_browser(
             for o in p["fieldConfig"]["overrides"]:  # other epoch-ms columns (a case's last change) too
                 if o["matcher"]["options"].endswith("_ms") and not o["matcher"]["options"].endswith("mg_m3"):
                     assert {"id": "unit", "value": TABLE_TIME_UNIT} in o["properties"], o
-    assert (timed, untimed) == (4, 1)
+    assert (timed, untimed) == (5, 1)
 
 
 def test_cli_dashboards_default_to_the_display_zone_of_the_settings(tmp_path):
