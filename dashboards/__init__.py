@@ -38,7 +38,7 @@ def to_json(dashboard: Any) -> dict:
     doc = json.loads(json.dumps(obj, cls=JSONEncoder, ensure_ascii=False))
     next_id = 1
     for panel in doc.get("panels") or []:
-        if "id" not in panel:
+        if not panel.get("id"):  # none, or the SDK's 0 of a row
             panel["id"] = next_id
         next_id = max(next_id, int(panel["id"])) + 1
     return doc

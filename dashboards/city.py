@@ -14,7 +14,15 @@ Panels, all filtered by the ``$district`` multi-value variable (regex form, as G
   sum(compliant) / sum(valid) without a division that could divide by zero);
 - restaurants in exceedance now with their peak;
 - the latest event per restaurant as a table sortable by severity (links to the restaurant dashboard);
-- events over time by kind.
+- events over time by kind;
+- the row 优服务 / Service before penalty (dashboards/reminders.py), over the range: maintenance reminders
+  sent, back under, the back-under share (back under / reminders whose outcome is known), went on to
+  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome.
+
+Maintenance reminders (清洗提醒, ``fume_event`` kind ``maintenance_reminder``, open 0, level "") are not
+offences: every panel that counts or lists offences leaves them out (``common.NOT_REMINDER``; the panels
+that select a kind, exceedance or offline, never see them); the events-over-time chart shows them as their
+own series, 清洗提醒（非违法） / Maintenance reminder (not an offence).
 
 Tables show restaurant names from the registry measurement through Grafana joins (dashboards/names.py).
 """
@@ -26,11 +34,13 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import cases, citymap, names, roster
+from dashboards import cases, citymap, names, reminders, roster
 from dashboards.common import (
     CITY_UID,
     COMPLIANCE_THRESHOLDS,
     DISTRICT,
+    NOT_REMINDER,
+    REMINDER_KIND,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
     TAGS,
@@ -48,6 +58,8 @@ from dashboards.common import (
 from dashboards.influxql import InfluxQL
 
 TITLE = "城市餐饮油烟监控总览 / City cooking-fume overview"
+#: Display name of the reminders' series in the events-over-time chart (its alias is the kind).
+REMINDER_SERIES = bi("清洗提醒（非违法）", "Maintenance reminder (not an offence)")
 
 
 def q_exceeding_restaurants(o: Options) -> str:
@@ -88,16 +100,21 @@ def q_exceeding_peaks(o: Options) -> str:
 
 
 def q_latest_event(o: Options) -> str:
-    """The latest event of each restaurant in the range (selector last() carries the point's other fields)."""
+    """The latest event of each restaurant in the range (selector last() carries the point's other fields).
+
+    Maintenance reminders are left out: a reminder after an offence would hide the offence (last() takes
+    the latest point), and the table is sorted by severity on the enforcement ladder."""
     e = ident(o.event_measurement)
     return (
         f'SELECT last("severity") AS "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", '
-        f'"limit_mg_m3", "event_id" FROM {e} WHERE {DISTRICT} AND $timeFilter '
+        f'"limit_mg_m3", "event_id" FROM {e} WHERE {NOT_REMINDER} AND {DISTRICT} AND $timeFilter '
         f'GROUP BY "restaurant_id", "district"'
     )
 
 
 def q_events_over_time(o: Options) -> str:
+    """Events started per interval by kind; maintenance reminders are a series of their own
+    (:data:`REMINDER_SERIES`, not an offence)."""
     e = ident(o.event_measurement)
     return (
         f'SELECT count("severity") AS "events" FROM {e} WHERE {DISTRICT} AND $timeFilter '
@@ -300,10 +317,21 @@ def build(opts: Options | None = None) -> db.Dashboard:
     d = d.with_panel(
         timeseries.Panel()
         .title(bi("事件趋势（按类型）", "Events over time (by kind)"))
-        .description("每个时间段开始的事件数。 / Events that started in each interval.")
+        .description(
+            "每个时间段开始的事件数；清洗提醒单列（非违法，不计入处置阶梯）。"
+            " / Events that started in each interval; maintenance reminders are a series of their own"
+            " (not an offence, never on the enforcement ladder)."
+        )
         .datasource(src)
         .interval("1h")
         .with_target(InfluxQL(q_events_over_time(o)).ref_id("A").alias("$tag_kind"))
+        .override_by_name(
+            REMINDER_KIND,
+            [
+                *display_name(REMINDER_SERIES),
+                dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "blue"}),
+            ],
+        )
         .unit("none")
         .decimals(0)
         .draw_style(cm.GraphDrawStyle.BARS)
@@ -318,4 +346,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(24)
         .height(8)
     )
-    return d
+    return reminders.add_row(d, o)

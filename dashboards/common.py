@@ -26,11 +26,14 @@ class Options:
     open_lookback: str = "30d"
     #: Minimum GROUP BY time($__interval): the monitors report once a minute (HJ 212 minute data).
     min_interval: str = "1m"
-    #: Measurements: readings (ingest/store/influx.py), windows, events, case states and the registry
-    #: (alerts/influx_sink.py; the last two copied by alerts/case_sync.py).
+    #: Measurements: readings (ingest/store/influx.py), windows, events, maintenance reminders, case states
+    #: and the registry (alerts/influx_sink.py; the last two copied by alerts/case_sync.py).
     reading_measurement: str = "fume_reading"
     window_measurement: str = "fume_window"
     event_measurement: str = "fume_event"
+    #: One point per maintenance reminder (清洗提醒), rewritten in place as its outcome becomes known
+    #: (dashboards/reminders.py); each reminder is also a ``fume_event`` point of kind ``REMINDER_KIND``.
+    reminder_measurement: str = "fume_reminder"
     case_measurement: str = "fume_case"
     restaurant_measurement: str = "fume_restaurant"
     #: The registry is rewritten at each start of the alerts service and every 6 hours; its queries take
@@ -92,6 +95,12 @@ def since(duration: str) -> str:
 
 #: The ``$district`` filter of the city dashboard's queries (regex form, as Grafana renders it).
 DISTRICT = f"{ident('district')} =~ /^$district$/"
+
+#: The ``fume_event`` kind of a maintenance reminder (清洗提醒): a friendly reminder to the owner before
+#: any offence, written with open 0 and level "" (never on the enforcement ladder).
+REMINDER_KIND = "maintenance_reminder"
+#: The filter of every ``fume_event`` query that counts or lists offences: reminders are not offences.
+NOT_REMINDER = f"{ident('kind')} != '{REMINDER_KIND}'"
 
 
 # ---------------------------------------------------------------------------------------- variables

@@ -12,6 +12,11 @@ Variables: ``$datasource``, ``$district`` (narrows the restaurant list) and ``$r
 - daily compliance rate in local days (GROUP BY time(1d) ... tz(<display zone>));
 - the restaurant's events as a table (with its name from the registry, dashboards/names.py), and
   exceedance / purifier-off / offline events as annotations.
+
+Maintenance reminders (``fume_event`` kind ``maintenance_reminder``) are not offences: the open-events
+stat and the events table leave them out (``common.NOT_REMINDER``). The last panel lists the restaurant's
+reminders of the range from ``fume_reminder`` (time, device, the mean that triggered it, the threshold,
+the outcome in words; dashboards/reminders.py).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import names
+from dashboards import names, reminders
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
+    NOT_REMINDER,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
     TAGS,
@@ -59,7 +65,10 @@ def q_peak(o: Options) -> str:
 
 def q_open_events(o: Options) -> str:
     e = ident(o.event_measurement)
-    return f'SELECT count("severity") AS "open" FROM {e} WHERE "open" = 1 AND {RESTAURANT} AND $timeFilter'
+    return (
+        f'SELECT count("severity") AS "open" FROM {e} '
+        f'WHERE "open" = 1 AND {NOT_REMINDER} AND {RESTAURANT} AND $timeFilter'
+    )
 
 
 def q_oil_fume(o: Options) -> str:
@@ -114,11 +123,18 @@ def q_daily_compliance(o: Options) -> str:
 
 
 def q_events(o: Options) -> str:
+    """The restaurant's events in the range, maintenance reminders left out (not offences)."""
     e = ident(o.event_measurement)
     return (
         f'SELECT "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", "limit_mg_m3", '
-        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {RESTAURANT} AND $timeFilter'
+        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {NOT_REMINDER} AND {RESTAURANT} '
+        f"AND $timeFilter"
     )
+
+
+def q_reminders(o: Options) -> str:
+    """The restaurant's maintenance reminders in the range and their outcome (dashboards/reminders.py)."""
+    return reminders.q_restaurant_table(o, RESTAURANT)
 
 
 def q_restaurant(o: Options) -> str:
@@ -388,4 +404,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(12)
         .height(8)
     )
-    return d
+    return d.with_panel(reminders.restaurant_panel(o, RESTAURANT))

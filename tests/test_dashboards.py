@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,10 +40,18 @@ from dashboards import (
     grafana_interval,
     names,
     queries,
+    reminders,
     restaurant,
     roster,
 )
-from dashboards.common import Options, district_variable, restaurant_variable
+from dashboards.common import (
+    DISTRICT,
+    NOT_REMINDER,
+    REMINDER_KIND,
+    Options,
+    district_variable,
+    restaurant_variable,
+)
 from dashboards.influxql import ANNOTATION_ONLY_KEYS, InfluxQLQuery
 from dashboards.queries import panel_range, parse_duration_ms, regex_escape, round_interval
 from ingest.config import load_settings
@@ -84,6 +93,9 @@ def test_build_has_uids_titles_variables_and_panels():
         "bargauge",
         "table",
         "timeseries",
+        "row",  # 优服务 / Service before penalty
+        *["stat"] * 6,
+        "table",
     ]
     assert [p["type"] for p in rdoc["panels"]] == [
         "stat",
@@ -94,6 +106,7 @@ def test_build_has_uids_titles_variables_and_panels():
         "state-timeline",
         "timeseries",
         "table",
+        "table",  # the restaurant's maintenance reminders
     ]
     assert [a["name"] for a in rdoc["annotations"]["list"]] == [
         "超标事件 / Exceedance events",
@@ -107,6 +120,9 @@ def test_build_has_uids_titles_variables_and_panels():
         for p in doc["panels"]:
             zh, sep, en = p["title"].partition(" / ")
             assert sep and zh and en.isascii(), p["title"]  # "中文 / English"
+            if p["type"] == "row":
+                assert p["collapsed"] is False and p["panels"] == []  # its panels follow it
+                continue
             assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
             for t in p["targets"]:
                 assert t["rawQuery"] is True and t["query"].startswith("SELECT ")
@@ -123,6 +139,118 @@ def test_build_has_uids_titles_variables_and_panels():
     assert tbl["options"]["sortBy"] == [{"displayName": "严重度 / Severity", "desc": True}]
     daily = next(p for p in rdoc["panels"] if p["title"].startswith("日达标率"))
     assert "GROUP BY time(1d) fill(none) tz('Asia/Shanghai')" in daily["targets"][0]["query"]
+
+
+def test_offence_queries_leave_out_maintenance_reminders():
+    """Reminders (fume_event kind maintenance_reminder) are not offences: every query of the events
+    measurement selects an offence kind or leaves reminders out, but the events-over-time chart, where they
+    are a series of their own with a name that says so."""
+    assert NOT_REMINDER == "\"kind\" != 'maintenance_reminder'"
+    own_series = city.q_events_over_time(OPTS)
+    selects_kind = re.compile(r"\"kind\" = '(exceedance|purifier_off|offline)'")
+    seen = 0
+    for doc in dashboards.build_all(OPTS).values():
+        for pq in queries(doc):
+            if '"fume_event"' not in pq.query or pq.query == own_series:
+                continue
+            seen += 1
+            assert NOT_REMINDER in pq.query or selects_kind.search(pq.query), (pq.panel, pq.query)
+    # city: the map (3), 2 stats, the table of every restaurant (2), peaks, latest event; restaurant: the
+    # open-events stat, the events table, 3 annotations
+    assert seen == 14
+    for q in (city.q_latest_event(OPTS), roster.q_open_events(OPTS), roster.q_ladder(OPTS)):
+        assert NOT_REMINDER in q
+    for q in (restaurant.q_open_events(OPTS), restaurant.q_events(OPTS)):
+        assert NOT_REMINDER in q
+    cdoc = dashboards.build_all(OPTS)["fumewatch-city"]
+    chart = next(p for p in cdoc["panels"] if p["title"].startswith("事件趋势"))
+    assert chart["targets"][0]["alias"] == "$tag_kind"
+    [series] = [o for o in chart["fieldConfig"]["overrides"] if o["matcher"]["options"] == REMINDER_KIND]
+    assert series["matcher"]["id"] == "byName"
+    assert {
+        "id": "displayName",
+        "value": "清洗提醒（非违法） / Maintenance reminder (not an offence)",
+    } in series["properties"]
+
+
+def test_service_before_penalty_row_on_the_city_dashboard():
+    """The 优服务 row: six stats over the range and the reminders table, all on fume_reminder by $district."""
+    cdoc = dashboards.build_all(OPTS)["fumewatch-city"]
+    panels = cdoc["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row")
+    row, group = panels[start], panels[start + 1 :]
+    assert row["title"] == "优服务 / Service before penalty"
+    assert [p["title"] for p in group] == [
+        "清洗提醒（时段内） / Reminders sent in range",
+        "提醒后已回落 / Back under after reminder",
+        "回落率 / Back-under share",
+        "提醒后超标 / Went on to exceed",
+        "仍偏高 / Still above",
+        "待观察 / Pending",
+        "清洗提醒明细 / Maintenance reminders in range",
+    ]
+    # under the row, side by side: the stats fill one line of the grid, the table the next
+    y = row["gridPos"]["y"] + 1
+    assert [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in group[:6]] == [(x, y) for x in range(0, 24, 4)]
+    assert group[6]["gridPos"] == {"x": 0, "y": y + 4, "w": 24, "h": 8}
+    queries_by_title = {p["title"]: [t["query"] for t in p["targets"]] for p in group}
+    for title, qs in queries_by_title.items():
+        assert '"fume_reminder"' in qs[0] and DISTRICT in qs[0] and "$timeFilter" in qs[0], title
+    assert [queries_by_title[p["title"]][0] for p in group[:6]] == [
+        reminders.q_sent(OPTS),
+        reminders.q_outcome(OPTS, "back_under"),
+        reminders.q_back_under_share(OPTS),
+        reminders.q_outcome(OPTS, "exceeded"),
+        reminders.q_outcome(OPTS, "still_above"),
+        reminders.q_outcome(OPTS, "pending"),
+    ]
+    assert reminders.q_sent(OPTS) == (
+        'SELECT count("event_id") AS "reminders" FROM "fume_reminder" '
+        'WHERE "district" =~ /^$district$/ AND $timeFilter'
+    )
+    assert reminders.q_outcome(OPTS, "exceeded") == (
+        'SELECT sum("exceeded") AS "exceeded" FROM "fume_reminder" WHERE "district" =~ /^$district$/ AND $timeFilter'
+    )
+    # the share: back_under / (sent - pending), as one mean over the reminders whose outcome is known
+    assert reminders.q_back_under_share(OPTS) == (
+        'SELECT mean("back_under") AS "back_under_share" FROM "fume_reminder" '
+        'WHERE "pending" = 0 AND "district" =~ /^$district$/ AND $timeFilter'
+    )
+    share = group[2]
+    assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert share["fieldConfig"]["defaults"]["noValue"] == "—"  # no known outcome yet: no share, not 0 %
+    assert all(p["fieldConfig"]["defaults"]["noValue"] == "0" for p in group[:6] if p is not share)
+    with pytest.raises(ValueError):
+        reminders.q_outcome(OPTS, "served")
+    # the table: the registry joined for the name, the outcome in words, the time in the display zone
+    tbl = group[6]
+    assert [t["refId"] for t in tbl["targets"]] == ["A", names.REGISTRY_REF]
+    assert tbl["targets"][1]["query"] == names.q_restaurants(OPTS)
+    assert tbl["transformations"][1]["options"] == {"byField": "restaurant_id", "mode": "outerTabular"}
+    organize = tbl["transformations"][-1]["options"]["indexByName"]
+    assert list(organize) == ["Time", "name", "district", "mean_mg_m3", "threshold_mg_m3", "outcome"]
+    overrides = {
+        o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+        for o in tbl["fieldConfig"]["overrides"]
+    }
+    assert overrides["Time"]["unit"] == "time:YYYY-MM-DDTHH:mm:ssZ"
+    assert overrides["name"]["links"][0]["url"].startswith("/d/fumewatch-restaurant/")
+    [mapping] = overrides["outcome"]["mappings"]
+    assert {k: v["text"] for k, v in mapping["options"].items()} == {
+        "pending": "待观察 / pending",
+        "back_under": "已回落 / back under",
+        "exceeded": "后续超标 / went on to exceed",
+        "still_above": "仍偏高 / still above",
+    }
+    assert tbl["options"]["sortBy"] == [{"displayName": "提醒时间 / Reminded at", "desc": True}]
+    # the measurement's name is an option, as the others
+    rdoc = dashboards.build_all(OPTS)["fumewatch-restaurant"]
+    mine = rdoc["panels"][-1]
+    assert mine["title"] == "清洗提醒 / Maintenance reminders"
+    assert [t["query"] for t in mine["targets"]] == [restaurant.q_reminders(OPTS)]
+    assert '"restaurant_id" =~ /^$restaurant$/' in restaurant.q_reminders(OPTS)
+    renamed = Options(reminder_measurement="svc_reminder")
+    assert '"svc_reminder"' in reminders.q_sent(renamed) and '"svc_reminder"' in reminders.q_table(renamed)
 
 
 def contains(big: object, small: object, path: str = "") -> None:
@@ -154,7 +282,7 @@ def test_json_round_trips_through_the_sdk_models():
         contains(again, stripped)
         assert dashboards.validate(again) == again  # stable
         model = Dashboard.from_json(doc)
-        targets = [t for p in model.panels for t in p.targets]
+        targets = [t for p in model.panels for t in getattr(p, "targets", None) or []]  # rows have none
         assert targets and all(isinstance(t, InfluxQLQuery) for t in targets)
         assert model.uid == doc["uid"] and model.title == doc["title"]
 
@@ -502,6 +630,59 @@ def event(rid, dev, kind, pollutant, start, *, end=None, level="", peak=None, me
     )
 
 
+def reminder_event(r: dict) -> dict:
+    """A reminder's ``fume_event`` point: kind maintenance_reminder, open 0, level "" (severity 0)."""
+    e = event(
+        r["restaurant_id"],
+        r["device_id"],
+        REMINDER_KIND,
+        "oil_fume",
+        r["time"],
+        end=r["time"],
+        eid=r["event_id"],
+    )
+    return {**e, "state": "sent", "mean_mg_m3": r["mean_mg_m3"], "limit_mg_m3": r["threshold_mg_m3"]}
+
+
+def world_reminders(d0: int) -> list[dict]:
+    """Maintenance reminders, as the alerts service records them (each also a ``fume_event`` point).
+
+    In the range: R1's at 01:40 went on to exceed (R1's exceedance follows), R2's two came back under,
+    R3's are still above and pending. R1's from two days before is outside every range but the look-backs.
+    """
+    m = 60_000
+
+    def rem(rid, dev, t, outcome, n):
+        return dict(
+            time=t,
+            restaurant_id=rid,
+            device_id=dev,
+            district=DISTRICTS[rid],
+            event_id=f"RM-{rid}-{n}",
+            outcome=outcome,
+            threshold_mg_m3=1.6 if rid == "R1" else 1.2,
+            mean_mg_m3=round(1.65 + 0.01 * n, 4),
+        )
+
+    return [
+        rem("R1", "DEV-1", d0 - 2 * 86_400_000, "back_under", 0),
+        rem("R1", "DEV-1", d0 + 100 * m, "exceeded", 1),
+        rem("R2", "DEV-2", d0 + 150 * m, "back_under", 1),
+        rem("R3", "DEV-3", d0 + 250 * m, "still_above", 1),
+        rem("R2", "DEV-2", d0 + 330 * m, "back_under", 2),
+        rem("R3", "DEV-3", d0 + 350 * m, "pending", 2),
+    ]
+
+
+def reminder_line(r: dict) -> str:
+    """A ``fume_reminder`` point: the outcome as a string and as four 0/1 integers (exactly one is 1)."""
+    tags = {k: r[k] for k in ("restaurant_id", "device_id", "district")}
+    fields = {"event_id": r["event_id"], "outcome": r["outcome"]}
+    fields |= {k: int(r["outcome"] == k) for k in reminders.OUTCOMES}
+    fields |= {"threshold_mg_m3": r["threshold_mg_m3"], "mean_mg_m3": r["mean_mg_m3"]}
+    return line("fume_reminder", tags, fields, r["time"])
+
+
 def event_line(e: dict) -> str:
     tags = {k: e[k] for k in ("restaurant_id", "device_id", "district", "kind", "pollutant")}
     names = ("event_id", "state", "open", "end_ms", "duration_s", "peak_mg_m3", "mean_mg_m3", "limit_mg_m3")
@@ -520,6 +701,7 @@ class World:
     windows: pd.DataFrame
     events: pd.DataFrame
     cases: pd.DataFrame
+    reminders: pd.DataFrame
 
     def range_for(self, pq) -> tuple[int, int]:
         if pq.time_from:
@@ -617,8 +799,14 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         event("R3", "DEV-3B", "offline", "", d0 - 10 * 86_400_000, eid="E-R3-1"),  # open since 10 days
         event("R3", "DEV-3", "offline", "", d0 + 200 * m, end=d0 + 215 * m, eid="E-R3-2"),
         event("R3", "DEV-3", "late_data", "", d0 + 230 * m, end=d0 + 231 * m, eid="E-R3-3"),
+        # maintenance reminders (not offences): R2's and R3's come after their latest offence
+        *(reminder_event(r) for r in world_reminders(d0)),
     ]
     write_lines(influx_db, [event_line(e) for e in events])
+    # each reminder is written pending first, then rewritten in place with its outcome (the newest wins)
+    reminder_records = world_reminders(d0)
+    write_lines(influx_db, [reminder_line({**r, "outcome": "pending"}) for r in reminder_records])
+    write_lines(influx_db, [reminder_line(r) for r in reminder_records])
     ev = pd.DataFrame(events).drop_duplicates(subset=["device_id", "kind", "pollutant", "time"], keep="last")
     # the registry and the case ledger's copy, as alerts/case_sync.py writes them (alerts/influx_sink.py)
     registry = Registry.parse(REGISTRY_CSV)
@@ -640,6 +828,7 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         windows,
         ev.reset_index(drop=True),
         pd.DataFrame(case_records).rename(columns={"start_ms": "time"}),
+        pd.DataFrame(reminder_records),
     )
 
 
@@ -823,9 +1012,17 @@ def check_exceeding_peaks(w: World, pq, ran) -> None:
     assert expected["R1"] > LIMITS["oil_fume"]
 
 
+def offences(events: pd.DataFrame) -> pd.DataFrame:
+    return events[events.kind != REMINDER_KIND]
+
+
 def check_latest_event(w: World, pq, ran) -> None:
     rows, _ = ran({"district": ALL})
-    ev = in_range(w.events, w.t_from, w.t_to).sort_values("time")
+    every = in_range(w.events, w.t_from, w.t_to).sort_values("time")
+    # R2's and R3's latest event is a reminder: the table shows their latest offence instead
+    latest_any = every.groupby("restaurant_id").tail(1).set_index("restaurant_id")["kind"].to_dict()
+    assert latest_any == {"R1": "exceedance", "R2": REMINDER_KIND, "R3": REMINDER_KIND}
+    ev = offences(every)
     last = ev.groupby("restaurant_id").tail(1).set_index("restaurant_id")
     assert {r["restaurant_id"] for r in rows} == set(last.index) == {"R1", "R2", "R3"}
     for r in rows:
@@ -856,10 +1053,114 @@ def check_events_over_time(w: World, pq, ran) -> None:
     got = {(r["kind"], r["time"]): r["events"] for r in rows if r["events"]}
     assert got == expected
     assert sum(r["events"] for r in rows) == len(ev)
+    # the reminders are a series of their own (its display name says: not an offence)
+    assert sum(r["events"] for r in rows if r["kind"] == REMINDER_KIND) == 5
+
+
+def check_roster_open_events(w: World, pq, ran) -> None:
+    """Open events of the table of every restaurant (30 days back): offences only."""
+    ev = offences(w.events[w.events.time > w.now - parse_duration_ms(OPTS.open_lookback)])
+    expected = ev[ev.open == 1].groupby("restaurant_id").size().to_dict()
+    assert expected == {"R1": 1, "R3": 1}
+    rows, q = ran({"district": ALL})
+    assert {r["restaurant_id"]: r["open_events"] for r in rows} == expected, q
+    rows, _ = ran({"district": ["朝阳区"]})
+    assert {r["restaurant_id"]: r["open_events"] for r in rows} == {"R1": 1}
+
+
+def check_roster_ladder(w: World, pq, ran) -> None:
+    """Ladder level: the latest ladder step of the restaurant's events; a later reminder changes nothing."""
+    ev = offences(w.events[w.events.severity > 0]).sort_values("time")
+    expected = ev.groupby("restaurant_id")["severity"].last().to_dict()
+    assert expected == {"R1": 3, "R2": 3}
+    rows, q = ran({"district": ALL})
+    assert {r["restaurant_id"]: r["ladder"] for r in rows} == expected, q
+    rows, _ = ran({"district": ["海淀区"]})
+    assert rows == []
+
+
+def reminders_in(w: World, districts) -> pd.DataFrame:
+    return district_filter(in_range(w.reminders, w.t_from, w.t_to), districts)
+
+
+def check_reminders_sent(w: World, pq, ran) -> None:
+    """One point per reminder (the rewrite is the same point); the one two days back is out of range."""
+    assert len(w.reminders) == 6
+    for districts, n in ((ALL, 5), (["朝阳区"], 3), (["海淀区"], 2), (["朝阳区", "海淀区"], 5)):
+        assert len(reminders_in(w, districts)) == n
+        rows, q = ran({"district": districts})
+        assert [r["reminders"] for r in rows] == [n], q
+    rows, _ = ran({"district": ["丰台区"]})
+    assert rows == []  # the stat shows its noValue "0"
+
+
+def _reminder_outcome(outcome: str):
+    def check(w: World, pq, ran) -> None:
+        for districts in (ALL, ["朝阳区"], ["海淀区"]):
+            rem = reminders_in(w, districts)
+            rows, q = ran({"district": districts})
+            assert [r[outcome] for r in rows] == [int((rem.outcome == outcome).sum())], q
+        expected = {"back_under": 2, "exceeded": 1, "still_above": 1, "pending": 1}[outcome]
+        rows, _ = ran({"district": ALL})
+        assert [r[outcome] for r in rows] == [expected]
+
+    return check
+
+
+def check_back_under_share(w: World, pq, ran) -> None:
+    """back_under / (sent - pending): 2 / (5 - 1) = 50 % over all districts."""
+    for districts, share in ((ALL, 0.5), (["朝阳区"], 2 / 3), (["海淀区"], 0.0)):
+        rem = reminders_in(w, districts)
+        known = len(rem) - int((rem.outcome == "pending").sum())
+        assert int((rem.outcome == "back_under").sum()) / known == pytest.approx(share)
+        rows, q = ran({"district": districts})
+        assert [r["back_under_share"] for r in rows] == [pytest.approx(share)], q
+    rows, _ = ran({"district": ["丰台区"]})
+    assert rows == []  # nothing known: no share (the stat shows "—"), never a division by zero
+
+
+def check_reminder_table(w: World, pq, ran) -> None:
+    rows, q = ran({"district": ALL})
+    rem = reminders_in(w, ALL).set_index("event_id")
+    assert sorted(r["event_id"] for r in rows) == sorted(rem.index), q
+    for r in rows:
+        e = rem.loc[r["event_id"]]
+        assert (r["time"], r["restaurant_id"], r["district"], r["device_id"]) == (
+            e["time"],
+            e["restaurant_id"],
+            e["district"],
+            e["device_id"],
+        )
+        assert r["outcome"] == e["outcome"]  # the rewrite in place: the newest outcome, not "pending"
+        assert (r["mean_mg_m3"], r["threshold_mg_m3"]) == (e["mean_mg_m3"], e["threshold_mg_m3"])
+    assert sorted(r["outcome"] for r in rows) == [
+        "back_under",
+        "back_under",
+        "exceeded",
+        "pending",
+        "still_above",
+    ]
+    rows, _ = ran({"district": ["海淀区"]})
+    assert sorted(r["event_id"] for r in rows) == ["RM-R3-1", "RM-R3-2"]
 
 
 def restaurant_vars(rid: str) -> dict:
     return {"restaurant": rid, "district": ALL}
+
+
+def check_restaurant_reminders(w: World, pq, ran) -> None:
+    """The restaurant's reminders in the range, with their outcome (R1's of two days before is out)."""
+    for rid, ids in (("R1", ["RM-R1-1"]), ("R2", ["RM-R2-1", "RM-R2-2"]), ("R3", ["RM-R3-1", "RM-R3-2"])):
+        rows, q = ran(restaurant_vars(rid))
+        rem = in_range(w.reminders, w.t_from, w.t_to)
+        rem = rem[rem.restaurant_id == rid].set_index("event_id")
+        assert sorted(r["event_id"] for r in rows) == sorted(rem.index) == ids, q
+        for r in rows:
+            e = rem.loc[r["event_id"]]
+            assert (r["time"], r["outcome"], r["device_id"]) == (e["time"], e["outcome"], e["device_id"])
+            assert (r["mean_mg_m3"], r["threshold_mg_m3"]) == (e["mean_mg_m3"], e["threshold_mg_m3"])
+    rows, _ = ran(restaurant_vars("R-none"))
+    assert rows == []
 
 
 def check_compliance_in_range(w: World, pq, ran) -> None:
@@ -880,7 +1181,7 @@ def check_peak(w: World, pq, ran) -> None:
 def check_open_events(w: World, pq, ran) -> None:
     t0, t1 = w.range_for(pq)
     for rid, n in (("R1", 1), ("R2", 0), ("R3", 1)):
-        ev = in_range(w.events, t0, t1)
+        ev = offences(in_range(w.events, t0, t1))
         assert int(((ev.restaurant_id == rid) & (ev.open == 1)).sum()) == n
         rows, _ = ran(restaurant_vars(rid))
         assert [r["open"] for r in rows] == ([n] if n else [])
@@ -971,6 +1272,8 @@ def check_events_table(w: World, pq, ran) -> None:
         rows, _ = ran(restaurant_vars(rid))
         ev = in_range(w.events, w.t_from, w.t_to)
         ev = ev[ev.restaurant_id == rid]
+        assert (ev.kind == REMINDER_KIND).any()  # the restaurant had reminders in the range: left out
+        ev = offences(ev)
         assert sorted(r["event_id"] for r in rows) == sorted(ev["event_id"])
         by_id = ev.set_index("event_id")
         for r in rows:
@@ -1037,6 +1340,12 @@ def all_checks(o: Options) -> dict[str, Callable]:
         city.q_exceeding_peaks(o): check_exceeding_peaks,
         city.q_latest_event(o): check_latest_event,
         city.q_events_over_time(o): check_events_over_time,
+        roster.q_open_events(o): check_roster_open_events,
+        roster.q_ladder(o): check_roster_ladder,
+        reminders.q_sent(o): check_reminders_sent,
+        **{reminders.q_outcome(o, k): _reminder_outcome(k) for k in reminders.OUTCOMES},
+        reminders.q_back_under_share(o): check_back_under_share,
+        reminders.q_table(o): check_reminder_table,
         restaurant.q_compliance(o): check_compliance_in_range,
         restaurant.q_peak(o): check_peak,
         restaurant.q_open_events(o): check_open_events,
@@ -1047,6 +1356,7 @@ def all_checks(o: Options) -> dict[str, Callable]:
         restaurant.q_fan_purifier(o): check_fan_purifier,
         restaurant.q_daily_compliance(o): check_daily_compliance,
         restaurant.q_events(o): check_events_table,
+        restaurant.q_reminders(o): check_restaurant_reminders,
         restaurant.q_annotation(o, "exceedance"): _annotation("exceedance", "R1"),
         restaurant.q_annotation(o, "purifier_off"): _annotation("purifier_off", "R2"),
         restaurant.q_annotation(o, "offline"): _annotation("offline", "R3"),
@@ -1102,11 +1412,14 @@ def test_table_times_are_in_the_dashboard_zone_with_offset_whatever_the_browser(
             timed += 1
             [time_col] = [o for o in p["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Time"]
             props = {x["id"]: x["value"] for x in time_col["properties"]}
-            assert props == {"displayName": "开始 / Start", "unit": TABLE_TIME_UNIT}
+            heading = (
+                "提醒时间 / Reminded at" if "fume_reminder" in p["targets"][0]["query"] else "开始 / Start"
+            )
+            assert props == {"displayName": heading, "unit": TABLE_TIME_UNIT}
             for o in p["fieldConfig"]["overrides"]:  # other epoch-ms columns (a case's last change) too
                 if o["matcher"]["options"].endswith("_ms") and not o["matcher"]["options"].endswith("mg_m3"):
                     assert {"id": "unit", "value": TABLE_TIME_UNIT} in o["properties"], o
-    assert (timed, untimed) == (3, 1)
+    assert (timed, untimed) == (5, 1)
 
 
 def test_cli_dashboards_default_to_the_display_zone_of_the_settings(tmp_path):

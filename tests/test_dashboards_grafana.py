@@ -4,7 +4,9 @@
   datasource created once, the token never printed.
 - Grafana provisioned from `fumewatch dashboards build` (datasource + dashboard provider) next to an
   InfluxDB 2.7 with a DBRP mapping: every query of both dashboards goes through Grafana's /api/ds/query
-  and returns the same numbers as the query dashboards.fill() produces, run directly on InfluxDB 2.7.
+  and returns the same numbers as the query dashboards.fill() produces, run directly on InfluxDB 2.7
+  (maintenance reminders included: the 优服务 stats read 3 sent, 1 back under, 50 %, and the offence
+  panels the same as without them).
 
 Skipped (with the reason) where no Docker engine runs: this build machine has only the docker CLI.
 """
@@ -27,6 +29,7 @@ import pytest
 
 import dashboards
 from alerts.influx_sink import case_line, restaurant_lines
+from dashboards import city, reminders, restaurant
 from dashboards.queries import grafana_interval, interpolate
 from ingest.registry import Registry
 
@@ -173,6 +176,22 @@ def _lines(t0: int) -> list[str]:
         'event_id="E2",state="closed",open=0i,end_ms=1i,duration_s=300i,profile="GB18483-2001",level="",'
         f"severity=0i {t0 + 100 * 60_000}"
     )
+    # maintenance reminders (清洗提醒): a fume_event point of kind maintenance_reminder (open 0, level "") and
+    # a fume_reminder point each; three outcomes, so the 优服务 stats read 3 sent, 1 back under, 50 %
+    for n, (minute, outcome) in enumerate(((20, "exceeded"), (90, "back_under"), (110, "pending"))):
+        t = t0 + minute * 60_000
+        out.append(
+            "fume_event,device_id=DEV-1,district=朝阳区,kind=maintenance_reminder,pollutant=oil_fume,"
+            f'restaurant_id=R1 event_id="RM{n}",state="sent",open=0i,end_ms={t}i,duration_s=0i,'
+            f'mean_mg_m3=1.7,limit_mg_m3=1.6,profile="GB18483-2001",level="",severity=0i {t}'
+        )
+        flags = ",".join(
+            f"{k}={int(k == outcome)}i" for k in ("pending", "back_under", "exceeded", "still_above")
+        )
+        out.append(
+            f'fume_reminder,device_id=DEV-1,district=朝阳区,restaurant_id=R1 event_id="RM{n}",'
+            f'outcome="{outcome}",{flags},threshold_mg_m3=1.6,mean_mg_m3=1.7 {t}'
+        )
     # the registry and a case, as the alerts service copies them (alerts/case_sync.py)
     registry = Registry.parse(
         "restaurant_id,name,district,device_id,stove_heads,lat,lon\nR1,老王牛肉面,朝阳区,DEV-1,2,39.9219,116.4432\n"
@@ -220,6 +239,25 @@ def _numbers_from_frames(frames: list[dict]) -> list[float]:
                 round(float(v), 9) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
             ]
     return sorted(out)
+
+
+def expected_numbers() -> dict[str, list[float]]:
+    """What some queries return on the data of :func:`_lines` (whole range, every district, R1)."""
+    o = dashboards.Options()
+    return {
+        reminders.q_sent(o): [3.0],
+        reminders.q_outcome(o, "back_under"): [1.0],
+        reminders.q_back_under_share(o): [0.5],  # 1 back under / (3 sent - 1 pending)
+        reminders.q_outcome(o, "exceeded"): [1.0],
+        reminders.q_outcome(o, "still_above"): [0.0],
+        reminders.q_outcome(o, "pending"): [1.0],
+        reminders.q_table(o): [1.6, 1.6, 1.6, 1.7, 1.7, 1.7],
+        # the offence panels as without the reminders: one restaurant in exceedance, one open event, and
+        # R1's latest event is the offline one (severity 0, no peak or limit), not the later reminder
+        city.q_exceeding_restaurants(o): [1.0],
+        city.q_latest_event(o): [0.0],
+        restaurant.q_open_events(o): [1.0],
+    }
 
 
 def test_provisioned_grafana_answers_every_query_like_fill(tmp_path):
@@ -300,6 +338,7 @@ def test_provisioned_grafana_answers_every_query_like_fill(tmp_path):
                 url = url_of(g)
                 wait_healthy(url)
                 admin = basic("admin", password)
+                expected, checked = expected_numbers(), set()
                 ds = http("GET", f"{url}/api/datasources/uid/fumewatch-influxdb", headers=admin)
                 assert ds["jsonData"]["version"] == "InfluxQL" and ds["url"] == "http://influxdb:8086"
                 for uid, doc in dashboards.build_all().items():
@@ -348,3 +387,7 @@ def test_provisioned_grafana_answers_every_query_like_fill(tmp_path):
                             pq.panel,
                             filled,
                         )
+                        if pq.query in expected:
+                            assert _numbers_from_influx(direct) == expected[pq.query], (pq.panel, filled)
+                            checked.add(pq.query)
+                assert checked == set(expected)
