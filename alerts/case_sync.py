@@ -24,6 +24,10 @@ tags.
 A case closed as ``dismissed`` also rewrites the ``fume_event`` points of the events it dismissed, with
 state ``dismissed`` (open 0): the dashboards stop counting them, as the reports and listings do.
 
+Reminders (:class:`ReminderSync`): every ``reminder_interval_s`` the maintenance reminders of the last
+``reminder_days`` with their outcome so far (:mod:`alerts.maintenance.outcomes`) as ``fume_reminder``
+points, one per reminder, rewritten in place as the outcome becomes known.
+
 A failed write is logged and retried at the next tick; the watermark moves only after a write went through.
 """
 
@@ -35,8 +39,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from alerts.influx_sink import case_line, event_line, restaurant_lines, restaurant_tombstone
+from alerts.detection.hours import BusinessHours
+from alerts.influx_sink import case_line, event_line, reminder_line, restaurant_lines, restaurant_tombstone
 from alerts.ledger import Ledger
+from alerts.maintenance.outcomes import outcomes
 from ingest.registry import Registry
 from ingest.timeutil import now_ms
 
@@ -159,6 +165,23 @@ class RegistrySync:
         return len(lines)
 
 
+class ReminderSync:
+    """Maintenance reminders of the last ``days`` and their outcomes -> ``fume_reminder`` points."""
+
+    def __init__(self, ledger: Ledger, write: Write, hours: BusinessHours, days: float = 45.0) -> None:
+        self.ledger = ledger
+        self.write = write
+        self.hours = hours
+        self.days = days
+
+    def sync(self, time_ms: int | None = None) -> int:
+        t = now_ms() if time_ms is None else time_ms
+        found = outcomes(self.ledger, self.hours, t - int(self.days * 86_400_000), t + 1)
+        if found:
+            self.write([reminder_line(o) for o in found])
+        return len(found)
+
+
 class DashboardSync:
     """Both copies on the alerts service's tick: :meth:`tick` does what is due and never raises."""
 
@@ -172,9 +195,14 @@ class DashboardSync:
         refresh_s: float = 6 * 3600.0,
         retry_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        hours: BusinessHours | None = None,
+        reminder_interval_s: float = 300.0,
     ) -> None:
         self.cases = CaseSync(ledger, write)
         self.restaurants = RegistrySync(ledger, registry, write)
+        self.reminders = ReminderSync(ledger, write, hours) if hours is not None else None
+        self.reminder_interval_s = reminder_interval_s
+        self._next_reminders = float("-inf")
         self.interval_s = interval_s
         self.refresh_s = refresh_s
         self.retry_s = retry_s
@@ -190,6 +218,9 @@ class DashboardSync:
         if now >= self._next_cases:
             self._run("cases", self.cases.sync)
             self._next_cases = now + self.interval_s
+        if self.reminders is not None and now >= self._next_reminders:
+            self._run("reminders", self.reminders.sync)
+            self._next_reminders = now + self.reminder_interval_s
 
     @staticmethod
     def _run(what: str, fn: Callable[[], int]) -> bool:

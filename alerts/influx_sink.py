@@ -36,6 +36,7 @@ WINDOW_MEASUREMENT = "fume_window"
 EVENT_MEASUREMENT = "fume_event"
 CASE_MEASUREMENT = "fume_case"
 RESTAURANT_MEASUREMENT = "fume_restaurant"
+REMINDER_MEASUREMENT = "fume_reminder"
 #: The case status that ends a case (every other status counts as open, as `fumewatch cases` lists it).
 CLOSED = "closed"
 SEVERITY = {ENFORCEMENT: 3, WARNING: 2, EDUCATION: 1}
@@ -105,6 +106,28 @@ def event_line(e: Event) -> str:
         district=e.district,
         kind=e.kind,
         pollutant=e.pollutant,
+    )
+    return f"{tags} {','.join(fields)} {int(e.start_ms)}"
+
+
+def reminder_line(o: Any) -> str:
+    """One maintenance reminder and its outcome (:class:`alerts.maintenance.outcomes.ReminderOutcome`), at
+    the reminder's time: rewritten in place (same series and time) as the outcome becomes known, so the
+    dashboards' count and sums stay one per reminder. The outcome is a field, not a tag, for that reason."""
+    e = o.event
+    fields = [
+        f'event_id="{_escape_str_field(e.event_id)}"',
+        f'outcome="{_escape_str_field(o.outcome)}"',
+        *(
+            f"{name}={1 if o.outcome == name else 0}i"
+            for name in ("pending", "back_under", "exceeded", "still_above")
+        ),
+    ]
+    for name, v in (("threshold_mg_m3", o.threshold_mg_m3), ("mean_mg_m3", e.mean_mg_m3)):
+        if v is not None:
+            fields.append(f"{name}={float(v)!r}")
+    tags = _tags(
+        REMINDER_MEASUREMENT, restaurant_id=e.restaurant_id, device_id=e.device_id, district=e.district
     )
     return f"{tags} {','.join(fields)} {int(e.start_ms)}"
 

@@ -23,6 +23,7 @@ from alerts import detector_store
 from alerts.case_sync import DashboardSync
 from alerts.config import AlertsAppSettings
 from alerts.detection.detector import Detector
+from alerts.detection.hours import BusinessHours
 from alerts.enforcement.episodes import LadderPolicy
 from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
@@ -82,7 +83,12 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
         )
         # ... and so do case states and the registry (changed by other processes too): alerts/case_sync.py
         self._dash = (
-            DashboardSync(ledger, self.full_registry, self._sink.write_lines)
+            DashboardSync(
+                ledger,
+                self.full_registry,
+                self._sink.write_lines,
+                hours=BusinessHours(self._cfg.business_hours, self._cfg.business_tz),
+            )
             if self._sink and (partition is None or partition.index == 0)
             else None
         )

@@ -109,9 +109,11 @@ def drift_value(day: int) -> float:
     return round(0.8 + 0.14 * day, 3)
 
 
-def drift_messages(days: range) -> list[tuple[str, bytes]]:
-    """Business hours (10:00-14:00, 16:30-21:30) of each day, one reading a minute, one message an hour:
-    the fan runs 11:00-13:30 and 17:00-20:30 at 4,000 m3/h (2 heads: C = C_ref)."""
+def drift_messages(
+    days: range, device: str = "D1", value=drift_value, per_message: int = 60
+) -> list[tuple[str, bytes]]:
+    """Business hours (10:00-14:00, 16:30-21:30) of each day, one reading a minute, ``per_message`` a message:
+    the fan runs 11:00-13:30 and 17:00-20:30 at 4,000 m3/h (2 heads: C = C_ref = ``value(day)``)."""
     out = []
     for day in days:
         base = T0 + day * DAY
@@ -122,14 +124,14 @@ def drift_messages(days: range) -> list[tuple[str, bytes]]:
                 rows.append(
                     {
                         "ts": base + m * MIN,
-                        "oil_fume": drift_value(day) if cooking else 0.05,
+                        "oil_fume": value(day) if cooking else 0.05,
                         "flow": 4000.0 if cooking else 0.0,
                         "fan": cooking,
                         "purifier": True,
                     }
                 )
-        for i in range(0, len(rows), 60):
-            out.append(("fume/v1/D1/reading", orjson.dumps(rows[i : i + 60])))
+        for i in range(0, len(rows), per_message):
+            out.append((f"fume/v1/{device}/reading", orjson.dumps(rows[i : i + per_message])))
     return out
 
 
@@ -293,4 +295,100 @@ def test_disabled_sends_nothing(tmp_path, webhook):
     finally:
         svc.stop()
     assert ledger.list_events(kind="maintenance_reminder") == []
+    ledger.close()
+
+
+# -- the report and the city dashboard: the same figure ------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_report_and_city_dashboard_count_the_same_service(tmp_path, webhook, influx_db):
+    """R1 silts up, is reminded on day 3, cleans its purifier on day 5 (back under); R2 is reminded and goes
+    on to exceed from day 9; R3 stays clean (no reminder). The report's figures and the city dashboard's
+    stats (real InfluxDB 1.6, the dashboards' own queries) agree: 2 reminders, 1 back under, 1 exceeded."""
+    from alerts.reports import build_report, render
+    from dashboards import ALL, fill
+    from dashboards import reminders as dash
+    from dashboards.common import Options
+    from ingest.store import open_store
+
+    reg = tmp_path / "registry.csv"
+    reg.write_text(
+        "restaurant_id,name,district,device_id,stove_heads,owner_notify\n"
+        + "".join(f"R{i},店{i},朝阳区,D{i},2,{webhook.url(f'/owner/R{i}')}\n" for i in (1, 2))
+        + f"R3,店3,海淀区,D3,2,{webhook.url('/owner/R3')}\n",
+        encoding="utf-8",
+    )
+    s = load_settings(
+        None,
+        {
+            "ingest": {
+                "registry": str(reg),
+                "state": str(tmp_path / "state.db"),
+                "store": influx_db.relay_url,
+            },
+            "influx": {"bucket": influx_db.name, "org": "fumewatch", "flush_interval_ms": 100},
+            "alerts": {"clock": "event", "warmup_hours": 0},
+            "notify": {"retries": 0},
+        },
+        AppSettings,
+    )
+    registry = Registry.load(reg)
+    store = open_store(influx_db.relay_url, s, readings=False)
+    ledger = Ledger(str(tmp_path / "state.db"))
+    svc = AlertsService(s, registry, ledger, store=store, subscribe=False, publish_notices=False)
+    svc.start()
+    cleaned = lambda day: drift_value(day) if day < 5 else 0.8  # noqa: E731
+    pipe = Pipeline(s, registry)
+    kitchens = (("D1", cleaned), ("D2", drift_value), ("D3", lambda d: 0.5))
+    per_device = [drift_messages(range(12), dev, fn, per_message=10) for dev, fn in kitchens]
+    try:
+        for group in zip(*per_device, strict=True):  # the three kitchens 10 minutes at a time, in time order
+            rs = [r for topic, payload in group for r in pipe.handle(topic, payload, T0 + 40 * DAY).readings]
+            svc.feed(sorted(rs, key=lambda r: r.time_ms))
+            svc.advance()
+        svc.finish()
+        until = T0 + 12 * DAY
+        assert svc._dash is not None and svc._dash.reminders.sync(time_ms=until) == 2
+        store.flush()
+    finally:
+        svc.stop()
+
+    report = build_report(ledger, registry, T0, until, now=until)
+    sv = report.totals()["service"]
+    assert (sv["reminders"], sv["back_under"], sv["exceeded"], sv["still_above"], sv["pending"]) == (
+        2,
+        1,
+        1,
+        0,
+        0,
+    )
+    by = report.reminders.set_index("restaurant_id")
+    assert by.loc["R1", "outcome"] == "back_under" and by.loc["R2", "outcome"] == "exceeded"
+    assert by.loc["R1", "delivered"] == "yes" and by.loc["R1", "mean_after_mg_m3"] == pytest.approx(0.8)
+    summary = report.summary.set_index("restaurant_id")
+    assert (
+        summary.loc["R1", "maintenance_reminder_events"] == 1
+        and summary.loc["R3", "maintenance_reminder_events"] == 0
+    )
+
+    o = Options()
+    q = lambda query, d=ALL: influx_db.points(fill(query, {"district": d}, T0, until, "1h"))  # noqa: E731
+    assert [r["reminders"] for r in q(dash.q_sent(o))] == [2]
+    assert [r["back_under"] for r in q(dash.q_outcome(o, "back_under"))] == [1]
+    assert [r["exceeded"] for r in q(dash.q_outcome(o, "exceeded"))] == [1]
+    assert [r["back_under_share"] for r in q(dash.q_back_under_share(o))] == [0.5]
+    assert q(dash.q_sent(o), ["海淀区"]) == []  # R3 got none
+
+    # every format carries the section; the csv table and the json list agree with the totals
+    html = render(report, "html").decode()
+    assert "优服务：清洗提醒" in html and "已回落至阈值以下" in html and "此后仍发生超标" in html
+    csv_text = render(report, "csv", table="reminders").decode("utf-8-sig")
+    assert csv_text.splitlines()[0].startswith("restaurant_id,name,district,device_id,time,basis")
+    assert "+08:00" in csv_text.splitlines()[1]
+    doc = json.loads(render(report, "json"))
+    assert [r["outcome"] for r in doc["reminders"]] == ["back_under", "exceeded"]
+    assert doc["totals"]["service"]["back_under"] == 1
+    assert render(report, "xlsx")[:2] == b"PK" and render(report, "pdf")[:4] == b"%PDF"
+    (tmp_path / "report.pdf").write_bytes(render(report, "pdf"))
     ledger.close()

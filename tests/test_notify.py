@@ -595,7 +595,8 @@ def test_every_template_renders_every_placeholder(ledger: Ledger, locale: str) -
         title, body = n.render(name, ctx)
         assert title and body and "$" not in title + body, name
         assert "<restaurant_name>" in title + body, name
-        times = ("<start>", "<period>", "<end>", "<submission_received>")  # a receipt: when it arrived
+        # a receipt: when it arrived; a maintenance reminder: the services it looked at, with their times
+        times = ("<start>", "<period>", "<end>", "<submission_received>", "<reminder_services>")
         assert any(t in body for t in times), name
         if name not in ("case", "owner_unreachable"):  # owners are told whom to call; inspectors are not
             assert "<contact_phone>" in body, name

@@ -25,7 +25,9 @@ Definitions (per restaurant, over the report period ``[since, until)``):
   ``start < until`` and ``end >= since`` or still open);
 - notices sent: notice-ledger rows with status ``sent`` for those events (every channel and transition);
 - cases: the enforcement case records overlapping the period (same rule, same filters; the case file of
-  :mod:`alerts.reports.cases`).
+  :mod:`alerts.reports.cases`);
+- reminders (优服务): the maintenance reminders sent in the period and what followed each up to the
+  period's end or now (:mod:`alerts.reports.reminders`; read after the snapshot, the reminders are few).
 
 The pieces are sibling modules: :mod:`alerts.reports.model` (columns, labels, :class:`Report`,
 :class:`ChartData`), :mod:`alerts.reports.snapshot` (the read transaction and its queries,
@@ -36,6 +38,7 @@ are importable from here.
 
 from __future__ import annotations
 
+from alerts.detection.hours import BusinessHours
 from alerts.detection.window import DetectorConfig
 from alerts.ledger import Ledger
 from alerts.profiles import Profiles, load_profiles
@@ -54,6 +57,7 @@ from alerts.reports.model import (
     Report,
     ReportError,
 )
+from alerts.reports.reminders import reminders_frame
 from alerts.reports.snapshot import (
     _read_cases,
     _read_events,
@@ -172,6 +176,17 @@ def build_report(
         charts=charts,
         notes=notes,
         cases=case_views(case_records, registry),
+        reminders=reminders_frame(
+            ledger,
+            registry,
+            BusinessHours(detector.business_hours, detector.business_tz),
+            since_ms,
+            until_ms,
+            open_end,
+            display_tz,
+            restaurant_id=restaurant_id,
+            district=district,
+        ),
     )
 
 

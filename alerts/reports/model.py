@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alerts.maintenance.outcomes import OUTCOMES
 from alerts.model import EVENT_KINDS
 
 
@@ -73,6 +74,7 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("purifier_off_events", "净化器未开启事件数", "Purifier-off events", "int"),
     Column("offline_events", "离线事件数", "Offline events", "int"),
     Column("late_data_events", "数据迟到事件数", "Late-data events", "int"),
+    Column("maintenance_reminder_events", "清洗提醒数(服务)", "Maintenance reminders (service)", "int"),
     Column("highest_level", "最高处置等级", "Highest level", "level"),
     Column("notices_sent", "已发通知数", "Notices sent", "int"),
 )
@@ -83,6 +85,7 @@ KIND_LABELS = {
     "purifier_off": ("净化器未开启", "purifier off"),
     "offline": ("设备离线", "offline"),
     "late_data": ("数据迟到", "late data"),
+    "maintenance_reminder": ("清洗提醒（非违法）", "maintenance reminder"),
 }
 LEVEL_LABELS = {
     "education": ("教育劝导", "education"),
@@ -99,6 +102,7 @@ RULE_LABELS = {
     "bypass": ("未开净化器", "purifier bypass"),
     "offline": ("营业时间离线", "offline in business hours"),
     "late": ("数据迟到", "late data"),
+    "maintenance": ("清洗提醒规则", "maintenance reminder"),
 }
 
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
@@ -153,6 +157,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     #: The enforcement cases overlapping the period, as :func:`alerts.reports.cases.case_view` shows them.
     cases: list[dict[str, Any]] = field(default_factory=list)
+    #: The maintenance reminders sent in the period and their outcomes (alerts/reports/reminders.py);
+    #: None when the report was built without them.
+    reminders: pd.DataFrame | None = None
 
     def totals(self) -> dict[str, Any]:
         """Headline numbers: restaurants, events per kind, overall compliance rate and completeness."""
@@ -167,4 +174,13 @@ class Report:
             "completeness": (int(s["samples"].sum()) / expected) if expected else None,
             "restaurants_with_exceedance": int((s["exceedance_events"] > 0).sum()) if len(s) else 0,
             "cases": len(self.cases),
+            "service": _service_totals(self.reminders),
         }
+
+
+def _service_totals(df: pd.DataFrame | None) -> dict[str, int]:
+    """Reminders sent and their outcomes; ``known`` = those whose outcome is no longer pending."""
+    counts = df["outcome"].value_counts().to_dict() if df is not None and len(df) else {}
+    out = {"reminders": 0 if df is None else len(df), **{k: int(counts.get(k, 0)) for k in OUTCOMES}}
+    out["known"] = out["reminders"] - out["pending"]
+    return out

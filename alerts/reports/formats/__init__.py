@@ -3,18 +3,20 @@
 - ``csv``: ONE table per file, UTF-8 with BOM (Excel then shows Chinese names correctly), CRLF lines,
   header = the machine keys of :data:`~alerts.reports.model.EVENT_COLUMNS` /
   :data:`~alerts.reports.model.SUMMARY_COLUMNS` (stable for scripts; the same keys as json). ``table``
-  picks the table: ``events`` (default), ``summary`` or a case table (``cases``, ``case_events``,
+  picks the table: ``events`` (default), ``summary``, ``reminders`` (the maintenance reminders and their
+  outcomes, :data:`~alerts.reports.reminders.REMINDER_COLUMNS`) or a case table (``cases``, ``case_events``,
   ``case_windows``, ``case_receipts``, :data:`~alerts.reports.cases.CASE_TABLES`). Times are RFC 3339 in the display time zone
   (``2026-11-26T12:00:00+08:00``), rates are fractions (0.953), an open event has an empty end.
   ``fumewatch report --format csv --out X.csv`` writes both: ``X.csv`` (events) and ``X.summary.csv``.
-- ``xlsx``: sheets ``超标事件 Exceedances``, ``汇总 Summary`` and ``报告说明 About``; bilingual styled header,
+- ``xlsx``: sheets ``超标事件 Exceedances``, ``汇总 Summary``, ``清洗提醒 Reminders``, the case sheets and
+  ``报告说明 About``; bilingual styled header,
   frozen header row, auto-filter, column widths, number formats, times as Excel dates in the display
   time zone.
 - ``html``: one self-contained file (inline CSS, charts as base64 PNG ``data:`` URIs), bilingual headings.
 - ``pdf``: matplotlib ``PdfPages``: cover (period, filters, totals), summary pages, event pages (at most
   ``pdf_max_event_rows``), chart pages, case pages (:mod:`~alerts.reports.formats.pdf_cases`).
 - ``json``: ``{"since", "until", "display_tz", "district", "restaurant", "generated", "totals",
-  "events": [...], "summary": [...], "cases", "case_events", "case_windows", "case_receipts"}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
+  "events": [...], "summary": [...], "reminders": [...], "cases", "case_events", "case_windows", "case_receipts"}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
 
 One module per format family, all on :mod:`~alerts.reports.formats.common` (titles, definitions, cell
 text): ``machine`` (csv, json), ``xlsx``, ``html``, ``pdf``. This package dispatches (:func:`render`) and
@@ -34,7 +36,7 @@ from alerts.reports.model import Report
 from ingest.timeutil import format_local
 
 FORMATS = ("csv", "xlsx", "html", "pdf", "json")
-TABLES = ("events", "summary", *CASE_TABLES)
+TABLES = ("events", "summary", "reminders", *CASE_TABLES)
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

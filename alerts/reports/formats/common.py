@@ -15,6 +15,7 @@ from alerts.reports.model import (
     Column,
     Report,
 )
+from alerts.reports.reminders import BASIS_LABELS, OUTCOME_LABELS
 from alerts.reports.timetext import local_text, offset_text
 from ingest.timeutil import ms_to_utc, zone
 
@@ -28,6 +29,8 @@ _LABELS = {
     "pollutant": POLLUTANT_LABELS,
     "rule": RULE_LABELS,
     "yesno": {"yes": ("是", "yes"), "no": ("否", "no")},
+    "outcome": OUTCOME_LABELS,
+    "basis": BASIS_LABELS,
 }
 
 
@@ -42,6 +45,13 @@ def zone_text(report: Report) -> str:
 
 
 DEFINITIONS = (
+    (
+        "清洗提醒是服务，不是违法认定：不计入处置等级；“提醒后回落”= 提醒之后最近 3 个有效营业时段的均值回到提醒阈值"
+        "（限值的 80 %）以下且此后未超标",
+        "Maintenance reminders are service, not offences, and never on the ladder; 'back under' = the "
+        "latest 3 valid services after the reminder are at or under its threshold (80 % of the limit) "
+        "with no exceedance since",
+    ),
     (
         "达标率 = 有效达标窗口数 / 有效窗口数（油烟，窗口开始于报告时段内）",
         "Compliance rate = compliant valid windows / valid windows (oil fume, windows starting in the "
@@ -122,3 +132,14 @@ def _width(text: str) -> int:
 
 
 _NUMERIC = {"int", "num", "flow", "min", "mg", "rate", "pct"}
+
+
+def service_kpis(report: Report) -> list[tuple[str, str, str]]:
+    """(zh, en, value) of the service figures (优服务): reminders sent and what followed them."""
+    sv = report.totals()["service"]
+    known = sv["known"]
+    share = f" ({sv['back_under'] / known:.0%})" if known else ""
+    return [  # the reminders sent are the maintenance_reminder events, counted with the other kinds
+        ("提醒后回落", "back under after a reminder", f"{sv['back_under']}/{known}{share}"),
+        ("提醒后仍超标", "went on to exceed", str(sv["exceeded"])),
+    ]

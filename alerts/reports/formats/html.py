@@ -18,9 +18,11 @@ from alerts.reports.formats.common import (
     _period_text,
     display_cells,
     local_text,
+    service_kpis,
 )
 from alerts.reports.formats.html_cases import CASE_CSS, cases_html
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
+from alerts.reports.reminders import REMINDER_COLUMNS
 
 _CSS = """
 body{font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",Arial,sans-serif;
@@ -89,6 +91,7 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         ("数据完整率", "data completeness", _pct(t["completeness"])),
         ("执法案件", "enforcement cases", str(t["cases"])),
         *((KIND_LABELS[k][0], f"{KIND_LABELS[k][1]} events", str(t["events"][k])) for k in EVENT_KINDS),
+        *service_kpis(report),
     ]
     parts = [
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">',
@@ -103,6 +106,11 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         _html_table(report.summary, SUMMARY_COLUMNS),
         "</section><section><h2>超标事件 <span class=en>Exceedance and other events</span></h2>",
         _html_table(report.events, EVENT_COLUMNS),
+        "</section>",
+        "<section><h2>优服务：清洗提醒 <span class=en>Service before penalty: maintenance reminders</span></h2>",
+        _html_table(report.reminders, REMINDER_COLUMNS)
+        if report.reminders is not None and len(report.reminders)
+        else "<p>本时段未发送清洗提醒 <span class=en>No maintenance reminders in this period</span></p>",
         "</section>",
         cases_html(report, _html_table),
     ]

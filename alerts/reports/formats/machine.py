@@ -13,6 +13,7 @@ import pandas as pd
 
 from alerts.reports.cases import CASE_TABLES, case_tables
 from alerts.reports.model import EVENT_COLUMNS, SUMMARY_COLUMNS, Column, Report
+from alerts.reports.reminders import REMINDER_COLUMNS
 
 _ROUND = {"mg": 4, "min": 1, "rate": 4, "pct": 1, "flow": 1}
 
@@ -44,6 +45,8 @@ def machine_frame(df: pd.DataFrame, columns: Sequence[Column], extra: Sequence[s
 def render_csv(report: Report, table: str = "events") -> bytes:
     if table in CASE_TABLES:
         df, cols = case_tables(report.cases, report.display_tz)[table], CASE_TABLES[table]
+    elif table == "reminders":
+        df, cols = _reminders(report), REMINDER_COLUMNS
     else:
         df, cols = (report.events, EVENT_COLUMNS) if table == "events" else (report.summary, SUMMARY_COLUMNS)
     m = machine_frame(df, cols)
@@ -84,8 +87,17 @@ def report_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "events": _records(ev),
         "summary": _records(machine_frame(report.summary, SUMMARY_COLUMNS)),
+        "reminders": _records(machine_frame(_reminders(report), REMINDER_COLUMNS, extra=("time_ms",))),
         **_case_records(report),
     }
+
+
+def _reminders(report: Report) -> pd.DataFrame:
+    if report.reminders is not None:
+        return report.reminders
+    empty = pd.DataFrame({c.key: [] for c in REMINDER_COLUMNS} | {"time_ms": []})
+    empty["time"] = pd.to_datetime(empty["time_ms"], unit="ms", utc=True)
+    return empty
 
 
 def _case_records(report: Report) -> dict[str, list[dict[str, Any]]]:

@@ -22,10 +22,12 @@ from alerts.reports.formats.common import (
     _period_text,
     display_cells,
     local_text,
+    service_kpis,
 )
 from alerts.reports.formats.pdf_cases import pdf_cases
 from alerts.reports.formats.pdf_text import _A4_LANDSCAPE, _clip, _core_text_class
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
+from alerts.reports.reminders import REMINDER_COLUMNS
 from ingest.timeutil import format_local
 
 #: The cover note of a PDF drawn without a Chinese font: the same package as the warning on stderr.
@@ -66,7 +68,18 @@ _PDF_EVENTS = (
     ("level", 12, "处置等级", "Level"),
     ("notices_sent", 6, "通知", "Notices"),
 )
-
+_PDF_REMINDERS = (
+    ("restaurant_id", 8, "编号", "ID"),
+    ("name", 16, "单位名称", "Name"),
+    ("district", 8, "所属区", "District"),
+    ("time", 17, "提醒时间", "Reminded"),
+    ("basis", 10, "依据", "Basis"),
+    ("mean_mg_m3", 8, "近期均值", "Mean"),
+    ("threshold_mg_m3", 8, "阈值", "Threshold"),
+    ("delivered", 6, "送达", "Deliv."),
+    ("mean_after_mg_m3", 8, "此后均值", "Mean since"),
+    ("outcome", 18, "结果", "Outcome"),
+)
 
 _PDF_LOCK = threading.Lock()
 
@@ -220,6 +233,7 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
                 (fonts.label(KIND_LABELS[k][0] + "事件", KIND_LABELS[k][1] + " events"), str(t["events"][k]))
                 for k in EVENT_KINDS
             ),
+            *((fonts.label(zh, en), v) for zh, en, v in service_kpis(report)),
         ]
         for k, v in lines:
             fig.text(0.08, y, k, fontproperties=fonts.props(size=11), color="#5b6b7c")
@@ -255,6 +269,18 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
         _pdf_tables(
             pdf, report, fonts, fonts.label("事件", "Events"), events, _PDF_EVENTS, by_key_e, time_fmt
         )
+
+        if report.reminders is not None and len(report.reminders):
+            _pdf_tables(
+                pdf,
+                report,
+                fonts,
+                fonts.label("优服务：清洗提醒", "Service before penalty: maintenance reminders"),
+                report.reminders,
+                _PDF_REMINDERS,
+                {c.key: c for c in REMINDER_COLUMNS},
+                time_fmt,
+            )
 
         pdf_cases(pdf, report, fonts, _pdf_page_head)
 

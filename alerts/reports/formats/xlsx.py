@@ -19,11 +19,14 @@ from alerts.reports.formats.common import (
     _period_text,
     _width,
     local_text,
+    service_kpis,
     zone_text,
 )
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
+from alerts.reports.reminders import REMINDER_COLUMNS
 
 SHEET_EVENTS, SHEET_SUMMARY, SHEET_ABOUT = "超标事件 Exceedances", "汇总 Summary", "报告说明 About"
+SHEET_REMINDERS = "清洗提醒 Reminders"
 #: The case sheets, one per flat case table (:data:`~alerts.reports.cases.CASE_TABLES`).
 SHEET_CASES = {
     "cases": "执法案件 Cases",
@@ -121,6 +124,8 @@ def render_xlsx(report: Report) -> bytes:
     ws.title = SHEET_EVENTS
     _xlsx_sheet(ws, report.events, EVENT_COLUMNS, zone_text(report))
     _xlsx_sheet(wb.create_sheet(SHEET_SUMMARY), report.summary, SUMMARY_COLUMNS, zone_text(report))
+    if report.reminders is not None:
+        _xlsx_sheet(wb.create_sheet(SHEET_REMINDERS), report.reminders, REMINDER_COLUMNS, zone_text(report))
     for name, df in case_tables(report.cases, report.display_tz).items():
         _xlsx_sheet(wb.create_sheet(SHEET_CASES[name]), df, CASE_TABLES[name], zone_text(report))
     about = wb.create_sheet(SHEET_ABOUT)
@@ -136,6 +141,7 @@ def render_xlsx(report: Report) -> bytes:
         ("总体达标率 Overall compliance rate", t["compliance_rate"]),
         ("总体数据完整率 Overall data completeness", t["completeness"]),
         ("执法案件 Enforcement cases", t["cases"] or "本时段无执法案件 no enforcement cases in this period"),
+        *((f"{zh} {en}", v) for zh, en, v in service_kpis(report)),
         ("", ""),
         *((zh, en) for zh, en in DEFINITIONS),
         *(("注 Note", note) for note in report.notes),
