@@ -62,14 +62,18 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
         profiles: Profiles | None = None,
         partition: Partition | None = None,
         fence: Callable[[], None] | None = None,
+        state_name: str | None = None,
     ) -> None:
         self.settings = settings
         # A partitioned worker (alerts/partition.py) judges, subscribes to and notifies for its own devices;
         # the whole registry still goes to the dashboards (written by partition 0 only).
         self.partition = partition
         self.fence = fence  # called before each commit: a partitioned worker that lost its lock ends there
-        # each partition keeps its detector state under its own name ("detector:0-of-2")
-        self.state_name = STATE_NAME if partition is None else f"{STATE_NAME}:{partition.slug}"
+        # each partition keeps its detector state under its own name ("detector:0-of-2"); a one-off replay
+        # beside the service (the demo's history) may name its own
+        self.state_name = state_name or (
+            STATE_NAME if partition is None else f"{STATE_NAME}:{partition.slug}"
+        )
         self.full_registry = registry
         registry = partition.select(registry) if partition is not None else registry
         self.registry = registry

@@ -124,3 +124,40 @@ def test_demo_workspace_cleans_only_its_own_files(tmp_path):
     with pytest.raises(workspace.DemoDirError, match="notes.txt"):
         workspace.prepare(d)
     assert (d / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.integration
+def test_demo_shows_the_silting_kitchens_maintenance_reminder(tmp_path, mosquitto_binary):
+    """From 10 restaurants the demo has a kitchen whose purifier silts up: its two weeks before the day
+    are replayed first, it is reminded (清洗提醒) before any exceedance, and cleaned on the day."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fumewatch",
+            "demo",
+            *("--restaurants", "10", "--hours", "24", "--duration", "6", "--broker", "mosquitto"),
+            *("--data-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "the kitchen whose purifier silts up" in out
+    assert "the maintenance reminder as its owner received it" in out
+    assert "【清洗提醒】" in out and "不是处罚通知" in out
+    state = sqlite3.connect(tmp_path / "state.db")
+    rows = state.execute(
+        "SELECT restaurant_id, start_ms, level FROM events WHERE kind = 'maintenance_reminder'"
+    ).fetchall()
+    assert len(rows) == 1 and rows[0][2] in ("", None)  # one reminder, never on the ladder
+    rid, at = rows[0][0], rows[0][1]
+    first = state.execute(
+        "SELECT MIN(start_ms) FROM events WHERE kind = 'exceedance' AND restaurant_id = ?", (rid,)
+    ).fetchone()[0]
+    assert first is None or first > at  # before any exceedance
+    assert "back_under" in out  # cleaned on the simulated day: no longer near the limit

@@ -382,7 +382,7 @@ def test_report_and_city_dashboard_count_the_same_service(tmp_path, webhook, inf
 
     # every format carries the section; the csv table and the json list agree with the totals
     html = render(report, "html").decode()
-    assert "优服务：清洗提醒" in html and "已回落至阈值以下" in html and "此后仍发生超标" in html
+    assert "优服务：清洗提醒" in html and "已回落（不再接近限值）" in html and "此后仍发生超标" in html
     csv_text = render(report, "csv", table="reminders").decode("utf-8-sig")
     assert csv_text.splitlines()[0].startswith("restaurant_id,name,district,device_id,time,basis")
     assert "+08:00" in csv_text.splitlines()[1]
@@ -392,3 +392,44 @@ def test_report_and_city_dashboard_count_the_same_service(tmp_path, webhook, inf
     assert render(report, "xlsx")[:2] == b"PK" and render(report, "pdf")[:4] == b"%PDF"
     (tmp_path / "report.pdf").write_bytes(render(report, "pdf"))
     ledger.close()
+
+
+# -- what followed a reminder -------------------------------------------------------------------------------
+
+
+def lunch_windows(day: int, value: float) -> list[WindowResult]:
+    start = T0 + day * DAY + 11 * 3600_000
+    return [window(start + i * 10 * MIN, value) for i in range(5)]
+
+
+def test_outcome_follows_the_rule_it_was_judged_by():
+    from alerts.maintenance.outcomes import outcome_of
+    from alerts.maintenance.watch import event_id
+    from alerts.model import Event
+
+    hours = BusinessHours("10:00-14:00,16:30-21:30", "Asia/Shanghai")
+    rising = [w for d in range(6) for w in lunch_windows(d, 0.8 + 0.14 * d)]
+    f = judge(service_values(rising, hours), 2.0, ReminderRule())
+    assert f is not None and f.basis == TREND
+    at = T0 + 5 * DAY + 14 * 3600_000
+    rem = Event(
+        event_id("D1", T0 + 5 * DAY + 10 * 3600_000),
+        "maintenance_reminder",
+        "R1",
+        "D1",
+        "朝阳区",
+        at,
+        at,
+        limit_mg_m3=2.0,
+        judgement=f.judgement(),
+    )
+
+    def outcome(later: dict[int, float], exceedances=()) -> str:
+        ws = rising + [w for d, v in later.items() for w in lunch_windows(d, v)]
+        return outcome_of(rem, ws, exceedances, hours).outcome
+
+    assert outcome({6: 1.5, 7: 1.6}) == "pending"  # 2 services since: too few
+    assert outcome({6: 1.5, 7: 1.62, 8: 1.76}) == "still_above"  # still rising towards the limit
+    assert outcome({6: 0.8, 7: 0.75, 8: 0.8}) == "back_under"  # cleaned: low and flat
+    assert outcome({6: 0.8, 7: 0.75, 8: 0.8}, [T0 + 9 * DAY]) == "exceeded"
+    assert outcome({6: 0.8, 7: 0.75, 8: 0.8}, [T0]) == "back_under"  # an exceedance before it does not count

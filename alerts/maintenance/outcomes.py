@@ -4,12 +4,15 @@ For a reminder at ``t`` (its service end) and a horizon (a report's end, or now 
 
 - ``exceeded``: an exceedance of the restaurant started after ``t`` (dismissed ones do not count);
 - else ``pending``: fewer than the rule's ``services`` valid services of the device after ``t``;
-- else ``back_under``: the mean of the latest ``services`` of them is at or under the reminder's
-  threshold (``share_of_limit`` x the limit, as stored in the event's judgement);
-- else ``still_above``.
+- else ``still_above``: the rule, with the numbers the reminder was judged by (stored in its judgement),
+  would still remind on the latest services: their mean above the threshold, or still rising towards
+  the limit;
+- else ``back_under``: the latest services are under the threshold and no longer rising towards the
+  limit (a trend reminder is not "back under" just because its values were never above the threshold).
 
 Service values are those of the rule (:func:`alerts.maintenance.rule.service_values`), from the ledger's
-windows, so a report and the dashboards count the same services the reminder did.
+windows (from ``LOOKBACK_DAYS`` before the reminder, so the trend has its services), so a report and the
+dashboards count the same services the reminder did.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from dataclasses import dataclass
 
 from alerts.detection.hours import BusinessHours
 from alerts.ledger import Ledger
-from alerts.maintenance.rule import service_values
+from alerts.maintenance.rule import DAY_MS, ReminderRule, judge, service_values
 from alerts.model import EXCEEDANCE, MAINTENANCE_REMINDER, Event, WindowResult
 
 PENDING, BACK_UNDER, EXCEEDED, STILL_ABOVE = "pending", "back_under", "exceeded", "still_above"
 OUTCOMES = (PENDING, BACK_UNDER, EXCEEDED, STILL_ABOVE)
+LOOKBACK_DAYS = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,27 +43,42 @@ class ReminderOutcome:
         return self.event.judgement.get("threshold_mg_m3")
 
 
+def rule_of(reminder: Event) -> ReminderRule:
+    """The rule's numbers the reminder was judged by (its judgement), defaults for what it lacks."""
+    j, d = reminder.judgement, ReminderRule()
+    return ReminderRule(
+        services=int(j.get("services") or d.services),
+        share_of_limit=float(j.get("share_of_limit") or d.share_of_limit),
+        trend_days=float(j.get("trend_days", d.trend_days) or 0.0),
+        trend_services=int(j.get("trend_services") or d.trend_services),
+        trend_floor_share=float(j.get("trend_floor_share") or d.trend_floor_share),
+    )
+
+
 def outcome_of(
     reminder: Event,
-    windows_after: Iterable[WindowResult],
+    windows: Iterable[WindowResult],
     exceedance_starts: Iterable[int],
     hours: BusinessHours,
 ) -> ReminderOutcome:
-    """The outcome of one reminder from the device's windows after it and the restaurant's exceedances."""
+    """The outcome of one reminder from the device's windows around it (from a few days before: the
+    trend needs them) and the restaurant's exceedances."""
     t = reminder.start_ms
-    after = [s for s in service_values(windows_after, hours) if s.start_ms >= t]
-    n = int(reminder.judgement.get("services") or 3)
-    threshold = float(reminder.judgement.get("threshold_mg_m3") or 0.0)
+    values = service_values(windows, hours)
+    after = [s for s in values if s.start_ms >= t]
+    rule = rule_of(reminder)
+    n = rule.services
     later = sorted(s for s in exceedance_starts if s >= t)
     mean = sum(s.value_mg_m3 for s in after[-n:]) / n if len(after) >= n else None
+    limit = reminder.limit_mg_m3 or float(reminder.judgement.get("limit_mg_m3") or 0.0)
     if later:
         outcome = EXCEEDED
     elif mean is None:
         outcome = PENDING
-    elif mean <= threshold:
-        outcome = BACK_UNDER
-    else:
+    elif judge(values, limit, rule) is not None:
         outcome = STILL_ABOVE
+    else:
+        outcome = BACK_UNDER
     return ReminderOutcome(reminder, outcome, len(after), mean, later[0] if later else None)
 
 
@@ -88,7 +107,10 @@ def outcomes(
         if not since_ms <= r.start_ms < until_ms:
             continue
         ws = ledger.list_windows(
-            device_id=r.device_id, pollutant="oil_fume", since_ms=r.start_ms, until_ms=horizon
+            device_id=r.device_id,
+            pollutant="oil_fume",
+            since_ms=r.start_ms - LOOKBACK_DAYS * DAY_MS,
+            until_ms=horizon,
         )
         exc = [
             e.start_ms

@@ -35,9 +35,9 @@ REMINDER_COLUMNS: tuple[Column, ...] = (
 
 OUTCOME_LABELS = {
     "pending": ("待观察（此后有效时段不足）", "pending (too few services since)"),
-    "back_under": ("已回落至阈值以下", "back under the threshold"),
+    "back_under": ("已回落（不再接近限值）", "back under (no longer near the limit)"),
     "exceeded": ("此后仍发生超标", "went on to exceed"),
-    "still_above": ("仍高于阈值", "still above the threshold"),
+    "still_above": ("仍接近限值或仍在上升", "still near the limit or rising"),
 }
 BASIS_LABELS = {"level": ("接近限值", "near the limit"), "trend": ("上升趋势", "rising trend")}
 

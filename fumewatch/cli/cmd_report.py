@@ -100,8 +100,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write(args.out, data)
         written = [args.out]
         if fmt == "csv" and args.out != "-":
-            # one table per file: the summary, and the enforcement cases' tables when there are cases
-            extra = ("summary",) + (CASE_TABLES if report.cases else ())
+            # one table per file: the summary, the maintenance reminders when there are any, and the
+            # enforcement cases' tables when there are cases
+            extra = (
+                ("summary",)
+                + (("reminders",) if report.reminders is not None and len(report.reminders) else ())
+                + (CASE_TABLES if report.cases else ())
+            )
             for table in extra:
                 written.append(summary_path(args.out, table))
                 _write(written[-1], render(report, "csv", table=table))

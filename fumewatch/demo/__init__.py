@@ -19,7 +19,7 @@ from rich.table import Table
 
 from fumewatch.db import prepare_for_service
 from fumewatch.demo import alerts as demo_alerts
-from fumewatch.demo import console_hint, workspace
+from fumewatch.demo import console_hint, history, workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
 from ingest.config import load_settings, parse_broker_url
@@ -73,14 +73,38 @@ def run_demo(args: argparse.Namespace) -> int:
     # register one): its notices reach nobody, so the ladder opens an owner_unreachable case for inspectors.
     worn = sorted(d for d, b in simulate.behaviours(registry, args.seed).items() if b == "worn_purifier")
     no_channel = {registry.get(worn[0]).restaurant_id} if worn else set()
+    start_ms = simulate.default_start_ms(settings.display_tz)
+    model = history.model_for(start_ms, settings.display_tz)
+    route: list = []  # the alerts context the readings go to (the history's first, then the day's)
+    svc = IngestService(
+        settings, registry, store, state, on_readings=lambda rs: route and route[0].on_readings(rs)
+    )
+    svc.start()
+    past = None
+    silting = history.silting_devices(registry, args.seed)
+    if silting:
+        console.print(
+            f"first the {history.DAYS} days before, for the kitchen whose purifier silts up "
+            f"({', '.join(registry.get(d).restaurant_id for d in silting)}; cleaned on the simulated day)"
+        )
+        past = history.replay(
+            settings,
+            registry,
+            silting,
+            state_path,
+            broker_url,
+            store,
+            svc,
+            route,
+            start_ms=start_ms,
+            seed=args.seed,
+            model=model,
+            fmt=args.format,
+        )
     alerts_ctx = demo_alerts.start(
         settings, registry, state_path, broker_url, store, no_owner_channel=no_channel
     )
-    svc = IngestService(
-        settings, registry, store, state, on_readings=alerts_ctx.on_readings if alerts_ctx else None
-    )
-    svc.start()
-    start_ms = simulate.default_start_ms(settings.display_tz)
+    route[:] = [alerts_ctx]
     speed = args.hours * 3600 / max(1.0, args.duration)
     t0 = time.monotonic()
     try:
@@ -115,6 +139,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 progress=on_progress,
                 factors=settings.hj212.factors,
                 tz=settings.hj212.timezone,
+                model=model,
             )
             progress.update(task, description="draining")
             done = threading.Event()
@@ -155,7 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
         console_hint.print_hint(console, state_path, registry_path)
     console.print(
         f"[bold green]{total:,} readings stored[/] from {len(counts)} restaurants "
-        f"({sim.readings:,} sent, {sum(dead_counts.values())} dead letters; "
+        f"({sim.readings + (past.readings if past else 0):,} sent, {sum(dead_counts.values())} dead letters; "
         f"{sum(sim.faults.values())} faults injected) in {elapsed:.0f} s."
     )
     console.print(
@@ -163,7 +188,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"Try:  fumewatch readings --store {store_path} --restaurant R0001 --format csv | head\n"
         f"      fumewatch dead-letters --state {state_path} --format csv"
     )
-    missing = sim.readings - total
+    missing = sim.readings + (past.readings if past else 0) - total
     if missing > 0:
         console.print(f"[bold red]{missing} readings sent but not stored[/]")
         return 1

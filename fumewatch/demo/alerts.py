@@ -18,7 +18,9 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from alerts.detection.hours import BusinessHours
 from alerts.ledger import Ledger
+from alerts.maintenance.outcomes import outcomes
 from alerts.service import AlertsService
 from fumewatch.settings import AppSettings
 from ingest.config import Settings
@@ -67,6 +69,7 @@ class DemoAlerts:
         broker_url: str,
         store: Store | None = None,
         no_owner_channel: set[str] | None = None,
+        state_name: str | None = None,
     ) -> None:
         self.receiver = _Receiver()
         base = f"json://127.0.0.1:{self.receiver.port}"
@@ -92,8 +95,11 @@ class DemoAlerts:
         data["notify"] = {"inspector_targets": [f"{base}/inspector"], "retries": 1, "retry_backoff_s": 0.2}
         self.settings = AppSettings(**data)
         self.ledger = Ledger(state_path)
+        self._history_only = state_name is not None  # the demo's history: no report of its own
         # the readings store: notices state the measured C, Q and the reference concentration from it
-        self.service = AlertsService(self.settings, self.registry, self.ledger, store=store, subscribe=False)
+        self.service = AlertsService(
+            self.settings, self.registry, self.ledger, store=store, subscribe=False, state_name=state_name
+        )
         self.service.start()
 
     def on_readings(self, readings) -> None:
@@ -106,6 +112,8 @@ class DemoAlerts:
     def close(self) -> None:
         self.service.stop()
         self.receiver.close()
+        if self._history_only:
+            self.ledger.close()
 
     def report(self, console: Console) -> None:
         tz = self.settings.display_tz
@@ -154,6 +162,7 @@ class DemoAlerts:
                     title="a notice as an owner receives it",
                 )
             )
+        self._reminders(console, notices, names)
         episodes = self.ledger.list_episodes()
         steps = sum(1 for p in episodes if not p.repeat)
         console.print(
@@ -174,6 +183,42 @@ class DemoAlerts:
             )
         )
         self.ledger.close()
+
+    def _reminders(self, console: Console, notices, names: dict[str, str]) -> None:
+        """The maintenance reminders (清洗提醒) with what followed each, and the first as its owner got it."""
+        cfg = self.settings.alerts.detector_config()
+        found = outcomes(self.ledger, BusinessHours(cfg.business_hours, cfg.business_tz), 0, 2**62)
+        tz = self.settings.display_tz
+        t = Table(
+            title="Maintenance reminders (清洗提醒: service before penalty, not offences, never on the ladder)",
+            title_justify="left",
+        )
+        for col in ("restaurant", "reminded", "basis", "recent mean / threshold mg/m3", "since", "outcome"):
+            t.add_column(col)
+        for o in found:
+            e = o.event
+            t.add_row(
+                f"{e.restaurant_id} {names.get(e.restaurant_id, '')}",
+                format_local(e.start_ms, tz, "%m-%d %H:%M"),
+                str(e.judgement.get("basis", "")),
+                f"{e.mean_mg_m3 or 0:.2f} / {o.threshold_mg_m3 or 0:.2f}",
+                f"{o.services_after} services, mean "
+                + ("-" if o.mean_after_mg_m3 is None else f"{o.mean_after_mg_m3:.2f}"),
+                o.outcome,
+                style="green" if o.outcome == "back_under" else None,
+            )
+        console.print(t if found else "Maintenance reminders: none")
+        ids = {o.event.event_id for o in found}
+        sent = [
+            n.payload for n in notices if n.event_id in ids and n.channel == "owner" and n.status == "sent"
+        ]
+        if sent:
+            console.print(
+                Panel(
+                    escape(f"{sent[0].get('title', '')}\n\n{sent[0].get('body', '')}"),
+                    title="the maintenance reminder as its owner received it",
+                )
+            )
 
 
 def start(

@@ -48,6 +48,9 @@ def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_M
         for dev in ids[pos : pos + count]:
             out[dev] = name
         pos += count
+    for dev, name in model.behaviour_of:  # set by hand: a part of a registry replayed on its own
+        if dev in out:
+            out[dev] = name
     return out
 
 

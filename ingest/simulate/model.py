@@ -112,6 +112,9 @@ class KitchenModel:
     silting_ref_end_mg_m3: float = 1.75  # ... on the last day of the cycle (day cycle - 1)
     # date.toordinal() of a local day the purifier was cleaned; None: a fixed day per (seed, device)
     silting_cleaned_ordinal: int | None = None
+    # (device_id, behaviour) pairs overriding the drawn behaviours: a few devices of a registry simulated
+    # on their own keep the behaviour they have in the whole one (the demo's history, fumewatch/demo).
+    behaviour_of: tuple[tuple[str, str], ...] = ()
     # Co-pollutants
     pm_background_mg_m3: tuple[float, float] = (0.02, 0.12)
     pm_per_oil_fume: tuple[float, float] = (1.2, 2.0)  # mg/m3 pm per mg/m3 measured oil fume

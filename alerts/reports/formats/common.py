@@ -46,11 +46,11 @@ def zone_text(report: Report) -> str:
 
 DEFINITIONS = (
     (
-        "清洗提醒是服务，不是违法认定：不计入处置等级；“提醒后回落”= 提醒之后最近 3 个有效营业时段的均值回到提醒阈值"
-        "（限值的 80 %）以下且此后未超标",
-        "Maintenance reminders are service, not offences, and never on the ladder; 'back under' = the "
-        "latest 3 valid services after the reminder are at or under its threshold (80 % of the limit) "
-        "with no exceedance since",
+        "清洗提醒是服务，不是违法认定，不计入处置等级；“提醒后回落”= 提醒之后至少 3 个有效营业时段，最近的均值不高于"
+        "提醒阈值（限值的 80 %）、也不再上升趋近限值，且此后未超标",
+        "Maintenance reminders are service, not offences, and never on the ladder; 'back under' = at "
+        "least 3 valid services since the reminder, the latest at or under its threshold (80 % of the "
+        "limit) and no longer rising towards the limit, with no exceedance since",
     ),
     (
         "达标率 = 有效达标窗口数 / 有效窗口数（油烟，窗口开始于报告时段内）",
