@@ -156,6 +156,8 @@ def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path
         "FUMEWATCH_ALERTS_WARMUP_HOURS": "0",
         "FUMEWATCH_NOTIFY_RETRIES": "0",
         "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
+        "FUMEWATCH_OWNER_PUBLIC_URL": "https://fume.example.gov.cn",
+        "FUMEWATCH_OWNER_LINK_SECRET": "maintenance-test-secret-0123456789abcdefgh",
     }
     log = tmp_path / "alerts.log"
     with log.open("w") as err:
@@ -222,6 +224,9 @@ def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path
     body = reminders[0]["message"]
     assert "不是处罚通知" in body and "不计入违法记录" in body
     assert "1.22 mg/m³" in body and "北京时间 UTC+08:00" in body  # day 3's value, times in local time
+    # the owner's page link, offering the data only: a reminder has no step, so the page has no forms
+    assert "贵店专属页面（查看近 7 天监测数据，无需注册）：https://fume.example.gov.cn/o/" in body
+    assert "在线提交" not in body
     assert not any("清洗" in b.get("title", "") for b in webhook.bodies("/inspector"))
 
     out = subprocess.run(
