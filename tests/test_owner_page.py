@@ -173,6 +173,29 @@ def test_evidence_and_statement_land_on_the_steps_case_with_receipts(owner_api) 
     )
     page = httpx.get(srv.url + p, timeout=30).text
     assert "核实结果：整改到位" in page and "已结案" in page
+    # the case file's on-site record (section 四) prints the owner's evidence and the review
+    import shutil
+    import subprocess
+    import zipfile
+
+    from alerts.casework.case_zip import build_case_zip
+
+    _, data = build_case_zip(
+        Casework(led, "Asia/Shanghai").view(case_id),
+        led,
+        store=None,
+        tz="Asia/Shanghai",
+        names={"R1": "老王牛肉面"},
+    )
+    pdf = zipfile.ZipFile(io.BytesIO(data)).read("case.pdf")
+    exe = shutil.which("pdftotext")
+    if exe is not None:  # poppler-utils: .ci/run installs it
+        text = subprocess.run(
+            [exe, "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True
+        ).stdout
+        text = text.decode("utf-8")
+        assert "当事人网上提交的整改材料" in text and subs[0]["submission_id"] in text
+        assert "照片显示已清洗" in text and "已清洗电场" in text and "SHA-256" in text
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """case.pdf sections from the casework record: the on-site record (inspection, rectification order,
-recheck, statements, closure, from ``view["lifecycle"]``), the full audit trail, and the photos (JPEG and
+recheck, the owner's evidence sent through their page and its review, statements, closure, from
+``view["lifecycle"]``), the full audit trail, and the photos (JPEG and
 PNG embedded, scaled; PDF and WebP documents listed with their hash). A section the ledger holds nothing
 for says so."""
 
@@ -103,6 +104,42 @@ def onsite_section(flow: Flow, view: Mapping[str, Any], tz: str) -> None:
                 *by(rc),
             ]
         )
+
+    flow.subheading(fonts.label("当事人网上提交的整改材料", "Rectification evidence sent by the owner"))
+    evidence = lc.get("owner_evidence") or []
+    if not evidence:
+        _none(flow, "当事人未通过专属页面提交整改材料", "The owner sent no evidence through their page")
+    for ev in evidence:
+        sent = ev.get("sent") or {}
+        hashes = "; ".join(
+            f"{names.get(aid, aid)}: SHA-256 {str(meta.get('sha256', ''))[:16]}…, {meta.get('bytes', '?')} B"
+            for aid, meta in sent.items()
+        )
+        flow.facts(
+            [
+                ("提交编号", "Submission", ev.get("submission_id") or "–"),
+                ("提交时间", "Sent at", fv("submitted_at_ms", ev) if ev.get("submitted_at_ms") else "–"),
+                ("说明", "Note", ev.get("note") or "–"),
+                ("附件", "Attachments", fv("attachments", ev)),
+                ("原始文件", "Files as sent", hashes or "–"),
+                (
+                    "来源",
+                    "Source",
+                    fonts.label("负责人专属页面", "the owner's page") + f" (link {ev.get('link_id') or '–'})",
+                ),
+            ]
+        )
+        flow.gap(4)
+    for rv in lc.get("reviews") or []:
+        flow.facts(
+            [
+                ("材料审核", "Review of", rv.get("submission_id") or "–"),
+                ("是否整改到位", "Rectified", yes_no(rv.get("rectified"), cjk)),
+                ("审核意见", "Findings", rv.get("findings") or "–"),
+                *by(rv),
+            ]
+        )
+        flow.gap(4)
 
     flow.subheading(fonts.label("当事人陈述、申辩", "The owner's statements"))
     statements = lc.get("statements") or []

@@ -27,6 +27,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "not_punished": ("免予处罚（免罚清单）", "not punished"),
         "dismissed": ("撤销案件", "dismissed"),
         "served": ("已现场送达", "served on site"),
+        "not_rectified": ("未整改到位", "not rectified"),
     },
     "action": {
         "open": ("立案", "opened"),
@@ -37,6 +38,9 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "recheck": ("复查", "recheck"),
         "record_statement": ("记录陈述、申辩", "statement"),
         "close": ("结案", "close"),
+        "owner_evidence": ("当事人网上提交整改材料", "owner's evidence"),
+        "owner_statement": ("当事人网上陈述、申辩", "owner's statement"),
+        "review_submission": ("审核当事人材料", "review of the owner's evidence"),
     },
     "condition": {
         "working": ("正常运行", "working"),
@@ -54,6 +58,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "case_type": {
         "enforcement": ("执法案件", "enforcement"),
         "owner_unreachable": ("无法联系当事人（现场送达）", "owner unreachable"),
+        "rectification": ("整改核查", "rectification check"),
     },
     "channel": {
         "owner": ("当事人", "owner"),
