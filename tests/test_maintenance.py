@@ -438,3 +438,24 @@ def test_outcome_follows_the_rule_it_was_judged_by():
     assert outcome({6: 0.8, 7: 0.75, 8: 0.8}) == "back_under"  # cleaned: low and flat
     assert outcome({6: 0.8, 7: 0.75, 8: 0.8}, [T0 + 9 * DAY]) == "exceeded"
     assert outcome({6: 0.8, 7: 0.75, 8: 0.8}, [T0]) == "back_under"  # an exceedance before it does not count
+
+
+def test_a_profile_may_remind_at_its_own_share(tmp_path):
+    from alerts.detection.window import DetectorConfig
+    from alerts.maintenance.settings import MaintenanceSettings
+    from alerts.maintenance.watch import MaintenanceWatch
+    from alerts.profiles import ProfileError, load_profiles
+
+    f = tmp_path / "profiles.toml"
+    f.write_text('[city-early]\nextends = "gb18483"\nmaintenance_share_of_limit = 0.6\n', encoding="utf-8")
+    profiles = load_profiles(f)
+    assert profiles.get("city-early").maintenance_share_of_limit == 0.6
+    assert profiles.get("gb18483").maintenance_share_of_limit is None
+    with Ledger(str(tmp_path / "s.db")) as ledger:
+        watch = MaintenanceWatch(ledger, Registry([]), profiles, MaintenanceSettings(), DetectorConfig())
+        assert watch.rule_for("city-early").share_of_limit == 0.6
+        assert watch.rule_for("gb18483").share_of_limit == 0.8  # [maintenance] share_of_limit
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[x]\nextends = "gb18483"\nmaintenance_share_of_limit = 1.5\n', encoding="utf-8")
+    with pytest.raises(ProfileError, match="maintenance_share_of_limit"):
+        load_profiles(bad)
