@@ -1,10 +1,11 @@
-"""Test data shared by the case tests: a closed exceedance event, and its enforcement case in a ledger."""
+"""Test data shared by the case tests: a closed exceedance event, and its enforcement case in a ledger;
+a maintenance reminder."""
 
 from __future__ import annotations
 
 from alerts.enforcement.ladder import build_case
 from alerts.ledger import Ledger
-from alerts.model import EXCEEDANCE, Event
+from alerts.model import EXCEEDANCE, MAINTENANCE_REMINDER, Event
 from ingest.timeutil import now_ms
 
 H = 3_600_000
@@ -36,6 +37,25 @@ def exceedance(
         level="enforcement",
         state="closed",
         evidence=[],
+    )
+
+
+def reminder(at: int, judgement: dict, *, restaurant: str = "R1", device: str = "D1", **kw) -> Event:
+    """A maintenance reminder (清洗提醒) at ``at`` (its service end) with the rule's ``judgement``."""
+    return Event(
+        event_id=f"maintenance:{device}:{at}",
+        kind=MAINTENANCE_REMINDER,
+        restaurant_id=restaurant,
+        device_id=device,
+        district="朝阳区",
+        start_ms=at,
+        end_ms=at,
+        pollutant="oil_fume",
+        limit_mg_m3=2.0,
+        state="closed",
+        rule="maintenance",
+        judgement=judgement,
+        **kw,
     )
 
 

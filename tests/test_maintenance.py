@@ -408,26 +408,16 @@ def lunch_windows(day: int, value: float) -> list[WindowResult]:
 
 
 def test_outcome_follows_the_rule_it_was_judged_by():
+    from casedata import reminder
+
     from alerts.maintenance.outcomes import outcome_of
-    from alerts.maintenance.watch import event_id
-    from alerts.model import Event
 
     hours = BusinessHours("10:00-14:00,16:30-21:30", "Asia/Shanghai")
     rising = [w for d in range(6) for w in lunch_windows(d, 0.8 + 0.14 * d)]
     f = judge(service_values(rising, hours), 2.0, ReminderRule())
     assert f is not None and f.basis == TREND
     at = T0 + 5 * DAY + 14 * 3600_000
-    rem = Event(
-        event_id("D1", T0 + 5 * DAY + 10 * 3600_000),
-        "maintenance_reminder",
-        "R1",
-        "D1",
-        "朝阳区",
-        at,
-        at,
-        limit_mg_m3=2.0,
-        judgement=f.judgement(),
-    )
+    rem = reminder(at, f.judgement())
 
     def outcome(later: dict[int, float], exceedances=()) -> str:
         ws = rising + [w for d, v in later.items() for w in lunch_windows(d, v)]

@@ -230,27 +230,11 @@ def test_cross_site_posts_are_refused(owner_api) -> None:
 
 
 def test_a_maintenance_reminder_is_shown_as_service_not_a_step(owner_api) -> None:
-    from alerts.model import Event
+    from casedata import reminder
 
     srv, led, links, _ = owner_api
-    at = now_ms() - 2 * H
-    led.upsert_event(
-        Event(
-            "maintenance:D1:1",
-            "maintenance_reminder",
-            "R1",
-            "D1",
-            "朝阳区",
-            at,
-            at,
-            pollutant="oil_fume",
-            mean_mg_m3=1.7,
-            limit_mg_m3=2.0,
-            state="closed",
-            rule="maintenance",
-            judgement={"basis": "level", "services": 3, "mean_mg_m3": 1.7, "share_of_limit": 0.8},
-        )
-    )
+    judged = {"basis": "level", "services": 3, "mean_mg_m3": 1.7, "share_of_limit": 0.8}
+    led.upsert_event(reminder(now_ms() - 2 * H, judged, mean_mg_m3=1.7))
     url, _ = links.for_notice("R1", "maintenance:D1:1:opened")
     r = httpx.get(srv.url + path_of(url), timeout=30)
     assert r.status_code == 200, r.text
