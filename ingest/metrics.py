@@ -195,6 +195,11 @@ class AlertsCollector(Collector):
         yield CounterMetricFamily(
             "fumewatch_transitions", "Event transitions", value=self.svc.transitions_total
         )
+        yield CounterMetricFamily(
+            "fumewatch_maintenance_reminders",
+            "Maintenance reminders (清洗提醒) stored since start",
+            value=getattr(self.svc, "reminders_total", 0),
+        )
         open_ = GaugeMetricFamily("fumewatch_events_open", "Open events by kind", labels=["kind"])
         counts: dict[str, int] = {}
         for e in self.svc.detector.open_events():

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -147,8 +148,12 @@ def write_registry(tmp_path: Path, owner_url: str) -> Path:
 
 @pytest.mark.integration
 def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path, webhook, state_url):
+    from servers import free_port
+
     reg = write_registry(tmp_path, webhook.url("/owner/R1"))
+    metrics_port = free_port()
     env = {
+        "FUMEWATCH_METRICS_PORT": str(metrics_port),
         **os.environ,
         "FUMEWATCH_ALERTS_CLOCK": "event",
         "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.2",
@@ -195,6 +200,9 @@ def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path
                 60,
                 "the reminder and the first exceedance's notice",
             )
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            assert "fumewatch_maintenance_reminders_total 1.0" in metrics  # counted, not silent
         finally:
             proc.terminate()
             proc.wait(30)
