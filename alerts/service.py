@@ -33,6 +33,7 @@ from alerts.model import Transition
 from alerts.owner.links import OwnerLinks
 from alerts.partition import Partition
 from alerts.profiles import Profiles, load_profiles
+from alerts.service_ends import ServiceEnds
 from alerts.service_maintenance import MaintenanceThread
 from alerts.service_notices import DRAIN, NoticeThread
 from alerts.service_registry import RegistryFollower
@@ -153,6 +154,7 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
             if settings.maintenance.enabled
             else None
         )
+        self.service_ends = ServiceEnds(self._cfg) if self.maintenance is not None else None
         # what the ledger last got of each open event (after a restore: look at every device once)
         self._open = detector_store.OpenEvents(set(self.detector.device_ids()) if self._restored else None)
 
@@ -365,8 +367,8 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
                 raise
             if windows or transitions:
                 self._open.kept(sigs)
-            if windows and self.maintenance is not None:
-                self.maintenance.observe(windows)
+            if windows and self.service_ends is not None:
+                self.service_ends.observe(windows)
             self._dirty = False
             self._last_commit = time.monotonic()
         if acks and self.client is not None:

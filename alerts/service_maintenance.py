@@ -13,6 +13,7 @@ from typing import Any
 from alerts.influx_sink import event_line
 from alerts.maintenance.watch import MaintenanceWatch
 from alerts.model import Transition
+from alerts.service_ends import ServiceEnds
 
 log = logging.getLogger("fumewatch.alerts.maintenance")
 
@@ -23,6 +24,7 @@ class MaintenanceThread:
     ledger: Any
     fence: Any
     maintenance: MaintenanceWatch | None
+    service_ends: ServiceEnds | None
     reminders_total: int
     _sink: Any
     _notice_q: queue.Queue
@@ -30,8 +32,8 @@ class MaintenanceThread:
 
     def _maintenance_due(self, now_ms: int) -> None:
         """Queue the services over by ``now_ms`` for judging (called under the service's lock)."""
-        if self.maintenance is not None:
-            for item in self.maintenance.due(now_ms):
+        if self.service_ends is not None:
+            for item in self.service_ends.due(now_ms):
                 self._maint_q.put(item)
 
     def _maintenance_loop(self) -> None:

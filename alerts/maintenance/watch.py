@@ -1,10 +1,9 @@
 """Maintenance reminders in the alerts service: service ends -> the rule -> ``maintenance_reminder`` events.
 
-:meth:`MaintenanceWatch.observe` is given every commit's finalised windows (cheap: a dictionary look-up per
-window). It notes each device's current service; once the detector's clock is a window and the allowed
-lateness past a service's end (:meth:`due`), the service is over and :meth:`evaluate` reads the device's
-windows of the last ``lookback_days`` from the ledger (one query per device and service end, on the
-service's own thread, never on the commit path) and applies :func:`alerts.maintenance.rule.judge`.
+Once a service of a device is over (:class:`alerts.service_ends.ServiceEnds`),
+:meth:`MaintenanceWatch.evaluate` reads the device's windows of the last ``lookback_days`` from the
+ledger (one query per device and service end, on the service's own thread, never on the commit path) and
+applies :func:`alerts.maintenance.rule.judge`.
 
 A reminder is an event of kind ``maintenance_reminder``, rule ``maintenance``: no level, no episode, never
 on the ladder. It is a point in time (``start_ms = end_ms`` = the service end, state closed), and its id is
@@ -15,16 +14,14 @@ same event and, through the outbox, the same single notice. At most one reminder
 
 from __future__ import annotations
 
-import heapq
 import logging
-from collections.abc import Iterable
 
 from alerts.detection.hours import BusinessHours
 from alerts.detection.window import DetectorConfig
 from alerts.ledger import Ledger
 from alerts.maintenance.rule import DAY_MS, ReminderRule, judge, service_values
 from alerts.maintenance.settings import MaintenanceSettings
-from alerts.model import MAINTENANCE_REMINDER, Event, Transition, WindowResult
+from alerts.model import MAINTENANCE_REMINDER, Event, Transition
 from alerts.profiles import Profiles
 from alerts.rules import MAINTENANCE
 from ingest.registry import Registry
@@ -50,9 +47,6 @@ class MaintenanceWatch:
         self.profiles = profiles
         self.detector = detector
         self._hours = BusinessHours(detector.business_hours, detector.business_tz)
-        self._grace_ms = detector.window_ms + detector.lateness_ms
-        self._current: dict[str, tuple[int, int]] = {}  # device -> its latest service (start, end)
-        self._heap: list[tuple[int, str, int]] = []  # (service end, device, service start)
         self.set_registry(registry)
 
     def set_registry(self, registry: Registry) -> None:
@@ -72,35 +66,6 @@ class MaintenanceWatch:
             trend_services=s.trend_services,
             trend_floor_share=s.trend_floor_share,
         )
-
-    # -- the commit side (under the service's lock) -----------------------------------------------------
-
-    def observe(self, windows: Iterable[WindowResult]) -> None:
-        """Note the services of freshly finalised windows."""
-        if not self.settings.enabled:
-            return
-        for w in windows:
-            if w.pollutant != "oil_fume":
-                continue
-            start, end, inside = self._hours.service_of(w.start_ms)
-            if not inside:
-                continue
-            cur = self._current.get(w.device_id)
-            if cur is not None and cur[0] >= start:
-                continue  # the same service, or a late window of an earlier one
-            self._current[w.device_id] = (start, end)
-            heapq.heappush(self._heap, (end, w.device_id, start))
-
-    def due(self, now_ms: int) -> list[tuple[str, int, int]]:
-        """(device, service start, service end) of the services over by ``now_ms``, oldest first."""
-        out = []
-        heap = self._heap
-        while heap and heap[0][0] + self._grace_ms <= now_ms:
-            end, device, start = heapq.heappop(heap)
-            out.append((device, start, end))
-        return out
-
-    # -- the service's maintenance thread -----------------------------------------------------------------
 
     def evaluate(self, device_id: str, service_start_ms: int, service_end_ms: int) -> Transition | None:
         """The reminder transition due at the end of this service, or None (logged at debug level)."""
