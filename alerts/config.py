@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from alerts.detection.window import DetectorConfig
 from alerts.enforcement.notify import NotifySettings
+from alerts.integrity.settings import IntegritySettings
 from alerts.maintenance.settings import MaintenanceSettings
 from alerts.owner.settings import OwnerSettings
 from alerts.partition import Partition
@@ -88,7 +89,7 @@ class DistrictSettings(BaseModel):
 
 class AlertsAppSettings(Settings):
     """What the alerts service reads: the ingest settings plus ``[alerts]``, ``[notify]``,
-    ``[districts.<name>]``, ``[owner]`` and ``[maintenance]``."""
+    ``[districts.<name>]``, ``[owner]``, ``[maintenance]`` and ``[integrity]``."""
 
     alerts: AlertsSettings = AlertsSettings()
     notify: NotifySettings = NotifySettings()
@@ -97,6 +98,8 @@ class AlertsAppSettings(Settings):
     owner: OwnerSettings = OwnerSettings()
     # maintenance reminders (清洗提醒, issue 15): alerts/maintenance, docs/reminders.md
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    # data-integrity checks (issue 16): alerts/integrity, docs/integrity.md
+    integrity: IntegritySettings = IntegritySettings()
 
     @model_validator(mode="after")
     def _notices_in_display_zone(self) -> AlertsAppSettings:

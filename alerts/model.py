@@ -14,7 +14,10 @@ OFFLINE = "offline"
 LATE_DATA = "late_data"
 #: A maintenance reminder (清洗提醒, alerts/maintenance): service given, never an offence or on the ladder.
 MAINTENANCE_REMINDER = "maintenance_reminder"
-EVENT_KINDS = (EXCEEDANCE, PURIFIER_OFF, OFFLINE, LATE_DATA, MAINTENANCE_REMINDER)
+#: A data-integrity finding (alerts/integrity: suspect_zero, suspect_flatline): for inspectors only, never
+#: an offence, never on the ladder, never an owner notice.
+DATA_INTEGRITY = "data_integrity"
+EVENT_KINDS = (EXCEEDANCE, PURIFIER_OFF, OFFLINE, LATE_DATA, MAINTENANCE_REMINDER, DATA_INTEGRITY)
 
 #: Enforcement ladder levels (一次教育劝导、二次告诫、三次运用执法手段).
 EDUCATION = "education"
@@ -87,7 +90,8 @@ class Event:
     state: str = "open"  # open | closed
     evidence: list[dict] = field(default_factory=list)  # window summaries
     #: The judgement rule that decided the event (:mod:`alerts.rules`): gb18483 | consecutive for
-    #: exceedances, bypass for purifier_off, offline, late_data, maintenance for maintenance_reminder.
+    #: exceedances, bypass for purifier_off, offline, late_data, maintenance for maintenance_reminder, the
+    #: check (suspect_zero, suspect_flatline) for data_integrity.
     rule: str = ""
     #: How the rule decided, beyond the windows in ``evidence``: for ``gb18483`` the judged groups
     #: (``{"groups": [{"start_ms", "end_ms", "mean_mg_m3", "kept", "dropped", "exceeds"}, ...]}``).

@@ -12,6 +12,8 @@ profiles.toml.
 - ``bypass``: the fan runs with the purifier off (``purifier_off`` events); 大气污染防治法 §118
   (不正常使用油烟净化设施).
 - ``offline`` and ``late``: monitoring-data availability; they lead to reminders, never to a case.
+- ``suspect_zero``, ``suspect_flatline``: data-integrity checks (:mod:`alerts.integrity.checks`): inspectors
+  are told to check the monitor; never an offence, never a case of their own.
 - ``maintenance``: the maintenance reminder (清洗提醒, :mod:`alerts.maintenance.rule`): service before
   penalty, never an offence, never a case.
 """
@@ -26,6 +28,8 @@ BYPASS = "bypass"
 OFFLINE_RULE = "offline"
 LATE_RULE = "late"
 MAINTENANCE = "maintenance"
+SUSPECT_ZERO = "suspect_zero"
+SUSPECT_FLATLINE = "suspect_flatline"
 
 #: Rules that may judge an exceedance (``[alerts] rule``, a profile's ``rule``).
 EXCEEDANCE_RULES = (GB18483, CONSECUTIVE)
@@ -83,6 +87,20 @@ RULES: dict[str, Rule] = {
         "reaching it within days; not an offence)",
         "fumewatch 服务规则（优服务，非标准条款），时段值按 GB 18483-2001 第 6 章数据处理; "
         "[maintenance] services, share_of_limit, trend_days, period_days",
+    ),
+    SUSPECT_ZERO: Rule(
+        SUSPECT_ZERO,
+        "疑似传感器失效：排烟风机运行时油烟浓度持续为零，而该店此前营业时段并非如此",
+        "suspected sensor failure: oil fume at zero while the fan runs, unlike the kitchen's earlier services",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; [integrity] zero_min, zero_limit_mg_m3, zero_history_services",
+    ),
+    SUSPECT_FLATLINE: Rule(
+        SUSPECT_FLATLINE,
+        "疑似数据异常：排烟风机运行时油烟浓度长时间保持同一数值",
+        "suspected stuck data: the same oil-fume value for a long time while the fan runs",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; [integrity] flatline_min",
     ),
 }
 

@@ -28,12 +28,10 @@ from alerts.enforcement.episodes import LadderPolicy
 from alerts.enforcement.notify import Notifier
 from alerts.influx_sink import event_line, window_lines
 from alerts.ledger import Ledger
-from alerts.maintenance.watch import MaintenanceWatch
 from alerts.model import Transition
 from alerts.owner.links import OwnerLinks
 from alerts.partition import Partition
 from alerts.profiles import Profiles, load_profiles
-from alerts.service_ends import ServiceEnds
 from alerts.service_maintenance import MaintenanceThread
 from alerts.service_notices import DRAIN, NoticeThread
 from alerts.service_registry import RegistryFollower
@@ -109,6 +107,7 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
         self._threads: list[threading.Thread] = []
         self.transitions_total = 0
         self.reminders_total = 0
+        self.integrity_total = 0
         self._maint_q: queue.Queue = queue.Queue()  # (device, service start, service end), None = stop
         self.notices: dict[str, int] = {}
         self._restored = False
@@ -148,13 +147,8 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
             owns=partition.owns if partition is not None else None,
             owner_link=self.owner_links.for_notice if self.owner_links is not None else None,
         )
-        # maintenance reminders (alerts/maintenance): services that ended, judged on their own thread
-        self.maintenance = (
-            MaintenanceWatch(ledger, registry, self.profiles, settings.maintenance, self._cfg)
-            if settings.maintenance.enabled
-            else None
-        )
-        self.service_ends = ServiceEnds(self._cfg) if self.maintenance is not None else None
+        # maintenance reminders and data-integrity checks: services that ended, judged on their own thread
+        self._init_judgements(ledger, registry, settings, store)
         # what the ledger last got of each open event (after a restore: look at every device once)
         self._open = detector_store.OpenEvents(set(self.detector.device_ids()) if self._restored else None)
 

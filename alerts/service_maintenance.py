@@ -1,6 +1,8 @@
-"""The alerts service's maintenance-reminder side (a part of :class:`alerts.service.AlertsService`): the
-thread that judges services that ended (:class:`alerts.maintenance.watch.MaintenanceWatch`) off the commit
-path, stores a reminder with its outbox row in one transaction, and hands it to the notice thread.
+"""The alerts service's service-end judgements (a part of :class:`alerts.service.AlertsService`): the
+thread that judges services that ended (:class:`alerts.service_ends.ServiceEnds`) off the commit path:
+maintenance reminders (:class:`alerts.maintenance.watch.MaintenanceWatch`) and data-integrity checks
+(:class:`alerts.integrity.watch.IntegrityWatch`). Each finding is stored with its outbox row in one
+transaction and handed to the notice thread.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from typing import Any
 
 from alerts.influx_sink import event_line
+from alerts.integrity.watch import IntegrityWatch
 from alerts.maintenance.watch import MaintenanceWatch
 from alerts.model import Transition
 from alerts.service_ends import ServiceEnds
@@ -24,11 +27,34 @@ class MaintenanceThread:
     ledger: Any
     fence: Any
     maintenance: MaintenanceWatch | None
+    integrity: IntegrityWatch | None
+    integrity_total: int
     service_ends: ServiceEnds | None
     reminders_total: int
     _sink: Any
     _notice_q: queue.Queue
     _maint_q: queue.Queue
+
+    def _init_judgements(self, ledger: Any, registry: Any, settings: Any, store: Any) -> None:
+        cfg = settings.alerts.detector_config()
+        self.maintenance = (
+            MaintenanceWatch(ledger, registry, self.profiles, settings.maintenance, cfg)  # type: ignore[attr-defined]
+            if settings.maintenance.enabled
+            else None
+        )
+        self.integrity = (
+            IntegrityWatch(
+                ledger,
+                registry,
+                settings.integrity,
+                cfg,
+                readings_of=self._readings_of if store is not None else None,  # type: ignore[attr-defined]
+            )
+            if settings.integrity.enabled
+            else None
+        )
+        judged = self.maintenance is not None or self.integrity is not None
+        self.service_ends = ServiceEnds(cfg) if judged else None
 
     def _maintenance_due(self, now_ms: int) -> None:
         """Queue the services over by ``now_ms`` for judging (called under the service's lock)."""
@@ -42,7 +68,10 @@ class MaintenanceThread:
             try:
                 if item is None:
                     return
-                self._remind(*item)
+                if self.maintenance is not None:
+                    self._remind(*item)
+                if self.integrity is not None:
+                    self._check_integrity(*item)
             except Exception:
                 log.exception("event=maintenance_judge_failed item=%s", item)
             finally:
@@ -73,6 +102,31 @@ class MaintenanceThread:
         if self._sink is not None:
             self._to_influx([event_line(tr.event)])  # type: ignore[attr-defined]
         self._notice_q.put(tr)
+
+    def _check_integrity(self, device_id: str, start_ms: int, end_ms: int) -> None:
+        assert self.integrity is not None
+        trs = self.integrity.evaluate(device_id, start_ms, end_ms)
+        if not trs:
+            return
+        if self.fence is not None:
+            self.fence()
+        with self.ledger.transaction():
+            for tr in trs:
+                self.ledger.upsert_event(tr.event)
+            self.ledger.add_outbox(trs)
+        for tr in trs:
+            self.integrity_total += 1
+            log.info(
+                "event=data_integrity check=%s restaurant_id=%s device_id=%s id=%s minutes=%s",
+                tr.event.rule,
+                tr.event.restaurant_id,
+                device_id,
+                tr.event.event_id,
+                tr.event.judgement.get("minutes"),
+            )
+            if self._sink is not None:
+                self._to_influx([event_line(tr.event)])  # type: ignore[attr-defined]
+            self._notice_q.put(tr)
 
     def wait_maintenance(self, timeout_s: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout_s

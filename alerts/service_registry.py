@@ -80,8 +80,9 @@ class RegistryFollower:
                 self._pipeline = pipeline
             if self._dash is not None:
                 self._dash.restaurants.registry = registry
-            if getattr(self, "maintenance", None) is not None:
-                self.maintenance.set_registry(owned)  # type: ignore[attr-defined]
+            for judge in (getattr(self, "maintenance", None), getattr(self, "integrity", None)):
+                if judge is not None:
+                    judge.set_registry(owned)
         added = [d for d in owned if d.device_id not in old]
         removed = [d for d in old if d.device_id not in owned]
         log.info(

@@ -200,6 +200,11 @@ class AlertsCollector(Collector):
             "Maintenance reminders (清洗提醒) stored since start",
             value=getattr(self.svc, "reminders_total", 0),
         )
+        yield CounterMetricFamily(
+            "fumewatch_data_integrity",
+            "Data-integrity findings (suspect_zero, suspect_flatline) stored since start",
+            value=getattr(self.svc, "integrity_total", 0),
+        )
         open_ = GaugeMetricFamily("fumewatch_events_open", "Open events by kind", labels=["kind"])
         counts: dict[str, int] = {}
         for e in self.svc.detector.open_events():

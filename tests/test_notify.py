@@ -598,7 +598,7 @@ def test_every_template_renders_every_placeholder(ledger: Ledger, locale: str) -
         # a receipt: when it arrived; a maintenance reminder: the services it looked at, with their times
         times = ("<start>", "<period>", "<end>", "<submission_received>", "<reminder_services>")
         assert any(t in body for t in times), name
-        if name not in ("case", "owner_unreachable"):  # owners are told whom to call; inspectors are not
+        if name not in ("case", "owner_unreachable", "data_integrity"):  # owners are told whom to call
             assert "<contact_phone>" in body, name
 
 

@@ -295,6 +295,7 @@ def test_summary_numbers_match_hand_computation(world: World) -> None:
         "offline": 1,
         "late_data": 1,
         "maintenance_reminder": 0,
+        "data_integrity": 0,
     }
     assert t["compliance_rate"] == pytest.approx((8 + 6) / (10 + 6))
 

@@ -219,6 +219,14 @@ def _summary(flow: Flow, view: Mapping[str, Any], cv: Mapping[str, Any], tz: str
             )
         )
     rows += [("未记录", "Not recorded", missing_text([m], cjk=cjk)) for m in cv.get("missing") or []]
+    rows += [
+        (
+            "证据待核实",
+            "Evidence under review",
+            f"{label('check', f['check'], cjk)} {f['start']} – {f['end']} ({f['event_id']})",
+        )
+        for f in view.get("integrity") or []
+    ]
     flow.facts(rows)
 
 

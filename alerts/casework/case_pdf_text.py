@@ -60,6 +60,10 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "owner_unreachable": ("无法联系当事人（现场送达）", "owner unreachable"),
         "rectification": ("整改核查", "rectification check"),
     },
+    "check": {
+        "suspect_zero": ("疑似传感器失效（零值）", "suspect zero"),
+        "suspect_flatline": ("疑似数据不变（直线）", "suspect flatline"),
+    },
     "channel": {
         "owner": ("当事人", "owner"),
         "inspector": ("执法人员", "inspector"),

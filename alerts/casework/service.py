@@ -20,6 +20,7 @@ from alerts.casework.lifecycle import (
     plan,
 )
 from alerts.ledger import Ledger
+from alerts.model import DATA_INTEGRITY
 from ingest.timeutil import format_display, now_ms
 
 
@@ -161,7 +162,32 @@ class Casework:
             "notices": notices,
             "allowed_actions": allowed_actions(case),
             "events": self.ledger.existing_event_ids(event_ids),
+            # evidence under review: data-integrity findings covering the case's events (alerts/integrity)
+            "integrity": self.integrity_findings(event_ids),
         }
+
+    def integrity_findings(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The ``data_integrity`` events of the same device overlapping any of these events: the case's
+        evidence rests on data an integrity check doubted, until an inspector has checked the monitor."""
+        out: dict[str, dict[str, Any]] = {}
+        for eid in event_ids:
+            e = self.ledger.get_event(eid)
+            if e is None or e.kind == DATA_INTEGRITY:
+                continue
+            end = e.end_ms if e.end_ms is not None else now_ms()
+            for f in self.ledger.list_events(
+                since_ms=e.start_ms, until_ms=end + 1, restaurant_id=e.restaurant_id, kind=DATA_INTEGRITY
+            ):
+                if f.device_id == e.device_id and f.event_id not in out:
+                    out[f.event_id] = {
+                        "event_id": f.event_id,
+                        "check": f.rule,
+                        "covers": eid,
+                        "start": format_display(f.start_ms, self.tz),
+                        "end": format_display(f.end_ms, self.tz) if f.end_ms is not None else "",
+                        "minutes": f.judgement.get("minutes"),
+                    }
+        return sorted(out.values(), key=lambda f: (f["start"], f["event_id"]))
 
     def present_action(self, a: dict[str, Any]) -> dict[str, Any]:
         out = {**a, "at": format_display(a["at_ms"], self.tz)}

@@ -71,6 +71,8 @@ TEMPLATE = {
     "repeat": "整改期内再次发生",
     "restored": "恢复正常通知",
     "receipt": "业主提交回执",
+    "maintenance_reminder": "清洗提醒",
+    "data_integrity": "数据可信性核查",
     "opened": "事件通知",
 }
 ACTOR = {"system": "系统", "owner": "业主（专属页面）"}
@@ -90,6 +92,7 @@ EVENT_KIND = {
     "late_data": "数据迟报",
     "owner_unreachable": "通知未送达业主",
     "maintenance_reminder": "清洗提醒（非违法）",
+    "data_integrity": "数据可信性存疑（待核查）",
     "owner_submission": "业主在线提交",
 }
 EVENT_STATE = {"open": "进行中", "closed": "已结束"}

@@ -75,6 +75,7 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("offline_events", "离线事件数", "Offline events", "int"),
     Column("late_data_events", "数据迟到事件数", "Late-data events", "int"),
     Column("maintenance_reminder_events", "清洗提醒数(服务)", "Maintenance reminders (service)", "int"),
+    Column("data_integrity_events", "数据可信性存疑数", "Data-integrity findings", "int"),
     Column("highest_level", "最高处置等级", "Highest level", "level"),
     Column("notices_sent", "已发通知数", "Notices sent", "int"),
 )
@@ -86,6 +87,7 @@ KIND_LABELS = {
     "offline": ("设备离线", "offline"),
     "late_data": ("数据迟到", "late data"),
     "maintenance_reminder": ("清洗提醒（非违法）", "maintenance reminder"),
+    "data_integrity": ("数据可信性存疑（待核查）", "data integrity in doubt"),
 }
 LEVEL_LABELS = {
     "education": ("教育劝导", "education"),
@@ -103,6 +105,8 @@ RULE_LABELS = {
     "offline": ("营业时间离线", "offline in business hours"),
     "late": ("数据迟到", "late data"),
     "maintenance": ("清洗提醒规则", "maintenance reminder"),
+    "suspect_zero": ("疑似传感器失效（零值）", "suspect zero"),
+    "suspect_flatline": ("疑似数据不变（直线）", "suspect flatline"),
 }
 
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).

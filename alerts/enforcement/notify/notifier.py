@@ -20,6 +20,7 @@ from alerts.enforcement.notify.settings import ALREADY_SENT, DeviceLookup, Notic
 from alerts.enforcement.notify.targets import INSPECTOR, MQTT, OWNER, recipients_for
 from alerts.ledger import SENT, SKIPPED, Ledger, scrub
 from alerts.model import (
+    DATA_INTEGRITY,
     EDUCATION,
     EXCEEDANCE,
     MAINTENANCE_REMINDER,
@@ -111,16 +112,20 @@ class Notifier(Delivery):
             PURIFIER_OFF,
             OFFLINE,
             MAINTENANCE_REMINDER,
+            DATA_INTEGRITY,
         ):
             return []
-        if event.kind not in LADDER_KINDS:  # offline/restored, maintenance reminders: the owner only
-            if event.kind == MAINTENANCE_REMINDER and transition.action != "opened":
+        if event.kind not in LADDER_KINDS:  # offline/restored, reminders: the owner; integrity: inspectors
+            if event.kind in (MAINTENANCE_REMINDER, DATA_INTEGRITY) and transition.action != "opened":
                 return []
             self.ledger.upsert_event(event)
-            name = {MAINTENANCE_REMINDER: "maintenance_reminder", OFFLINE: "offline"}[event.kind]
+            name = {MAINTENANCE_REMINDER: "maintenance_reminder", OFFLINE: "offline"}.get(
+                event.kind, event.kind
+            )
             name = "restored" if transition.action == "closed" else name
+            role = INSPECTOR if event.kind == DATA_INTEGRITY else OWNER
             facts = self._facts(transition, device, None)
-            return self._send_plan(transition, device, [(name, OWNER)], facts, None)
+            return self._send_plan(transition, device, [(name, role)], facts, None)
         dismissed = self.ledger.dismissed_by(event.event_id)
         if dismissed:  # an inspector found the data invalid (device fault ...): it is no offence any more
             log.info("event=notice_skipped_dismissed event_id=%s case_id=%s", event.event_id, dismissed)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alerts.enforcement.notify.event_values import integrity_values
 from alerts.enforcement.notify.owner_values import owner_link_values, reminder_values, submission_values
 from alerts.enforcement.notify.settings import DEFAULT_LOCALE, NotifySettings
 from alerts.enforcement.notify.texts import _TEXTS
@@ -21,7 +22,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 #: Owner notices: education, warning, enforcement (the matter went to inspectors), repeat (inside a
 #: correction period), closed (the episode ended), offline and restored (a monitor outage and its end),
 #: receipt (an owner's submission arrived), maintenance_reminder (清洗提醒, not an offence). Inspectors:
-#: warning and repeat (copies), case, owner_unreachable (serve a notice on site).
+#: warning and repeat (copies), case, owner_unreachable (serve a notice on site), data_integrity (check the
+#: monitor).
 TEMPLATE_NAMES = (
     "education",
     "warning",
@@ -34,6 +36,7 @@ TEMPLATE_NAMES = (
     "restored",
     "receipt",
     "maintenance_reminder",
+    "data_integrity",
 )
 
 
@@ -122,6 +125,7 @@ _CONTEXT_KEYS = (
     "reminder_basis",
     "reminder_threshold",
     "reminder_share",
+    "integrity_detail",
 )
 
 
@@ -274,6 +278,7 @@ class Renderer:
                 forms=e.kind not in (OFFLINE, MAINTENANCE_REMINDER),
             ),
             **reminder_values(e, texts, tz, date_fmt),
+            **integrity_values(e, texts),
             **submission_values(facts.get("submission"), texts, tz),
         }
         return ctx
