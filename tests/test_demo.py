@@ -129,7 +129,8 @@ def test_demo_workspace_cleans_only_its_own_files(tmp_path):
 @pytest.mark.integration
 def test_demo_shows_the_silting_kitchens_maintenance_reminder(tmp_path, mosquitto_binary):
     """From 10 restaurants the demo has a kitchen whose purifier silts up: its two weeks before the day
-    are replayed first, it is reminded (清洗提醒) before any exceedance, and cleaned on the day."""
+    are replayed first, it is reminded (清洗提醒) before any exceedance, and cleaned on the day. Its kitchen
+    whose sensor reads zero at dinner is a data-integrity finding (suspect_zero)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -161,3 +162,6 @@ def test_demo_shows_the_silting_kitchens_maintenance_reminder(tmp_path, mosquitt
     ).fetchone()[0]
     assert first is None or first > at  # before any exceedance
     assert "back_under" in out  # cleaned on the simulated day: no longer near the limit
+    # the kitchen whose sensor reads zero at dinner: a data-integrity finding for inspectors
+    (finding,) = state.execute("SELECT rule FROM events WHERE kind = 'data_integrity'").fetchall()
+    assert finding[0] == "suspect_zero" and "suspect_zero" in out

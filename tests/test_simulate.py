@@ -11,7 +11,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, replace
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -116,12 +117,13 @@ def test_behaviour_counts_for_fifty(seed: int) -> None:
     beh = sim.behaviours(reg, seed)
     assert set(beh) == {d.device_id for d in reg}
     assert Counter(beh.values()) == {
-        "normal": 42,
+        "normal": 41,
         "worn_purifier": 4,
         "bypass": 1,
         "offline": 1,
         "flaky_sensor": 1,
         "silting_purifier": 1,
+        "unplugged_sensor": 1,
     }
     assert beh == sim.behaviours(reg, seed)
 
@@ -138,10 +140,11 @@ def test_behaviours_small_and_varied() -> None:
 def test_silting_purifier_took_one_normal_kitchen_and_changed_nobody_else(seed: int) -> None:
     reg = sim.make_registry(50, seed=seed)
     beh = sim.behaviours(reg, seed)
-    without = replace(sim.DEFAULT_MODEL, silting_share=0.0)
+    # (the unplugged sensor, assigned after it, is left out too: tests below check it the same way)
+    without = replace(sim.DEFAULT_MODEL, silting_share=0.0, unplugged_share=0.0)
     before = sim.behaviours(reg, seed, model=without)
-    silting = [d for d, b in beh.items() if b == "silting_purifier"]
-    assert len(silting) == 1 and "silting_purifier" not in before.values()
+    silting = [d for d, b in beh.items() if b in ("silting_purifier", "unplugged_sensor")]
+    assert len(silting) == 2 and "silting_purifier" not in before.values()
     assert before[silting[0]] == "normal"
     assert {d: b for d, b in beh.items() if d not in silting} == {
         d: b for d, b in before.items() if d not in silting
@@ -658,3 +661,30 @@ def test_silting_purifier_without_a_cleaning_day_gets_a_fixed_one() -> None:
     assert (drops.drop(cleaned).dropna() > -0.3).all()
     model = replace(sim.DEFAULT_MODEL, silting_cleaned_ordinal=START_ORDINAL + cleaned)
     assert df.equals(_silting_days(2, model, 0, 15)[1])
+
+
+def test_unplugged_sensor_reads_zero_at_dinner_with_the_fan_on() -> None:
+    """One kitchen in 50 (assigned last: nobody else changes) reads 0.00 for an hour of each dinner while
+    its fan runs; its lunch is normal."""
+    reg = sim.make_registry(50, seed=1)
+    without = replace(sim.DEFAULT_MODEL, unplugged_share=0.0)
+    beh, before = sim.behaviours(reg, 1), sim.behaviours(reg, 1, model=without)
+    assert before[next(d for d, b in beh.items() if b == "unplugged_sensor")] == "normal"
+    (dev,) = [d for d, b in beh.items() if b == "unplugged_sensor"]
+    assert {d: b for d, b in beh.items() if d != dev} == {d: b for d, b in before.items() if d != dev}
+    day = sim.default_start_ms("Asia/Shanghai")
+    one = Registry(d for d in reg if d.device_id == dev)
+    rs = list(
+        sim.generate(
+            one, day, 24, seed=1, model=replace(sim.DEFAULT_MODEL, behaviour_of=((dev, "unplugged_sensor"),))
+        )
+    )
+    zeros = [r for r in rs if r.fan and r.oil_fume == 0.0]
+    assert len(zeros) == 60
+    hours = {datetime.fromtimestamp(r.time_ms / 1000, ZoneInfo("Asia/Shanghai")).hour for r in zeros}
+    assert min(hours) >= 16  # at dinner
+    assert all(
+        r.oil_fume > 0
+        for r in rs
+        if r.fan and datetime.fromtimestamp(r.time_ms / 1000, ZoneInfo("Asia/Shanghai")).hour < 15
+    )

@@ -163,6 +163,19 @@ class DemoAlerts:
                 )
             )
         self._reminders(console, notices, names)
+        found = [e for e in events if e.kind == "data_integrity"]
+        console.print(
+            "Data integrity (for inspectors only, never the owner, never on the ladder; docs/integrity.md): "
+            + (
+                "; ".join(
+                    f"{e.restaurant_id} {names.get(e.restaurant_id, '')} {e.rule} "
+                    f"{format_local(e.start_ms, tz, '%m-%d %H:%M')}-{format_local(e.end_ms or e.start_ms, tz, '%H:%M')}"
+                    for e in found
+                )
+                if found
+                else "no findings"
+            )
+        )
         episodes = self.ledger.list_episodes()
         steps = sum(1 for p in episodes if not p.repeat)
         console.print(

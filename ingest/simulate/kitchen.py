@@ -23,11 +23,12 @@ def _share_count(n: int, share: float, minimum_n: int) -> int:
 
 
 def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_MODEL) -> dict[str, str]:
-    """device_id -> "normal" | "worn_purifier" | "bypass" | "offline" | "flaky_sensor" | "silting_purifier".
+    """device_id -> "normal" | "worn_purifier" | "bypass" | "offline" | "flaky_sensor" | "silting_purifier"
+    | "unplugged_sensor".
 
     Counts scale with n: round(n x share); at least one worn_purifier when n >= 3 and at least one of
     each other behaviour when n >= 10 (a share of 0 turns a behaviour off). With 50 devices:
-    4 worn_purifier, 1 bypass, 1 offline, 1 flaky, 1 silting_purifier. Each behaviour takes the next
+    4 worn_purifier, 1 bypass, 1 offline, 1 flaky, 1 silting_purifier, 1 unplugged_sensor. Each behaviour takes the next
     devices of one shuffle in the order below, and silting_purifier comes last, so adding it turned only
     a normal kitchen into a silting one.
     """
@@ -41,6 +42,7 @@ def behaviours(registry: Registry, seed: int, *, model: KitchenModel = DEFAULT_M
         ("offline", _share_count(n, model.offline_share, 10)),
         ("flaky_sensor", _share_count(n, model.flaky_share, 10)),
         ("silting_purifier", _share_count(n, model.silting_share, 10)),
+        ("unplugged_sensor", _share_count(n, model.unplugged_share, 10)),
     ]
     out = {d.device_id: "normal" for d in registry}
     pos = 0
@@ -266,6 +268,9 @@ def _day_plan(
     flow = np.where(fan, ref_flow * k.flow_factor * (1 + model.flow_noise_rel * flow_noise), 0.0)
     measured = np.where(fan, c_ref * ref_flow / np.maximum(flow, 1.0), bg)
     measured = np.maximum(measured * spike, 0.01)
+    if k.behaviour == "unplugged_sensor":  # the sensor reads 0.00 for a while each dinner, the fan running
+        s0 = k.dinner_start_min + model.unplugged_after_min
+        measured[_span_mask(tod, s0, s0 + model.unplugged_min) & fan] = 0.0
     pm_cooking = model.pm_cooking_mg_m3 * intensity + k.pm_per_oil_fume * measured
     pm = np.where(fan, pm_bg + pm_cooking * (1 + 0.08 * pm_noise), pm_bg)
     nmhc = k.nmhc_background_mg_m3 * (1 + 0.05 * nmhc_noise) + np.where(

@@ -38,7 +38,11 @@ series does not depend on the other devices or on the window asked for:
   1.4-1.95 mg/m3 in the cycle's last days, close to the limit but mostly under it (a busy weekend
   late in the cycle can just top it). d = (local date's ``date.toordinal()`` -
   ``silting_cleaned_ordinal``) mod cycle; when that knob is None each such kitchen gets a fixed
-  cleaning day from its own stream (seed and device id). The rest are ``normal``.
+  cleaning day from its own stream (seed and device id). ``unplugged_sensor`` (``unplugged_share``,
+  a data-integrity fault): every dinner, from ``unplugged_after_min`` after the kitchen's habitual
+  dinner start, the oil-fume sensor reads 0.00 for ``unplugged_min`` minutes while the fan runs (pm,
+  nmhc, flow and the fan as usual), which alerts/integrity flags as ``suspect_zero`` against its normal
+  lunch. The rest are ``normal``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,15 @@ from dataclasses import dataclass
 
 KITCHEN_TZ = "Asia/Shanghai"
 UNKNOWN_DEVICE_ID = "FW-UNKNOWN-9"
-BEHAVIOURS = ("normal", "worn_purifier", "bypass", "offline", "flaky_sensor", "silting_purifier")
+BEHAVIOURS = (
+    "normal",
+    "worn_purifier",
+    "bypass",
+    "offline",
+    "flaky_sensor",
+    "silting_purifier",
+    "unplugged_sensor",
+)
 FAULT_KINDS_JSON = ("garbage", "invalid_json", "nan", "negative", "unknown_device", "clock_skew")
 FAULT_KINDS_HJ212 = ("garbage", "bad_crc", "truncated", "nan", "negative", "unknown_device", "clock_skew")
 WIRE_ORDER = ("oil_fume", "pm", "nmhc", "flow", "fan", "purifier")
@@ -70,6 +82,12 @@ class KitchenModel:
     offline_share: float = 0.02
     flaky_share: float = 0.02
     silting_share: float = 0.02
+    # unplugged_sensor (a data-integrity fault, alerts/integrity suspect_zero): every dinner, from
+    # unplugged_after_min after its habitual start, the sensor reads 0.00 for unplugged_min minutes while
+    # the fan runs; assigned after silting_purifier, so no other kitchen changes
+    unplugged_share: float = 0.02
+    unplugged_after_min: float = 30.0
+    unplugged_min: float = 60.0
     # Service hours, minutes after local midnight
     lunch_start_tod_min: float = 11 * 60
     lunch_end_tod_min: float = 13 * 60 + 30
