@@ -272,6 +272,10 @@ def test_a_case_on_doubted_data_is_marked_evidence_under_review(tmp_path, state_
         assert "+08:00" in page.text.split('id="integrity"')[1].split("</section>")[0]
         page2 = client.get(f"/console/cases/{urllib.parse.quote(ids['other_case_id'], safe='')}")
         assert "证据待核实" not in page2.text
+        # the restaurant carries a badge too
+        r1 = client.get("/console/restaurants/R1")
+        assert 'id="data-integrity"' in r1.text and "数据可信性存疑 1" in r1.text
+        assert 'id="data-integrity"' not in client.get("/console/restaurants/R2").text
     exe = shutil.which("pdftotext")
     if exe is not None:  # poppler-utils: .ci/run installs it
         pdf = zipfile.ZipFile(io.BytesIO(data)).read("case.pdf")
