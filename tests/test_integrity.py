@@ -19,6 +19,7 @@ import orjson
 import pytest
 from servers import publish_mqtt as publish
 from servers import wait_for
+from test_alerts_e2e import ALERTS_ENV
 
 from alerts.integrity.checks import suspect_flatline, suspect_zero
 from alerts.ledger import Ledger
@@ -144,12 +145,8 @@ def test_zero_and_flatline_through_fumewatch_run(mosquitto, tmp_path, webhook):
     )
     env = {
         **os.environ,
-        "FUMEWATCH_ALERTS_CLOCK": "event",
-        "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.2",
-        "FUMEWATCH_ALERTS_ADVANCE_INTERVAL_S": "0.3",
-        "FUMEWATCH_ALERTS_WARMUP_HOURS": "0",
+        **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
         "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
-        "FUMEWATCH_NOTIFY_RETRIES": "0",
         "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity-{tmp_path.name}"[:60],
         "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
     }

@@ -20,6 +20,7 @@ import orjson
 import pytest
 from servers import publish_mqtt as publish
 from servers import wait_for
+from test_alerts_e2e import ALERTS_ENV
 
 from alerts.detection.hours import BusinessHours
 from alerts.ledger import Ledger
@@ -153,13 +154,9 @@ def test_slow_drift_gives_one_reminder_before_any_exceedance(mosquitto, tmp_path
     reg = write_registry(tmp_path, webhook.url("/owner/R1"))
     metrics_port = free_port()
     env = {
-        "FUMEWATCH_METRICS_PORT": str(metrics_port),
         **os.environ,
-        "FUMEWATCH_ALERTS_CLOCK": "event",
-        "FUMEWATCH_ALERTS_COMMIT_INTERVAL_S": "0.2",
-        "FUMEWATCH_ALERTS_ADVANCE_INTERVAL_S": "0.3",
-        "FUMEWATCH_ALERTS_WARMUP_HOURS": "0",
-        "FUMEWATCH_NOTIFY_RETRIES": "0",
+        **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
+        "FUMEWATCH_METRICS_PORT": str(metrics_port),
         "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
         "FUMEWATCH_OWNER_PUBLIC_URL": "https://fume.example.gov.cn",
         "FUMEWATCH_OWNER_LINK_SECRET": "maintenance-test-secret-0123456789abcdefgh",
