@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -148,6 +149,9 @@ def test_zero_and_flatline_through_fumewatch_run(mosquitto, tmp_path, webhook):
         **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
         "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
         "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity-{tmp_path.name}"[:60],
+        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity-alerts-{tmp_path.name}"[
+            :60
+        ],  # unique on the shared broker
         "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
     }
     state = tmp_path / "state.db"
@@ -168,7 +172,9 @@ def test_zero_and_flatline_through_fumewatch_run(mosquitto, tmp_path, webhook):
             stderr=err,
         )
         try:
-            wait_for(lambda: "event=broker_connected" in log.read_text(), 30, "fumewatch run connected")
+            # ingest's own connect line (the alerts side's publishing client logs one too): subscribed
+            wait_for(lambda: "topics=fume/v1/+/reading" in log.read_text(), 30, "fumewatch run subscribed")
+            time.sleep(1.0)  # the SUBSCRIBE went out before that line; let the broker take it
             publish(mosquitto.url, messages(devices, range(4)), timeout_s=60)
             inspector = lambda: webhook.bodies("/inspector")  # noqa: E731
             wait_for(
