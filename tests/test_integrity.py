@@ -114,24 +114,30 @@ def value(device: str, day: int, minute: int, rng: random.Random) -> float:
     return noise
 
 
-def messages(devices: list[str], days: range) -> list[tuple[str, bytes]]:
-    """Business hours of each day, a reading a minute per device, interleaved minute by minute; the fan
-    runs 11:00-13:30 and 17:00-20:30 (2 heads at 4,000 m3/h: C = C_ref)."""
+def messages(devices: list[str], days: range, per_message: int = 10) -> list[tuple[str, bytes]]:
+    """Business hours of each day, a reading a minute per device, ``per_message`` minutes a message (a
+    JSON array), the devices interleaved message by message; the fan runs 11:00-13:30 and 17:00-20:30
+    (2 heads at 4,000 m3/h: C = C_ref). Few messages: the broker queues at most 1,000 for a subscriber
+    that falls behind (mosquitto's max_queued_messages), and a loaded CI machine falls behind."""
     rng = random.Random(16)
     out = []
     for day in days:
         for lo, hi in ((10 * 60, 14 * 60), (16 * 60 + 30, 21 * 60 + 30)):
-            for m in range(lo, hi):
-                cooking = 11 * 60 <= m < 13 * 60 + 30 or 17 * 60 <= m < 20 * 60 + 30
+            for m0 in range(lo, hi, per_message):
                 for d in devices:
-                    doc = {
-                        "ts": T0 + day * DAY + m * MIN,
-                        "oil_fume": value(d, day, m, rng) if cooking else 0.05,
-                        "flow": 4000.0 if cooking else 0.0,
-                        "fan": cooking,
-                        "purifier": True,
-                    }
-                    out.append((f"fume/v1/{d}/reading", orjson.dumps(doc)))
+                    rows = []
+                    for m in range(m0, min(m0 + per_message, hi)):
+                        cooking = 11 * 60 <= m < 13 * 60 + 30 or 17 * 60 <= m < 20 * 60 + 30
+                        rows.append(
+                            {
+                                "ts": T0 + day * DAY + m * MIN,
+                                "oil_fume": value(d, day, m, rng) if cooking else 0.05,
+                                "flow": 4000.0 if cooking else 0.0,
+                                "fan": cooking,
+                                "purifier": True,
+                            }
+                        )
+                    out.append((f"fume/v1/{d}/reading", orjson.dumps(rows)))
     return out
 
 
@@ -148,6 +154,8 @@ def test_zero_and_flatline_through_fumewatch_run(mosquitto, tmp_path, webhook):
         **os.environ,
         **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
         "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
+        # a message holds 10 minutes of one device: the others' readings of those minutes come after it
+        "FUMEWATCH_ALERTS_ALLOWED_LATENESS_S": "1200",
         "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity-{tmp_path.name}"[:60],
         "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity-alerts-{tmp_path.name}"[
             :60
