@@ -26,7 +26,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
@@ -38,27 +37,12 @@ from ingest.mqtt_client import connect_properties, make_client
 from ingest.pipeline import Pipeline
 from ingest.registry import Registry
 from ingest.state import StateDB
+from ingest.stats import IngestStats
 from ingest.store.base import Store
 from ingest.store.writer import StoreWriter
 from ingest.timeutil import now_ms
 
 log = logging.getLogger("fumewatch.ingest")
-
-
-@dataclass
-class IngestStats:
-    messages: int = 0
-    readings_received: int = 0
-    readings_stored: int = 0
-    dead_letters: int = 0
-    ignored_frames: int = 0
-    acked: int = 0
-    connects: int = 0
-    dead_by_reason: dict[str, int] = field(default_factory=dict)
-    last_message_ms: int = 0
-
-    def as_dict(self) -> dict:
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
 
 class IngestService:
