@@ -12,7 +12,8 @@ profiles.toml.
 - ``bypass``: the fan runs with the purifier off (``purifier_off`` events); 大气污染防治法 §118
   (不正常使用油烟净化设施).
 - ``offline`` and ``late``: monitoring-data availability; they lead to reminders, never to a case.
-- ``suspect_zero``, ``suspect_flatline``: data-integrity checks (:mod:`alerts.integrity.checks`): inspectors
+- ``suspect_zero``, ``suspect_flatline``, ``suspect_replay``, ``suspect_clone``, ``suspect_clock``,
+  ``suspect_flow``: data-integrity checks (:mod:`alerts.integrity.checks`): inspectors
   are told to check the monitor; never an offence, never a case of their own.
 - ``maintenance``: the maintenance reminder (清洗提醒, :mod:`alerts.maintenance.rule`): service before
   penalty, never an offence, never a case.
@@ -30,6 +31,10 @@ LATE_RULE = "late"
 MAINTENANCE = "maintenance"
 SUSPECT_ZERO = "suspect_zero"
 SUSPECT_FLATLINE = "suspect_flatline"
+SUSPECT_REPLAY = "suspect_replay"
+SUSPECT_CLONE = "suspect_clone"
+SUSPECT_CLOCK = "suspect_clock"
+SUSPECT_FLOW = "suspect_flow"
 
 #: Rules that may judge an exceedance (``[alerts] rule``, a profile's ``rule``).
 EXCEEDANCE_RULES = (GB18483, CONSECUTIVE)
@@ -101,6 +106,38 @@ RULES: dict[str, Rule] = {
         "suspected stuck data: the same oil-fume value for a long time while the fan runs",
         "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
         "（环发〔2015〕175号）; [integrity] flatline_min",
+    ),
+    SUSPECT_REPLAY: Rule(
+        SUSPECT_REPLAY,
+        "疑似数据回放：本营业时段的油烟数据与该设备此前的数据相同（或整体平移后相同）",
+        "suspected replayed data: this service's oil-fume series equals the device's earlier data "
+        "(or does after a constant shift)",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; [integrity] replay_min, replay_lookback_days, series_min_distinct",
+    ),
+    SUSPECT_CLONE: Rule(
+        SUSPECT_CLONE,
+        "疑似数据克隆：两家餐饮单位的监测设备在同一营业时段发送相同的油烟数据",
+        "suspected cloned data: devices of two restaurants sending the same oil-fume series in one service",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; [integrity] clone_min, series_min_distinct",
+    ),
+    SUSPECT_CLOCK: Rule(
+        SUSPECT_CLOCK,
+        "疑似时钟异常：数据时间偏离接收时间、时间倒退或请求编号（QN）重复",
+        "suspected clock fault: data times off the receive time, running backwards, or repeated QNs",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; HJ 212-2017 数据段 QN（请求编码）; [integrity] clock_drift_s, clock_backwards_n, "
+        "clock_backwards_s, clock_qn_repeats",
+    ),
+    SUSPECT_FLOW: Rule(
+        SUSPECT_FLOW,
+        "疑似风量异常：折算所用的排风量与登记的灶头数不符，或只在油烟浓度高时下降",
+        "suspected flow fault: the exhaust flow used for the reference conversion implausible for the "
+        "registered stove heads, or dropping only when the concentration is high",
+        "fumewatch 数据可信性筛查（非标准条款，不作违法认定）; 参见《环境监测数据弄虚作假行为判定及处理办法》"
+        "（环发〔2015〕175号）; GB 18483-2001 基准风量折算（单个灶头 2000 m³/h）; [integrity] "
+        "flow_min_share, flow_max_share, flow_drop_share",
     ),
 }
 

@@ -311,8 +311,11 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            out = self._pipeline.handle(msg.topic, msg.payload, now_ms())  # type: ignore[union-attr]
+            received = now_ms()
+            out = self._pipeline.handle(msg.topic, msg.payload, received)  # type: ignore[union-attr]
             readings = out.readings  # refused input is ingest's to dead-letter; ignore it here
+            if self.clock is not None:
+                self.clock.observe(readings, received)
         except Exception:
             log.exception("event=alerts_decode_error")
             readings = []

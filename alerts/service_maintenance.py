@@ -17,6 +17,7 @@ from alerts.integrity.watch import IntegrityWatch
 from alerts.maintenance.watch import MaintenanceWatch
 from alerts.model import Transition
 from alerts.service_ends import ServiceEnds
+from ingest.clock import ClockWatch
 
 log = logging.getLogger("fumewatch.alerts.maintenance")
 
@@ -28,6 +29,7 @@ class MaintenanceThread:
     fence: Any
     maintenance: MaintenanceWatch | None
     integrity: IntegrityWatch | None
+    clock: ClockWatch | None
     integrity_total: int
     service_ends: ServiceEnds | None
     reminders_total: int
@@ -42,6 +44,9 @@ class MaintenanceThread:
             if settings.maintenance.enabled
             else None
         )
+        # the receiving side's view of each device's clock (suspect_clock): fed by _on_message when this
+        # service reads MQTT itself, by the ingest service (IngestService(clock=...)) in ``fumewatch run``
+        self.clock = ClockWatch(settings.integrity.clock_backwards_s) if settings.integrity.enabled else None
         self.integrity = (
             IntegrityWatch(
                 ledger,
@@ -49,6 +54,9 @@ class MaintenanceThread:
                 settings.integrity,
                 cfg,
                 readings_of=self._readings_of if store is not None else None,  # type: ignore[attr-defined]
+                clock_of=self.clock.take if self.clock is not None else None,
+                wall_clock=settings.alerts.clock == "wall",
+                ref_flow_per_head_m3_h=settings.gb18483.reference_flow_per_head_m3_h,
             )
             if settings.integrity.enabled
             else None
@@ -120,7 +128,7 @@ class MaintenanceThread:
                 "event=data_integrity check=%s restaurant_id=%s device_id=%s id=%s minutes=%s",
                 tr.event.rule,
                 tr.event.restaurant_id,
-                device_id,
+                tr.event.device_id,  # a clone finding may be for the other device of the pair
                 tr.event.event_id,
                 tr.event.judgement.get("minutes"),
             )

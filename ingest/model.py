@@ -83,6 +83,9 @@ class Reading:
     #: Non-empty: the reading is stored but not judged, and this says why (``flag_D`` fault, ``flag_M``
     #: maintenance, ``flag_C`` calibration, ``flag_F`` stopped, ``rs_2`` calibrating, ``rs_3`` maintenance).
     excluded: str = ""
+    #: HJ 212 request number (``QN``) of the frame; "" for JSON and frames without one. Not stored: the
+    #: clock check (ingest/clock.py) looks for a QN repeated with another DataTime.
+    qn: str = ""
 
     @property
     def lower_bound(self) -> bool:

@@ -121,6 +121,7 @@ class HJ212Frames:
         reading.flags = d.flags or None
         reading.extra = d.extra or None
         reading.excluded = d.excluded
+        reading.qn = frame.qn or ""
         for code in d.unknown:
             out.notes.append((device.device_id, "unknown_code", code[:64]))
         return reading

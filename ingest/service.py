@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from ingest.clock import ClockWatch
 from ingest.config import Settings
 from ingest.device_stats import DeviceStats
 from ingest.duplicates import ConflictSink
@@ -56,6 +57,7 @@ class IngestService:
         state: StateDB,
         *,
         on_readings: Callable[[list[Reading]], None] | None = None,
+        clock: ClockWatch | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -66,6 +68,8 @@ class IngestService:
         self.devices = DeviceStats(lambda device_id: device_id in self.registry)
         state.track_devices(self.devices)
         self._on_readings = on_readings
+        # each device's clock as seen from here (ingest/clock.py), for the alerts side's suspect_clock
+        self._clock = clock
         self._lock = threading.RLock()
         self._buf: list[tuple[int, list[Reading]]] = []
         self._buf_readings = 0
@@ -240,6 +244,8 @@ class IngestService:
                 st.ignored_frames += out.ignored
                 readings = out.readings
                 self.devices.observe(readings, out.notes, received)
+                if self._clock is not None:
+                    self._clock.observe(readings, received)
             else:
                 readings = []
             if dead:

@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry, store, state = open_ingest(s, args.connect_timeout)
     ledger = Ledger(s.ingest.state)
     alerts = AlertsService(s, registry, ledger, store=store, subscribe=False)
-    ingest = IngestService(s, registry, store, state, on_readings=alerts.feed)
+    ingest = IngestService(s, registry, store, state, on_readings=alerts.feed, clock=alerts.clock)
     stop = threading.Event()
     install_signal_handlers(stop)
     alerts.start()

@@ -278,7 +278,7 @@ class Renderer:
                 forms=e.kind not in (OFFLINE, MAINTENANCE_REMINDER),
             ),
             **reminder_values(e, texts, tz, date_fmt),
-            **integrity_values(e, texts),
+            **integrity_values(e, texts, tz),
             **submission_values(facts.get("submission"), texts, tz),
         }
         return ctx
