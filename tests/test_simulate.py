@@ -688,3 +688,65 @@ def test_unplugged_sensor_reads_zero_at_dinner_with_the_fan_on() -> None:
         for r in rs
         if r.fan and datetime.fromtimestamp(r.time_ms / 1000, ZoneInfo("Asia/Shanghai")).hour < 15
     )
+
+
+# -- data-integrity faults (--inject, ingest/simulate/inject.py) ---------------------------------------
+
+
+def test_inject_puts_each_fault_into_its_own_normal_kitchen(tmp_path):
+    from ingest.simulate import inject
+    from ingest.simulate.model import DEFAULT_MODEL
+    from ingest.simulate.series import generate
+
+    reg = sim.write_registry(tmp_path / "reg.csv", 20, seed=3)
+    beh = sim.behaviours(reg, 3)
+    faults = inject.assign(reg, beh, inject.FAULTS)
+    assert sorted(f for f, _ in faults.values()) == sorted(inject.FAULTS)
+    assert all(beh[d] == "normal" for d in faults)
+    clone, (_, source) = next((d, v) for d, v in faults.items() if v[0] == "clone")
+    assert source and beh[source] == "normal" and source not in faults
+    by_fault = {f: d for d, (f, _) in faults.items()}
+    start = sim.default_start_ms("Asia/Shanghai") - 86_400_000
+    model = replace(DEFAULT_MODEL, inject=inject.FAULTS)
+    rows: dict[str, list] = {}
+    for r in generate(reg, start, 48, seed=3, model=model):
+        rows.setdefault(r.device_id, []).append(r)
+    honest = {d: [r for r in generate(reg, start, 48, seed=3) if r.device_id == d] for d in faults}
+    day = lambda rs, k: [r for r in rs if (r.time_ms - start) // 86_400_000 == k]  # noqa: E731
+    # replay: the second day is the first day's fume, shifted by +0.05 (fan on)
+    rep = rows[by_fault["replay"]]
+    first, second = day(rep, 0), day(rep, 1)
+    assert [round(b.oil_fume - a.oil_fume, 3) for a, b in zip(first, second, strict=True) if a.fan] == [
+        0.05
+    ] * sum(a.fan for a in first)
+    # clone: the copy sends its source's values at the same times
+    assert [(r.time_ms, r.oil_fume) for r in rows[clone]] == [(r.time_ms, r.oil_fume) for r in rows[source]]
+    # flatline: 70 minutes of one value with the fan on; zero: 60 minutes of 0.0 at dinner
+    flat = [r.oil_fume for r in day(rows[by_fault["flatline"]], 0) if r.fan]
+    assert max(flat.count(v) for v in set(flat)) >= 70
+    zero = day(rows[by_fault["zero"]], 0)
+    assert sum(1 for r in zero if r.fan and r.oil_fume == 0.0) >= 60
+    # clock: stamps step back 10 minutes at every half hour of fan time
+    times = [r.time_ms for r in day(rows[by_fault["clock"]], 0)]
+    backs = [a - b for a, b in zip(times, times[1:], strict=False) if b < a]
+    assert len(backs) >= 6 and all(b == 9 * 60_000 for b in backs)
+    # flow: the top quarter of the fume gets 40 % of the honest flow
+    fl = day(rows[by_fault["flow"]], 0)
+    ho = day(honest[by_fault["flow"]], 0)
+    cut = sorted(r.oil_fume for r in fl if r.fan)[int(sum(r.fan for r in fl) * 0.75)]
+    for a, b in zip(fl, ho, strict=True):
+        if a.fan and a.oil_fume >= cut:
+            assert a.flow == pytest.approx(0.4 * b.flow)
+        else:
+            assert a.flow == b.flow
+
+
+def test_inject_refuses_an_unknown_fault_or_too_few_kitchens(tmp_path):
+    from ingest.simulate import inject
+
+    with pytest.raises(ValueError, match="unknown fault 'bogus'; choose from flatline,zero"):
+        inject.parse("zero,bogus")
+    assert inject.parse(" flow , zero ") == ("zero", "flow")
+    reg = sim.write_registry(tmp_path / "reg.csv", 3, seed=1)
+    with pytest.raises(ValueError, match="no normal kitchen left"):
+        inject.assign(reg, sim.behaviours(reg, 1), inject.FAULTS)

@@ -140,6 +140,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- simulate / demo
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ingest import simulate
+    from ingest.simulate import inject
 
     if args.write_registry:
         reg = simulate.write_registry(args.write_registry, args.restaurants, seed=args.seed)
@@ -152,6 +153,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     registry = load_registry(s, registry_path)
     start_ms = time_arg(args.start, s.display_tz) if args.start else simulate.default_start_ms(s.display_tz)
     timeout_s = DEFAULT_SIMULATE_CONNECT_TIMEOUT_S if args.connect_timeout is None else args.connect_timeout
+    try:
+        args.inject = inject.parse(args.inject or "")
+        injected = inject.assign(registry, simulate.behaviours(registry, args.seed), args.inject)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     reach_broker(s, timeout_s)
     try:
         stats = _simulate(args, s, simulate, registry, start_ms, timeout_s)
@@ -161,6 +167,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
         f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
     )
+    for dev, (fault, source) in injected.items():
+        print(f"data-integrity fault {fault}: {dev}" + (f" (copies {source})" if source else ""))
     return 0
 
 
@@ -169,6 +177,10 @@ DEFAULT_SIMULATE_CONNECT_TIMEOUT_S = 10.0
 
 
 def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, timeout_s: float):
+    from dataclasses import replace
+
+    from ingest.simulate.model import DEFAULT_MODEL
+
     return simulate.run_simulation(
         s.mqtt.broker,
         registry,
@@ -183,6 +195,7 @@ def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, ti
         factors=s.hj212.factors,
         tz=s.hj212.timezone,
         connect_timeout_s=timeout_s,
+        model=replace(DEFAULT_MODEL, inject=args.inject),
     )
 
 
@@ -244,6 +257,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--batch", type=int, default=1, help="readings per message (JSON array / frames)")
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--inject-faults", action="store_true", help="also send broken input (dead-letter demo)")
+    sp.add_argument(
+        "--inject",
+        metavar="FAULTS",
+        default="",
+        help="data-integrity faults, one kitchen each: a comma-separated list of flatline, zero, replay, "
+        "clone, clock, flow (docs/integrity.md)",
+    )
     sp.add_argument(
         "--write-registry", metavar="FILE", help="write a registry CSV for the simulated kitchens"
     )

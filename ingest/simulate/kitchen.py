@@ -145,6 +145,8 @@ class _DayPlan:
     flow: list[float]
     fan: list[bool]
     purifier: list[bool]
+    #: ``--inject clock`` only: how far the logger's clock is behind at each index (ms).
+    clock_back_ms: list[int] | None = None
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, interval_s: float, tau_s: float) -> np.ndarray:

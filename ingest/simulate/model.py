@@ -133,6 +133,8 @@ class KitchenModel:
     # (device_id, behaviour) pairs overriding the drawn behaviours: a few devices of a registry simulated
     # on their own keep the behaviour they have in the whole one (the demo's history, fumewatch/demo).
     behaviour_of: tuple[tuple[str, str], ...] = ()
+    # Data-integrity faults to inject, one kitchen each (ingest/simulate/inject.py, --inject).
+    inject: tuple[str, ...] = ()
     # Co-pollutants
     pm_background_mg_m3: tuple[float, float] = (0.02, 0.12)
     pm_per_oil_fume: tuple[float, float] = (1.2, 2.0)  # mg/m3 pm per mg/m3 measured oil fume

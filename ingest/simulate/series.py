@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ingest.registry import Registry
+from ingest.simulate import inject
 from ingest.simulate.kitchen import _day_plan, _DayPlan, _kitchen, behaviours
 from ingest.simulate.model import DEFAULT_MODEL, KITCHEN_TZ, KitchenModel
 from ingest.timeutil import ms_to_utc, zone
@@ -50,6 +51,8 @@ class _Series:
     def __init__(self, registry: Registry, seed: int, interval_s: int, model: KitchenModel) -> None:
         beh = behaviours(registry, seed, model=model)
         self.kitchens = [_kitchen(d, beh[d.device_id], seed, model) for d in registry]
+        self.faults = inject.assign(registry, beh, model.inject) if model.inject else {}
+        self.first_day: tuple[int, int] | None = None  # (ordinal, weekday) of the first day simulated
         self.seed, self.interval_s, self.model = seed, interval_s, model
         self.day_end_ms = -(2**62)
         self.day_start_ms = 0
@@ -64,7 +67,33 @@ class _Series:
                 _day_plan(k, self.seed, ordinal, weekday, n, self.interval_s, self.model)
                 for k in self.kitchens
             ]
+            if self.faults:
+                self._inject(ordinal, weekday, n)
         return self.plans, (t_ms - self.day_start_ms) // (self.interval_s * 1000)
+
+    def _inject(self, ordinal: int, weekday: int, n: int) -> None:
+        by_id = {k.device_id: i for i, k in enumerate(self.kitchens)}
+        plans = list(self.plans)
+        for dev, (fault, source) in self.faults.items():
+            i = by_id[dev]
+            previous, days = None, 0
+            if fault == "replay":
+                if self.first_day is None:
+                    self.first_day = (ordinal, weekday)
+                days = ordinal - self.first_day[0]
+                if days <= 0:
+                    continue  # the first day is sent as it is: the file the later days replay
+                k = self.kitchens[i]
+                previous = _day_plan(k, self.seed, *self.first_day, n, self.interval_s, self.model)
+            plans[i] = inject.apply(
+                fault,
+                self.plans[i],
+                interval_s=self.interval_s,
+                previous=previous,
+                days=days,
+                source=self.plans[by_id[source]] if source else None,
+            )
+        self.plans = plans
 
 
 def generate(
@@ -88,8 +117,9 @@ def generate(
         plans, i = series.at(t)
         for k, p in zip(series.kitchens, plans, strict=True):
             if p.sending[i]:
+                stamp = t - p.clock_back_ms[i] if p.clock_back_ms else t
                 yield SimReading(
-                    k.device_id, t, p.oil_fume[i], p.pm[i], p.nmhc[i], p.flow[i], p.fan[i], p.purifier[i]
+                    k.device_id, stamp, p.oil_fume[i], p.pm[i], p.nmhc[i], p.flow[i], p.fan[i], p.purifier[i]
                 )
 
 
