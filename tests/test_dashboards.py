@@ -30,6 +30,8 @@ import yaml
 
 import dashboards
 from alerts.influx_sink import case_line, restaurant_lines, restaurant_tombstone
+from alerts.influx_sink import event_line as sink_event_line
+from alerts.model import Event
 from dashboards import (
     ALL,
     Raw,
@@ -46,7 +48,9 @@ from dashboards import (
 )
 from dashboards.common import (
     DISTRICT,
-    NOT_REMINDER,
+    INTEGRITY_KIND,
+    NOT_OFFENCE_KINDS,
+    OFFENCES_ONLY,
     REMINDER_KIND,
     Options,
     district_variable,
@@ -141,36 +145,46 @@ def test_build_has_uids_titles_variables_and_panels():
     assert "GROUP BY time(1d) fill(none) tz('Asia/Shanghai')" in daily["targets"][0]["query"]
 
 
-def test_offence_queries_leave_out_maintenance_reminders():
-    """Reminders (fume_event kind maintenance_reminder) are not offences: every query of the events
-    measurement selects an offence kind or leaves reminders out, but the events-over-time chart, where they
-    are a series of their own with a name that says so."""
-    assert NOT_REMINDER == "\"kind\" != 'maintenance_reminder'"
-    own_series = city.q_events_over_time(OPTS)
+def test_offence_queries_leave_out_reminders_and_integrity_findings():
+    """Maintenance reminders (fume_event kind maintenance_reminder) and data-integrity findings (kind
+    data_integrity) are not offences: every query of the events measurement selects an offence kind or
+    leaves both out, but the events-over-time chart, where each is a series of its own with a name that
+    says so, and the panels that select the findings themselves (:data:`OWN_PANEL_QUERIES`)."""
+    assert (REMINDER_KIND, INTEGRITY_KIND) == NOT_OFFENCE_KINDS == ("maintenance_reminder", "data_integrity")
+    assert OFFENCES_ONLY == "\"kind\" != 'maintenance_reminder' AND \"kind\" != 'data_integrity'"
+    own = {city.q_events_over_time(OPTS), *own_panel_queries(OPTS)}
     selects_kind = re.compile(r"\"kind\" = '(exceedance|purifier_off|offline)'")
     seen = 0
     for doc in dashboards.build_all(OPTS).values():
         for pq in queries(doc):
-            if '"fume_event"' not in pq.query or pq.query == own_series:
+            if '"fume_event"' not in pq.query or pq.query in own:
                 continue
             seen += 1
-            assert NOT_REMINDER in pq.query or selects_kind.search(pq.query), (pq.panel, pq.query)
+            assert OFFENCES_ONLY in pq.query or selects_kind.search(pq.query), (pq.panel, pq.query)
     # city: the map (3), 2 stats, the table of every restaurant (2), peaks, latest event; restaurant: the
     # open-events stat, the events table, 3 annotations
     assert seen == 14
     for q in (city.q_latest_event(OPTS), roster.q_open_events(OPTS), roster.q_ladder(OPTS)):
-        assert NOT_REMINDER in q
+        assert OFFENCES_ONLY in q
     for q in (restaurant.q_open_events(OPTS), restaurant.q_events(OPTS)):
-        assert NOT_REMINDER in q
+        assert OFFENCES_ONLY in q
+    for q in own_panel_queries(OPTS):  # the findings' own panels select them
+        assert "\"kind\" = 'data_integrity'" in q, q
     cdoc = dashboards.build_all(OPTS)["fumewatch-city"]
     chart = next(p for p in cdoc["panels"] if p["title"].startswith("事件趋势"))
     assert chart["targets"][0]["alias"] == "$tag_kind"
-    [series] = [o for o in chart["fieldConfig"]["overrides"] if o["matcher"]["options"] == REMINDER_KIND]
-    assert series["matcher"]["id"] == "byName"
-    assert {
-        "id": "displayName",
-        "value": "清洗提醒（非违法） / Maintenance reminder (not an offence)",
-    } in series["properties"]
+    for kind, name in (
+        (REMINDER_KIND, "清洗提醒（非违法） / Maintenance reminder (not an offence)"),
+        (INTEGRITY_KIND, "数据可信性存疑（待核查） / Data integrity in doubt (not an offence)"),
+    ):
+        [series] = [o for o in chart["fieldConfig"]["overrides"] if o["matcher"]["options"] == kind]
+        assert series["matcher"]["id"] == "byName"
+        assert {"id": "displayName", "value": name} in series["properties"]
+
+
+def own_panel_queries(o: Options) -> list[str]:
+    """The queries of the panels that show data-integrity findings on their own (none yet)."""
+    return []
 
 
 def test_service_before_penalty_row_on_the_city_dashboard():
@@ -683,6 +697,57 @@ def reminder_line(r: dict) -> str:
     return line("fume_reminder", tags, fields, r["time"])
 
 
+def world_findings(d0: int) -> list[Event]:
+    """Data-integrity findings as alerts/integrity/watch.py makes them: closed, no level, rule = the check.
+
+    R1's stuck value comes after its latest offence (it must not hide the offence in the latest-event
+    table); R3's zeros are in the range too; R2's, two days before, is outside every range.
+    """
+    m = 60_000
+
+    def finding(rid: str, dev: str, check: str, start: int, minutes: int) -> Event:
+        return Event(
+            event_id=f"integrity:{check}:{dev}:{start}",
+            kind=INTEGRITY_KIND,
+            restaurant_id=rid,
+            device_id=dev,
+            district=DISTRICTS[rid],
+            start_ms=start,
+            end_ms=start + minutes * m,
+            pollutant="oil_fume",
+            state="closed",
+            rule=check,
+        )
+
+    return [
+        finding("R1", "DEV-1", "suspect_flatline", d0 + 280 * m, 70),
+        finding("R3", "DEV-3", "suspect_zero", d0 + 240 * m, 40),
+        finding("R2", "DEV-2", "suspect_zero", d0 - 2 * 86_400_000, 30),
+    ]
+
+
+def finding_record(e: Event) -> dict:
+    """A finding as the pandas side expects its ``fume_event`` point."""
+    assert e.end_ms is not None
+    return dict(
+        time=e.start_ms,
+        restaurant_id=e.restaurant_id,
+        device_id=e.device_id,
+        district=e.district,
+        kind=e.kind,
+        pollutant=e.pollutant,
+        event_id=e.event_id,
+        state=e.state,
+        open=0,
+        end_ms=e.end_ms,
+        duration_s=(e.end_ms - e.start_ms) // 1000,
+        profile="",
+        level="",
+        severity=0,
+        rule=e.rule,
+    )
+
+
 def event_line(e: dict) -> str:
     tags = {k: e[k] for k in ("restaurant_id", "device_id", "district", "kind", "pollutant")}
     names = ("event_id", "state", "open", "end_ms", "duration_s", "peak_mg_m3", "mean_mg_m3", "limit_mg_m3")
@@ -803,6 +868,10 @@ def world(mosquitto, influx_db, tmp_path) -> World:
         *(reminder_event(r) for r in world_reminders(d0)),
     ]
     write_lines(influx_db, [event_line(e) for e in events])
+    # data-integrity findings (not offences), written by alerts/influx_sink.py itself
+    findings = world_findings(d0)
+    write_lines(influx_db, [sink_event_line(f) for f in findings])
+    events += [finding_record(f) for f in findings]
     # each reminder is written pending first, then rewritten in place with its outcome (the newest wins)
     reminder_records = world_reminders(d0)
     write_lines(influx_db, [reminder_line({**r, "outcome": "pending"}) for r in reminder_records])
@@ -1013,15 +1082,17 @@ def check_exceeding_peaks(w: World, pq, ran) -> None:
 
 
 def offences(events: pd.DataFrame) -> pd.DataFrame:
-    return events[events.kind != REMINDER_KIND]
+    """Events that are offences: neither maintenance reminders nor data-integrity findings."""
+    return events[~events.kind.isin([REMINDER_KIND, INTEGRITY_KIND])]
 
 
 def check_latest_event(w: World, pq, ran) -> None:
     rows, _ = ran({"district": ALL})
     every = in_range(w.events, w.t_from, w.t_to).sort_values("time")
-    # R2's and R3's latest event is a reminder: the table shows their latest offence instead
+    # R1's latest event is a data-integrity finding, R2's and R3's a reminder: the table shows their latest
+    # offence instead
     latest_any = every.groupby("restaurant_id").tail(1).set_index("restaurant_id")["kind"].to_dict()
-    assert latest_any == {"R1": "exceedance", "R2": REMINDER_KIND, "R3": REMINDER_KIND}
+    assert latest_any == {"R1": INTEGRITY_KIND, "R2": REMINDER_KIND, "R3": REMINDER_KIND}
     ev = offences(every)
     last = ev.groupby("restaurant_id").tail(1).set_index("restaurant_id")
     assert {r["restaurant_id"] for r in rows} == set(last.index) == {"R1", "R2", "R3"}
@@ -1053,8 +1124,9 @@ def check_events_over_time(w: World, pq, ran) -> None:
     got = {(r["kind"], r["time"]): r["events"] for r in rows if r["events"]}
     assert got == expected
     assert sum(r["events"] for r in rows) == len(ev)
-    # the reminders are a series of their own (its display name says: not an offence)
+    # the reminders and the findings are each a series of their own (its display name says: not an offence)
     assert sum(r["events"] for r in rows if r["kind"] == REMINDER_KIND) == 5
+    assert sum(r["events"] for r in rows if r["kind"] == INTEGRITY_KIND) == 2
 
 
 def check_roster_open_events(w: World, pq, ran) -> None:
@@ -1273,6 +1345,7 @@ def check_events_table(w: World, pq, ran) -> None:
         ev = in_range(w.events, w.t_from, w.t_to)
         ev = ev[ev.restaurant_id == rid]
         assert (ev.kind == REMINDER_KIND).any()  # the restaurant had reminders in the range: left out
+        assert (ev.kind == INTEGRITY_KIND).any() == (rid != "R2")  # and R1's and R3's findings
         ev = offences(ev)
         assert sorted(r["event_id"] for r in rows) == sorted(ev["event_id"])
         by_id = ev.set_index("event_id")
