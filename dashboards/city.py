@@ -17,7 +17,9 @@ Panels, all filtered by the ``$district`` multi-value variable (regex form, as G
 - events over time by kind;
 - the row 优服务 / Service before penalty (dashboards/reminders.py), over the range: maintenance reminders
   sent, back under, the back-under share (back under / reminders whose outcome is known), went on to
-  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome.
+  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome;
+- the row 数据可信性 / Data integrity (dashboards/integrity.py), over the range: the count of data-integrity
+  findings and their table (start, district, restaurant, device, check, minutes).
 
 Maintenance reminders (清洗提醒, ``fume_event`` kind ``maintenance_reminder``, open 0, level "") and
 data-integrity findings (数据可信性存疑, kind ``data_integrity``, closed, level "") are not offences: every
@@ -35,7 +37,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import cases, citymap, names, reminders, roster
+from dashboards import cases, citymap, integrity, names, reminders, roster
 from dashboards.common import (
     CITY_UID,
     COMPLIANCE_THRESHOLDS,
@@ -358,4 +360,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(24)
         .height(8)
     )
-    return reminders.add_row(d, o)
+    return integrity.add_row(reminders.add_row(d, o), o)
