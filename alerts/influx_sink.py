@@ -5,8 +5,9 @@
   exceeds, compliant (integers; compliant = valid and not exceeds).
 - ``fume_event``: one point per event, time = event start, rewritten when the event changes (same series
   and time, so the newest state wins); tags restaurant_id, device_id, district, kind, pollutant; fields
-  event_id, state, profile, level (strings), open, end_ms, duration_s, severity (integers), peak_mg_m3,
-  mean_mg_m3, limit_mg_m3 (floats, exceedances only).
+  event_id, state, profile, level, rule (strings; rule only when the event has one: the judgement rule,
+  for a ``data_integrity`` finding its check), open, end_ms, duration_s, severity (integers),
+  peak_mg_m3, mean_mg_m3, limit_mg_m3 (floats, exceedances only).
 - ``fume_case``: one point per case of the case ledger, time = case start, rewritten when the case
   changes (same series and time: the newest state wins; every field is written each time, so a cleared
   outcome is cleared here too); tags restaurant_id, device_id, district, kind, pollutant (those of the
@@ -95,6 +96,8 @@ def event_line(e: Event) -> str:
         f"duration_s={int(((e.end_ms or e.start_ms) - e.start_ms) // 1000) if e.end_ms else 0}i",
         f"severity={SEVERITY.get(e.level, 0)}i",
     ]
+    if e.rule:  # the dashboards' data-integrity table shows the check (suspect_zero, ...)
+        fields.append(f'rule="{_escape_str_field(e.rule)}"')
     for name in ("peak_mg_m3", "mean_mg_m3", "limit_mg_m3"):
         v = getattr(e, name)
         if v is not None:

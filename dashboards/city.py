@@ -17,12 +17,15 @@ Panels, all filtered by the ``$district`` multi-value variable (regex form, as G
 - events over time by kind;
 - the row 优服务 / Service before penalty (dashboards/reminders.py), over the range: maintenance reminders
   sent, back under, the back-under share (back under / reminders whose outcome is known), went on to
-  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome.
+  exceed, still above, pending, and the table of the reminders with the restaurant's name and the outcome;
+- the row 数据可信性 / Data integrity (dashboards/integrity.py), over the range: the count of data-integrity
+  findings and their table (start, district, restaurant, device, check, minutes).
 
-Maintenance reminders (清洗提醒, ``fume_event`` kind ``maintenance_reminder``, open 0, level "") are not
-offences: every panel that counts or lists offences leaves them out (``common.NOT_REMINDER``; the panels
-that select a kind, exceedance or offline, never see them); the events-over-time chart shows them as their
-own series, 清洗提醒（非违法） / Maintenance reminder (not an offence).
+Maintenance reminders (清洗提醒, ``fume_event`` kind ``maintenance_reminder``, open 0, level "") and
+data-integrity findings (数据可信性存疑, kind ``data_integrity``, closed, level "") are not offences: every
+panel that counts or lists offences leaves them out (``common.OFFENCES_ONLY``; the panels that select a
+kind, exceedance or offline, never see them); the events-over-time chart shows each as a series of its own
+(:data:`REMINDER_SERIES`, :data:`INTEGRITY_SERIES`).
 
 Tables show restaurant names from the registry measurement through Grafana joins (dashboards/names.py).
 """
@@ -34,12 +37,13 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import cases, citymap, names, reminders, roster
+from dashboards import cases, citymap, integrity, names, reminders, roster
 from dashboards.common import (
     CITY_UID,
     COMPLIANCE_THRESHOLDS,
     DISTRICT,
-    NOT_REMINDER,
+    INTEGRITY_KIND,
+    OFFENCES_ONLY,
     REMINDER_KIND,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
@@ -60,6 +64,8 @@ from dashboards.influxql import InfluxQL
 TITLE = "城市餐饮油烟监控总览 / City cooking-fume overview"
 #: Display name of the reminders' series in the events-over-time chart (its alias is the kind).
 REMINDER_SERIES = bi("清洗提醒（非违法）", "Maintenance reminder (not an offence)")
+#: Display name of the data-integrity findings' series there (dashboards/integrity.py has their own row).
+INTEGRITY_SERIES = bi("数据可信性存疑（待核查）", "Data integrity in doubt (not an offence)")
 
 
 def q_exceeding_restaurants(o: Options) -> str:
@@ -102,19 +108,20 @@ def q_exceeding_peaks(o: Options) -> str:
 def q_latest_event(o: Options) -> str:
     """The latest event of each restaurant in the range (selector last() carries the point's other fields).
 
-    Maintenance reminders are left out: a reminder after an offence would hide the offence (last() takes
-    the latest point), and the table is sorted by severity on the enforcement ladder."""
+    Maintenance reminders and data-integrity findings are left out (not offences): one after an offence
+    would hide the offence (last() takes the latest point), and the table is sorted by severity on the
+    enforcement ladder."""
     e = ident(o.event_measurement)
     return (
         f'SELECT last("severity") AS "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", '
-        f'"limit_mg_m3", "event_id" FROM {e} WHERE {NOT_REMINDER} AND {DISTRICT} AND $timeFilter '
+        f'"limit_mg_m3", "event_id" FROM {e} WHERE {OFFENCES_ONLY} AND {DISTRICT} AND $timeFilter '
         f'GROUP BY "restaurant_id", "district"'
     )
 
 
 def q_events_over_time(o: Options) -> str:
-    """Events started per interval by kind; maintenance reminders are a series of their own
-    (:data:`REMINDER_SERIES`, not an offence)."""
+    """Events started per interval by kind; maintenance reminders and data-integrity findings are each a
+    series of their own (:data:`REMINDER_SERIES`, :data:`INTEGRITY_SERIES`: not offences)."""
     e = ident(o.event_measurement)
     return (
         f'SELECT count("severity") AS "events" FROM {e} WHERE {DISTRICT} AND $timeFilter '
@@ -318,9 +325,9 @@ def build(opts: Options | None = None) -> db.Dashboard:
         timeseries.Panel()
         .title(bi("事件趋势（按类型）", "Events over time (by kind)"))
         .description(
-            "每个时间段开始的事件数；清洗提醒单列（非违法，不计入处置阶梯）。"
-            " / Events that started in each interval; maintenance reminders are a series of their own"
-            " (not an offence, never on the enforcement ladder)."
+            "每个时间段开始的事件数；清洗提醒与数据可信性存疑各自单列（非违法，不计入处置阶梯）。"
+            " / Events that started in each interval; maintenance reminders and data-integrity findings are"
+            " each a series of their own (not offences, never on the enforcement ladder)."
         )
         .datasource(src)
         .interval("1h")
@@ -330,6 +337,13 @@ def build(opts: Options | None = None) -> db.Dashboard:
             [
                 *display_name(REMINDER_SERIES),
                 dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "blue"}),
+            ],
+        )
+        .override_by_name(
+            INTEGRITY_KIND,
+            [
+                *display_name(INTEGRITY_SERIES),
+                dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "purple"}),
             ],
         )
         .unit("none")
@@ -346,4 +360,4 @@ def build(opts: Options | None = None) -> db.Dashboard:
         .span(24)
         .height(8)
     )
-    return reminders.add_row(d, o)
+    return integrity.add_row(reminders.add_row(d, o), o)

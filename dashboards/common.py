@@ -99,8 +99,15 @@ DISTRICT = f"{ident('district')} =~ /^$district$/"
 #: The ``fume_event`` kind of a maintenance reminder (清洗提醒): a friendly reminder to the owner before
 #: any offence, written with open 0 and level "" (never on the enforcement ladder).
 REMINDER_KIND = "maintenance_reminder"
-#: The filter of every ``fume_event`` query that counts or lists offences: reminders are not offences.
-NOT_REMINDER = f"{ident('kind')} != '{REMINDER_KIND}'"
+#: The ``fume_event`` kind of a data-integrity finding (数据可信性存疑, docs/integrity.md; rule = the check):
+#: a screening finding for inspectors, written closed with level "" (never on the enforcement ladder).
+INTEGRITY_KIND = "data_integrity"
+#: The ``fume_event`` kinds that are not offences (each shown on its own: dashboards/reminders.py,
+#: dashboards/integrity.py).
+NOT_OFFENCE_KINDS = (REMINDER_KIND, INTEGRITY_KIND)
+#: The filter of every ``fume_event`` query that counts or lists offences: it leaves out the kinds that
+#: are not offences (one ``"kind" != '...'`` per kind, joined by AND: use it with AND).
+OFFENCES_ONLY = " AND ".join(f"{ident('kind')} != '{k}'" for k in NOT_OFFENCE_KINDS)
 
 
 # ---------------------------------------------------------------------------------------- variables

@@ -4,7 +4,7 @@ When a restaurant's service-level reference concentration trends towards its lim
 sends the owner a friendly reminder before any offence and writes it twice to InfluxDB:
 
 - as a ``fume_event`` point of kind ``maintenance_reminder`` (open 0, level "": never on the enforcement
-  ladder), which the offence panels leave out (``common.NOT_REMINDER``);
+  ladder), which the offence panels leave out (``common.OFFENCES_ONLY``);
 - as one ``fume_reminder`` point (``Options.reminder_measurement``), time = the reminder time, tags
   restaurant_id, device_id, district, rewritten in place (same series and time) as the outcome becomes
   known; fields event_id, outcome (``pending`` | ``back_under`` | ``exceeded`` | ``still_above``), the same

@@ -13,8 +13,9 @@ Variables: ``$datasource``, ``$district`` (narrows the restaurant list) and ``$r
 - the restaurant's events as a table (with its name from the registry, dashboards/names.py), and
   exceedance / purifier-off / offline events as annotations.
 
-Maintenance reminders (``fume_event`` kind ``maintenance_reminder``) are not offences: the open-events
-stat and the events table leave them out (``common.NOT_REMINDER``). The last panel lists the restaurant's
+Maintenance reminders (``fume_event`` kind ``maintenance_reminder``) and data-integrity findings (kind
+``data_integrity``) are not offences: the open-events stat and the events table leave them out
+(``common.OFFENCES_ONLY``). The last panel lists the restaurant's
 reminders of the range from ``fume_reminder`` (time, device, the mean that triggered it, the threshold,
 the outcome in words; dashboards/reminders.py).
 """
@@ -29,7 +30,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards import names, reminders
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
-    NOT_REMINDER,
+    OFFENCES_ONLY,
     RESTAURANT_UID,
     SEVERITY_THRESHOLDS,
     TAGS,
@@ -67,7 +68,7 @@ def q_open_events(o: Options) -> str:
     e = ident(o.event_measurement)
     return (
         f'SELECT count("severity") AS "open" FROM {e} '
-        f'WHERE "open" = 1 AND {NOT_REMINDER} AND {RESTAURANT} AND $timeFilter'
+        f'WHERE "open" = 1 AND {OFFENCES_ONLY} AND {RESTAURANT} AND $timeFilter'
     )
 
 
@@ -123,11 +124,12 @@ def q_daily_compliance(o: Options) -> str:
 
 
 def q_events(o: Options) -> str:
-    """The restaurant's events in the range, maintenance reminders left out (not offences)."""
+    """The restaurant's events in the range, maintenance reminders and data-integrity findings left out
+    (not offences)."""
     e = ident(o.event_measurement)
     return (
         f'SELECT "severity", "kind", "pollutant", "level", "state", "peak_mg_m3", "limit_mg_m3", '
-        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {NOT_REMINDER} AND {RESTAURANT} '
+        f'"duration_s", "event_id", "restaurant_id" FROM {e} WHERE {OFFENCES_ONLY} AND {RESTAURANT} '
         f"AND $timeFilter"
     )
 

@@ -15,8 +15,9 @@ on restaurant_id by Grafana (dashboards.names.join_rows); only restaurants of th
 - ``OPEN`` open events (``fume_event``, ``Options.open_lookback`` back);
 - ``LADDER`` the ladder level: the latest ladder step (education / warning / enforcement) of the
   restaurant's events in ``Options.ladder_lookback`` (the ladder's 365-day look-back);
-- neither counts maintenance reminders (kind ``maintenance_reminder``, ``common.NOT_REMINDER``): they are
-  written with open 0 and severity 0 anyway, and the explicit filter keeps it so whatever they carry;
+- neither counts maintenance reminders (kind ``maintenance_reminder``) nor data-integrity findings (kind
+  ``data_integrity``), ``common.OFFENCES_ONLY``: they are written with open 0 and severity 0 anyway, and
+  the explicit filter keeps it so whatever they carry;
 - ``CASE`` open enforcement cases (``fume_case``).
 """
 
@@ -29,7 +30,7 @@ from dashboards import names
 from dashboards.common import (
     COMPLIANCE_THRESHOLDS,
     DISTRICT,
-    NOT_REMINDER,
+    OFFENCES_ONLY,
     SEVERITY_THRESHOLDS,
     Options,
     bi,
@@ -71,7 +72,7 @@ def q_completeness(o: Options) -> str:
 def q_open_events(o: Options) -> str:
     e = ident(o.event_measurement)
     return (
-        f'SELECT count("severity") AS "open_events" FROM {e} WHERE "open" = 1 AND {NOT_REMINDER} '
+        f'SELECT count("severity") AS "open_events" FROM {e} WHERE "open" = 1 AND {OFFENCES_ONLY} '
         f'AND {DISTRICT} AND {since(o.open_lookback)} GROUP BY "restaurant_id"'
     )
 
@@ -79,7 +80,7 @@ def q_open_events(o: Options) -> str:
 def q_ladder(o: Options) -> str:
     e = ident(o.event_measurement)
     return (
-        f'SELECT last("severity") AS "ladder" FROM {e} WHERE "severity" > 0 AND {NOT_REMINDER} '
+        f'SELECT last("severity") AS "ladder" FROM {e} WHERE "severity" > 0 AND {OFFENCES_ONLY} '
         f'AND {DISTRICT} AND {since(o.ladder_lookback)} GROUP BY "restaurant_id"'
     )
 

@@ -352,3 +352,4 @@ def test_run_with_influxdb_writes_windows_and_events_for_grafana(mosquitto, infl
     assert ev["restaurant_id"] == "R1" and ev["state"] == "closed" and ev["open"] == 0
     # gb18483: minutes 0-50 (four windows at 2.5, one at 0.8) is the one exceeding group; 10-60 closes it
     assert ev["level"] == "education" and ev["severity"] == 1 and ev["duration_s"] == 50 * 60
+    assert ev["rule"] == "gb18483"  # the judgement rule, a string field

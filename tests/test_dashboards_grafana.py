@@ -6,7 +6,7 @@
   InfluxDB 2.7 with a DBRP mapping: every query of both dashboards goes through Grafana's /api/ds/query
   and returns the same numbers as the query dashboards.fill() produces, run directly on InfluxDB 2.7
   (maintenance reminders included: the 优服务 stats read 3 sent, 1 back under, 50 %, and the offence
-  panels the same as without them).
+  panels the same as without them; one data-integrity finding: the 数据可信性 row counts it, 40 minutes).
 
 Skipped (with the reason) where no Docker engine runs: this build machine has only the docker CLI.
 """
@@ -29,7 +29,7 @@ import pytest
 
 import dashboards
 from alerts.influx_sink import case_line, restaurant_lines
-from dashboards import city, reminders, restaurant
+from dashboards import city, integrity, reminders, restaurant
 from dashboards.queries import grafana_interval, interpolate
 from ingest.registry import Registry
 
@@ -192,6 +192,14 @@ def _lines(t0: int) -> list[str]:
             f'fume_reminder,device_id=DEV-1,district=朝阳区,restaurant_id=R1 event_id="RM{n}",'
             f'outcome="{outcome}",{flags},threshold_mg_m3=1.6,mean_mg_m3=1.7 {t}'
         )
+    # a data-integrity finding after R1's latest offence (not an offence: the latest event is still the
+    # offline one), as alerts/influx_sink.py writes it
+    t = t0 + 105 * 60_000
+    out.append(
+        "fume_event,device_id=DEV-1,district=朝阳区,kind=data_integrity,pollutant=oil_fume,restaurant_id=R1 "
+        f'event_id="integrity:suspect_zero:DEV-1:{t0}",state="closed",profile="",level="",open=0i,'
+        f'end_ms={t + 2_400_000}i,duration_s=2400i,severity=0i,rule="suspect_zero" {t}'
+    )
     # the registry and a case, as the alerts service copies them (alerts/case_sync.py)
     registry = Registry.parse(
         "restaurant_id,name,district,device_id,stove_heads,lat,lon\nR1,老王牛肉面,朝阳区,DEV-1,2,39.9219,116.4432\n"
@@ -252,6 +260,8 @@ def expected_numbers() -> dict[str, list[float]]:
         reminders.q_outcome(o, "still_above"): [0.0],
         reminders.q_outcome(o, "pending"): [1.0],
         reminders.q_table(o): [1.6, 1.6, 1.6, 1.7, 1.7, 1.7],
+        integrity.q_count(o): [1.0],
+        integrity.q_table(o): [40.0],  # minutes
         # the offence panels as without the reminders: one restaurant in exceedance, one open event, and
         # R1's latest event is the offline one (severity 0, no peak or limit), not the later reminder
         city.q_exceeding_restaurants(o): [1.0],
