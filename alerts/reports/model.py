@@ -12,6 +12,7 @@ import pandas as pd
 
 from alerts.maintenance.outcomes import OUTCOMES
 from alerts.model import EVENT_KINDS
+from alerts.rules import CHECK_LABELS
 
 
 class ReportError(ValueError):
@@ -105,8 +106,7 @@ RULE_LABELS = {
     "offline": ("营业时间离线", "offline in business hours"),
     "late": ("数据迟到", "late data"),
     "maintenance": ("清洗提醒规则", "maintenance reminder"),
-    "suspect_zero": ("疑似传感器失效（零值）", "suspect zero"),
-    "suspect_flatline": ("疑似数据不变（直线）", "suspect flatline"),
+    **CHECK_LABELS,  # the data-integrity checks (alerts/rules.py: one map for every view)
 }
 
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
