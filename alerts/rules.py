@@ -142,6 +142,24 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: Short labels (Chinese, English) of the data-integrity checks, the rules of ``data_integrity`` events: the
+#: one map the report's integrity section, ``fumewatch devices`` and the events tables name them by.
+#: A check not listed here (a newer one) is shown by its name (:func:`check_label`).
+CHECK_LABELS: dict[str, tuple[str, str]] = {
+    SUSPECT_ZERO: ("疑似零值", "suspect zero"),
+    SUSPECT_FLATLINE: ("疑似恒值", "suspect flatline"),
+    "suspect_replay": ("疑似数据回放", "suspect replay"),
+    "suspect_clone": ("疑似数据克隆", "suspect clone"),
+    "suspect_clock": ("疑似时钟异常", "suspect clock"),
+    "suspect_flow": ("疑似流量异常", "suspect flow"),
+}
+
+
+def check_label(check: str) -> tuple[str, str]:
+    """(Chinese, English) label of the data-integrity check ``check``; an unknown one is its own name."""
+    return CHECK_LABELS.get(check, (check, check))
+
+
 def rule(name: str) -> Rule:
     """The rule called ``name``; an unknown name gives a rule that says so (old events have none)."""
     found = RULES.get(name)

@@ -290,7 +290,7 @@ def test_devices_lists_every_registry_device(devices_dir) -> None:
     table = run_fumewatch(tmp, *_args(devices_dir)).stdout.splitlines()
     assert "counts since" in table[0] and table[0].count("+08:00") == 1
     assert table[1].split() == ["device_id", "restaurant", "dialect", "last_seen", "last_received", "interval",
-                                "readings", "flags", "unknown_codes", "crc_failures", "dead_letters"]  # fmt: skip
+                                "readings", "flags", "unknown_codes", "crc_failures", "dead_letters", "integrity"]  # fmt: skip
     assert table[3].startswith("DEV-2") and "2 (bad_ts 1, hj212_bad_crc 1)" in table[3]
     # the columns line up although restaurant names are Chinese (two terminal columns a character)
     assert text_width(table[2][: table[2].index("hj212-2017")]) == text_width(
@@ -313,6 +313,151 @@ def test_devices_unregistered_lists_unknown_ids_most_first(devices_dir) -> None:
     assert table[2].split()[:3] == ["GHOST-9", "fume/v1/GHOST-9/hj212", "4"]
     r = run_fumewatch(tmp, *_args(devices_dir, "--unregistered", "--format", "csv"))
     assert [row["device_id"] for row in csv.DictReader(io.StringIO(r.stdout))] == ["GHOST-9", "ODD-1"]
+
+
+# ---------------------------------------------------------------- fumewatch devices: data integrity
+def add_findings(state: str) -> int:
+    """Data-integrity findings (``data_integrity`` events, as alerts/integrity/watch.py writes them) in the
+    alerts ledger of ``state``; returns the "now" they are relative to."""
+    from alerts.ledger import Ledger
+    from alerts.model import Event
+
+    now = now_ms()
+
+    def finding(check: str, device: str, rest: str, ago_h: float, minutes: float, **detail) -> Event:
+        start = now - int(ago_h * HOUR_MS)
+        svc = start - 30 * MINUTE
+        return Event(
+            event_id=f"integrity:{check}:{device}:{svc}",
+            kind="data_integrity",
+            restaurant_id=rest,
+            device_id=device,
+            district="朝阳区",
+            start_ms=start,
+            end_ms=start + int(minutes * MINUTE),
+            pollutant="oil_fume",
+            state="closed",
+            rule=check,
+            judgement={"check": check, "minutes": minutes, "service_start_ms": svc,
+                       "service_end_ms": svc + 4 * HOUR_MS, **detail},
+        )  # fmt: skip
+
+    history = [{"service_start_ms": now - d * 86_400_000, "service_end_ms": now - d * 86_400_000 + HOUR_MS,
+                "valid_windows": 20, "zero_min": 0.0, "mean_mg_m3": 0.8} for d in (3, 2)]  # fmt: skip
+    led = Ledger(state)
+    try:
+        for e in (
+            finding("suspect_zero", "DEV-1", "R1", 2, 40.0, zero_windows=4, valid_windows=12,
+                    zero_limit_mg_m3=0.0, min_minutes=30.0, history=history),
+            finding("suspect_flatline", "DEV-1", "R1", 5, 70.0, value_mg_m3=1.234, readings=7),
+            finding("suspect_zero", "DEV-1", "R1", 30, 50.0, zero_windows=5, valid_windows=10,
+                    zero_limit_mg_m3=0.0, history=history),  # a day before: outside the default 24 h
+            finding("suspect_replay", "DEV-2", "R2", 1, 60.0, shift_mg_m3=0.1),  # a check still to come
+            finding("suspect_zero", "GHOST-9", "R9", 3, 30.0, zero_windows=3, history=[]),  # not registered
+        ):  # fmt: skip
+            led.upsert_event(e)
+    finally:
+        led.close()
+    return now
+
+
+def test_devices_integrity_column_counts_findings_by_check(devices_dir) -> None:
+    tmp, state = devices_dir
+    add_findings(state)
+    r = run_fumewatch(tmp, *_args(devices_dir, "--format", "csv"))
+    assert r.returncode == 0 and "ledger" not in r.stderr, r.stderr
+    rows = {row["device_id"]: row for row in csv.DictReader(io.StringIO(r.stdout))}
+    assert rows["DEV-1"]["integrity"] == "suspect_flatline 1, suspect_zero 1"
+    assert (rows["DEV-2"]["integrity"], rows["DEV-3"]["integrity"]) == ("suspect_replay 1", "")
+    r = run_fumewatch(tmp, *_args(devices_dir, "--format", "csv", "--since-hours", "48"))
+    rows = {row["device_id"]: row for row in csv.DictReader(io.StringIO(r.stdout))}
+    assert rows["DEV-1"]["integrity"] == "suspect_zero 2, suspect_flatline 1"
+    j = {
+        x["device_id"]: x
+        for x in json.loads(run_fumewatch(tmp, *_args(devices_dir, "--format", "json")).stdout)
+    }
+    assert (
+        j["DEV-1"]["integrity"] == {"suspect_zero": 1, "suspect_flatline": 1}
+        and j["DEV-3"]["integrity"] == {}
+    )
+    table = run_fumewatch(tmp, *_args(devices_dir)).stdout.splitlines()
+    assert table[1].split()[-1] == "integrity" and "not offences" in table[0]
+    assert table[2].startswith("DEV-1") and table[2].endswith("suspect_flatline 1, suspect_zero 1")
+
+
+def test_devices_integrity_lists_one_devices_findings_newest_first(devices_dir) -> None:
+    tmp, state = devices_dir
+    now = add_findings(state)
+    r = run_fumewatch(tmp, *_args(devices_dir, "--integrity", "DEV-1", "--format", "json"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    got = json.loads(r.stdout)
+    assert [(f["check"], f["label"]) for f in got] == [
+        ("suspect_zero", "疑似零值"),
+        ("suspect_flatline", "疑似恒值"),
+        ("suspect_zero", "疑似零值"),
+    ]  # newest first, all recorded
+    zero, flat, old = got
+    assert zero["time_ms"] == now - 2 * HOUR_MS and zero["time"].endswith("+08:00")
+    assert parse_time(zero["time"]) == zero["time_ms"] and zero["end"].endswith("+08:00")
+    assert zero["minutes"] == 40.0 and zero["event_id"].startswith("integrity:suspect_zero:DEV-1:")
+    assert (
+        zero["evidence"]
+        == "零值 40 分钟（4 个有效窗口 ≤ 0.00 mg/m³）；此前 2 个营业时段最多 0 分钟，均值 0.800 mg/m³"
+    )
+    assert zero["evidence_en"].startswith("40 min at zero (4 valid windows")
+    assert zero["judgement"]["history"][0]["service_start"].endswith("+08:00")  # nested times too
+    assert (
+        flat["evidence"] == "恒值 1.234 mg/m³ 持续 70 分钟（7 条数据）"
+        and flat["label_en"] == "suspect flatline"
+    )
+    # csv: one value a cell; --since-hours limits the history; --utc as the other listings
+    r = run_fumewatch(
+        tmp, *_args(devices_dir, "--integrity", "DEV-1", "--format", "csv", "--since-hours", "24")
+    )
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert list(rows[0]) == ["time", "end", "check", "label", "label_en", "minutes", "event_id", "evidence",
+                             "evidence_en"]  # fmt: skip
+    assert [x["check"] for x in rows] == ["suspect_zero", "suspect_flatline"]
+    assert rows[1]["evidence"].startswith("恒值 1.234") and rows[0]["time"].endswith("+08:00")
+    utc = json.loads(run_fumewatch(tmp, *_args(devices_dir, "--integrity", "DEV-1", "--format", "json",
+                                               "--utc")).stdout)  # fmt: skip
+    assert utc[0]["time"].endswith("+00:00") and parse_time(utc[0]["time"]) == now - 2 * HOUR_MS
+    # table: what is listed and what findings are, then the rows (a check without its own text still shows)
+    table = run_fumewatch(tmp, *_args(devices_dir, "--integrity", "DEV-2")).stdout.splitlines()
+    assert table[0].startswith("1 data-integrity finding of DEV-2 (川味小厨), all recorded, newest first.")
+    assert "not offences" in table[0]
+    assert table[1].split() == ["time", "check", "label", "minutes", "event_id", "evidence"]
+    assert "suspect_replay  疑似数据回放" in table[2] and table[2].endswith("60 分钟；shift_mg_m3 0.1")
+    # a device not in the registry: said on stderr, its findings listed all the same
+    r = run_fumewatch(tmp, *_args(devices_dir, "--integrity", "GHOST-9", "--format", "json"))
+    assert r.returncode == 0 and "GHOST-9 is not in the registry" in r.stderr
+    assert [f["check"] for f in json.loads(r.stdout)] == ["suspect_zero"]
+    r = run_fumewatch(tmp, *_args(devices_dir, "--integrity", "DEV-3", "--format", "json"))
+    assert (r.returncode, json.loads(r.stdout), r.stderr) == (0, [], "")
+
+
+def test_devices_without_an_alerts_ledger_leave_integrity_empty_and_say_so_once(tmp_path: Path) -> None:
+    """A state database only ingest ever wrote (no ledger tables): the command works, says once on stderr
+    that there is no ledger, and creates nothing."""
+    from sqlalchemy import create_engine, inspect
+
+    (tmp_path / "registry.csv").write_text(REGISTRY_CSV, encoding="utf-8")
+    StateDB(tmp_path / "state.db").close()
+    args = ["devices", "--state", "state.db", "--registry", "registry.csv"]
+    r = run_fumewatch(tmp_path, *args, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.startswith("fumewatch devices: state database state.db has no alerts ledger"), line
+    assert {row["integrity"] for row in csv.DictReader(io.StringIO(r.stdout))} == {""}
+    j = json.loads(run_fumewatch(tmp_path, *args, "--format", "json").stdout)
+    assert [x["integrity"] for x in j] == [None, None, None]
+    r = run_fumewatch(tmp_path, *args, "--integrity", "DEV-1", "--format", "json")
+    assert (r.returncode, json.loads(r.stdout)) == (0, []) and len(r.stderr.splitlines()) == 1
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert "events" not in inspect(engine).get_table_names()  # the command only read
+    finally:
+        engine.dispose()
 
 
 def test_devices_mistakes_are_one_line(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ Endpoints (times: RFC 3339, a date in the display time zone, or epoch ms; URL-en
 
     GET /healthz                                   no auth; 200 {"status": "ok"} when the state DB answers
     GET /api/v1/reports/exceedances?since&until[&district][&restaurant][&format=json|csv|xlsx|html|pdf]
-                                                   [&table=events|summary]   (table: csv only)
-        json: {"events": [...], "summary": [...], "totals": {...}, "since", "until", ...}
+                                                   [&table=events|summary|reminders|integrity|cases...]   (csv only)
+        json: {"events": [...], "summary": [...], "integrity": [...], "totals": {...}, "since", ...}
     GET /api/v1/events?since&until[&restaurant][&district][&kind][&limit=10000]    JSON list of events
 
 Security (issue 6):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from alerts.rules import CHECK_LABELS
 from ingest.timeutil import format_display
 
 #: (Chinese, English) of each code, by kind.
@@ -60,10 +61,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "owner_unreachable": ("无法联系当事人（现场送达）", "owner unreachable"),
         "rectification": ("整改核查", "rectification check"),
     },
-    "check": {
-        "suspect_zero": ("疑似传感器失效（零值）", "suspect zero"),
-        "suspect_flatline": ("疑似数据不变（直线）", "suspect flatline"),
-    },
+    "check": CHECK_LABELS,  # the data-integrity checks (alerts/rules.py: one map for every view)
     "channel": {
         "owner": ("当事人", "owner"),
         "inspector": ("执法人员", "inspector"),

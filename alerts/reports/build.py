@@ -27,7 +27,10 @@ Definitions (per restaurant, over the report period ``[since, until)``):
 - cases: the enforcement case records overlapping the period (same rule, same filters; the case file of
   :mod:`alerts.reports.cases`);
 - reminders (优服务): the maintenance reminders sent in the period and what followed each up to the
-  period's end or now (:mod:`alerts.reports.reminders`; read after the snapshot, the reminders are few).
+  period's end or now (:mod:`alerts.reports.reminders`; read after the snapshot, the reminders are few);
+- integrity (数据可信性存疑（待核查）): the ``data_integrity`` findings overlapping the period, with the check's
+  label and the evidence in words (:mod:`alerts.reports.integrity`; read after the snapshot, like the
+  reminders: screening findings for inspectors, never offences, never on the ladder).
 
 The pieces are sibling modules: :mod:`alerts.reports.model` (columns, labels, :class:`Report`,
 :class:`ChartData`), :mod:`alerts.reports.snapshot` (the read transaction and its queries,
@@ -45,6 +48,7 @@ from alerts.profiles import Profiles, load_profiles
 from alerts.reports.cases import case_views
 from alerts.reports.chart_data import _charts
 from alerts.reports.expected import business_intervals
+from alerts.reports.integrity import integrity_frame
 from alerts.reports.model import (
     EVENT_COLUMNS,
     KIND_LABELS,
@@ -183,6 +187,15 @@ def build_report(
             since_ms,
             until_ms,
             open_end,
+            display_tz,
+            restaurant_id=restaurant_id,
+            district=district,
+        ),
+        integrity=integrity_frame(
+            ledger,
+            registry,
+            since_ms,
+            until_ms,
             display_tz,
             restaurant_id=restaurant_id,
             district=district,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from alerts.maintenance.outcomes import OUTCOMES
 from alerts.model import EVENT_KINDS
+from alerts.rules import CHECK_LABELS
 
 
 class ReportError(ValueError):
@@ -26,7 +27,7 @@ class Column:
     zh: str
     en: str
     kind: str  # text | time | int | num | flow | min | mg | rate | pct | kind | level | state | pollutant
-    # | rule | yesno
+    # | rule | yesno | check (a data-integrity check) | evidence (Chinese text; its English in <key>_en)
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
@@ -105,8 +106,7 @@ RULE_LABELS = {
     "offline": ("营业时间离线", "offline in business hours"),
     "late": ("数据迟到", "late data"),
     "maintenance": ("清洗提醒规则", "maintenance reminder"),
-    "suspect_zero": ("疑似传感器失效（零值）", "suspect zero"),
-    "suspect_flatline": ("疑似数据不变（直线）", "suspect flatline"),
+    **CHECK_LABELS,  # the data-integrity checks (alerts/rules.py: one map for every view)
 }
 
 #: Reading field charted for each pollutant (oil fume is judged on the GB 18483-2001 reference value).
@@ -164,6 +164,9 @@ class Report:
     #: The maintenance reminders sent in the period and their outcomes (alerts/reports/reminders.py);
     #: None when the report was built without them.
     reminders: pd.DataFrame | None = None
+    #: The data-integrity findings of the period (alerts/reports/integrity.py); None when the report was
+    #: built without them.
+    integrity: pd.DataFrame | None = None
 
     def totals(self) -> dict[str, Any]:
         """Headline numbers: restaurants, events per kind, overall compliance rate and completeness."""
@@ -179,6 +182,7 @@ class Report:
             "restaurants_with_exceedance": int((s["exceedance_events"] > 0).sum()) if len(s) else 0,
             "cases": len(self.cases),
             "service": _service_totals(self.reminders),
+            "integrity": _integrity_totals(self.integrity),
         }
 
 
@@ -188,3 +192,14 @@ def _service_totals(df: pd.DataFrame | None) -> dict[str, int]:
     out = {"reminders": 0 if df is None else len(df), **{k: int(counts.get(k, 0)) for k in OUTCOMES}}
     out["known"] = out["reminders"] - out["pending"]
     return out
+
+
+def _integrity_totals(df: pd.DataFrame | None) -> dict[str, Any]:
+    """Data-integrity findings: how many, of how many restaurants, and how many of each check."""
+    if df is None or not len(df):
+        return {"findings": 0, "restaurants": 0, "checks": {}}
+    return {
+        "findings": len(df),
+        "restaurants": int(df["restaurant_id"].nunique()),
+        "checks": {str(k): int(v) for k, v in df["check"].value_counts().sort_index().items()},
+    }

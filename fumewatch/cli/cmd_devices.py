@@ -6,7 +6,9 @@ is not what the contract says, or a device id nobody put in the registry. This c
 device from the ingest service's counters (``device_stats`` in the state database, kept by
 ``ingest.device_stats``), counted by the hour over the last ``--since-hours``; ``--unregistered`` lists
 the device ids that published but are not in the registry, from their ``unknown_device`` dead letters.
-It only reads: the state database and the registry must exist.
+The ``integrity`` column counts each device's data-integrity findings of the period by check, from the
+alerts ledger in the same database; ``--integrity DEVICE`` lists one device's findings
+(:mod:`fumewatch.cli.devices_integrity`). It only reads: the state database and the registry must exist.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fumewatch.cli import devices_integrity as integrity
 from fumewatch.cli.common import (
     CLIError,
     add_common,
@@ -42,6 +45,7 @@ TABLE_COLUMNS = (
     "unknown_codes",
     "crc_failures",
     "dead_letters",
+    "integrity",
 )
 CSV_COLUMNS = (
     "device_id",
@@ -59,6 +63,7 @@ CSV_COLUMNS = (
     "notes",
     "dead_letters",
     "dead_letter_reasons",
+    "integrity",
 )
 UNREGISTERED_COLUMNS = ("device_id", "topic", "count", "first_seen", "last_seen")
 #: Entries of a map shown in a table cell; CSV and JSON have them all.
@@ -89,7 +94,8 @@ def _when(ms: int | None, tz: str) -> str:
     return "never" if ms is None else format_display(ms, tz)
 
 
-def _device_rows(registry, summaries: dict, fmt: str, tz: str) -> list[dict]:
+def _device_rows(registry, summaries: dict, fmt: str, tz: str, findings: dict | None) -> list[dict]:
+    """``findings``: per device, its data-integrity findings by check (None: no alerts ledger)."""
     limit = TABLE_ENTRIES if fmt == "table" else None
     rows = []
     for d in registry:
@@ -116,8 +122,10 @@ def _device_rows(registry, summaries: dict, fmt: str, tz: str) -> list[dict]:
             "notes": dict(p.notes) if p is not None else {},
             "dead_letters": sum(dead.values()),
             "dead_letter_reasons": dead,
+            "integrity": None if findings is None else findings.get(d.device_id, {}),
         }
         if fmt != "json":
+            row["integrity"] = counts_text(row["integrity"] or {})
             for key in ("flags", "unknown_codes", "crc_variants", "notes"):
                 row[key] = counts_text(row[key], limit)
             reasons = counts_text(dead, 3 if fmt == "table" else None)
@@ -132,14 +140,16 @@ def cmd_devices(args: argparse.Namespace) -> int:
     """One row per registry device; times in the display zone with offset (or UTC with ``--utc``)."""
     from ingest.state import StateDB
 
-    if args.since_hours < 1:
+    if args.since_hours is not None and args.since_hours < 1:
         raise CLIError(f"--since-hours {args.since_hours}: give a whole number of hours, 1 or more")
     s = settings_from(args)
     tz = output_tz(args, s)
     registry = load_registry(s)
     state = existing_state(s)
+    if args.integrity is not None:
+        return _integrity(args, registry, state, tz)
     now = now_ms()
-    since = now - args.since_hours * HOUR_MS
+    since = now - (args.since_hours or 24) * HOUR_MS
     st = StateDB(state)
     try:
         if args.unregistered:
@@ -177,13 +187,57 @@ def cmd_devices(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 0
-    rows = _device_rows(registry, summaries, args.format, tz)
+    ledger = integrity.open_ledger(state)
+    if ledger is None:
+        print(integrity.no_ledger(state), file=sys.stderr)
+        findings = None
+    else:
+        try:
+            findings = integrity.counts_by_device(ledger, since - since % HOUR_MS)
+        finally:
+            ledger.close()
+    rows = _device_rows(registry, summaries, args.format, tz, findings)
     if args.format == "table":
         print(
             f"{len(rows)} registry devices; counts since {start} (by the hour), last seen ever; "
-            f"crc_failures = frames refused {BAD_CRC}"
+            f"crc_failures = frames refused {BAD_CRC}; integrity = data-integrity findings by check "
+            "(for inspectors, not offences: --integrity DEVICE lists them)"
         )
     write_rows(rows, TABLE_COLUMNS if args.format == "table" else CSV_COLUMNS, args.format)
+    return 0
+
+
+def _integrity(args: argparse.Namespace, registry, state: str, tz: str) -> int:
+    """``--integrity DEVICE``: the device's data-integrity findings, newest first (all that are recorded;
+    with ``--since-hours`` those overlapping the period, by the hour)."""
+    device_id = args.integrity
+    dev = registry.get(device_id)
+    if dev is None:
+        print(
+            f"fumewatch devices: {device_id} is not in the registry; listing its findings in the ledger",
+            file=sys.stderr,
+        )
+    since = None
+    if args.since_hours is not None:
+        since = now_ms() - args.since_hours * HOUR_MS
+        since -= since % HOUR_MS
+    ledger = integrity.open_ledger(state)
+    if ledger is None:
+        print(integrity.no_ledger(state), file=sys.stderr)
+        rows: list[dict] = []
+    else:
+        try:
+            rows = integrity.finding_rows(
+                ledger, device_id, restaurant_id=dev.restaurant_id if dev else None, since_ms=since
+            )
+        finally:
+            ledger.close()
+    present_times(rows, tz)
+    if args.format == "table":
+        since_text = None if since is None else format_display(since, tz)
+        print(integrity.heading(device_id, dev.name if dev else "", len(rows), since_text))
+    columns = {"table": integrity.TABLE_COLUMNS, "csv": integrity.CSV_COLUMNS}.get(args.format, ())
+    write_rows(rows, columns, args.format)
     return 0
 
 
@@ -191,20 +245,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser(
         "devices",
         help="per registry device: last seen, interval, HJ 212 flags, unknown codes, CRC failures, "
-        "dead letters (--unregistered: device ids not in the registry)",
+        "dead letters, data-integrity findings (--unregistered: device ids not in the registry; "
+        "--integrity DEVICE: that device's findings)",
     )
     add_common(sp, registry=True, state=True)
     sp.add_argument(
         "--since-hours",
         metavar="N",
         type=int,
-        default=24,
-        help="count the last N hours, by the hour (default 24)",
+        default=None,
+        help="count the last N hours, by the hour (default 24; with --integrity: all recorded findings)",
     )
-    sp.add_argument(
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument(
         "--unregistered",
         action="store_true",
         help="list the device ids and topics that published but are not in the registry, most first",
+    )
+    which.add_argument(
+        "--integrity",
+        metavar="DEVICE_ID",
+        help="list the device's data-integrity findings (suspect_zero, suspect_flatline ...), newest "
+        "first: time, check, label, minutes, event id, evidence (for inspectors, not offences)",
     )
     sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
     add_utc(sp)

@@ -100,11 +100,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write(args.out, data)
         written = [args.out]
         if fmt == "csv" and args.out != "-":
-            # one table per file: the summary, the maintenance reminders when there are any, and the
-            # enforcement cases' tables when there are cases
+            # one table per file: the summary, the maintenance reminders and the data-integrity findings
+            # when there are any, and the enforcement cases' tables when there are cases
             extra = (
                 ("summary",)
                 + (("reminders",) if report.reminders is not None and len(report.reminders) else ())
+                + (("integrity",) if report.integrity is not None and len(report.integrity) else ())
                 + (CASE_TABLES if report.cases else ())
             )
             for table in extra:
@@ -144,8 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         metavar="FILE",
-        help="output file ('-' = stdout); csv also writes FILE.summary.csv and, with cases, FILE.cases.csv, "
-        "FILE.case_events.csv, FILE.case_windows.csv, FILE.case_receipts.csv",
+        help="output file ('-' = stdout); csv also writes FILE.summary.csv, FILE.reminders.csv and "
+        "FILE.integrity.csv when there are reminders or data-integrity findings and, with cases, "
+        "FILE.cases.csv, FILE.case_events.csv, FILE.case_windows.csv, FILE.case_receipts.csv",
     )
     sp.add_argument("--max-charts", type=int, metavar="N", help="html/pdf: chart the N highest exceedances")
     sp.set_defaults(func=cmd_report)

@@ -4,11 +4,13 @@
   header = the machine keys of :data:`~alerts.reports.model.EVENT_COLUMNS` /
   :data:`~alerts.reports.model.SUMMARY_COLUMNS` (stable for scripts; the same keys as json). ``table``
   picks the table: ``events`` (default), ``summary``, ``reminders`` (the maintenance reminders and their
-  outcomes, :data:`~alerts.reports.reminders.REMINDER_COLUMNS`) or a case table (``cases``, ``case_events``,
+  outcomes, :data:`~alerts.reports.reminders.REMINDER_COLUMNS`), ``integrity`` (the data-integrity
+  findings, :data:`~alerts.reports.integrity.INTEGRITY_COLUMNS`) or a case table (``cases``, ``case_events``,
   ``case_windows``, ``case_receipts``, :data:`~alerts.reports.cases.CASE_TABLES`). Times are RFC 3339 in the display time zone
   (``2026-11-26T12:00:00+08:00``), rates are fractions (0.953), an open event has an empty end.
   ``fumewatch report --format csv --out X.csv`` writes both: ``X.csv`` (events) and ``X.summary.csv``.
-- ``xlsx``: sheets ``超标事件 Exceedances``, ``汇总 Summary``, ``清洗提醒 Reminders``, the case sheets and
+- ``xlsx``: sheets ``超标事件 Exceedances``, ``汇总 Summary``, ``清洗提醒 Reminders``,
+  ``数据可信性存疑 Integrity``, the case sheets and
   ``报告说明 About``; bilingual styled header,
   frozen header row, auto-filter, column widths, number formats, times as Excel dates in the display
   time zone.
@@ -16,7 +18,7 @@
 - ``pdf``: matplotlib ``PdfPages``: cover (period, filters, totals), summary pages, event pages (at most
   ``pdf_max_event_rows``), chart pages, case pages (:mod:`~alerts.reports.formats.pdf_cases`).
 - ``json``: ``{"since", "until", "display_tz", "district", "restaurant", "generated", "totals",
-  "events": [...], "summary": [...], "reminders": [...], "cases", "case_events", "case_windows", "case_receipts"}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
+  "events": [...], "summary": [...], "reminders": [...], "integrity": [...], "cases", "case_events", "case_windows", "case_receipts"}`` with the csv keys (plus ``start_ms``/``end_ms``); NaN -> null.
 
 One module per format family, all on :mod:`~alerts.reports.formats.common` (titles, definitions, cell
 text): ``machine`` (csv, json), ``xlsx``, ``html``, ``pdf``. This package dispatches (:func:`render`) and
@@ -31,12 +33,19 @@ from alerts.reports.formats.common import DEFINITIONS, TITLE_EN, TITLE_ZH, displ
 from alerts.reports.formats.html import render_html
 from alerts.reports.formats.machine import iso_local, machine_frame, render_csv, render_json, report_dict
 from alerts.reports.formats.pdf import render_pdf
-from alerts.reports.formats.xlsx import SHEET_ABOUT, SHEET_CASES, SHEET_EVENTS, SHEET_SUMMARY, render_xlsx
+from alerts.reports.formats.xlsx import (
+    SHEET_ABOUT,
+    SHEET_CASES,
+    SHEET_EVENTS,
+    SHEET_INTEGRITY,
+    SHEET_SUMMARY,
+    render_xlsx,
+)
 from alerts.reports.model import Report
 from ingest.timeutil import format_local
 
 FORMATS = ("csv", "xlsx", "html", "pdf", "json")
-TABLES = ("events", "summary", "reminders", *CASE_TABLES)
+TABLES = ("events", "summary", "reminders", "integrity", *CASE_TABLES)
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -85,6 +94,7 @@ __all__ = [
     "SHEET_ABOUT",
     "SHEET_CASES",
     "SHEET_EVENTS",
+    "SHEET_INTEGRITY",
     "SHEET_SUMMARY",
     "TABLES",
     "TITLE_EN",

@@ -17,6 +17,7 @@ from alerts.reports.model import (
 )
 from alerts.reports.reminders import BASIS_LABELS, OUTCOME_LABELS
 from alerts.reports.timetext import local_text, offset_text
+from alerts.rules import CHECK_LABELS
 from ingest.timeutil import ms_to_utc, zone
 
 TITLE_ZH, TITLE_EN = "餐饮油烟超标报告", "Cooking-fume exceedance report"
@@ -31,6 +32,7 @@ _LABELS = {
     "yesno": {"yes": ("是", "yes"), "no": ("否", "no")},
     "outcome": OUTCOME_LABELS,
     "basis": BASIS_LABELS,
+    "check": CHECK_LABELS,
 }
 
 
@@ -100,6 +102,8 @@ def display_cells(
     if col.kind == "time":
         offset = s.dt.strftime("%z").str.replace(r"(\d\d)$", r":\1", regex=True)
         return (s.dt.strftime(time_fmt) + offset).where(s.notna(), "").astype(str).tolist()
+    if col.kind == "evidence" and not cjk and f"{col.key}_en" in df:
+        s = df[f"{col.key}_en"]  # without a Chinese font, the English text
     vals = s.tolist()
     if col.kind == "int":
         return [str(int(v)) for v in vals]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from alerts.findings import NOTE as INTEGRITY_NOTE
 from alerts.model import EVENT_KINDS
 from alerts.reports.config import ReportSettings
 from alerts.reports.formats.common import (
@@ -21,6 +22,7 @@ from alerts.reports.formats.common import (
     service_kpis,
 )
 from alerts.reports.formats.html_cases import CASE_CSS, cases_html
+from alerts.reports.integrity import HTML_COLUMNS as INTEGRITY_COLUMNS
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.reminders import REMINDER_COLUMNS
 
@@ -43,6 +45,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}td.bad{color:#b00020;f
 tr.enforcement td{background:#fde8ea}.chart{margin:10px 0 18px}
 .chart img{max-width:100%;border:1px solid #e3e9ef}
 .notes li{margin:2px 0}.empty{color:#5b6b7c;font-style:italic}
+td.wrap{white-space:normal;min-width:24em}td.wrap .en{display:block}
+p.note{background:#fff8e1;border-left:4px solid #e0a800;padding:6px 10px;margin:6px 0 10px}
 @media print{th{position:static}.chart{break-inside:avoid}}
 """
 
@@ -53,6 +57,8 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], *, rate_alert: floa
     esc = html.escape
     head = "".join(f"<th>{esc(c.zh)}<span class=en>{esc(c.en)}</span></th>" for c in columns)
     cells = [display_cells(df, c) for c in columns]
+    # the evidence kind: the Chinese text with its English below it (``<key>_en``)
+    english = {c.key: df[f"{c.key}_en"].tolist() for c in columns if c.kind == "evidence"}
     raw = {c.key: df[c.key].tolist() for c in columns if c.kind == "rate"}
     levels = df["level"].tolist() if "level" in df else None
     out = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
@@ -64,6 +70,10 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], *, rate_alert: floa
                 v = raw[c.key][i]
                 if v is not None and v == v and v < rate_alert:
                     cls += " bad"
+            if c.key in english:
+                en = english[c.key][i]
+                tds.append(f'<td class="wrap">{esc(cells[j][i])}<span class=en>{esc(en or "")}</span></td>')
+                continue
             tds.append(
                 f'<td class="{cls}">{esc(cells[j][i])}</td>' if cls else f"<td>{esc(cells[j][i])}</td>"
             )
@@ -71,6 +81,22 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], *, rate_alert: floa
         out.append(tr + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _integrity_html(report: Report) -> str:
+    """The section 数据可信性存疑（待核查）: what the findings are (not offences), then one row per finding."""
+    df = report.integrity
+    zh, en = INTEGRITY_NOTE
+    return "\n".join(
+        [
+            "<section><h2>数据可信性存疑（待核查） <span class=en>Data integrity in doubt (for inspection)</span></h2>",
+            f"<p class=note>{html.escape(zh)}<br><span class=en>{html.escape(en)}</span></p>",
+            _html_table(df, INTEGRITY_COLUMNS)
+            if df is not None and len(df)
+            else "<p>本时段无数据可信性存疑记录 <span class=en>No data-integrity findings in this period</span></p>",
+            "</section>",
+        ]
+    )
 
 
 def render_html(report: Report, settings: ReportSettings) -> bytes:
@@ -112,6 +138,7 @@ def render_html(report: Report, settings: ReportSettings) -> bytes:
         if report.reminders is not None and len(report.reminders)
         else "<p>本时段未发送清洗提醒 <span class=en>No maintenance reminders in this period</span></p>",
         "</section>",
+        _integrity_html(report),
         cases_html(report, _html_table),
     ]
     if report.charts:

@@ -12,6 +12,7 @@ import orjson
 import pandas as pd
 
 from alerts.reports.cases import CASE_TABLES, case_tables
+from alerts.reports.integrity import INTEGRITY_COLUMNS
 from alerts.reports.model import EVENT_COLUMNS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.reminders import REMINDER_COLUMNS
 
@@ -47,6 +48,8 @@ def render_csv(report: Report, table: str = "events") -> bytes:
         df, cols = case_tables(report.cases, report.display_tz)[table], CASE_TABLES[table]
     elif table == "reminders":
         df, cols = _reminders(report), REMINDER_COLUMNS
+    elif table == "integrity":
+        df, cols = _integrity(report), INTEGRITY_COLUMNS
     else:
         df, cols = (report.events, EVENT_COLUMNS) if table == "events" else (report.summary, SUMMARY_COLUMNS)
     m = machine_frame(df, cols)
@@ -88,6 +91,9 @@ def report_dict(report: Report) -> dict[str, Any]:
         "events": _records(ev),
         "summary": _records(machine_frame(report.summary, SUMMARY_COLUMNS)),
         "reminders": _records(machine_frame(_reminders(report), REMINDER_COLUMNS, extra=("time_ms",))),
+        "integrity": _records(
+            machine_frame(_integrity(report), INTEGRITY_COLUMNS, extra=("start_ms", "end_ms", "judgement"))
+        ),
         **_case_records(report),
     }
 
@@ -97,6 +103,17 @@ def _reminders(report: Report) -> pd.DataFrame:
         return report.reminders
     empty = pd.DataFrame({c.key: [] for c in REMINDER_COLUMNS} | {"time_ms": []})
     empty["time"] = pd.to_datetime(empty["time_ms"], unit="ms", utc=True)
+    return empty
+
+
+def _integrity(report: Report) -> pd.DataFrame:
+    if report.integrity is not None:
+        return report.integrity
+    empty = pd.DataFrame(
+        {c.key: [] for c in INTEGRITY_COLUMNS} | {"start_ms": [], "end_ms": [], "judgement": []}
+    )
+    for key in ("start", "end"):
+        empty[key] = pd.to_datetime(empty[f"{key}_ms"], unit="ms", utc=True)
     return empty
 
 

@@ -1,5 +1,5 @@
-"""pdf (matplotlib ``PdfPages``): cover, summary pages, event pages, case pages
-(:mod:`~alerts.reports.formats.pdf_cases`) and chart pages."""
+"""pdf (matplotlib ``PdfPages``): cover, summary pages, event pages, the maintenance reminders, the
+data-integrity findings, case pages (:mod:`~alerts.reports.formats.pdf_cases`) and chart pages."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pandas as pd
 
+from alerts.findings import NOTE as INTEGRITY_NOTE
 from alerts.model import EVENT_KINDS
 from alerts.reports.charts import CJK_FONT_PACKAGE
 from alerts.reports.config import ReportSettings
@@ -26,6 +27,7 @@ from alerts.reports.formats.common import (
 )
 from alerts.reports.formats.pdf_cases import pdf_cases
 from alerts.reports.formats.pdf_text import _A4_LANDSCAPE, _clip, _core_text_class
+from alerts.reports.integrity import INTEGRITY_COLUMNS
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.reminders import REMINDER_COLUMNS
 from ingest.timeutil import format_local
@@ -80,6 +82,17 @@ _PDF_REMINDERS = (
     ("mean_after_mg_m3", 8, "此后均值", "Mean since"),
     ("outcome", 18, "结果", "Outcome"),
 )
+_PDF_INTEGRITY = (
+    ("restaurant_id", 8, "编号", "ID"),
+    ("name", 14, "单位名称", "Name"),
+    ("district", 8, "所属区", "District"),
+    ("device_id", 9, "设备", "Device"),
+    ("check", 13, "筛查项", "Check"),
+    ("start", 17, "开始", "Start"),
+    ("end", 17, "结束", "End"),
+    ("minutes", 6, "分钟", "Minutes"),
+    ("evidence", 108, "依据", "Evidence"),
+)
 
 _PDF_LOCK = threading.Lock()
 
@@ -96,8 +109,18 @@ def _pdf_page_head(fig, fonts, title: str, report: Report, page: str) -> None:
 
 
 def _pdf_tables(
-    pdf, report: Report, fonts, title: str, df: pd.DataFrame, spec, by_key: dict[str, Column], time_fmt: str
+    pdf,
+    report: Report,
+    fonts,
+    title: str,
+    df: pd.DataFrame,
+    spec,
+    by_key: dict[str, Column],
+    time_fmt: str,
+    note: tuple[str, ...] = (),
 ) -> None:
+    """``df`` as table pages; ``note``: up to two lines under the page head of each page (what the rows
+    are)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
@@ -115,7 +138,7 @@ def _pdf_tables(
     ]
     n = len(df)
     pages = max(1, math.ceil(n / _ROWS_PER_PAGE))
-    top, bottom = 0.855, 0.05
+    top, bottom = (0.815 if note else 0.855), 0.05
     pitch = (top - bottom) / _ROWS_PER_PAGE
     from matplotlib.font_manager import FontProperties
 
@@ -126,6 +149,8 @@ def _pdf_tables(
     for p in range(pages):
         fig = Figure(figsize=_A4_LANDSCAPE)
         _pdf_page_head(fig, fonts, title, report, f"{p + 1}/{pages}")
+        for k, line in enumerate(note[:2]):
+            fig.text(0.035, 0.905 - 0.019 * k, line, fontproperties=fonts.props(size=8), color="#8a5a00")
         fig.patches.append(
             Rectangle(
                 (x0 - 0.005, top + 0.003),
@@ -280,6 +305,19 @@ def render_pdf(report: Report, settings: ReportSettings) -> bytes:
                 _PDF_REMINDERS,
                 {c.key: c for c in REMINDER_COLUMNS},
                 time_fmt,
+            )
+
+        if report.integrity is not None and len(report.integrity):
+            _pdf_tables(
+                pdf,
+                report,
+                fonts,
+                fonts.label("数据可信性存疑（待核查）", "Data integrity in doubt (for inspection)"),
+                report.integrity,
+                _PDF_INTEGRITY,
+                {c.key: c for c in INTEGRITY_COLUMNS},
+                time_fmt,
+                note=INTEGRITY_NOTE if fonts.cjk else INTEGRITY_NOTE[1:],
             )
 
         pdf_cases(pdf, report, fonts, _pdf_page_head)

@@ -1,4 +1,5 @@
-"""xlsx (openpyxl): the exceedance and summary sheets and an About sheet."""
+"""xlsx (openpyxl): the exceedance and summary sheets, the maintenance reminders, the data-integrity
+findings, the case sheets and an About sheet."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from alerts.findings import NOTE as INTEGRITY_NOTE
 from alerts.model import EVENT_KINDS
 from alerts.reports.cases import CASE_TABLES, case_tables
 from alerts.reports.formats.common import (
@@ -22,11 +24,13 @@ from alerts.reports.formats.common import (
     service_kpis,
     zone_text,
 )
+from alerts.reports.integrity import INTEGRITY_COLUMNS
 from alerts.reports.model import EVENT_COLUMNS, KIND_LABELS, SUMMARY_COLUMNS, Column, Report
 from alerts.reports.reminders import REMINDER_COLUMNS
 
 SHEET_EVENTS, SHEET_SUMMARY, SHEET_ABOUT = "超标事件 Exceedances", "汇总 Summary", "报告说明 About"
 SHEET_REMINDERS = "清洗提醒 Reminders"
+SHEET_INTEGRITY = "数据可信性存疑 Integrity"
 #: The case sheets, one per flat case table (:data:`~alerts.reports.cases.CASE_TABLES`).
 SHEET_CASES = {
     "cases": "执法案件 Cases",
@@ -67,9 +71,10 @@ def _xlsx_values(df: pd.DataFrame, col: Column) -> list[Any]:
     return ["" if v is None else str(v) for v in s.tolist()]
 
 
-def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str) -> None:
+def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str, note: str = "") -> None:
     """One table; Excel date-times carry no offset, so the time headings name the zone and its offset
-    (``zone``, :func:`~alerts.reports.formats.common.zone_text`)."""
+    (``zone``, :func:`~alerts.reports.formats.common.zone_text`). ``note``: a first row saying what the
+    rows are (the header is then row 2)."""
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
@@ -78,11 +83,16 @@ def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str) -> N
     head_align = Alignment(horizontal="center", vertical="center", wrap_text=True)
     thin = Side(style="thin", color="9BB7D4")
     headers = [f"{c.zh}\n{c.en}" + (f" ({zone})" if c.kind == "time" else "") for c in columns]
+    h = 1
+    if note:
+        ws.append([note])
+        ws["A1"].font = Font(bold=True, color="8A5A00")
+        h = 2
     ws.append(headers)
-    for cell in ws[1]:
+    for cell in ws[h]:
         cell.font, cell.fill, cell.alignment = head_font, head_fill, head_align
         cell.border = Border(bottom=thin)
-    ws.row_dimensions[1].height = 34
+    ws.row_dimensions[h].height = 34
     cols = [_xlsx_values(df, c) for c in columns]
     for row in zip(*cols, strict=True):
         ws.append(row)
@@ -90,7 +100,7 @@ def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str) -> N
     for j, c in enumerate(columns, start=1):
         fmt = _XLSX_FORMATS.get(c.kind)
         if fmt and n:
-            for (cell,) in ws.iter_rows(min_row=2, max_row=n + 1, min_col=j, max_col=j):
+            for (cell,) in ws.iter_rows(min_row=h + 1, max_row=n + h, min_col=j, max_col=j):
                 cell.number_format = fmt
         sample = cols[j - 1][:300]
         if c.kind == "time":
@@ -105,10 +115,10 @@ def _xlsx_sheet(ws, df: pd.DataFrame, columns: Sequence[Column], zone: str) -> N
             )
         head = max(_width(x) for x in headers[j - 1].split("\n"))
         ws.column_dimensions[get_column_letter(j)].width = min(max(content, head, 6) + 2, 48)
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = f"A{h + 1}"
     last = get_column_letter(len(columns))
-    ws.auto_filter.ref = f"A1:{last}{n + 1}"
-    ws.print_title_rows = "1:1"
+    ws.auto_filter.ref = f"A{h}:{last}{n + h}"
+    ws.print_title_rows = f"{h}:{h}"
     ws.page_setup.orientation = "landscape"
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
@@ -126,6 +136,14 @@ def render_xlsx(report: Report) -> bytes:
     _xlsx_sheet(wb.create_sheet(SHEET_SUMMARY), report.summary, SUMMARY_COLUMNS, zone_text(report))
     if report.reminders is not None:
         _xlsx_sheet(wb.create_sheet(SHEET_REMINDERS), report.reminders, REMINDER_COLUMNS, zone_text(report))
+    if report.integrity is not None:
+        _xlsx_sheet(
+            wb.create_sheet(SHEET_INTEGRITY),
+            report.integrity,
+            INTEGRITY_COLUMNS,
+            zone_text(report),
+            note=" ".join(INTEGRITY_NOTE),
+        )
     for name, df in case_tables(report.cases, report.display_tz).items():
         _xlsx_sheet(wb.create_sheet(SHEET_CASES[name]), df, CASE_TABLES[name], zone_text(report))
     about = wb.create_sheet(SHEET_ABOUT)
