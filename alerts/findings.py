@@ -4,7 +4,8 @@ every view that lists them (the report's integrity section, ``fumewatch devices 
 - the check's label: :data:`alerts.rules.CHECK_LABELS` (:func:`~alerts.rules.check_label`);
 - :data:`NOTE`: what a finding is (a screening finding for inspectors, not an offence, not on the ladder);
 - :func:`evidence_text`: a short text of the judgement's numbers (zero minutes against the earlier
-  services, the flatline's value and readings). A check this module does not know yet (a newer one) is
+  services, the flatline's value and readings, the copy's source and shift, the clock's and the flow's
+  reasons). A check this module does not know yet (a newer one) is
   shown by its minutes and its other plain numbers, so any rule string works.
 """
 
@@ -13,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alerts.rules import SUSPECT_FLATLINE, SUSPECT_ZERO
+from alerts.rules import (
+    SUSPECT_CLOCK,
+    SUSPECT_CLONE,
+    SUSPECT_FLATLINE,
+    SUSPECT_FLOW,
+    SUSPECT_REPLAY,
+    SUSPECT_ZERO,
+)
+from ingest.timeutil import format_display
 
 #: The head of every list of findings (Chinese, English).
 NOTE = (
@@ -70,6 +79,59 @@ def _flatline(j: Mapping[str, Any], zh: bool) -> str:
     return f"{value} mg/m³ unchanged for {minutes} min ({n} readings)"
 
 
+def _copy(j: Mapping[str, Any], zh: bool, tz: str) -> str:
+    minutes, n = _num(j.get("minutes", 0)), j.get("readings", 0)
+    shift = j.get("shift_mg_m3") or 0
+    when = format_display(j["other_start_ms"], tz) if isinstance(j.get("other_start_ms"), int) else "?"
+    other = j.get("other_device_id")
+    if zh:
+        src = f"设备 {other}（{j.get('other_restaurant_id', '?')}）同时段" if other else f"本设备 {when} 起"
+        text = f"{minutes} 分钟（{n} 条）与{src}的数据相同"
+        return text + (f"，整体相差 {shift:+.3f} mg/m³" if shift else "")
+    src = (
+        f"device {other} ({j.get('other_restaurant_id', '?')}) at the same time"
+        if other
+        else f"its own data from {when}"
+    )
+    text = f"{minutes} min ({n} readings) equal to {src}"
+    return text + (f", shifted by {shift:+.3f} mg/m³" if shift else "")
+
+
+def _clock(j: Mapping[str, Any], zh: bool) -> str:
+    reasons = j.get("reasons") or []
+    parts = []
+    if "drift" in reasons:
+        off = j.get("offset_s") or 0
+        parts.append(f"时钟偏差 {_num(off)} 秒" if zh else f"clock offset {_num(off)} s")
+    if "backwards" in reasons:
+        b = j.get("backwards", 0)
+        parts.append(f"时间倒退 {b} 次" if zh else f"time ran backwards {b} times")
+    if "qn_repeated" in reasons:
+        q = j.get("qn_repeats", 0)
+        parts.append(f"QN 重复 {q} 次" if zh else f"{q} repeated QNs")
+    return ("；" if zh else "; ").join(parts)
+
+
+def _flow(j: Mapping[str, Any], zh: bool) -> str:
+    reasons = j.get("reasons") or []
+    med, exp = _num(j.get("median_flow_m3_h", 0)), _num(j.get("expected_flow_m3_h", 0))
+    parts = []
+    if "flow_low" in reasons or "flow_high" in reasons:
+        parts.append(
+            f"风量中位数 {med} m³/h（基准 {exp} m³/h）"
+            if zh
+            else f"median flow {med} m³/h (reference {exp} m³/h)"
+        )
+    if "flow_drops_when_high" in reasons:
+        hi, lo = _num(j.get("high_median_flow_m3_h", 0)), _num(j.get("low_median_flow_m3_h", 0))
+        parts.append(
+            f"浓度高时风量 {hi} m³/h，低时 {lo} m³/h"
+            if zh
+            else f"flow {hi} m³/h when the fume is high, {lo} m³/h when low"
+        )
+    return ("；" if zh else "; ").join(parts)
+
+
 def _other(j: Mapping[str, Any], zh: bool) -> str:
     """A check without its own text: its minutes and its other plain numbers and words, as stored."""
     parts = [f"{_num(j.get('minutes', 0))} 分钟" if zh else f"{_num(j.get('minutes', 0))} min"]
@@ -81,9 +143,11 @@ def _other(j: Mapping[str, Any], zh: bool) -> str:
     return ("；" if zh else "; ").join(parts)
 
 
-def evidence_text(judgement: Mapping[str, Any] | None, lang: str = "zh", check: str = "") -> str:
+def evidence_text(
+    judgement: Mapping[str, Any] | None, lang: str = "zh", check: str = "", tz: str = "Asia/Shanghai"
+) -> str:
     """The evidence of a finding in a line (``lang`` ``zh`` or ``en``); empty without a judgement.
-    ``check``: the event's rule (else the judgement's ``check``)."""
+    ``check``: the event's rule (else the judgement's ``check``); ``tz``: the zone of a time in it."""
     j = judgement or {}
     if not j:
         return ""
@@ -93,4 +157,10 @@ def evidence_text(judgement: Mapping[str, Any] | None, lang: str = "zh", check: 
         return _zero(j, zh)
     if check == SUSPECT_FLATLINE:
         return _flatline(j, zh)
+    if check in (SUSPECT_REPLAY, SUSPECT_CLONE):
+        return _copy(j, zh, tz)
+    if check == SUSPECT_CLOCK:
+        return _clock(j, zh)
+    if check == SUSPECT_FLOW:
+        return _flow(j, zh)
     return _other(j, zh)

@@ -148,10 +148,10 @@ RULES: dict[str, Rule] = {
 CHECK_LABELS: dict[str, tuple[str, str]] = {
     SUSPECT_ZERO: ("疑似零值", "suspect zero"),
     SUSPECT_FLATLINE: ("疑似恒值", "suspect flatline"),
-    "suspect_replay": ("疑似数据回放", "suspect replay"),
-    "suspect_clone": ("疑似数据克隆", "suspect clone"),
-    "suspect_clock": ("疑似时钟异常", "suspect clock"),
-    "suspect_flow": ("疑似流量异常", "suspect flow"),
+    SUSPECT_REPLAY: ("疑似数据回放", "suspect replay"),
+    SUSPECT_CLONE: ("疑似数据克隆", "suspect clone"),
+    SUSPECT_CLOCK: ("疑似时钟异常", "suspect clock"),
+    SUSPECT_FLOW: ("疑似流量异常", "suspect flow"),
 }
 
 

@@ -55,8 +55,8 @@ def _description(zh: str, en: str) -> str:
 #: The check (the event's rule) -> its label. suspect_zero and suspect_flatline as the report and the case
 #: file name them (alerts/reports/model.py RULE_LABELS); the others are the checks still to come (issue 16).
 CHECKS = {
-    "suspect_zero": bi("疑似传感器失效（零值）", "suspect zero"),
-    "suspect_flatline": bi("疑似数据不变（直线）", "suspect flatline"),
+    "suspect_zero": bi("疑似零值", "suspect zero"),
+    "suspect_flatline": bi("疑似恒值", "suspect flatline"),
     "suspect_replay": bi("疑似数据回放", "suspect replay"),
     "suspect_clone": bi("疑似数据克隆", "suspect clone"),
     "suspect_clock": bi("疑似时钟异常", "suspect clock"),

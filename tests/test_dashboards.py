@@ -323,8 +323,8 @@ def test_data_integrity_row_on_the_city_dashboard():
     [mapping] = overrides["rule"]["mappings"]
     assert mapping["type"] == "value"
     assert {k: v["text"] for k, v in mapping["options"].items()} == {
-        "suspect_zero": "疑似传感器失效（零值） / suspect zero",
-        "suspect_flatline": "疑似数据不变（直线） / suspect flatline",
+        "suspect_zero": "疑似零值 / suspect zero",
+        "suspect_flatline": "疑似恒值 / suspect flatline",
         "suspect_replay": "疑似数据回放 / suspect replay",
         "suspect_clone": "疑似数据克隆 / suspect clone",
         "suspect_clock": "疑似时钟异常 / suspect clock",
@@ -1620,3 +1620,12 @@ def test_cli_dashboards_default_to_the_display_zone_of_the_settings(tmp_path):
     (tmp_path / "bad.toml").write_text('display_tz = "Asia/Shangai"\n', encoding="utf-8")
     res = run_module("build", "--out", str(out), "--config", str(tmp_path / "bad.toml"))
     assert res.returncode == 2 and "display_tz: unknown time zone 'Asia/Shangai'" in res.stderr
+
+
+def test_integrity_check_labels_are_the_ledger_views_labels():
+    """The dashboards (which may not import alerts) name each check as the report, the case file and
+    `fumewatch devices` do (alerts.rules.CHECK_LABELS)."""
+    from alerts.rules import CHECK_LABELS
+    from dashboards.integrity import CHECKS
+
+    assert CHECKS == {k: f"{zh} / {en}" for k, (zh, en) in CHECK_LABELS.items()}

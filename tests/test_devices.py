@@ -352,7 +352,7 @@ def add_findings(state: str) -> int:
             finding("suspect_flatline", "DEV-1", "R1", 5, 70.0, value_mg_m3=1.234, readings=7),
             finding("suspect_zero", "DEV-1", "R1", 30, 50.0, zero_windows=5, valid_windows=10,
                     zero_limit_mg_m3=0.0, history=history),  # a day before: outside the default 24 h
-            finding("suspect_replay", "DEV-2", "R2", 1, 60.0, shift_mg_m3=0.1),  # a check still to come
+            finding("suspect_replay", "DEV-2", "R2", 1, 60.0, shift_mg_m3=0.1, readings=60),
             finding("suspect_zero", "GHOST-9", "R9", 3, 30.0, zero_windows=3, history=[]),  # not registered
         ):  # fmt: skip
             led.upsert_event(e)
@@ -427,7 +427,9 @@ def test_devices_integrity_lists_one_devices_findings_newest_first(devices_dir) 
     assert table[0].startswith("1 data-integrity finding of DEV-2 (川味小厨), all recorded, newest first.")
     assert "not offences" in table[0]
     assert table[1].split() == ["time", "check", "label", "minutes", "event_id", "evidence"]
-    assert "suspect_replay  疑似数据回放" in table[2] and table[2].endswith("60 分钟；shift_mg_m3 0.1")
+    assert "suspect_replay  疑似数据回放" in table[2] and table[2].endswith(
+        "60 分钟（60 条）与本设备 ? 起的数据相同，整体相差 +0.100 mg/m³"
+    )
     # a device not in the registry: said on stderr, its findings listed all the same
     r = run_fumewatch(tmp, *_args(devices_dir, "--integrity", "GHOST-9", "--format", "json"))
     assert r.returncode == 0 and "GHOST-9 is not in the registry" in r.stderr

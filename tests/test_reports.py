@@ -1034,7 +1034,7 @@ def add_findings(led: Ledger) -> None:
                 value_mg_m3=1.234, readings=7, min_minutes=60.0),
         # a check this code has no text for yet (docs/integrity.md, "Not done yet"): shown all the same
         finding("integrity:suspect_replay:D2:1", "suspect_replay", "R2", "D2", "朝阳区", T0 + 19 * H, 60.0,
-                shift_mg_m3=0.1, matched_service_start_ms=BH - 24 * H),
+                shift_mg_m3=0.1, readings=60, other_start_ms=BH - 24 * H),
         # before the period: not in this report
         finding("integrity:suspect_zero:D3:1", "suspect_zero", "R3", "D3", "海淀区", T0 - 2 * 24 * H, 50.0),
     ):  # fmt: skip
@@ -1068,7 +1068,8 @@ def test_integrity_section_lists_the_findings_per_restaurant(world: World) -> No
     assert flat["evidence"] == FLAT_EVIDENCE
     assert flat["evidence_en"] == "1.234 mg/m³ unchanged for 70 min (7 readings)"
     replay = row(df, "check", "suspect_replay")
-    assert replay["evidence"] == "60 分钟；shift_mg_m3 0.1" and replay["minutes"] == 60.0
+    assert replay["evidence"].startswith("60 分钟（60 条）与本设备 2026-") and replay["minutes"] == 60.0
+    assert replay["evidence"].endswith("+08:00 起的数据相同，整体相差 +0.100 mg/m³")
     # the section holds what the summary counts, and findings are never on the ladder
     counts = rep.summary.set_index("restaurant_id")["data_integrity_events"].to_dict()
     assert counts == {"R1": 1, "R2": 2, "R3": 0, "R4": 0}

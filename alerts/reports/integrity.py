@@ -72,8 +72,8 @@ def integrity_frame(
                 "start_ms": e.start_ms,
                 "end_ms": e.end_ms,
                 "minutes": minutes,
-                "evidence": evidence_text(e.judgement, "zh", check),
-                "evidence_en": evidence_text(e.judgement, "en", check),
+                "evidence": evidence_text(e.judgement, "zh", check, tz),
+                "evidence_en": evidence_text(e.judgement, "en", check, tz),
                 "event_id": e.event_id,
                 "judgement": e.judgement,
             }

@@ -228,7 +228,11 @@ def _integrity(args: argparse.Namespace, registry, state: str, tz: str) -> int:
     else:
         try:
             rows = integrity.finding_rows(
-                ledger, device_id, restaurant_id=dev.restaurant_id if dev else None, since_ms=since
+                ledger,
+                device_id,
+                restaurant_id=dev.restaurant_id if dev else None,
+                since_ms=since,
+                tz=tz,
             )
         finally:
             ledger.close()

@@ -71,7 +71,12 @@ def _check(e: Any) -> str:
 
 
 def finding_rows(
-    ledger: Ledger, device_id: str, *, restaurant_id: str | None = None, since_ms: int | None = None
+    ledger: Ledger,
+    device_id: str,
+    *,
+    restaurant_id: str | None = None,
+    since_ms: int | None = None,
+    tz: str = "Asia/Shanghai",
 ) -> list[dict[str, Any]]:
     """The findings of ``device_id``, newest first (``since_ms``: only those overlapping ``[since_ms,
     now)``). The ``*_ms`` times get their text twins from the caller (:func:`present_times`)."""
@@ -99,8 +104,8 @@ def finding_rows(
                 "label_en": en,
                 "minutes": minutes,
                 "event_id": e.event_id,
-                "evidence": evidence_text(e.judgement, "zh", check),
-                "evidence_en": evidence_text(e.judgement, "en", check),
+                "evidence": evidence_text(e.judgement, "zh", check, tz),
+                "evidence_en": evidence_text(e.judgement, "en", check, tz),
                 "device_id": e.device_id,
                 "restaurant_id": e.restaurant_id,
                 "district": e.district,
