@@ -76,12 +76,14 @@ class MaintenanceThread:
             try:
                 if item is None:
                     return
-                if self.maintenance is not None:
-                    self._remind(*item)
-                if self.integrity is not None:
-                    self._check_integrity(*item)
-            except Exception:
-                log.exception("event=maintenance_judge_failed item=%s", item)
+                # each judgement on its own: a failing one does not skip the other
+                for judge, name in ((self._remind, "maintenance"), (self._check_integrity, "integrity")):
+                    if getattr(self, name) is None:
+                        continue
+                    try:
+                        judge(*item)
+                    except Exception:
+                        log.exception("event=service_judge_failed judgement=%s item=%s", name, item)
             finally:
                 self._maint_q.task_done()
 
