@@ -278,3 +278,49 @@ def test_an_inspector_works_a_case_in_the_browser(browser, served, tmp_path: Pat
     phone.close()
     assert not [e for e in errors if "Content Security Policy" in e], errors
     assert sorted(p.name for p in shots.dir.iterdir()) == sorted(p.name for p in shots.copy.iterdir())
+
+
+def test_a_case_on_doubted_data_shows_its_badge_in_the_browser(browser, served, tmp_path: Path) -> None:
+    """A data_integrity finding over the case's event (docs/integrity.md): the case page shows the
+    证据待核实 badge and the findings with local times, the restaurant page its 数据可信性存疑 badge, in
+    Chromium, desktop and phone (screenshots under /tmp/fumewatch-console-screens/<backend>/)."""
+    from alerts.model import Event
+
+    srv, ids, state_url = served
+    backend = "postgresql" if state_url.startswith("postgresql") else "sqlite"
+    shots = Shots(tmp_path, backend + "-integrity")
+    with Ledger(state_url) as led:
+        lead = led.get_event(ids["lead_event"])
+        assert lead is not None
+        led.upsert_event(
+            Event(
+                event_id=f"integrity:suspect_clone:D1:{lead.start_ms}",
+                kind="data_integrity",
+                restaurant_id="R1",
+                device_id="D1",
+                district="朝阳区",
+                start_ms=lead.start_ms,
+                end_ms=lead.start_ms + 70 * 60_000,
+                pollutant="oil_fume",
+                state="closed",
+                rule="suspect_clone",
+                judgement={"check": "suspect_clone", "minutes": 70.0, "other_device_id": "D9"},
+            )
+        )
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        ctx = _context(browser, viewport)
+        page = ctx.new_page()
+        _sign_in(page, srv.url, INSPECTOR)
+        page.goto(f"{srv.url}/console/cases/{ids['case_id']}")
+        badge = page.locator("#evidence-under-review")
+        assert badge.is_visible() and "证据待核实" in badge.inner_text()
+        section = page.locator("#integrity")
+        assert section.is_visible() and "+08:00" in section.inner_text()
+        _no_sideways_scroll(page)
+        shots.take(page, f"integrity-case-{name}")
+        page.goto(f"{srv.url}/console/restaurants/R1")
+        mark = page.locator("#data-integrity")
+        assert mark.is_visible() and "数据可信性存疑 1" in mark.inner_text()
+        _no_sideways_scroll(page)
+        shots.take(page, f"integrity-restaurant-{name}")
+        ctx.close()

@@ -223,7 +223,9 @@ def _summary(flow: Flow, view: Mapping[str, Any], cv: Mapping[str, Any], tz: str
         (
             "证据待核实",
             "Evidence under review",
-            f"{label('check', f['check'], cjk)} {f['start']} – {f['end']} ({f['event_id']})",
+            f"{label('check', f['check'], cjk)} {f['start']} – {f['end']}"
+            + (f": {f.get('evidence') if cjk else f.get('evidence_en')}" if f.get("evidence") else "")
+            + f" ({f['event_id']})",
         )
         for f in view.get("integrity") or []
     ]

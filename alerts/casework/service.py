@@ -19,6 +19,7 @@ from alerts.casework.lifecycle import (
     allowed_actions,
     plan,
 )
+from alerts.findings import evidence_text
 from alerts.ledger import Ledger
 from alerts.model import DATA_INTEGRITY
 from ingest.timeutil import format_display, now_ms
@@ -186,6 +187,8 @@ class Casework:
                         "start": format_display(f.start_ms, self.tz),
                         "end": format_display(f.end_ms, self.tz) if f.end_ms is not None else "",
                         "minutes": f.judgement.get("minutes"),
+                        "evidence": evidence_text(f.judgement, "zh", f.rule, self.tz),
+                        "evidence_en": evidence_text(f.judgement, "en", f.rule, self.tz),
                     }
         return sorted(out.values(), key=lambda f: (f["start"], f["event_id"]))
 
