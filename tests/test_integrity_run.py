@@ -182,3 +182,80 @@ def test_replay_clone_clock_flow_through_fumewatch_run(mosquitto, tmp_path, webh
     assert "疑似数据回放" in text and "整体相差 +0.050 mg/m³" in text
     assert "另一家餐饮单位 R2 的设备 E2" in text and "数据时间倒退 5 次" in text
     assert "油烟浓度高时" in text and "登记灶头 2 个，基准风量 4000 m³/h" in text
+
+
+@pytest.mark.integration
+def test_simulated_hj212_logger_with_a_clock_set_back_through_fumewatch_run(mosquitto, tmp_path, webhook):
+    """The simulator's --inject clock over HJ 212 (the QN numbered from the logger's clock), through the
+    real ``fumewatch simulate`` and ``fumewatch run``: the logger's lunch is flagged suspect_clock for its
+    steps back and its repeated QNs; the honest kitchens are not flagged."""
+    reg = tmp_path / "registry.csv"
+    cli = [sys.executable, "-m", "fumewatch"]
+    subprocess.run(
+        [*cli, "simulate", "--write-registry", str(reg), "--restaurants", "4", "--broker", ""],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    env = {
+        **os.environ,
+        **ALERTS_ENV,
+        "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
+        "FUMEWATCH_ALERTS_ALLOWED_LATENESS_S": "1200",
+        "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity3-{tmp_path.name}"[:60],
+        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity3-alerts-{tmp_path.name}"[:60],
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
+    }
+    state = tmp_path / "state.db"
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                *cli,
+                "run",
+                *("--broker", mosquitto.url, "--store", str(tmp_path / "fume.db")),
+                *("--registry", str(reg), "--state", str(state)),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            wait_for(lambda: "topics=fume/v1/+/reading" in log.read_text(), 30, "fumewatch run subscribed")
+            time.sleep(1.0)
+            sim = subprocess.run(
+                [
+                    *cli,
+                    "simulate",
+                    *("--broker", mosquitto.url, "--registry", str(reg), "--format", "hj212"),
+                    *("--inject", "clock", "--start", "2026-11-28T00:00:00+08:00", "--hours", "16"),
+                    *("--batch", "10"),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert sim.returncode == 0, sim.stderr
+            faulty = sim.stdout.strip().splitlines()[-1].split(": ")[-1]
+            assert sim.stdout.strip().splitlines()[-1].startswith("data-integrity fault clock: ")
+            wait_for(
+                lambda: any("数据可信性核查" in b.get("title", "") for b in webhook.bodies("/inspector")),
+                90,
+                "a data-integrity notice to the inspectors",
+            )
+            time.sleep(2.0)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    with Ledger(str(state)) as ledger:
+        found = ledger.list_events(kind="data_integrity")
+    assert [(e.device_id, e.rule) for e in found] == [(faulty, "suspect_clock")]
+    j = found[0].judgement
+    assert j["reasons"] == ["backwards", "qn_repeated"] and j["backwards"] >= 3 and j["qn_repeats"] >= 3
+    assert j["qn_examples"] and all(q.startswith("20261128") for q in j["qn_examples"])
+    text = "\n".join(b["message"] for b in webhook.bodies("/inspector") if "数据可信性核查" in b["title"])
+    assert "数据时间倒退" in text and "请求编号 QN 重复" in text
