@@ -64,6 +64,12 @@ class MaintenanceThread:
         judged = self.maintenance is not None or self.integrity is not None
         self.service_ends = ServiceEnds(cfg) if judged else None
 
+    def use_clock(self, clock: ClockWatch) -> None:
+        """Judge suspect_clock from ``clock`` (an ingest service's, fed in the same process)."""
+        self.clock = clock
+        if self.integrity is not None:
+            self.integrity.clock_of = clock.take
+
     def _maintenance_due(self, now_ms: int) -> None:
         """Queue the services over by ``now_ms`` for judging (called under the service's lock)."""
         if self.service_ends is not None:

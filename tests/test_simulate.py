@@ -750,3 +750,30 @@ def test_inject_refuses_an_unknown_fault_or_too_few_kitchens(tmp_path):
     reg = sim.write_registry(tmp_path / "reg.csv", 3, seed=1)
     with pytest.raises(ValueError, match="no normal kitchen left"):
         inject.assign(reg, sim.behaviours(reg, 1), inject.FAULTS)
+
+
+def test_demo_refuses_an_unknown_fault_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fumewatch",
+            "demo",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--inject",
+            "zero,bogus",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [
+        "fumewatch demo: --inject: unknown fault 'bogus'; choose from flatline,zero,replay,clone,clock,flow"
+    ]

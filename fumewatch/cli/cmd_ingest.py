@@ -287,6 +287,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--format", choices=("json", "hj212"), default="json")
+    sp.add_argument(
+        "--inject",
+        metavar="FAULTS",
+        default="",
+        help="data-integrity faults for the simulated day, one kitchen each: flatline, zero, clone, clock, "
+        "flow (replay needs a second day: fumewatch simulate --hours 48)",
+    )
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("config", help="print the effective settings (secrets masked)")

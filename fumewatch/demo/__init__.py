@@ -12,16 +12,19 @@ import argparse
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alerts.integrity.settings import IntegritySettings
 from fumewatch.db import prepare_for_service
 from fumewatch.demo import alerts as demo_alerts
 from fumewatch.demo import console_hint, history, workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
+from ingest.clock import ClockWatch
 from ingest.config import load_settings, parse_broker_url
 from ingest.registry import Registry
 from ingest.service import IngestService
@@ -37,6 +40,7 @@ EMBEDDED_BROKERS = ("auto", "amqtt", "mosquitto")
 
 def run_demo(args: argparse.Namespace) -> int:
     from ingest import simulate
+    from ingest.simulate import inject
 
     console = Console()
     logs.setup("WARNING")
@@ -49,6 +53,12 @@ def run_demo(args: argparse.Namespace) -> int:
     registry_path = data / workspace.REGISTRY
 
     registry = simulate.write_registry(registry_path, args.restaurants, seed=args.seed)
+    # data-integrity faults for the simulated day (--inject): a ValueError (one line) before anything starts
+    faults = inject.parse(getattr(args, "inject", "") or "")
+    for dev, (fault, source) in inject.assign(
+        registry, simulate.behaviours(registry, args.seed), faults
+    ).items():
+        console.print(f"data-integrity fault {fault}: {dev}" + (f" (copies {source})" if source else ""))
     broker = None
     if external:
         broker_url, protocol, broker_kind = args.broker, "5", "external"
@@ -76,8 +86,15 @@ def run_demo(args: argparse.Namespace) -> int:
     start_ms = simulate.default_start_ms(settings.display_tz)
     model = history.model_for(start_ms, settings.display_tz)
     route: list = []  # the alerts context the readings go to (the history's first, then the day's)
+    # what ingest sees of each clock, for the day's alerts service (suspect_clock; its [integrity] defaults)
+    clock = ClockWatch(IntegritySettings().clock_backwards_s)
     svc = IngestService(
-        settings, registry, store, state, on_readings=lambda rs: route and route[0].on_readings(rs)
+        settings,
+        registry,
+        store,
+        state,
+        on_readings=lambda rs: route and route[0].on_readings(rs),
+        clock=clock,
     )
     svc.start()
     past = None
@@ -104,6 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
     alerts_ctx = demo_alerts.start(
         settings, registry, state_path, broker_url, store, no_owner_channel=no_channel
     )
+    alerts_ctx.service.use_clock(clock)
     route[:] = [alerts_ctx]
     speed = args.hours * 3600 / max(1.0, args.duration)
     t0 = time.monotonic()
@@ -139,7 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 progress=on_progress,
                 factors=settings.hj212.factors,
                 tz=settings.hj212.timezone,
-                model=model,
+                model=replace(model, inject=faults),
             )
             progress.update(task, description="draining")
             done = threading.Event()
