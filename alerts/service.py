@@ -108,6 +108,7 @@ class AlertsService(NoticeThread, MaintenanceThread, RegistryFollower):
         self.transitions_total = 0
         self.reminders_total = 0
         self.integrity_total = 0
+        self.integrity_by_check: dict[str, int] = {}
         self._maint_q: queue.Queue = queue.Queue()  # (device, service start, service end), None = stop
         self.notices: dict[str, int] = {}
         self._restored = False

@@ -31,6 +31,7 @@ class MaintenanceThread:
     integrity: IntegrityWatch | None
     clock: ClockWatch | None
     integrity_total: int
+    integrity_by_check: dict[str, int]
     service_ends: ServiceEnds | None
     reminders_total: int
     _sink: Any
@@ -132,6 +133,8 @@ class MaintenanceThread:
             self.ledger.add_outbox(trs)
         for tr in trs:
             self.integrity_total += 1
+            check = tr.event.rule
+            self.integrity_by_check[check] = self.integrity_by_check.get(check, 0) + 1
             log.info(
                 "event=data_integrity check=%s restaurant_id=%s device_id=%s id=%s minutes=%s",
                 tr.event.rule,

@@ -22,6 +22,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("fumewatch.metrics")
+#: The data-integrity checks (alerts.rules; ingest may not import alerts), each a series from the start.
+INTEGRITY_CHECKS = (
+    "suspect_zero",
+    "suspect_flatline",
+    "suspect_replay",
+    "suspect_clone",
+    "suspect_clock",
+    "suspect_flow",
+)
 
 HealthCheck = Callable[[], tuple[bool, dict]]
 
@@ -200,11 +209,15 @@ class AlertsCollector(Collector):
             "Maintenance reminders (清洗提醒) stored since start",
             value=getattr(self.svc, "reminders_total", 0),
         )
-        yield CounterMetricFamily(
+        integrity = CounterMetricFamily(
             "fumewatch_data_integrity",
-            "Data-integrity findings (suspect_zero, suspect_flatline) stored since start",
-            value=getattr(self.svc, "integrity_total", 0),
+            "Data-integrity findings stored since start, by check (docs/integrity.md)",
+            labels=["check"],
         )
+        by_check = getattr(self.svc, "integrity_by_check", {})
+        for check in sorted(set(INTEGRITY_CHECKS) | set(by_check)):
+            integrity.add_metric([check], by_check.get(check, 0))
+        yield integrity
         open_ = GaugeMetricFamily("fumewatch_events_open", "Open events by kind", labels=["kind"])
         counts: dict[str, int] = {}
         for e in self.svc.detector.open_events():

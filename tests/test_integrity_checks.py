@@ -181,3 +181,30 @@ def test_suspect_flow_implausible_for_the_stove_heads():
     assert flow_check(rows(T0, oil, flows=[6000.0] * 60)) is None
     assert flow_check(rows(T0, oil[:10], flows=[500.0] * 10)) is None
     assert flow_check(rows(T0, oil, fan=False, flows=[500.0] * 60)) is None
+
+
+def test_metrics_count_findings_by_check():
+    """/metrics' fumewatch_data_integrity_total has a series per check from the start (ingest/metrics.py
+    may not import alerts: its list is tested equal to alerts.rules')."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from alerts.rules import CHECK_LABELS
+    from ingest.metrics import INTEGRITY_CHECKS, AlertsCollector
+
+    assert set(INTEGRITY_CHECKS) == set(CHECK_LABELS)
+    svc = SimpleNamespace(
+        detector=SimpleNamespace(
+            counters={"readings": 0, "late_readings": 0, "windows_finalised": 0}, open_events=lambda: []
+        ),
+        transitions_total=0,
+        reminders_total=0,
+        integrity_by_check={"suspect_clone": 2},
+        notices={},
+    )
+    reg = CollectorRegistry()
+    reg.register(AlertsCollector(svc))
+    text = generate_latest(reg).decode()
+    assert 'fumewatch_data_integrity_total{check="suspect_clone"} 2.0' in text
+    assert 'fumewatch_data_integrity_total{check="suspect_zero"} 0.0' in text
