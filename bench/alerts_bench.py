@@ -29,7 +29,10 @@ def replay_frame_data(n_readings: int, n_devices: int, seed: int = 7) -> pd.Data
     """``n_readings`` one-minute readings of ``n_devices`` kitchens, time-major (every device at t, then
     t + 1 min), as ingest stores them. About 2 % of the kitchens exceed 2.0 mg/m3 for an hour at each
     peak (events), 1 % run the fan with the purifier off for a while (purifier_off), a few values are
-    missing; fan off at night makes those windows invalid."""
+    missing; fan off at night makes those windows invalid. ``oil_fume_mg_m3`` and ``flow_m3_h`` are the
+    store's columns the data-integrity checks read: the flow is stove heads x 2000 m3/h (the registry of
+    :func:`bench.common.make_registry`), so the measured concentration equals the reference one. With the
+    dinner in the frame, 0.1 % of the kitchens carry a data-integrity fault (:func:`_integrity_faults`)."""
     rng = np.random.default_rng(seed)
     steps = -(-n_readings // n_devices)
     i = np.arange(n_readings, dtype=np.int64)
@@ -46,44 +49,96 @@ def replay_frame_data(n_readings: int, n_devices: int, seed: int = 7) -> pd.Data
     fan = (minute_of_day >= 9 * 60) & (minute_of_day < 22 * 60)
     purifier = ~((code % 100 == 7) & peak)
     dev = pd.Categorical.from_codes(code, categories=device_ids(n_devices))
+    flow = (1 + code % 7) * 2000.0
+    ref = _integrity_faults(oil, flow, n_devices, steps)
     del i, step, minute_of_day
     return pd.DataFrame(
         {
             "time_ms": t,
             "device_id": dev,
-            "oil_fume_ref_mg_m3": oil,
+            "oil_fume_ref_mg_m3": ref,
+            "oil_fume_mg_m3": oil,
+            "flow_m3_h": flow,
             "fan_on": fan,
             "purifier_on": purifier,
         }
     ).iloc[: steps * n_devices]
 
 
+def _integrity_faults(oil: np.ndarray, flow: np.ndarray, n_devices: int, steps: int) -> np.ndarray:
+    """Plant one data-integrity fault (alerts/integrity) each in every 1000th kitchen from kitchen 3, 5,
+    11, 13 and 17 (none of them a violator or a bypass) when the frame holds the dinner (10:30 to 21:30):
+    a flatline (18:00-19:10 at 1.234), a replay (17:00-20:00 = its 10:30-13:30 + 0.05), a clone of kitchen
+    n - 1 (17:00-20:00), a zero (19:00-19:40 at 0.0), a flow halved for the dinner's top quarter of
+    concentrations. In place; returns the reference concentration (the flow's fault lowers it)."""
+    if steps < 660 or len(oil) != steps * n_devices:
+        return oil
+    o, q = oil.reshape(steps, n_devices), flow.reshape(steps, n_devices)
+
+    def k(minute: int) -> int:
+        return minute - (10 * 60 + 30)  # the frame's step at this local minute of the first day
+
+    c = np.arange(n_devices)
+    o[k(1080) : k(1150), c % 1000 == 3] = 1.234
+    replay, clone = c[c % 1000 == 5], c[c % 1000 == 11]
+    o[k(1020) : k(1200), replay] = o[k(630) : k(810), replay] + 0.05
+    o[k(1020) : k(1200), clone] = o[k(1020) : k(1200), clone - 1]
+    o[k(1140) : k(1180), c % 1000 == 13] = 0.0
+    ref = oil.copy()
+    fl = c[c % 1000 == 17]
+    dinner = o[k(990) : k(1290), fl]
+    high = dinner > np.nanquantile(dinner, 0.75, axis=0)
+    q[k(990) : k(1290), fl] = np.where(high, 0.5, 1.0) * q[k(990) : k(1290), fl]
+    ref.reshape(steps, n_devices)[k(990) : k(1290), fl] = np.where(high, 0.5, 1.0) * dinner
+    return ref
+
+
 def detector_replay(n_readings: int, n_devices: int = 10_000, repeats: int = 1) -> dict:
-    """readings/s of :func:`alerts.detection.replay.replay_frame` over an in-memory frame (generation not timed)."""
+    """readings/s of :func:`alerts.detection.replay.replay_frame` over an in-memory frame (generation not
+    timed), without and with the data-integrity checks: each repeat times ``replay_frame``, then
+    :func:`alerts.integrity.frame.integrity_frame` on the same frame and replay_frame's windows;
+    ``readings_s_checks`` is the readings over both times together."""
     from alerts.detection.replay import replay_frame
     from alerts.detection.window import DetectorConfig
+    from alerts.integrity.frame import integrity_frame
+    from alerts.integrity.settings import IntegritySettings
     from alerts.profiles import load_profiles
 
     registry = make_registry(n_devices)
     profiles = load_profiles()
+    config, integrity = DetectorConfig(), IntegritySettings()
     df = replay_frame_data(n_readings, n_devices)
-    times = []
+    times, checked, integrity_s = [], [], []
     events: list = []
     windows = None
+    findings: list = []
     for _ in range(repeats):
         t = time.perf_counter()
-        events, windows = replay_frame(df, registry, profiles, DetectorConfig())
-        times.append(time.perf_counter() - t)
+        events, windows = replay_frame(df, registry, profiles, config)
+        t1 = time.perf_counter()
+        findings = integrity_frame(df, registry, integrity, config, windows)
+        t2 = time.perf_counter()
+        times.append(t1 - t)
+        integrity_s.append(t2 - t1)
+        checked.append(t2 - t)
     kinds: dict[str, int] = {}
     for e in events:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    checks: dict[str, int] = {}
+    for _, f in findings:
+        checks[f.check] = checks.get(f.check, 0) + 1
     return {
         "readings": len(df),
         "devices": n_devices,
         "seconds": times,
         "readings_s": [len(df) / s for s in times],
+        "integrity_seconds": integrity_s,
+        "seconds_checks": checked,
+        "readings_s_checks": [len(df) / s for s in checked],
         "events": kinds,
+        "findings": checks,
         "windows": 0 if windows is None else len(windows),
+        "load_avg": list(os.getloadavg()),
     }
 
 
