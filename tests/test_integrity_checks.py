@@ -208,3 +208,24 @@ def test_metrics_count_findings_by_check():
     text = generate_latest(reg).decode()
     assert 'fumewatch_data_integrity_total{check="suspect_clone"} 2.0' in text
     assert 'fumewatch_data_integrity_total{check="suspect_zero"} 0.0' in text
+
+
+def test_an_honest_two_speed_fan_is_not_a_flow_fault():
+    """At its low speed the same emission is less diluted, so the low-speed readings read higher (C = E/Q);
+    but cooking rises and falls at either speed, so the low speed is not kept for the high fume. A
+    tampered flow that falls exactly when the fume is high is flagged."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        oil, flows = [], []
+        for i in range(240):
+            emission = 4000 * (0.5 + 1.5 * abs(((i / 60) % 2) - 1)) * (1 + 0.1 * rng.random())  # mg/h
+            q = 4000 * (0.6 if (i // 20 + seed) % 2 else 1.0) * (1 + 0.02 * rng.uniform(-1, 1))
+            oil.append(round(emission / q, 3))
+            flows.append(round(q, 1))
+        assert flow_check(rows(T0, oil, flows=flows)) is None, seed
+        cut = sorted(oil)[int(len(oil) * 0.75)]
+        steady = [4000.0 * (1 + 0.02 * rng.uniform(-1, 1)) for _ in oil]
+        tampered = [q * 0.4 if v >= cut else q for v, q in zip(oil, steady, strict=True)]
+        f = flow_check(rows(T0, oil, flows=tampered))
+        assert f is not None and f.detail["reasons"] == ["flow_drops_when_high"], seed
+        assert f.detail["high_low_flow_share"] == 1.0 and f.detail["rest_low_flow_share"] == 0.0

@@ -10,10 +10,14 @@ judged. From the stored readings of one service with the fan on (and a reported 
 - ``flow_high``: the median flow is over ``flow_max_share`` of ``n * 2000``. More than such a fan can
   move: a faulty flow sensor, too few registered heads, or dilution air let into the duct; the
   conversion is only right if the flow is.
-- ``flow_drops_when_high``: the median flow of the service's high-concentration readings (its top
-  quarter by oil fume) is ``flow_drop_share`` under that of its lower half, while their median
-  concentration is at least :data:`HIGH_RATIO` times as high. A fan's flow follows its speed switch, not
-  the fume; a flow that falls just when the fume is high lowers ``C_ref`` just when it matters.
+- ``flow_drops_when_high``: the flow is low (``flow_drop_share`` under the median flow of the service's
+  lower half by oil fume) in at least :data:`DROP_TOP_SHARE` of its high-concentration readings (its top
+  quarter) and in at most :data:`DROP_REST_SHARE` of the lower half, the top quarter's median fume at
+  least :data:`HIGH_RATIO` times the lower half's. A flow that falls just when the fume is high lowers
+  ``C_ref`` just when it matters. An honest two-speed fan is not that: at its low speed the same
+  emission is less diluted, so its low-speed readings do read higher, but they spread over the whole
+  range of the service's fume (cooking rises and falls at either speed), while a tampered flow follows
+  the fume itself.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from alerts.integrity.checks import Finding
 SUSPECT_FLOW = "suspect_flow"
 #: The top quarter's median concentration must be this many times the lower half's.
 HIGH_RATIO = 1.5
+#: flow_drops_when_high: the share of the top quarter with a low flow, at least, and of the lower half,
+#: at most.
+DROP_TOP_SHARE = 0.8
+DROP_REST_SHARE = 0.1
 
 
 def suspect_flow(
@@ -63,7 +71,15 @@ def suspect_flow(
     low, top = by_c[: n // 2], by_c[n - max(n // 4, 1) :]
     q_low, q_top = median(p[2] for p in low), median(p[2] for p in top)
     c_low, c_top = median(p[1] for p in low), median(p[1] for p in top)
-    drops = q_low > 0 and q_top < (1 - drop_share) * q_low and c_top >= HIGH_RATIO * max(c_low, 1e-9)
+    cut = (1 - drop_share) * q_low
+    low_in_top = sum(p[2] < cut for p in top) / len(top)
+    low_in_rest = sum(p[2] < cut for p in low) / len(low)
+    drops = (
+        q_low > 0
+        and low_in_top >= DROP_TOP_SHARE
+        and low_in_rest <= DROP_REST_SHARE
+        and c_top >= HIGH_RATIO * max(c_low, 1e-9)
+    )
     if drops:
         reasons.append("flow_drops_when_high")
     if not reasons:
@@ -89,6 +105,8 @@ def suspect_flow(
             "high_median_flow_m3_h": round(q_top, 1),
             "low_median_mg_m3": round(c_low, 3),
             "low_median_flow_m3_h": round(q_low, 1),
+            "high_low_flow_share": round(low_in_top, 3),
+            "rest_low_flow_share": round(low_in_rest, 3),
             "drop_share": drop_share,
         },
     )
