@@ -3,7 +3,8 @@ docs/protocol.md, "HJ 212 over TCP"):
 
 - the data response (数据应答, CN=9014, ST=91): for an upload whose Flag asks for an answer (the A bit,
   bit 0 of Flag = V5..V0 D A), with the same QN, PW and MN and an empty CP, once the frame is durably
-  accepted (acknowledged by the broker);
+  accepted (acknowledged by the broker); to an HJ/T 212-2005 sender (version bits 000000) in the 2005
+  form, the request's QN and CN inside CP;
 - the set-time command (设置现场机时间, CN=1012) in answer to the data logger's time-calibration request
   (现场机时间校准请求, CN=1013): CP ``SystemTime=YYYYMMDDhhmmss`` in the loggers' zone (``[hj212]
   timezone``), its own QN (the platform's time to the millisecond), Flag=5 (the logger answers 9011/9012).
@@ -31,8 +32,21 @@ def is_response(frame: Frame) -> bool:
     return frame.cn.startswith("9")
 
 
+def is_2005(frame: Frame) -> bool:
+    """Flag's version bits (V5..V0) 000000: an HJ/T 212-2005 sender."""
+    return not frame.flag.isdigit() or int(frame.flag) >> 2 == 0
+
+
 def data_response(frame: Frame) -> bytes:
-    seg = f"QN={frame.qn};ST={ST_SYSTEM};CN={CN_DATA_RESPONSE};PW={frame.pw};MN={frame.mn};Flag=4;CP=&&&&"
+    """9014 for ``frame``: HJ 212-2017 form (the request's QN in the header, CP empty), or for a 2005
+    sender the 2005 form (the request's QN and CN inside CP)."""
+    if is_2005(frame):
+        seg = (
+            f"ST={ST_SYSTEM};CN={CN_DATA_RESPONSE};PW={frame.pw};MN={frame.mn};Flag=0;"
+            f"CP=&&QN={frame.qn};CN={frame.cn}&&"
+        )
+    else:
+        seg = f"QN={frame.qn};ST={ST_SYSTEM};CN={CN_DATA_RESPONSE};PW={frame.pw};MN={frame.mn};Flag=4;CP=&&&&"
     return encode_frame(seg).encode("ascii")
 
 

@@ -42,6 +42,8 @@ from ingest.timeutil import now_ms, zone
 log = logging.getLogger("fumewatch.gateway")
 
 GARBAGE_EVERY_S = 10.0
+#: Refusals that come in floods: logged at most once a connection every GARBAGE_EVERY_S (all counted).
+QUIET = frozenset({"garbage", "oversize", "rate_limited"})
 UNBOUND = "_unbound"
 _MN = re.compile(rb"MN=([^;&]*)")
 _TOPIC_SAFE = re.compile(r"^[^/+#\x00-\x1f\s]{1,64}$")
@@ -62,6 +64,7 @@ class Connection:
     _tokens: float = 0.0
     _refill: float = 0.0
     _garbage_at: float = 0.0
+    _logged_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +169,17 @@ class Gateway:
         conn.refused[reason] += 1
         conn.last_error = f"{reason}: {detail}" if detail else reason
         self.totals[f"refused:{reason}"] += 1
+        now = time.monotonic()
+        if reason not in QUIET or now - conn._logged_at >= GARBAGE_EVERY_S:  # a flood is logged now and then
+            conn._logged_at = now
+            log.info(
+                "event=gateway_refused peer=%s mn=%s reason=%s detail=%r count=%d",
+                conn.peer,
+                conn.mn,
+                reason,
+                detail[:120],
+                conn.refused[reason],
+            )
 
     def _take_token(self, conn: Connection) -> bool:
         now = time.monotonic()
