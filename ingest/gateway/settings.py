@@ -29,3 +29,7 @@ class GatewaySettings(BaseModel):
     # TLS for the loggers' connections (both files, PEM); "" = plain TCP, as most loggers speak.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # Seconds between two writes of the connections to the state database (gateway_connections: what
+    # `fumewatch devices` shows); a logger's first accepted frame and its disconnection are written at once.
+    # 0 = no status table (the gateway then needs no state database).
+    status_interval_s: float = Field(5.0, ge=0)
