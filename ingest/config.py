@@ -22,7 +22,7 @@ from pydantic_settings import (
 
 from ingest import config_check
 from ingest.config_check import ConfigError
-from ingest.gateway.settings import GatewaySettings
+from ingest.config_gateway import GatewaySettings
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_broker_url"]
 

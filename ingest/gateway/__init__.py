@@ -6,5 +6,8 @@ it exactly as a frame sent over MQTT (docs/gateway.md).
 - ``protocol.py``: what the gateway answers (9014 data response, 1012 set time);
 - ``publisher.py``: the broker session, an acknowledgement awaited per frame;
 - ``server.py``: the asyncio server, one task per connection, its limits and counters;
+- ``runner.py``: the server on a loop thread of its own (``fumewatch hj212-gateway``, ``fumewatch run``);
+- ``status.py``: the connections written to the state database for ``fumewatch devices``;
+- ``metrics.py``: its /metrics families and /healthz;
 - ``settings.py``: ``[gateway]``.
 """
