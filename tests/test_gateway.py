@@ -67,6 +67,10 @@ class GatewayProc:
                 "hj212-gateway",
                 *("--broker", broker_url, "--registry", str(registry(tmp_path))),
                 *("--listen", f"127.0.0.1:{self.port}"),
+                *(
+                    "--state",
+                    str(tmp_path / f"gateway-{self.port}.db"),
+                ),  # its connections (fumewatch devices)
             ],
             cwd=REPO,
             env={
@@ -454,5 +458,34 @@ def test_tls_when_configured(tmp_path, mosquitto):
                 s.sendall(frame(minute=1))
                 assert [qn(a) for a in read_frames(s, 1)] == [qn(frame(minute=1))]
         assert "tls=True" in gw.text()
+    finally:
+        gw.stop()
+
+
+@pytest.mark.integration
+def test_garbage_does_not_keep_a_connection_open_and_a_wrong_pw_still_binds(tmp_path, mosquitto, subscriber):
+    gw = GatewayProc(tmp_path, mosquitto.url, FUMEWATCH_GATEWAY_IDLE_TIMEOUT_S="1.5")
+    try:
+        s = gw.connect()
+        s.sendall(frame("GW-1", 1, pw="000000"))  # refused (bad PW), but the connection is now GW-1's
+        t = time.monotonic()
+        closed = False
+        while time.monotonic() - t < 6:
+            try:
+                s.sendall(b"junk")  # garbage every 0.3 s: not a frame, so still idle
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.3)
+        s.settimeout(3)
+        closed = closed or s.recv(100) == b""
+        assert closed and time.monotonic() - t < 5
+        wait_for(lambda: "why=idle_timeout" in gw.text(), 5, "the idle timeout logged")
+        s2 = gw.connect()
+        s2.sendall(frame("GW-1", 2, pw="000000"))
+        s2.sendall(frame("GW-2", 2))  # another MN after the refused GW-1 frame: an MN switch
+        assert nothing_within(s2, 1.0)
+        s2.close()
+        wait_for(lambda: "reason=mn_switch" in gw.text(), 5, "the MN switch logged")
     finally:
         gw.stop()

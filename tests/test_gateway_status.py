@@ -88,8 +88,16 @@ def no_answer(sock: socket.socket, wait_s: float = 1.0) -> None:
 
 
 def metrics(port: int) -> dict[tuple[str, tuple], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return _samples(text)
+    """/metrics, asked again for a few seconds while the server does not answer yet (a loaded machine)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return _samples(text)
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:

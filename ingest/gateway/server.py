@@ -4,7 +4,8 @@ One task per connection (no thread per connection): read what the socket gives, 
 (:class:`~ingest.gateway.framer.Framer`), and for each frame, in order:
 
 1. the connection's frame rate (a token bucket): over it, the frame is refused unanswered, counted;
-2. its MN: a connection's first valid frame binds its MN; a later frame with another MN is refused
+2. its MN: a connection's first frame naming a registry MN binds it (even if that frame is refused, so
+   a logger with a wrong PW shows in ``fumewatch devices``); a later frame with another MN is refused
    (``mn_switch``) and goes to the bound device's topic, where ingest dead-letters it (``mn_mismatch``);
 3. the registry, the CRC (the device's dialect) and the registry's ``hj212_pw``: a frame that fails is
    still published (to ``{prefix}/{MN}/hj212``, or ``{prefix}/_unbound/hj212`` when its MN cannot be a
@@ -14,7 +15,7 @@ One task per connection (no thread per connection): read what the socket gives, 
 
 Garbage between frames and oversize frames are counted and published as excerpts for their dead letters
 (at most one a connection every :data:`GARBAGE_EVERY_S`). Idle connections are closed after
-``idle_timeout_s``; connections beyond ``max_connections`` (or ``max_connections_per_peer`` from one
+``idle_timeout_s`` without a frame (garbage does not keep one open); connections beyond ``max_connections`` (or ``max_connections_per_peer`` from one
 address) are closed at once, counted.
 """
 
@@ -56,6 +57,9 @@ class Connection:
     peer: str
     since_ms: int
     mn: str = ""
+    #: The registry MN of the connection's first frame, valid or not (a logger whose frames are all
+    #: refused still shows in fumewatch devices, with its last error).
+    claimed_mn: str = ""
     frames: int = 0
     acks: int = 0
     refused: Counter = field(default_factory=Counter)
@@ -71,6 +75,7 @@ class Connection:
             "peer": self.peer,
             "since_ms": self.since_ms,
             "mn": self.mn,
+            "claimed_mn": self.claimed_mn,
             "frames": self.frames,
             "acks": self.acks,
             "refused": dict(self.refused),
@@ -122,6 +127,10 @@ class Gateway:
             self.totals[f"refused_connection:{which}"] += 1
             log.warning("event=gateway_connection_refused peer=%s limit=%s", peer, which)
             writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
             return
         conn = Connection(peer, now_ms(), _tokens=float(self.g.max_frame_burst), _refill=time.monotonic())
         key = id(conn)
@@ -130,10 +139,15 @@ class Gateway:
         self.totals["connections"] += 1
         framer = Framer(self.g.max_frame_bytes)
         why = "closed"
+        # idle: no frame for idle_timeout_s (garbage does not keep a connection open)
+        last_frame = time.monotonic()
         try:
             while True:
+                left = self.g.idle_timeout_s - (time.monotonic() - last_frame)
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), self.g.idle_timeout_s)
+                    if left <= 0:
+                        raise TimeoutError
+                    data = await asyncio.wait_for(reader.read(65536), left)
                 except TimeoutError:
                     why = "idle_timeout"
                     self.totals["idle_timeouts"] += 1
@@ -141,6 +155,8 @@ class Gateway:
                 if not data:
                     break
                 for piece in framer.feed(data):
+                    if piece.kind == "frame":
+                        last_frame = time.monotonic()
                     await self._piece(conn, piece, writer)
             for piece in framer.flush():
                 await self._piece(conn, piece, writer)
@@ -210,11 +226,14 @@ class Gateway:
             return
         m = _MN.search(piece.data)
         mn = m.group(1).decode("ascii", "replace") if m else ""
-        if conn.mn and mn != conn.mn:
-            self._refuse(conn, "mn_switch", f"MN {mn[:64]!r} on a connection bound to {conn.mn!r}")
-            await self.publisher.forward(self._topic(conn.mn), piece.data)  # ingest: mn_mismatch
+        bound = conn.mn or conn.claimed_mn  # its first registry MN, even before a frame passed
+        if bound and mn != bound:
+            self._refuse(conn, "mn_switch", f"MN {mn[:64]!r} on a connection bound to {bound!r}")
+            await self.publisher.forward(self._topic(bound), piece.data)  # ingest: mn_mismatch
             return
         device = self.registry.get(mn) if mn else None
+        if device is not None and not conn.claimed_mn:
+            conn.claimed_mn = mn  # a registry MN it says it is, before the checks (fumewatch devices)
         topic = self._topic(mn or UNBOUND)
         if device is None:
             self._refuse(conn, "unknown_device", mn[:64])

@@ -71,7 +71,7 @@ def is_stale(row: dict[str, Any], now: int, interval_s: float) -> bool:
 def connection_row(conn: Any, instance: str, now: int, disconnected_ms: int | None = None) -> dict:
     """A ``gateway_connections`` row of ``conn`` (an ingest.gateway.server.Connection bound to its MN)."""
     return {
-        "mn": conn.mn,
+        "mn": _mn(conn),
         "instance": instance,
         "peer": conn.peer,
         "connected_since_ms": conn.since_ms,
@@ -141,30 +141,30 @@ class StatusWatch:
     # ---------------------------------------------------------------- the server's connections
     def opened(self, key: Any, conn: Any) -> None:
         self._open[key] = conn
-        if conn.mn:
-            self._by_mn.setdefault(conn.mn, set()).add(key)
+        if _mn(conn):
+            self._by_mn.setdefault(_mn(conn), set()).add(key)
         else:
             self._unbound.add(key)
 
     def closed(self, key: Any, conn: Any) -> None:
         self._open.pop(key, None)
         self._unbound.discard(key)
-        if not conn.mn:
+        if not _mn(conn):
             return  # never sent an accepted frame: no logger to show it for
-        keys = self._by_mn.get(conn.mn)
+        keys = self._by_mn.get(_mn(conn))
         if keys is not None:
             keys.discard(key)
             if not keys:
-                del self._by_mn[conn.mn]
-        self._ended[conn.mn] = (conn, now_ms())
-        self._emit({conn.mn})
+                del self._by_mn[_mn(conn)]
+        self._ended[_mn(conn)] = (conn, now_ms())
+        self._emit({_mn(conn)})
 
     def _bind_new(self) -> set[str]:
         """The MNs bound since the last look (their connections' first accepted frames)."""
         mns = set()
-        for key in [k for k in self._unbound if self._open[k].mn]:
+        for key in [k for k in self._unbound if _mn(self._open[k])]:
             self._unbound.discard(key)
-            mn = self._open[key].mn
+            mn = _mn(self._open[key])
             self._by_mn.setdefault(mn, set()).add(key)
             mns.add(mn)
         return mns
@@ -363,3 +363,8 @@ def read_connections(state: str) -> dict[str, dict[str, Any]] | None:
         row["refused"] = orjson.loads(row["refused"] or "{}")
         out[row["mn"]] = row
     return out
+
+
+def _mn(conn: Any) -> str:
+    """The MN a connection shows under: the one it is bound to, else the registry MN it claimed."""
+    return conn.mn or getattr(conn, "claimed_mn", "")
