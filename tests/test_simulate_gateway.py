@@ -314,3 +314,19 @@ def test_an_unreachable_gateway_is_one_connection_error() -> None:
             ("127.0.0.1", port), simulate.make_registry(2), start_ms=START_MS, hours=0.1, speed=0,
             connect_timeout_s=0.5,
         )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_gateway_bench_counts_add_up(mosquitto_binary, tmp_path) -> None:
+    """bench/gateway_bench.py on a few loggers: both paths lossless, every frame answered (no timing)."""
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))
+    from bench import gateway_bench
+
+    out = gateway_bench.gateway_vs_mqtt(tmp_path, n_devices=20, hours=1)  # > 500 rows: 2+ commits
+    (r,) = out["rounds"]
+    g, m = r["gateway"], r["mqtt"]
+    assert out["frames"] == g["rows"] == g["distinct"] == g["answered"] == m["rows"] == m["distinct"] > 0
+    assert (g["peak_open"], g["unanswered"], g["refused_connections"]) == (20, 0, 0)
+    assert g["lossless"] and m["lossless"] and g["dead_letters"] == m["dead_letters"] == 0
+    assert r["ratio"] == pytest.approx(g["readings_s"] / m["readings_s"]) and r["ratio"] > 0
