@@ -24,9 +24,10 @@ class GatewaySettings(BaseModel):
     # The largest frame accepted, bytes ("##" to CRLF); HJ 212's own bound is 10,017.
     max_frame_bytes: int = Field(10_017, ge=64, le=10_017)
     # Frames a second one connection may send (a token bucket of max_frame_burst); beyond, a frame is
-    # refused unanswered (the logger sends it again: no 9014), counted and logged.
-    max_frames_per_s: float = Field(20.0, gt=0)
-    max_frame_burst: int = Field(200, ge=1)
+    # refused unanswered (the logger sends it again: no 9014), counted and logged. The burst holds a day
+    # of minute data, a DTU's backlog after an outage; a flat-out simulation needs more.
+    max_frames_per_s: float = Field(50.0, gt=0)
+    max_frame_burst: int = Field(1500, ge=1)
     # Waiting for the broker's acknowledgement of a frame before giving up on it (no 9014 then).
     publish_timeout_s: float = Field(10.0, gt=0)
     # MQTT client id of the gateway's publishing session.

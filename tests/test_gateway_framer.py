@@ -22,7 +22,7 @@ FRAMES = [
     ).encode()
     for i in range(6)
 ]
-NOISE = st.binary(max_size=40).map(lambda b: b.replace(b"#", b"").replace(b"\r", b""))
+NOISE = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b""))  # a CRLF would end a "frame"
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,3 +70,10 @@ def test_answers():
     cmd = parse_frame(protocol.set_time(req, T0).decode())
     assert (cmd.cn, cmd.st, cmd.flag, cmd.cp) == ("1012", "39", "5", {"SystemTime": "20261201110000"})
     assert encode_frame("x").endswith("\r\n")
+
+
+def test_a_hash_just_before_a_frame_does_not_take_its_header():
+    for junk in (b"#", b"\xffab#", b"###", b"##x#"):
+        pieces = Framer().feed(junk + FRAMES[0])
+        assert [p.data for p in pieces if p.kind == "frame"] == [FRAMES[0]], junk
+        assert sum(p.size for p in pieces) == len(junk) + len(FRAMES[0])

@@ -66,7 +66,7 @@ class Framer:
                 break
             digits = bytes(buf[2:6])
             if not digits.isdigit():
-                out.append(self._drop("garbage", 2))
+                out.append(self._drop("garbage", 1))  # one byte: "###0099..." still holds a frame
                 continue
             if 6 + int(digits) + 6 > self.max_frame_bytes:
                 self._skip = (bytes(buf[:EXCERPT]), 0)

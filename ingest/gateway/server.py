@@ -68,6 +68,7 @@ class Connection:
     _tokens: float = 0.0
     _refill: float = 0.0
     _garbage_at: float = 0.0
+    hung_up: bool = False
     _logged_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,6 +159,9 @@ class Gateway:
                     if piece.kind == "frame":
                         last_frame = time.monotonic()
                     await self._piece(conn, piece, writer)
+                if conn.hung_up:
+                    why = "hung_up"
+                    break
             for piece in framer.flush():
                 await self._piece(conn, piece, writer)
         except (ConnectionError, OSError) as exc:
@@ -264,9 +268,14 @@ class Gateway:
             self.totals["time_set"] += 1
         elif protocol.wants_answer(frame) and not protocol.is_response(frame):
             answer = protocol.data_response(frame)
-        if answer:
-            writer.write(answer)
-            await writer.drain()
+        if answer and not conn.hung_up:
+            try:
+                writer.write(answer)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                # the logger hung up: the frames already read are still published (not answered)
+                conn.hung_up = True
+                return
             conn.acks += 1
             self.totals["acks"] += 1
 
