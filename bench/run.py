@@ -37,6 +37,7 @@ NAMES = (
     "memory",
     "scale_out",
     "alerts_partitions",
+    "hj212_gateway",
 )
 
 
@@ -324,6 +325,23 @@ def run_partitions(work: Path, sz: Sizes) -> Result:
     )
 
 
+def run_gateway(work: Path, sz: Sizes) -> Result:
+    """HJ 212 over TCP through the real gateway, 1,000 loggers connected, against MQTT (bench/gateway_bench.py)."""
+    from bench import gateway_bench
+
+    out = gateway_bench.gateway_vs_mqtt(
+        work / "gateway", **gateway_bench.SIZES["quick" if sz is QUICK else "full"]
+    )
+    g, m, ratio = out["gateway_frames_s"], out["mqtt_readings_s"], out["ratio"]
+    r0 = out["rounds"][0]["gateway"]
+    notes = (
+        f"{r0['peak_open']:,} connections, {out['frames']:,} frames; MQTT {m['median']:,.0f} readings/s; ratio "
+        f"{ratio['median']:.2f}; gateway CPU {r0['cpu_us_per_frame']['gateway']:.0f} us/frame"
+    )
+    spread = {"mqtt readings/s": m["median"], "ratio": ratio["median"]}
+    return Result("hj212_gateway", g["median"], "frames/s", "(ratio to MQTT)", None, spread, out, notes=notes)
+
+
 # ----------------------------------------------------------------------------------------- output
 
 
@@ -397,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: run_memory(work, sz),
         "scale_out": lambda: run_scale(work, sz),
         "alerts_partitions": lambda: run_partitions(work, sz),
+        "hj212_gateway": lambda: run_gateway(work, sz),
     }
     steps += [(n, fn) for n, fn in table.items() if n in want]
     results: list[Result] = []

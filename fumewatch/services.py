@@ -59,9 +59,12 @@ def run_alerts_worker(s, open_all: Callable, stop: threading.Event, part) -> int
     return 0
 
 
-def start_metrics(s: Settings, *, ingest=None, alerts=None, standby=None):
+def start_metrics(s: Settings, *, ingest=None, alerts=None, standby=None, gateway=None):
     """Start /healthz + /metrics when ``[metrics] port`` is set; None otherwise. ``standby``: the partition
-    (alerts/partition.py) a standby alerts worker waits for; healthy, and it says so."""
+    (alerts/partition.py) a standby alerts worker waits for; healthy, and it says so. ``gateway``: a
+    running HJ 212 GatewayRunner (``fumewatch hj212-gateway``, or ``fumewatch run`` with ``[gateway]
+    listen``): its /metrics families, and /healthz fails while it does not listen or its broker session is
+    away (beside ingest's, under ``gateway``, in ``fumewatch run``)."""
     if not s.metrics.port:
         return None
     from ingest.metrics import IngestCollector, MetricsServer, ingest_health
@@ -80,7 +83,7 @@ def start_metrics(s: Settings, *, ingest=None, alerts=None, standby=None):
         def health() -> tuple[bool, dict]:
             return True, {"role": "standby", "partition": str(standby)}
 
-    else:
+    elif alerts is not None:
 
         def health() -> tuple[bool, dict]:
             ok = alerts.client is None or alerts.client.is_connected()
@@ -89,4 +92,29 @@ def start_metrics(s: Settings, *, ingest=None, alerts=None, standby=None):
                 out |= {"role": "active", "partition": str(alerts.partition), "devices": len(alerts.registry)}
             return ok, out
 
+    else:
+        health = None
+    if gateway is not None:
+        health = _with_gateway(s, gateway, health, collectors)
     return MetricsServer(s.metrics.host, s.metrics.port, health, collectors).start()
+
+
+def _with_gateway(s: Settings, gateway, health, collectors: list):
+    """Add the gateway's collector; its health alone, or the service's with the gateway's under
+    ``gateway`` (both must be healthy)."""
+    from ingest.gateway.metrics import GatewayCollector, gateway_health
+
+    collectors.append(GatewayCollector(gateway))
+    own = gateway_health(gateway, s.metrics.broker_unreachable_s)
+    if health is None:
+        return own
+
+    def both() -> tuple[bool, dict]:
+        ok, detail = health()
+        gw_ok, gw = own()
+        if not gw_ok:
+            gw_reason = f"gateway: {gw['reason']}"
+            detail["reason"] = f"{detail['reason']}; {gw_reason}" if detail.get("reason") else gw_reason
+        return ok and gw_ok, {**detail, "gateway": gw}
+
+    return both

@@ -64,6 +64,9 @@ def _service_rules(prefix: str) -> dict[str, tuple[tuple[str, str], ...]]:
         "alerts": (*readings, ("write", f"{prefix}/alerts/#")),
         # dashboards / operators: read everything under the prefix and the broker's $SYS statistics.
         "ops": (("read", f"{prefix}/#"), ("read", "$SYS/#")),
+        # fumewatch hj212-gateway: publishes the frames of the TCP loggers it checked (MN bound per
+        # connection, the registry's PW), HJ 212 only (docs/gateway.md).
+        "gateway": (("write", f"{prefix}/+/hj212"),),
         # fumewatch simulate: publishes as every device. Demo and load tests only: never in production.
         "simulator": (("write", f"{prefix}/+/reading"), ("write", f"{prefix}/+/hj212")),
     }
@@ -72,7 +75,7 @@ def _service_rules(prefix: str) -> dict[str, tuple[tuple[str, str], ...]]:
 SERVICE_ROLES = tuple(_service_rules("p"))
 DEFAULT_SERVICE_ACCOUNTS = "ingest,alerts"
 #: Topic segments under the prefix that belong to services: no device may be named like them.
-RESERVED_DEVICE_IDS = frozenset({"alerts"})
+RESERVED_DEVICE_IDS = frozenset({"alerts", "_unbound"})
 
 _BAD_ID = re.compile(r"[/+#:\s\x00-\x1f\x7f]")
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from ingest import config_check
 from ingest.config_check import ConfigError
+from ingest.config_gateway import GatewaySettings
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_broker_url"]
 
@@ -245,6 +246,7 @@ class Settings(BaseSettings):
     hj212: HJ212Settings = HJ212Settings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def settings_customise_sources(

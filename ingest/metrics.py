@@ -320,7 +320,8 @@ def ingest_problems(service) -> list[dict]:
     return out
 
 
-def _describe(p: dict) -> str:
+def describe_problem(p: dict) -> str:
+    """A problem of /healthz in words: ``check (key=value, ...)``."""
     extra = ", ".join(f"{k}={v}" for k, v in p.items() if k != "check" and v not in ("", None))
     return f"{p['check']} ({extra})" if extra else p["check"]
 
@@ -329,7 +330,7 @@ def ingest_health(service) -> HealthCheck:
     def check() -> tuple[bool, dict]:
         problems = ingest_problems(service)
         return not problems, {
-            "reason": "; ".join(_describe(p) for p in problems),
+            "reason": "; ".join(describe_problem(p) for p in problems),
             "problems": problems,
             "mqtt_connected": service.connected,
             "buffered_readings": buffered(service),

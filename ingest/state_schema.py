@@ -1,4 +1,5 @@
-"""Ingest's part of the state database schema (SQLAlchemy Core): ``dead_letters`` and ``device_stats``.
+"""Ingest's part of the state database schema (SQLAlchemy Core): ``dead_letters``, ``device_stats`` and
+the HJ 212 gateway's ``gateway_connections``.
 
 The alerts ledger adds its tables to the same database (``alerts.ledger.schema``); the migrations in
 ``fumewatch/db/migrations`` version both. Column types are those revision 0001 created: times are epoch
@@ -50,4 +51,26 @@ device_stats = Table(
     Column("crc_failures", Integer, nullable=False, server_default="0"),  # frames refused hj212_bad_crc
     Column("dead_letters", Text, nullable=False, server_default="{}"),  # reason -> dead letters
     Index("device_stats_bucket", "bucket_ms"),
+)
+
+#: 0009. The HJ 212 gateway's connections (ingest/gateway/status.py), one row per data logger (its MN, the
+#: registry's device id): the newest connection a gateway holds for it, or its last one with the time it
+#: ended (``disconnected_ms``; NULL while connected). Written by the gateway every ``[gateway]
+#: status_interval_s`` (``updated_ms``: when; a row not updated for long is a gateway that stopped without
+#: saying so), at once when a logger's first frame is accepted and when it disconnects. ``instance``: the
+#: gateway that wrote it (host:port); ``refused``: the connection's refused frames by reason (JSON object).
+gateway_connections = Table(
+    "gateway_connections",
+    metadata,
+    Column("mn", Text, primary_key=True),
+    Column("instance", Text, nullable=False, server_default=""),
+    Column("peer", Text, nullable=False, server_default=""),
+    Column("connected_since_ms", Ms, nullable=False),
+    Column("frames", Integer, nullable=False, server_default="0"),
+    Column("acks", Integer, nullable=False, server_default="0"),
+    Column("refused", Text, nullable=False, server_default="{}"),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("last_frame_ms", Ms, nullable=True),
+    Column("disconnected_ms", Ms, nullable=True),
+    Column("updated_ms", Ms, nullable=False),
 )

@@ -290,7 +290,8 @@ def test_devices_lists_every_registry_device(devices_dir) -> None:
     table = run_fumewatch(tmp, *_args(devices_dir)).stdout.splitlines()
     assert "counts since" in table[0] and table[0].count("+08:00") == 1
     assert table[1].split() == ["device_id", "restaurant", "dialect", "last_seen", "last_received", "interval",
-                                "readings", "flags", "unknown_codes", "crc_failures", "dead_letters", "integrity"]  # fmt: skip
+                                "readings", "flags", "unknown_codes", "crc_failures", "dead_letters", "integrity",
+                                "gateway"]  # fmt: skip
     assert table[3].startswith("DEV-2") and "2 (bad_ts 1, hj212_bad_crc 1)" in table[3]
     # the columns line up although restaurant names are Chinese (two terminal columns a character)
     assert text_width(table[2][: table[2].index("hj212-2017")]) == text_width(
@@ -381,7 +382,7 @@ def test_devices_integrity_column_counts_findings_by_check(devices_dir) -> None:
         and j["DEV-3"]["integrity"] == {}
     )
     table = run_fumewatch(tmp, *_args(devices_dir)).stdout.splitlines()
-    assert table[1].split()[-1] == "integrity" and "not offences" in table[0]
+    assert table[1].split()[-2:] == ["integrity", "gateway"] and "not offences" in table[0]
     assert table[2].startswith("DEV-1") and table[2].endswith("suspect_flatline 1, suspect_zero 1")
 
 

@@ -28,7 +28,7 @@ from ingest.state_schema import metadata as ingest_metadata
 ROOT = Path(__file__).resolve().parents[1]
 V01 = ROOT / "tests" / "data" / "state-v0.1.db"
 #: The newest revision (fumewatch/db/migrations/versions).
-HEAD = "0008"
+HEAD = "0009"
 
 TABLES = ("dead_letters", "events", "cases", "notices", "detector_state", "windows")
 
@@ -83,10 +83,15 @@ def test_upgrade_from_empty_matches_the_schema_modules(empty_state: str) -> None
     assert _diffs(empty_state) == []  # the migrations build exactly what alerts/ingest's schema modules say
     assert db.upgrade(empty_state) == (db.head(), db.head())  # idempotent
     db.check(empty_state)
-    # down to 0001 and up again (0007's downgrade drops detector_devices; 0006's device_stats; 0004's the
-    # outbox; 0003's episodes, tasks and its columns; 0002's its column and index)
+    # down to 0001 and up again (0009's downgrade drops gateway_connections; 0007's detector_devices;
+    # 0006's device_stats; 0004's the outbox; 0003's episodes, tasks and its columns; 0002's its column
+    # and index)
     engine = make_engine(empty_state)
     with engine.connect() as conn:
+        command.downgrade(db.alembic_config(conn), "0008")
+        conn.commit()
+        assert "gateway_connections" not in set(inspect(conn).get_table_names())
+        assert "owner_links" in set(inspect(conn).get_table_names())
         command.downgrade(db.alembic_config(conn), "0006")
         conn.commit()
         assert "detector_devices" not in set(inspect(conn).get_table_names())

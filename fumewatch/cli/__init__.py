@@ -20,6 +20,7 @@ from fumewatch.cli import (
     cmd_db,
     cmd_devices,
     cmd_dialects,
+    cmd_gateway,
     cmd_ingest,
     cmd_owner_link,
     cmd_report,
@@ -32,6 +33,7 @@ __all__ = ["CLIError", "add_common", "build_parser", "main", "settings_from", "t
 #: Modules whose ``register(subparsers)`` adds subcommands, in the order ``fumewatch --help`` lists them.
 COMMAND_MODULES = (
     cmd_ingest,
+    cmd_gateway,
     cmd_dialects,
     cmd_devices,
     cmd_alerts,

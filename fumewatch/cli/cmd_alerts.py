@@ -85,9 +85,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Ingest and alerts in one process: readings reach the detector once they are stored."""
+    """Ingest and alerts in one process: readings reach the detector once they are stored. With
+    ``[gateway] listen`` the HJ 212 gateway too, on a thread of its own: it publishes each frame through
+    the broker, as ``fumewatch hj212-gateway`` does, and stops first on SIGTERM."""
     from alerts.ledger import Ledger
     from alerts.service import AlertsService
+    from fumewatch.cli.cmd_gateway import start_gateway
     from ingest.service import IngestService
 
     s = _app_settings(args)
@@ -98,17 +101,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     ingest = IngestService(s, registry, store, state, on_readings=alerts.feed, clock=alerts.clock)
     stop = threading.Event()
     install_signal_handlers(stop)
-    alerts.start()
-    metrics = start_metrics(s, ingest=ingest, alerts=alerts)
+    gateway = None
+    metrics = None
     try:
+        if s.gateway.listen:
+            gateway = start_gateway(s, registry, s.gateway.listen, s.ingest.state)
+            threading.Thread(target=_stop_on, args=(stop, gateway), name="gateway-stop", daemon=True).start()
+        alerts.start()
+        metrics = start_metrics(s, ingest=ingest, alerts=alerts, gateway=gateway)
         ingest.run_forever(stop)
     finally:
+        if gateway is not None:
+            gateway.stop()
         if metrics is not None:
             metrics.stop()
         alerts.stop()
         store.close()
         state.close()
     return 0
+
+
+def _stop_on(stop: threading.Event, gateway) -> None:
+    """SIGTERM: the gateway stops taking frames at once, while ingest still drains what it has."""
+    stop.wait()
+    gateway.stop()
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ device from the ingest service's counters (``device_stats`` in the state databas
 the device ids that published but are not in the registry, from their ``unknown_device`` dead letters.
 The ``integrity`` column counts each device's data-integrity findings of the period by check, from the
 alerts ledger in the same database; ``--integrity DEVICE`` lists one device's findings
-(:mod:`fumewatch.cli.devices_integrity`). It only reads: the state database and the registry must exist.
+(:mod:`fumewatch.cli.devices_integrity`). The ``gateway`` column is the device's connection to the HJ 212
+gateway, as the gateway last wrote it (:mod:`fumewatch.cli.devices_gateway`). It only reads: the state
+database and the registry must exist.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fumewatch.cli import devices_gateway as gateway
 from fumewatch.cli import devices_integrity as integrity
 from fumewatch.cli.common import (
     CLIError,
@@ -46,6 +49,7 @@ TABLE_COLUMNS = (
     "crc_failures",
     "dead_letters",
     "integrity",
+    "gateway",
 )
 CSV_COLUMNS = (
     "device_id",
@@ -64,6 +68,7 @@ CSV_COLUMNS = (
     "dead_letters",
     "dead_letter_reasons",
     "integrity",
+    *gateway.CSV_FIELDS,
 )
 UNREGISTERED_COLUMNS = ("device_id", "topic", "count", "first_seen", "last_seen")
 #: Entries of a map shown in a table cell; CSV and JSON have them all.
@@ -94,8 +99,18 @@ def _when(ms: int | None, tz: str) -> str:
     return "never" if ms is None else format_display(ms, tz)
 
 
-def _device_rows(registry, summaries: dict, fmt: str, tz: str, findings: dict | None) -> list[dict]:
-    """``findings``: per device, its data-integrity findings by check (None: no alerts ledger)."""
+def _device_rows(
+    registry,
+    summaries: dict,
+    fmt: str,
+    tz: str,
+    findings: dict | None,
+    links: dict,
+    now: int,
+    interval_s: float,
+) -> list[dict]:
+    """``findings``: per device, its data-integrity findings by check (None: no alerts ledger);
+    ``links``: per device, its gateway connection's row (``interval_s``: the gateway's status interval)."""
     limit = TABLE_ENTRIES if fmt == "table" else None
     rows = []
     for d in registry:
@@ -123,6 +138,7 @@ def _device_rows(registry, summaries: dict, fmt: str, tz: str, findings: dict | 
             "dead_letters": sum(dead.values()),
             "dead_letter_reasons": dead,
             "integrity": None if findings is None else findings.get(d.device_id, {}),
+            **gateway.fields(links.get(d.device_id), now, interval_s, tz, fmt),
         }
         if fmt != "json":
             row["integrity"] = counts_text(row["integrity"] or {})
@@ -196,12 +212,16 @@ def cmd_devices(args: argparse.Namespace) -> int:
             findings = integrity.counts_by_device(ledger, since - since % HOUR_MS)
         finally:
             ledger.close()
-    rows = _device_rows(registry, summaries, args.format, tz, findings)
+    links = gateway.connections(state)
+    rows = _device_rows(
+        registry, summaries, args.format, tz, findings, links, now, s.gateway.status_interval_s
+    )
     if args.format == "table":
         print(
             f"{len(rows)} registry devices; counts since {start} (by the hour), last seen ever; "
             f"crc_failures = frames refused {BAD_CRC}; integrity = data-integrity findings by check "
-            "(for inspectors, not offences: --integrity DEVICE lists them)"
+            "(for inspectors, not offences: --integrity DEVICE lists them); gateway = the logger's "
+            "connection to the HJ 212 gateway"
         )
     write_rows(rows, TABLE_COLUMNS if args.format == "table" else CSV_COLUMNS, args.format)
     return 0
@@ -249,7 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser(
         "devices",
         help="per registry device: last seen, interval, HJ 212 flags, unknown codes, CRC failures, "
-        "dead letters, data-integrity findings (--unregistered: device ids not in the registry; "
+        "dead letters, data-integrity findings, HJ 212 gateway connection (--unregistered: device ids not in the registry; "
         "--integrity DEVICE: that device's findings)",
     )
     add_common(sp, registry=True, state=True)

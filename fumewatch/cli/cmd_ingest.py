@@ -142,10 +142,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ingest import simulate
     from ingest.simulate import inject
 
+    gateway = None
+    if args.gateway:
+        if args.format != "hj212":
+            raise CLIError("--gateway speaks HJ 212 over TCP: add --format hj212 (JSON goes over MQTT)")
+        try:
+            gateway = simulate.parse_gateway(args.gateway)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     if args.write_registry:
         reg = simulate.write_registry(args.write_registry, args.restaurants, seed=args.seed)
         print(f"wrote {len(reg)} devices to {args.write_registry}")
-        if not args.broker:
+        if not args.broker and gateway is None:
             return 0
     s = settings_from(args)
     logs.setup(s.logging.level, s.logging.format)
@@ -158,18 +166,37 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         injected = inject.assign(registry, simulate.behaviours(registry, args.seed), args.inject)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    reach_broker(s, timeout_s)
-    try:
-        stats = _simulate(args, s, simulate, registry, start_ms, timeout_s)
-    except (ConnectionError, TimeoutError) as exc:  # refused after connecting, or acknowledgements stalled
-        raise CLIError(str(exc)) from None
-    print(
-        f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
-        f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
-    )
+    if gateway is not None:
+        try:
+            gw = _simulate_gateway(args, s, simulate, registry, start_ms, timeout_s, gateway)
+        except ConnectionError as exc:  # the gateway cannot be reached
+            raise CLIError(str(exc)) from None
+        print(
+            f"sent {gw.frames} frames ({gw.readings} readings, {sum(gw.faults.values())} faults injected) "
+            f"from {gw.devices} devices to the HJ 212 gateway {args.gateway} in {gw.elapsed_s:.1f} s: "
+            f"{gw.answered} answered (9014), {gw.resent} resent, {gw.unanswered} unanswered; "
+            f"{gw.connections} connections (at most {gw.peak_open} open at once)"
+        )
+    else:
+        reach_broker(s, timeout_s)
+        try:
+            stats = _simulate(args, s, simulate, registry, start_ms, timeout_s)
+        except (ConnectionError, TimeoutError) as exc:  # refused after connecting, or acks stalled
+            raise CLIError(str(exc)) from None
+        print(
+            f"sent {stats.readings} readings in {stats.messages} messages from {stats.devices} devices "
+            f"in {stats.elapsed_s:.1f} s; faults injected: {sum(stats.faults.values())}"
+        )
     for dev, (fault, source) in injected.items():
         print(f"data-integrity fault {fault}: {dev}" + (f" (copies {source})" if source else ""))
     return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
 
 
 #: ``fumewatch simulate`` is a one-off command: without --connect-timeout it gives up after this long.
@@ -196,6 +223,30 @@ def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, ti
         tz=s.hj212.timezone,
         connect_timeout_s=timeout_s,
         model=replace(DEFAULT_MODEL, inject=args.inject),
+    )
+
+
+def _simulate_gateway(args: argparse.Namespace, s, simulate, registry, start_ms, timeout_s, gateway):
+    from dataclasses import replace
+
+    from ingest.simulate.model import DEFAULT_MODEL
+
+    return simulate.run_gateway_simulation(
+        gateway,
+        registry,
+        start_ms=start_ms,
+        hours=args.hours,
+        speed=args.speed,
+        seed=args.seed,
+        batch=args.batch,
+        inject_faults=args.inject_faults,
+        topic_prefix=s.mqtt.topic_prefix,
+        factors=s.hj212.factors,
+        tz=s.hj212.timezone,
+        model=replace(DEFAULT_MODEL, inject=args.inject),
+        answer_timeout_s=args.answer_timeout,
+        resends=args.resends,
+        connect_timeout_s=timeout_s,
     )
 
 
@@ -268,6 +319,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--write-registry", metavar="FILE", help="write a registry CSV for the simulated kitchens"
     )
     sp.add_argument("--restaurants", type=int, default=50, help="with --write-registry: how many")
+    sp.add_argument(
+        "--gateway",
+        metavar="HOST:PORT",
+        help="with --format hj212: the monitors connect to this HJ 212 gateway over TCP (fumewatch "
+        "hj212-gateway), one connection each, instead of publishing over MQTT",
+    )
+    sp.add_argument(
+        "--answer-timeout",
+        metavar="SECONDS",
+        type=_positive,
+        default=10.0,
+        help="with --gateway: wait this long for each write's 9014 answers before resending (default 10)",
+    )
+    sp.add_argument(
+        "--resends",
+        metavar="N",
+        type=int,
+        choices=range(0, 11),
+        default=3,
+        help="with --gateway: resend an unanswered frame at most N times, then count it (default 3)",
+    )
     sp.set_defaults(func=cmd_simulate)
 
     sp = sub.add_parser("demo", help="the whole pipeline on embedded defaults, in about a minute")

@@ -16,11 +16,14 @@ The package, in the order the data flows (import from the package: ``from ingest
 - ``faults``: the fault messages of fault injection (described there).
 - ``publisher``: the paho-mqtt client that keeps a window of unacknowledged messages.
 - ``runner``: :func:`run_simulation` (pacing, batching, faults) and :func:`default_start_ms`.
+- ``gateway_client``: :func:`run_gateway_simulation`, the monitors as HJ 212 data loggers over TCP, one
+  connection each, to the gateway (``fumewatch hj212-gateway``) instead of MQTT.
 """
 
 from __future__ import annotations
 
 from ingest.simulate.encode import encode_hj212, encode_json, encode_json_batch
+from ingest.simulate.gateway_client import GatewayStats, parse_gateway, run_gateway_simulation
 from ingest.simulate.kitchen import behaviours
 from ingest.simulate.model import (
     BEHAVIOURS,
@@ -42,6 +45,7 @@ __all__ = [
     "FAULT_KINDS_JSON",
     "KITCHEN_TZ",
     "UNKNOWN_DEVICE_ID",
+    "GatewayStats",
     "KitchenModel",
     "SimReading",
     "SimStats",
@@ -53,6 +57,8 @@ __all__ = [
     "encode_json_batch",
     "generate",
     "make_registry",
+    "parse_gateway",
+    "run_gateway_simulation",
     "run_simulation",
     "write_registry",
 ]

@@ -8,15 +8,14 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ingest.config import DEFAULT_FACTORS, MqttSettings
 from ingest.registry import Registry
 from ingest.simulate.encode import encode_hj212, encode_json, encode_json_batch
-from ingest.simulate.faults import _fault_message
-from ingest.simulate.kitchen import behaviours
-from ingest.simulate.model import DEFAULT_MODEL, FAULT_KINDS_HJ212, FAULT_KINDS_JSON, KitchenModel
+from ingest.simulate.faults import FaultPlan
+from ingest.simulate.model import DEFAULT_MODEL, KitchenModel
 from ingest.simulate.publisher import _ProtocolRefused, _Publisher
 from ingest.simulate.series import SimReading, count_readings, generate
 from ingest.timeutil import zone
@@ -86,21 +85,9 @@ def run_simulation(
     total = count_readings(registry, start_ms, hours, seed=seed, interval_s=interval_s, model=model)
     devices = list(registry)
 
-    # Fault schedule: after the reading with index i is published, the faults planned at i follow.
-    schedule: dict[int, list[str]] = {}
-    fault_counts: dict[str, int] = {}
-    frng = random.Random(f"fumewatch-faults:{seed}:{fmt}")
-    if inject_faults and total > 0:
-        kinds = FAULT_KINDS_HJ212 if fmt == "hj212" else FAULT_KINDS_JSON
-        fault_counts = dict.fromkeys(kinds, 0)
-        device_days = len(devices) * hours / 24
-        n_faults = max(len(kinds), round(model.faults_per_device_day * device_days))
-        planned = list(kinds) + [frng.choice(kinds) for _ in range(n_faults - len(kinds))]
-        frng.shuffle(planned)
-        for kind in planned:
-            schedule.setdefault(frng.randrange(total), []).append(kind)
-    beh = behaviours(registry, seed, model=model)
-    flaky = [d for d, b in beh.items() if b == "flaky_sensor"]
+    faults = FaultPlan(
+        registry=registry, enabled=inject_faults, total=total, hours=hours, seed=seed, fmt=fmt, model=model
+    )
 
     def topic_for(dev: str) -> str:
         return f"{topic_prefix}/{dev}/{'hj212' if fmt == 'hj212' else 'reading'}"
@@ -154,27 +141,10 @@ def run_simulation(
                     pub.publish(topic_for(r.device_id), encode_many(buf))
                     messages += 1
                     buffers[r.device_id] = []
-            for kind in schedule.get(done, ()):
-                # Invalid values come from the flaky sensor when there is one; other faults from the
-                # device that just sent (so an offline device stays silent).
-                target = r.device_id
-                if kind in ("nan", "negative") and flaky:
-                    target = flaky[fault_counts[kind] % len(flaky)]
-                base = replace(r, device_id=target, time_ms=r.time_ms + model.fault_offset_s * 1000)
-                topic, payload = _fault_message(
-                    kind,
-                    base,
-                    fmt=fmt,
-                    topic_prefix=topic_prefix,
-                    factors=factors,
-                    tz=tz,
-                    pw=pws.get(target, "123456"),
-                    rng=frng,
-                    model=model,
-                    nth=fault_counts[kind],
-                )
+            for _dev, topic, payload in faults.after(
+                done, r, topic_prefix=topic_prefix, factors=factors, tz=tz, pws=pws
+            ):
                 pub.publish(topic, payload)
-                fault_counts[kind] += 1
                 messages += 1
             done += 1
             if progress is not None:
@@ -194,7 +164,7 @@ def run_simulation(
     return SimStats(
         messages=messages,
         readings=done,
-        faults=fault_counts,
+        faults=faults.counts,
         devices=len(devices),
         elapsed_s=time.monotonic() - wall0,
     )
