@@ -53,6 +53,10 @@ def test_demo_runs_and_stores_everything(tmp_path, broker, mosquitto_binary):
     dead = state.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
     assert dead > 0  # the demo injects broken input on purpose
     assert (tmp_path / "registry.csv").read_text(encoding="utf-8").startswith("restaurant_id,")
+    # five kitchens as HJ 212 data loggers over TCP through the gateway: every frame answered and stored
+    flat = " ".join(out.split())
+    assert "5 data loggers connected to the gateway at 127.0.0.1:" in flat
+    assert "300 frames, 300 answered with a 9014 once the broker had them, 0 unanswered; 300 readings" in flat
 
 
 def _demo(cwd: Path, *extra: str) -> subprocess.CompletedProcess:

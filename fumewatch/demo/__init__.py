@@ -21,7 +21,7 @@ from rich.table import Table
 from alerts.integrity.settings import IntegritySettings
 from fumewatch.db import prepare_for_service
 from fumewatch.demo import alerts as demo_alerts
-from fumewatch.demo import console_hint, history, workspace
+from fumewatch.demo import console_hint, history, loggers, workspace
 from ingest import logs
 from ingest.broker import EmbeddedBroker
 from ingest.clock import ClockWatch
@@ -125,6 +125,7 @@ def run_demo(args: argparse.Namespace) -> int:
     route[:] = [alerts_ctx]
     speed = args.hours * 3600 / max(1.0, args.duration)
     t0 = time.monotonic()
+    tcp_readings = 0
     try:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -172,6 +173,16 @@ def run_demo(args: argparse.Namespace) -> int:
             progress.update(task, stored=svc.stats.readings_stored, dead=svc.stats.dead_letters)
         if alerts_ctx:
             alerts_ctx.finish(end_ms=start_ms + int(args.hours * 3600_000))
+        route[:] = []  # the day is judged; the loggers' hour after it only goes to the store
+        tcp_readings = loggers.over_tcp(
+            console,
+            settings,
+            registry,
+            store,
+            svc,
+            after_ms=start_ms + int(args.hours * 3600_000),
+            seed=args.seed,
+        )
     finally:
         svc.stop()
         if alerts_ctx:
@@ -198,7 +209,8 @@ def run_demo(args: argparse.Namespace) -> int:
         console_hint.print_hint(console, state_path, registry_path)
     console.print(
         f"[bold green]{total:,} readings stored[/] from {len(counts)} restaurants "
-        f"({sim.readings + (past.readings if past else 0):,} sent, {sum(dead_counts.values())} dead letters; "
+        f"({sim.readings + (past.readings if past else 0) + tcp_readings:,} sent, "
+        f"{sum(dead_counts.values())} dead letters; "
         f"{sum(sim.faults.values())} faults injected) in {elapsed:.0f} s."
     )
     console.print(
@@ -206,7 +218,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"Try:  fumewatch readings --store {store_path} --restaurant R0001 --format csv | head\n"
         f"      fumewatch dead-letters --state {state_path} --format csv"
     )
-    missing = sim.readings + (past.readings if past else 0) - total
+    missing = sim.readings + (past.readings if past else 0) + tcp_readings - total
     if missing > 0:
         console.print(f"[bold red]{missing} readings sent but not stored[/]")
         return 1

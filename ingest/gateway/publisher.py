@@ -41,6 +41,7 @@ class Publisher:
         self._waiting: dict[int, asyncio.Future] = {}
         self._early: set[int] = set()
         self.connected = threading.Event()
+        self._stopping = False
 
     def start(self) -> None:
         host, port = self.client._fw_endpoint  # type: ignore[attr-defined]
@@ -50,6 +51,7 @@ class Publisher:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -62,6 +64,9 @@ class Publisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        if self._stopping:
+            log.info("event=broker_session_closed client_id=%s", self.settings.gateway.client_id)
+            return
         log.warning("event=broker_disconnected reason=%s (reconnecting)", reason_code)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
