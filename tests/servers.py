@@ -57,11 +57,21 @@ class ServerStartError(RuntimeError):
     """A server did not come up; the message carries the tail of its log."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port that is free on ``host`` right now (the usual bind-to-0 trick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port that is free on ``host`` right now (the usual bind-to-0 trick), never one this
+    process handed out before: two calls in a row (a server's port and its metrics port) may otherwise
+    get the same port back, since nothing holds the first one yet."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    return port
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0, *, interval_s: float = 0.05) -> bool:
