@@ -8,19 +8,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
 import pytest
 from servers import publish_mqtt as publish
 from servers import wait_for
-from test_alerts_e2e import ALERTS_ENV
+from test_integrity_run import fumewatch_run
 
 from alerts.integrity.checks import suspect_flatline, suspect_zero
 from alerts.ledger import Ledger
@@ -150,51 +147,15 @@ def test_zero_and_flatline_through_fumewatch_run(mosquitto, tmp_path, webhook):
         + "".join(f"R{d[1]},店{d[1]},朝阳区,{d},2,{webhook.url(f'/owner/{d}')}\n" for d in devices),
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
-        "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
-        # a message holds 10 minutes of one device: the others' readings of those minutes come after it
-        "FUMEWATCH_ALERTS_ALLOWED_LATENESS_S": "1200",
-        "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity-{tmp_path.name}"[:60],
-        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity-alerts-{tmp_path.name}"[
-            :60
-        ],  # unique on the shared broker
-        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
-    }
-    state = tmp_path / "state.db"
-    log = tmp_path / "run.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fumewatch",
-                "run",
-                *("--broker", mosquitto.url, "--store", str(tmp_path / "fume.db")),
-                *("--registry", str(reg), "--state", str(state)),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
+    with fumewatch_run(mosquitto, tmp_path, reg, webhook.url("/inspector"), "integrity"):
+        publish(mosquitto.url, messages(devices, range(4)), timeout_s=60)
+        inspector = lambda: webhook.bodies("/inspector")  # noqa: E731
+        wait_for(
+            lambda: sum("数据可信性核查" in b.get("title", "") for b in inspector()) >= 2,
+            90,
+            "two data-integrity notices to the inspectors",
         )
-        try:
-            # ingest's own connect line (the alerts side's publishing client logs one too): subscribed
-            wait_for(lambda: "topics=fume/v1/+/reading" in log.read_text(), 30, "fumewatch run subscribed")
-            time.sleep(1.0)  # the SUBSCRIBE went out before that line; let the broker take it
-            publish(mosquitto.url, messages(devices, range(4)), timeout_s=60)
-            inspector = lambda: webhook.bodies("/inspector")  # noqa: E731
-            wait_for(
-                lambda: sum("数据可信性核查" in b.get("title", "") for b in inspector()) >= 2,
-                90,
-                "two data-integrity notices to the inspectors",
-            )
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-
+    state = tmp_path / "state.db"
     with Ledger(str(state)) as ledger:
         found = ledger.list_events(kind="data_integrity")
         episodes = ledger.list_episodes()

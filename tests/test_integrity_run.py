@@ -7,6 +7,7 @@ The hand-made checks are in tests/test_integrity_checks.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -98,24 +100,21 @@ def messages(per_message: int = 10) -> list[tuple[str, bytes]]:
     return out
 
 
-@pytest.mark.integration
-def test_replay_clone_clock_flow_through_fumewatch_run(mosquitto, tmp_path, webhook):
-    reg = tmp_path / "registry.csv"
-    reg.write_text(
-        "restaurant_id,name,district,device_id,stove_heads,owner_notify\n"
-        + "".join(f"R{d[1]},店{d[1]},海淀区,{d},2,{webhook.url(f'/owner/{d}')}\n" for d in DEVICES),
-        encoding="utf-8",
-    )
+@contextlib.contextmanager
+def fumewatch_run(mosquitto, tmp_path: Path, reg: Path, inspector_url: str, tag: str) -> Iterator[Path]:
+    """The real ``fumewatch run`` (ingest and alerts in one process) on ``reg``, subscribed and ready:
+    yields its log; stopped afterwards, and its log must hold no traceback. The event clock (the data's
+    own time), quick commits, no warm-up, notices to ``inspector_url``; a message may hold 10 minutes of
+    one device, so the others' readings of those minutes come after it (allowed lateness 20 min)."""
     env = {
         **os.environ,
-        **ALERTS_ENV,  # event clock, quick commits, no warm-up, no retries
+        **ALERTS_ENV,
         "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
         "FUMEWATCH_ALERTS_ALLOWED_LATENESS_S": "1200",
-        "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity2-{tmp_path.name}"[:60],
-        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity2-alerts-{tmp_path.name}"[:60],
-        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
+        "FUMEWATCH_MQTT_CLIENT_ID": f"run-{tag}-{tmp_path.name}"[:60],
+        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-{tag}-alerts-{tmp_path.name}"[:60],  # unique on the shared broker
+        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([inspector_url]),
     }
-    state = tmp_path / "state.db"
     log = tmp_path / "run.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
@@ -125,7 +124,7 @@ def test_replay_clone_clock_flow_through_fumewatch_run(mosquitto, tmp_path, webh
                 "fumewatch",
                 "run",
                 *("--broker", mosquitto.url, "--store", str(tmp_path / "fume.db")),
-                *("--registry", str(reg), "--state", str(state)),
+                *("--registry", str(reg), "--state", str(tmp_path / "state.db")),
             ],
             cwd=REPO,
             env=env,
@@ -133,22 +132,33 @@ def test_replay_clone_clock_flow_through_fumewatch_run(mosquitto, tmp_path, webh
             stderr=err,
         )
         try:
+            # ingest's own connect line (the alerts side's publishing client logs one too): subscribed
             wait_for(lambda: "topics=fume/v1/+/reading" in log.read_text(), 30, "fumewatch run subscribed")
-            time.sleep(1.0)
-            publish(mosquitto.url, messages(), timeout_s=60)
-            wait_for(
-                lambda: (
-                    sum("数据可信性核查" in b.get("title", "") for b in webhook.bodies("/inspector")) >= 5
-                ),
-                120,
-                "five data-integrity notices to the inspectors",
-            )
-            time.sleep(2.0)  # nothing more comes
+            time.sleep(1.0)  # the SUBSCRIBE went out before that line; let the broker take it
+            yield log
         finally:
             proc.terminate()
             proc.wait(30)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
+
+@pytest.mark.integration
+def test_replay_clone_clock_flow_through_fumewatch_run(mosquitto, tmp_path, webhook):
+    reg = tmp_path / "registry.csv"
+    reg.write_text(
+        "restaurant_id,name,district,device_id,stove_heads,owner_notify\n"
+        + "".join(f"R{d[1]},店{d[1]},海淀区,{d},2,{webhook.url(f'/owner/{d}')}\n" for d in DEVICES),
+        encoding="utf-8",
+    )
+    with fumewatch_run(mosquitto, tmp_path, reg, webhook.url("/inspector"), "integrity2"):
+        publish(mosquitto.url, messages(), timeout_s=60)
+        wait_for(
+            lambda: sum("数据可信性核查" in b.get("title", "") for b in webhook.bodies("/inspector")) >= 5,
+            120,
+            "five data-integrity notices to the inspectors",
+        )
+        time.sleep(2.0)  # nothing more comes
+    state = tmp_path / "state.db"
     with Ledger(str(state)) as ledger:
         found = ledger.list_events(kind="data_integrity")
         notices = ledger.notices_for_events([e.event_id for e in found])
@@ -198,59 +208,30 @@ def test_simulated_hj212_logger_with_a_clock_set_back_through_fumewatch_run(mosq
         capture_output=True,
         timeout=60,
     )
-    env = {
-        **os.environ,
-        **ALERTS_ENV,
-        "FUMEWATCH_INGEST_FLUSH_INTERVAL_S": "0.05",
-        "FUMEWATCH_ALERTS_ALLOWED_LATENESS_S": "1200",
-        "FUMEWATCH_MQTT_CLIENT_ID": f"run-integrity3-{tmp_path.name}"[:60],
-        "FUMEWATCH_ALERTS_CLIENT_ID": f"run-integrity3-alerts-{tmp_path.name}"[:60],
-        "FUMEWATCH_NOTIFY_INSPECTOR_TARGETS": json.dumps([webhook.url("/inspector")]),
-    }
-    state = tmp_path / "state.db"
-    log = tmp_path / "run.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
+    with fumewatch_run(mosquitto, tmp_path, reg, webhook.url("/inspector"), "integrity3"):
+        sim = subprocess.run(
             [
                 *cli,
-                "run",
-                *("--broker", mosquitto.url, "--store", str(tmp_path / "fume.db")),
-                *("--registry", str(reg), "--state", str(state)),
+                "simulate",
+                *("--broker", mosquitto.url, "--registry", str(reg), "--format", "hj212"),
+                *("--inject", "clock", "--start", "2026-11-28T00:00:00+08:00", "--hours", "16"),
+                *("--batch", "10"),
             ],
             cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        try:
-            wait_for(lambda: "topics=fume/v1/+/reading" in log.read_text(), 30, "fumewatch run subscribed")
-            time.sleep(1.0)
-            sim = subprocess.run(
-                [
-                    *cli,
-                    "simulate",
-                    *("--broker", mosquitto.url, "--registry", str(reg), "--format", "hj212"),
-                    *("--inject", "clock", "--start", "2026-11-28T00:00:00+08:00", "--hours", "16"),
-                    *("--batch", "10"),
-                ],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert sim.returncode == 0, sim.stderr
-            faulty = sim.stdout.strip().splitlines()[-1].split(": ")[-1]
-            assert sim.stdout.strip().splitlines()[-1].startswith("data-integrity fault clock: ")
-            wait_for(
-                lambda: any("数据可信性核查" in b.get("title", "") for b in webhook.bodies("/inspector")),
-                90,
-                "a data-integrity notice to the inspectors",
-            )
-            time.sleep(2.0)
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        assert sim.returncode == 0, sim.stderr
+        faulty = sim.stdout.strip().splitlines()[-1].split(": ")[-1]
+        assert sim.stdout.strip().splitlines()[-1].startswith("data-integrity fault clock: ")
+        wait_for(
+            lambda: any("数据可信性核查" in b.get("title", "") for b in webhook.bodies("/inspector")),
+            90,
+            "a data-integrity notice to the inspectors",
+        )
+        time.sleep(2.0)
+    state = tmp_path / "state.db"
     with Ledger(str(state)) as ledger:
         found = ledger.list_events(kind="data_integrity")
     assert [(e.device_id, e.rule) for e in found] == [(faulty, "suspect_clock")]

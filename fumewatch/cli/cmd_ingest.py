@@ -203,50 +203,40 @@ def _positive(text: str) -> float:
 DEFAULT_SIMULATE_CONNECT_TIMEOUT_S = 10.0
 
 
-def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, timeout_s: float):
+def _sim_options(args: argparse.Namespace, s, start_ms: int, timeout_s: float) -> dict:
+    """What both paths of ``simulate`` (MQTT, the TCP gateway) take from the command line and settings."""
     from dataclasses import replace
 
     from ingest.simulate.model import DEFAULT_MODEL
 
+    return {
+        "start_ms": start_ms,
+        "hours": args.hours,
+        "speed": args.speed,
+        "seed": args.seed,
+        "batch": args.batch,
+        "inject_faults": args.inject_faults,
+        "topic_prefix": s.mqtt.topic_prefix,
+        "factors": s.hj212.factors,
+        "tz": s.hj212.timezone,
+        "connect_timeout_s": timeout_s,
+        "model": replace(DEFAULT_MODEL, inject=args.inject),
+    }
+
+
+def _simulate(args: argparse.Namespace, s, simulate, registry, start_ms: int, timeout_s: float):
     return simulate.run_simulation(
-        s.mqtt.broker,
-        registry,
-        start_ms=start_ms,
-        hours=args.hours,
-        speed=args.speed,
-        fmt=args.format,
-        seed=args.seed,
-        batch=args.batch,
-        inject_faults=args.inject_faults,
-        topic_prefix=s.mqtt.topic_prefix,
-        factors=s.hj212.factors,
-        tz=s.hj212.timezone,
-        connect_timeout_s=timeout_s,
-        model=replace(DEFAULT_MODEL, inject=args.inject),
+        s.mqtt.broker, registry, fmt=args.format, **_sim_options(args, s, start_ms, timeout_s)
     )
 
 
 def _simulate_gateway(args: argparse.Namespace, s, simulate, registry, start_ms, timeout_s, gateway):
-    from dataclasses import replace
-
-    from ingest.simulate.model import DEFAULT_MODEL
-
     return simulate.run_gateway_simulation(
         gateway,
         registry,
-        start_ms=start_ms,
-        hours=args.hours,
-        speed=args.speed,
-        seed=args.seed,
-        batch=args.batch,
-        inject_faults=args.inject_faults,
-        topic_prefix=s.mqtt.topic_prefix,
-        factors=s.hj212.factors,
-        tz=s.hj212.timezone,
-        model=replace(DEFAULT_MODEL, inject=args.inject),
         answer_timeout_s=args.answer_timeout,
         resends=args.resends,
-        connect_timeout_s=timeout_s,
+        **_sim_options(args, s, start_ms, timeout_s),
     )
 
 
