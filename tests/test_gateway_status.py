@@ -109,11 +109,17 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def healthz(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class Proc:
@@ -196,6 +202,7 @@ def test_gateway_process_writes_its_connections_for_fumewatch_devices(
     )
     try:
         gw.wait_log("event=broker_connected")
+        gw.wait_log("event=metrics_listening")  # it starts after the broker session (a fresh clone raced it)
         assert f"event=gateway_start listen=127.0.0.1:{port} devices=2" in gw.text()
         code, health = healthz(mport)
         assert code == 200 and health["listening"] and health["broker_connected"], health
@@ -320,6 +327,7 @@ def test_run_with_gateway_listen_stores_a_frame_sent_over_tcp(gateway_dir: Path,
     try:
         run.wait_log("topics=fume/v1/+/reading")
         run.wait_log("event=broker_connected client_id=run-gw-")
+        run.wait_log("event=metrics_listening")
         assert f"event=gateway_start listen=127.0.0.1:{port} devices=2 status=state.db" in run.text()
         sock = connect(port)
         send_and_ack(sock, frame("GW-1", minute=5))
