@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.detection.hours import BusinessHours
+from alerts.integrity.settings import IntegritySettings
 from alerts.model import WindowResult
 
 SUSPECT_ZERO = "suspect_zero"
@@ -156,3 +157,21 @@ def by_service(
 def _mean(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
+
+
+def judge_zero(
+    windows: Iterable[WindowResult], hours: BusinessHours, service: tuple[int, int], s: IntegritySettings
+) -> Finding | None:
+    """``suspect_zero`` of ``service`` (start, end) with the ``[integrity]`` settings, from the device's
+    oil-fume windows of the look-back (the streaming watch reads them from the ledger, the frame path
+    from the replay's windows): the service's windows against the earlier services'."""
+    services = by_service(windows, hours)
+    current = services.pop(service, [])
+    history = {k: ws for k, ws in services.items() if k[1] <= service[0]}
+    return suspect_zero(
+        current,
+        history,
+        min_minutes=s.zero_min,
+        limit=s.zero_limit_mg_m3,
+        history_services=s.zero_history_services,
+    )

@@ -27,6 +27,7 @@ from statistics import median
 from typing import Any
 
 from alerts.integrity.checks import Finding
+from alerts.integrity.settings import IntegritySettings
 
 SUSPECT_FLOW = "suspect_flow"
 #: The top quarter's median concentration must be this many times the lower half's.
@@ -109,4 +110,19 @@ def suspect_flow(
             "rest_low_flow_share": round(low_in_rest, 3),
             "drop_share": drop_share,
         },
+    )
+
+
+def judge_flow(
+    rows: Iterable[dict[str, Any]], stove_heads: int, ref_per_head_m3_h: float, s: IntegritySettings
+) -> Finding | None:
+    """:func:`suspect_flow` with the ``[integrity]`` settings (the streaming watch and the frame path)."""
+    return suspect_flow(
+        rows,
+        stove_heads=stove_heads,
+        ref_per_head_m3_h=ref_per_head_m3_h,
+        min_share=s.flow_min_share,
+        max_share=s.flow_max_share,
+        drop_share=s.flow_drop_share,
+        min_readings=s.flow_min_readings,
     )

@@ -22,7 +22,7 @@ How (nearly all the time is numpy; Python only touches what may be a finding):
   ``max(MAX_GAP_MS, 2 x the median interval of the device's service)``, the longest run per service (the
   first of equal ones), exactly :func:`alerts.integrity.checks.suspect_flatline`'s rules.
 - flow: each service's minimum and maximum flow and oil fume decide whether it can be flagged (a median
-  lies between them); those services go through :func:`alerts.integrity.flow.suspect_flow` itself.
+  lies between them); those services go through :func:`alerts.integrity.flow.judge_flow` (the stream's own check).
 - replay and clone: the fan-on series quantised to :data:`~alerts.integrity.series.QUANTUM`, the steps
   within each device, and a polynomial hash (uint64, wrapping) of every run of ``max(K,
   series_min_distinct - 1)`` steps: a match with ``series_min_distinct`` values has at least that many
@@ -32,8 +32,8 @@ How (nearly all the time is numpy; Python only touches what may be a finding):
   :func:`~alerts.integrity.copies.suspect_replay` and a :class:`~alerts.integrity.copies.CloneIndex` fed
   in service-end order, so what they find is what the stream finds. Honest data has no candidates.
 - zero: each service's zero minutes from ``windows``; a service with ``zero_min`` of them goes through
-  :func:`~alerts.integrity.checks.suspect_zero` with the device's windows of the look-back grouped by
-  :func:`~alerts.integrity.checks.by_service`, as the watch reads them from the ledger.
+  :func:`~alerts.integrity.checks.judge_zero` with the device's windows of the look-back, as the watch
+  gives it those it reads from the ledger.
 
 Not here: ``suspect_clock``. It judges the receive times and HJ 212 QNs of the messages
 (:class:`ingest.clock.ClockWatch`); a frame of stored readings holds neither. History (earlier readings,
@@ -50,9 +50,9 @@ import pandas as pd
 from alerts.detection.hours import BusinessHours
 from alerts.detection.replay import _device_time_order, _floats, _tristate
 from alerts.detection.window import DetectorConfig
-from alerts.integrity.checks import MAX_GAP_MS, SUSPECT_FLATLINE, Finding, by_service, suspect_zero
+from alerts.integrity.checks import MAX_GAP_MS, SUSPECT_FLATLINE, Finding, judge_zero
 from alerts.integrity.copies import DAY_MS, CloneIndex, suspect_replay
-from alerts.integrity.flow import HIGH_RATIO, suspect_flow
+from alerts.integrity.flow import HIGH_RATIO, judge_flow
 from alerts.integrity.series import QUANTUM, K, Series
 from alerts.integrity.settings import IntegritySettings
 from alerts.model import WindowResult
@@ -214,15 +214,7 @@ def _flow(fr: _Frame, s: IntegritySettings, ref: float) -> list[tuple[str, Findi
             {"time_ms": a, "oil_fume_mg_m3": c, "flow_m3_h": f, "fan_on": True}
             for a, c, f in zip(fr.t[at].tolist(), v[at].tolist(), q[at].tolist(), strict=True)
         ]
-        f = suspect_flow(
-            rows,
-            stove_heads=int(heads[g]),
-            ref_per_head_m3_h=ref,
-            min_share=s.flow_min_share,
-            max_share=s.flow_max_share,
-            drop_share=s.flow_drop_share,
-            min_readings=s.flow_min_readings,
-        )
+        f = judge_flow(rows, int(heads[g]), ref, s)
         if f is not None:
             out.append((fr.ids[fr.g_code[g]], f))
     return out
@@ -322,16 +314,7 @@ def _zero(
     for k, dev_id in sorted(cand, key=lambda p: (int(fr.ends[p[0]]), p[1])):
         svc = (int(fr.starts[k]), int(fr.ends[k]))
         mine = (ids == dev_id) & (start >= svc[1] - lookback) & (start < svc[1])
-        services = by_service(_window_results(w[mine]), hours)
-        current = services.pop(svc, [])
-        history = {key: ws for key, ws in services.items() if key[1] <= svc[0]}
-        f = suspect_zero(
-            current,
-            history,
-            min_minutes=s.zero_min,
-            limit=s.zero_limit_mg_m3,
-            history_services=s.zero_history_services,
-        )
+        f = judge_zero(_window_results(w[mine]), hours, svc, s)
         if f is not None:
             out.append((dev_id, f))
     return out

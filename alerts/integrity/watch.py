@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 
 from alerts.detection.hours import BusinessHours
 from alerts.detection.window import DetectorConfig
-from alerts.integrity.checks import Finding, by_service, suspect_flatline, suspect_zero
+from alerts.integrity.checks import Finding, judge_zero, suspect_flatline
 from alerts.integrity.clock import suspect_clock
 from alerts.integrity.copies import CloneIndex, suspect_replay
-from alerts.integrity.flow import suspect_flow
+from alerts.integrity.flow import judge_flow
 from alerts.integrity.series import K, series_of
 from alerts.integrity.settings import IntegritySettings
 from alerts.ledger import Ledger
@@ -76,17 +76,8 @@ class IntegrityWatch:
         windows = self.ledger.list_windows(
             device_id=device_id, pollutant="oil_fume", since_ms=since, until_ms=service_end_ms
         )
-        services = by_service(windows, self._hours)
-        current = services.pop((service_start_ms, service_end_ms), [])
-        history = {k: ws for k, ws in services.items() if k[1] <= service_start_ms}
         out: list[tuple[str, Finding]] = []
-        zero = suspect_zero(
-            current,
-            history,
-            min_minutes=s.zero_min,
-            limit=s.zero_limit_mg_m3,
-            history_services=s.zero_history_services,
-        )
+        zero = judge_zero(windows, self._hours, (service_start_ms, service_end_ms), s)
         if zero is not None:
             out.append((device_id, zero))
         rows: list[dict] = []
@@ -108,15 +99,7 @@ class IntegrityWatch:
             out.append(flat)
         dev = self.registry.get(device_id)
         if dev is not None:
-            flow = suspect_flow(
-                rows,
-                stove_heads=dev.stove_heads,
-                ref_per_head_m3_h=self.ref_flow_per_head_m3_h,
-                min_share=s.flow_min_share,
-                max_share=s.flow_max_share,
-                drop_share=s.flow_drop_share,
-                min_readings=s.flow_min_readings,
-            )
+            flow = judge_flow(rows, dev.stove_heads, self.ref_flow_per_head_m3_h, s)
             if flow is not None:
                 out.append(flow)
         pairs = [(device_id, f) for f in out]
