@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from alerts.integrity.checks import Finding
-from alerts.integrity.series import K, Series, grams, longest_match, match_detail
+from alerts.integrity.series import K, Match, Series, grams, longest_match, match_detail
 
 SUSPECT_REPLAY = "suspect_replay"
 SUSPECT_CLONE = "suspect_clone"
@@ -27,24 +28,27 @@ KEEP_MS = 2 * DAY_MS
 SAMPLE = 4
 
 
+def _finding(check: str, a: Series, b: Series, m: Match, min_minutes: float, **extra: Any) -> Finding:
+    """The finding on ``a``'s side of match ``m`` (its run of ``a``, the other run in the detail)."""
+    end = a.times[m.a_start + m.readings - 1]
+    return Finding(
+        check,
+        a.times[m.a_start],
+        end + 60_000,
+        a.minutes(m.a_start, m.readings),
+        {**match_detail(a, b, m), **extra, "min_minutes": min_minutes},
+    )
+
+
 def suspect_replay(
     service: Series, earlier: Series, *, min_minutes: float, min_distinct: int
 ) -> Finding | None:
     if len(service) < K + 1 or len(earlier) < K + 1:
         return None
     m = longest_match(service, earlier, min_distinct=min_distinct)
-    if m is None:
+    if m is None or service.minutes(m.a_start, m.readings) < min_minutes:
         return None
-    minutes = service.minutes(m.a_start, m.readings)
-    if minutes < min_minutes:
-        return None
-    return Finding(
-        SUSPECT_REPLAY,
-        service.times[m.a_start],
-        service.times[m.a_start + m.readings - 1] + 60_000,
-        minutes,
-        {**match_detail(service, earlier, m), "min_minutes": min_minutes},
-    )
+    return _finding(SUSPECT_REPLAY, service, earlier, m, min_minutes)
 
 
 @dataclass(slots=True)
@@ -102,44 +106,33 @@ class CloneIndex:
             minutes = series.minutes(m.a_start, m.readings)
             if minutes < min_minutes:
                 continue
-            detail = match_detail(series, e.series, m)
+            # both devices of the pair: each finding on its own run, the other's in its detail
+            back = Match(m.b_start, m.a_start, m.readings, -m.shift, m.distinct)
             out.append(
                 CloneFinding(
                     device_id,
-                    Finding(
+                    _finding(
                         SUSPECT_CLONE,
-                        series.times[m.a_start],
-                        series.times[m.a_start + m.readings - 1] + 60_000,
-                        minutes,
-                        {
-                            **detail,
-                            "other_device_id": other,
-                            "other_restaurant_id": e.restaurant_id,
-                            "min_minutes": min_minutes,
-                        },
+                        series,
+                        e.series,
+                        m,
+                        min_minutes,
+                        other_device_id=other,
+                        other_restaurant_id=e.restaurant_id,
                     ),
                 )
             )
-            back = {
-                "readings": m.readings,
-                "distinct_values": m.distinct,
-                "shift_mg_m3": -detail["shift_mg_m3"],
-                "other_start_ms": series.times[m.a_start],
-                "other_end_ms": series.times[m.a_start + m.readings - 1],
-                "other_minutes": round(minutes, 1),
-                "other_device_id": device_id,
-                "other_restaurant_id": restaurant_id,
-                "min_minutes": min_minutes,
-            }
             out.append(
                 CloneFinding(
                     other,
-                    Finding(
+                    _finding(
                         SUSPECT_CLONE,
-                        detail["other_start_ms"],
-                        detail["other_end_ms"] + 60_000,
-                        detail["other_minutes"],
+                        e.series,
+                        series,
                         back,
+                        min_minutes,
+                        other_device_id=device_id,
+                        other_restaurant_id=restaurant_id,
                     ),
                 )
             )
