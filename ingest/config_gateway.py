@@ -39,3 +39,17 @@ class GatewaySettings(BaseModel):
     # `fumewatch devices` shows); a logger's first accepted frame and its disconnection are written at once.
     # 0 = no status table (the gateway then needs no state database).
     status_interval_s: float = Field(5.0, ge=0)
+
+
+def parse_host_port(
+    text: str, flag: str, *, default_host: str = "", any_port: bool = False
+) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9212`` for IPv6) -> (host, port) for the gateway's listening address and
+    the simulator's gateway; a ValueError names ``flag`` and says what is wrong. ``default_host``: for an
+    empty host (none: a host is needed); ``any_port``: port 0 (the system picks one) is allowed."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") or default_host
+    low = 0 if any_port else 1
+    if not sep or not host or not port.isdigit() or not low <= int(port) <= 65535:
+        raise ValueError(f"{flag} {text!r}: give HOST:PORT, e.g. 127.0.0.1:9212")
+    return host, int(port)

@@ -14,6 +14,7 @@ import logging
 import threading
 
 from ingest.config import Settings
+from ingest.config_gateway import parse_host_port
 from ingest.gateway.publisher import Publisher
 from ingest.gateway.server import Gateway
 from ingest.gateway.status import StatusWatch, StatusWriter, instance_name
@@ -26,11 +27,8 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9212`` for IPv6) -> (host, port); a ValueError says what is wrong."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:9212")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """``--listen HOST:PORT``: an empty host is 127.0.0.1, port 0 lets the system pick."""
+    return parse_host_port(text, "--listen", default_host="127.0.0.1", any_port=True)
 
 
 class GatewayRunner:

@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ingest.config import DEFAULT_FACTORS
+from ingest.config_gateway import parse_host_port
 from ingest.hj212 import crc16
 from ingest.registry import Registry
 from ingest.simulate.encode import encode_hj212
@@ -229,11 +230,8 @@ class _Logger:
 
 
 def parse_gateway(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9212`` for IPv6) -> (host, port); a ValueError says what is wrong."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"--gateway {text!r}: give HOST:PORT, e.g. 127.0.0.1:9212")
-    return host.strip("[]"), int(port)
+    """``--gateway HOST:PORT``: a host and a port are both needed."""
+    return parse_host_port(text, "--gateway")
 
 
 def _qn_of(frame: bytes) -> bytes:
